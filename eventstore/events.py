@@ -1,0 +1,208 @@
+"""The events of a conversation context: what can happen to it, as immutable facts.
+
+Schema rules (msgspec's schema evolution): add fields only, always with defaults; never change
+a field's type; never reuse a tag. A breaking change becomes a new event type. Stored events
+never set ``forbid_unknown_fields``, so an older reader skips fields a newer writer added.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Role = Literal["system", "user", "assistant", "tool"]
+"""Who a message is from, as chat-completion APIs name it."""
+
+
+class TextPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="text"):
+    """Plain text."""
+
+    text: str
+
+
+class ImagePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="image"):
+    """An image, by URL or inline as base64 ``data`` with its ``media_type``."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class FilePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="file"):
+    """A reference to a file kept elsewhere (the log stores the reference, not the bytes)."""
+
+    file_id: str | None = None
+    uri: str | None = None
+    name: str | None = None
+    media_type: str | None = None
+
+
+class ToolCallPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="tool_call"):
+    """A model's request to call a tool."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = {}
+
+
+class ToolResultPart(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="tool_result"
+):
+    """The answer to a tool call, tied to it by ``call_id``."""
+
+    call_id: str
+    content: str | list[TextPart | ImagePart | FilePart] = ""
+    is_error: bool = False
+
+
+Part = TextPart | ImagePart | FilePart | ToolCallPart | ToolResultPart
+Content = str | list[Part]
+
+
+class WindowSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A context's default window: its token budget and the model (or encoding) it is for."""
+
+    max_tokens: int | None = None
+    model: str | None = None
+    encoding: str | None = None
+    policy: Literal["tokens", "last_n"] | None = None
+    last_n: int | None = None
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """The tagged base of every event; the tag is the stable name stored with each row."""
+
+
+class ContextCreated(EventBase, tag="context.created"):
+    """A new, empty context; the first event of its stream."""
+
+    metadata: dict[str, Any] = {}
+    window: WindowSettings | None = None
+
+
+class MessageAppended(EventBase, tag="message.appended"):
+    """A message joined the conversation."""
+
+    message_id: str
+    role: Role
+    content: Content
+    name: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class MessageEdited(EventBase, tag="message.edited"):
+    """A message's content was replaced."""
+
+    message_id: str
+    content: Content
+
+
+class MessageRedacted(EventBase, tag="message.redacted"):
+    """A message's content was blanked; it keeps its place and id."""
+
+    message_id: str
+    reason: str | None = None
+
+
+class MetadataUpdated(EventBase, tag="metadata.updated"):
+    """The context's metadata changed by an RFC 7386 JSON merge patch."""
+
+    patch: dict[str, Any]
+
+
+class WindowConfigured(EventBase, tag="window.configured"):
+    """The context's default window settings changed."""
+
+    window: WindowSettings
+
+
+class SummaryAdded(EventBase, tag="summary.added"):
+    """A summary now stands in for every message up to and including ``through_message_id``."""
+
+    summary_id: str
+    text: str
+    through_message_id: str
+
+
+class ContextRolledBack(EventBase, tag="context.rolled_back"):
+    """The context returned to its state as of ``to_version``; history is kept."""
+
+    to_version: int
+    reason: str | None = None
+
+
+class ContextForked(EventBase, tag="context.forked"):
+    """A new context began as ``parent_id`` at ``parent_version``; the first event of its stream."""
+
+    parent_id: str
+    parent_version: int
+    metadata: dict[str, Any] = {}
+
+
+class ContextDeleted(EventBase, tag="context.deleted"):
+    """A tombstone: the context reads as gone, its history stays for audit."""
+
+    reason: str | None = None
+
+
+class WindowServed(EventBase, tag="window.served"):
+    """A window was handed to a model: exactly which messages, under which budget."""
+
+    policy: str
+    max_tokens: int | None
+    encoding: str
+    model: str | None = None
+    message_ids: list[str] = []
+    summary_id: str | None = None
+    total_tokens: int = 0
+    window_hash: str = ""
+
+
+Event = (
+    ContextCreated
+    | MessageAppended
+    | MessageEdited
+    | MessageRedacted
+    | MetadataUpdated
+    | WindowConfigured
+    | SummaryAdded
+    | ContextRolledBack
+    | ContextForked
+    | ContextDeleted
+    | WindowServed
+)
+
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        ContextCreated,
+        MessageAppended,
+        MessageEdited,
+        MessageRedacted,
+        MetadataUpdated,
+        WindowConfigured,
+        SummaryAdded,
+        ContextRolledBack,
+        ContextForked,
+        ContextDeleted,
+        WindowServed,
+    )
+}
+"""Every event class by its stored tag."""
+
+
+def event_type(event: EventBase) -> str:
+    """The stored tag of an event."""
+    return event.__struct_config__.tag  # type: ignore[return-value]
+
+
+class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who caused an event and in answer to what; stored beside, not inside, the event data."""
+
+    actor: str | None = None
+    tenant: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    request_id: str | None = None

@@ -1,0 +1,215 @@
+"""The recorder contract: what a storage backend must do, in raw rows.
+
+The store encodes and decodes; a recorder only keeps rows. Every backend passes the same
+contract suite (``tests/test_recorder_contract.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import re
+from collections.abc import Callable
+
+import msgspec
+
+from .errors import EventStoreError, InvalidStreamId
+
+
+class StreamState(enum.Enum):
+    """Expectations about a stream that are not an exact version."""
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+    STREAM_EXISTS = "stream_exists"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ANY = StreamState.ANY
+NO_STREAM = StreamState.NO_STREAM
+STREAM_EXISTS = StreamState.STREAM_EXISTS
+
+ExpectedVersion = StreamState | int
+"""ANY, NO_STREAM, STREAM_EXISTS, or the exact version the stream must be at (0: no stream)."""
+
+
+def version_matches(expected: ExpectedVersion, actual: int) -> bool:
+    """Whether a stream at ``actual`` satisfies ``expected``."""
+    if expected is ANY:
+        return True
+    if expected is NO_STREAM:
+        return actual == 0
+    if expected is STREAM_EXISTS:
+        return actual > 0
+    return actual == expected
+
+
+_STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+def check_stream_id(stream_id: object) -> str:
+    """Return ``stream_id`` if it is a well-formed stream id, else raise InvalidStreamId."""
+    if not isinstance(stream_id, str) or not _STREAM_ID.fullmatch(stream_id):
+        raise InvalidStreamId(
+            f"invalid stream id {stream_id!r}: 1-128 characters of A-Z a-z 0-9 . _ : @ -,"
+            " starting with a letter or digit"
+        )
+    return stream_id
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An encoded event on its way into the log."""
+
+    event_id: str
+    type: str
+    data: bytes
+    metadata: bytes
+    tenant: str | None
+    actor: str | None
+
+
+class PendingAppend(msgspec.Struct, frozen=True):
+    """One caller's append: all of its events are stored, or none."""
+
+    stream_id: str
+    events: list[NewEvent]
+    expected: ExpectedVersion
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """A row of the log as stored: envelope columns and the still-encoded data."""
+
+    position: int
+    stream_id: str
+    version: int
+    event_id: str
+    type: str
+    data: bytes
+    metadata: bytes
+    tenant: str | None
+    actor: str | None
+    recorded_at: int
+    """Microseconds since the Unix epoch, UTC; never decreases along the log."""
+    hash: bytes
+
+
+class AppendOutcome(msgspec.Struct, frozen=True):
+    """What an append stored; ``duplicate`` when it was a retry of events already stored."""
+
+    stream_id: str
+    events: list[StoredEvent]
+    duplicate: bool
+
+
+class LogFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which events of the global log a reader wants; None means 'any'."""
+
+    types: tuple[str, ...] | None = None
+    stream_id: str | None = None
+    tenant: str | None = None
+    actor: str | None = None
+    since: int | None = None
+    """Earliest recorded_at, inclusive (µs since the epoch)."""
+    until: int | None = None
+    """Latest recorded_at, exclusive (µs since the epoch)."""
+
+    def matches(self, row: StoredEvent) -> bool:
+        """Whether a row passes the filter (the SQL of each backend says the same)."""
+        return (
+            (self.types is None or row.type in self.types)
+            and (self.stream_id is None or row.stream_id == self.stream_id)
+            and (self.tenant is None or row.tenant == self.tenant)
+            and (self.actor is None or row.actor == self.actor)
+            and (self.since is None or row.recorded_at >= self.since)
+            and (self.until is None or row.recorded_at < self.until)
+        )
+
+
+NO_FILTER = LogFilter()
+
+
+class LogPage(msgspec.Struct, frozen=True):
+    """A page of the global log and the position it was read through.
+
+    ``through`` is where the next page starts: the last event's position when the page is
+    full, else the head of the log at the time of the read (so a filtered reader skips what
+    it has already scanned).
+    """
+
+    events: list[StoredEvent]
+    through: int
+
+
+class StreamInfo(msgspec.Struct, frozen=True):
+    """A stream as listed: its id, where and when it began, and its tenant."""
+
+    stream_id: str
+    position: int
+    tenant: str | None
+    created_at: int
+
+
+class ChainBreak(msgspec.Struct, frozen=True):
+    """The first place where the log is not what its hash chain says."""
+
+    position: int
+    reason: str
+
+
+Progress = Callable[[int, int], None]
+"""Called with (done, total) during long operations."""
+
+
+class Recorder(abc.ABC):
+    """A storage backend for the log. Every method translates driver errors to EventStoreError."""
+
+    supports_concurrent_reads: bool = True
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create the schema when missing, refuse a newer schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection."""
+
+    @abc.abstractmethod
+    async def commit(
+        self, batch: list[PendingAppend], now_us: int
+    ) -> list[AppendOutcome | EventStoreError]:
+        """Store a batch in one transaction; one outcome (or error) per append, in order.
+
+        Each append is checked against the log as left by the appends before it in the
+        batch: an idempotent retry returns the stored events, a conflict fails only that
+        append. Raises (and stores nothing) only when the transaction itself fails.
+        """
+
+    @abc.abstractmethod
+    async def read_stream(
+        self, stream_id: str, from_version: int | None, backward: bool, limit: int
+    ) -> list[StoredEvent]:
+        """Events of one stream from ``from_version`` (inclusive) on, in version order."""
+
+    @abc.abstractmethod
+    async def read_all(self, after: int, limit: int, filter: LogFilter) -> LogPage:
+        """Events of the global log after position ``after`` that pass ``filter``."""
+
+    @abc.abstractmethod
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it has no events."""
+
+    @abc.abstractmethod
+    async def stream_version_at(self, stream_id: str, at_us: int) -> int:
+        """The stream's version as of ``at_us`` (its last event recorded at or before)."""
+
+    @abc.abstractmethod
+    async def head(self) -> tuple[int, bytes]:
+        """The last position and its hash; (0, GENESIS) for an empty log."""
+
+    @abc.abstractmethod
+    async def list_streams(
+        self, tenant: str | None, before: int | None, after: int | None, limit: int
+    ) -> list[StreamInfo]:
+        """Streams by creation; newest first with ``before``, oldest first with ``after``."""

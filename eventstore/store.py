@@ -1,0 +1,340 @@
+"""The event store: what the rest of ctxlog calls. It encodes, validates and decodes;
+the writer commits; the recorder keeps rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Self
+
+import msgspec
+
+from .chain import GENESIS, chain_hash
+from .codec import encoder, event_decoder, metadata_decoder
+from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
+from .events import EVENT_TYPES, Event, EventBase, EventMetadata, event_type
+from .recorder import (
+    ANY,
+    NO_FILTER,
+    ChainBreak,
+    ExpectedVersion,
+    LogFilter,
+    NewEvent,
+    PendingAppend,
+    Progress,
+    Recorder,
+    StoredEvent,
+    StreamInfo,
+    check_stream_id,
+)
+from .sqlite import SQLiteRecorder, Synchronous
+from .subscription import LiveFeed, follow
+from .writer import Writer
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_MAX_EVENT_BYTES = 1 << 20
+
+
+def to_datetime(us: int) -> datetime:
+    """Microseconds since the epoch as an aware UTC datetime (exact, no float rounding)."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def to_micros(at: datetime) -> int:
+    """An aware datetime as microseconds since the epoch; naive datetimes are taken as UTC."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """An event as the log recorded it: where, when, by whom, and its place in the hash chain."""
+
+    position: int
+    stream_id: str
+    version: int
+    event_id: str
+    type: str
+    event: Event
+    metadata: EventMetadata
+    recorded_at: datetime
+    hash: str
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """What an append stored (or, for a retry, had stored the first time)."""
+
+    stream_id: str
+    version: int
+    positions: list[int]
+    event_ids: list[str]
+    recorded_at: datetime
+    duplicate: bool
+
+
+class VerifyReport(msgspec.Struct, frozen=True):
+    """The outcome of walking the hash chain: how far it holds, and where it first breaks."""
+
+    events: int
+    head_hash: str
+    broken: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole log verifies."""
+        return self.broken is None
+
+
+def decode(row: StoredEvent) -> RecordedEvent:
+    """A stored row as a RecordedEvent; CorruptEvent/UnknownEventType if it cannot be read."""
+    try:
+        event = event_decoder.decode(row.data)
+        metadata = metadata_decoder.decode(row.metadata)
+    except msgspec.DecodeError as e:
+        if row.type not in EVENT_TYPES:
+            raise UnknownEventType(row.type, row.position) from e
+        raise CorruptEvent(row.position, str(e)) from e
+    return RecordedEvent(
+        row.position,
+        row.stream_id,
+        row.version,
+        row.event_id,
+        row.type,
+        event,
+        metadata,
+        to_datetime(row.recorded_at),
+        row.hash.hex(),
+    )
+
+
+class EventStore:
+    """Append-only, concurrent, verifiable storage of context events."""
+
+    def __init__(
+        self, recorder: Recorder, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> None:
+        self.recorder = recorder
+        self.max_event_bytes = max_event_bytes
+        self._feeds: set[LiveFeed] = set()
+        self._writer = Writer(recorder, self._publish)
+
+    @classmethod
+    async def open_sqlite(
+        cls,
+        path: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout_ms: int = 5000,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> Self:
+        """Open (creating when missing) the log in a SQLite file, or ``:memory:``."""
+        recorder = SQLiteRecorder(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        store = cls(recorder, max_event_bytes=max_event_bytes)
+        await store.open()
+        return store
+
+    async def open(self) -> None:
+        """Open the recorder and start the writer."""
+        await self.recorder.open()
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the recorder."""
+        await self._writer.close()
+        await self.recorder.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def batches(self) -> int:
+        """Transactions committed by this store's writer so far."""
+        return self._writer.batches
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[EventBase],
+        expected_version: ExpectedVersion = ANY,
+        *,
+        metadata: EventMetadata | None = None,
+        event_ids: Sequence[str | uuid.UUID] | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to a stream atomically, if it is at ``expected_version``.
+
+        Event ids are generated unless given. An append whose event ids are already stored
+        returns what was stored then and writes nothing, whatever ``expected_version`` says.
+        """
+        pending = self._prepare(stream_id, events, expected_version, metadata, event_ids)
+        outcome = await self._writer.submit(pending)
+        rows = outcome.events
+        return AppendResult(
+            stream_id,
+            rows[-1].version,
+            [row.position for row in rows],
+            [row.event_id for row in rows],
+            to_datetime(rows[-1].recorded_at),
+            outcome.duplicate,
+        )
+
+    def _prepare(
+        self,
+        stream_id: str,
+        events: Sequence[EventBase],
+        expected_version: ExpectedVersion,
+        metadata: EventMetadata | None,
+        event_ids: Sequence[str | uuid.UUID] | None,
+    ) -> PendingAppend:
+        check_stream_id(stream_id)
+        if isinstance(expected_version, int) and (
+            isinstance(expected_version, bool) or expected_version < 0
+        ):
+            raise InvalidEvent(f"expected version must be >= 0, not {expected_version!r}")
+        if not events:
+            raise InvalidEvent("an append needs at least one event")
+        if event_ids is None:
+            ids = [str(uuid.uuid4()) for _ in events]
+        elif len(event_ids) != len(events):
+            raise InvalidEvent("one event id per event")
+        else:
+            ids = [_check_event_id(event_id) for event_id in event_ids]
+        if len(set(ids)) != len(ids):
+            raise InvalidEvent("event ids repeat within one append")
+        meta = metadata or EventMetadata()
+        meta_bytes = encoder.encode(meta)
+        encoded = []
+        for event_id, event in zip(ids, events, strict=True):
+            if not isinstance(event, EventBase) or type(event) not in EVENT_TYPES.values():
+                raise UnknownEventType(type(event).__name__)
+            data = encoder.encode(event)
+            if len(data) > self.max_event_bytes:
+                raise EventTooLarge(len(data), self.max_event_bytes)
+            encoded.append(
+                NewEvent(event_id, event_type(event), data, meta_bytes, meta.tenant, meta.actor)
+            )
+        return PendingAppend(stream_id, encoded, expected_version)
+
+    def _publish(self, rows: list[StoredEvent]) -> None:
+        for feed in self._feeds:
+            feed.push(rows)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        *,
+        backward: bool = False,
+        limit: int = 1000,
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events of a stream, forward from ``from_version`` (default: the
+        first) or backward from it (default: the last)."""
+        check_stream_id(stream_id)
+        rows = await self.recorder.read_stream(stream_id, from_version, backward, limit)
+        return [decode(row) for row in rows]
+
+    async def iter_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event of a stream from ``from_version`` through ``to_version``, in chunks."""
+        check_stream_id(stream_id)
+        version = from_version
+        while to_version is None or version <= to_version:
+            limit = 1000 if to_version is None else min(1000, to_version - version + 1)
+            rows = await self.recorder.read_stream(stream_id, version, False, limit)
+            for row in rows:
+                yield decode(row)
+            if len(rows) < limit:
+                return
+            version = rows[-1].version + 1
+
+    async def read_all(
+        self, after: int = 0, limit: int = 1000, filter: LogFilter = NO_FILTER
+    ) -> tuple[list[RecordedEvent], int]:
+        """Events of the global log after ``after`` that pass ``filter``, and the position to
+        continue from."""
+        page = await self.recorder.read_all(after, limit, filter)
+        return [decode(row) for row in page.events], page.through
+
+    async def stream_version(self, stream_id: str) -> int:
+        """A stream's current version; 0 when it does not exist."""
+        return await self.recorder.stream_version(check_stream_id(stream_id))
+
+    async def stream_version_at(self, stream_id: str, at: datetime) -> int:
+        """A stream's version as of ``at``; 0 when it did not exist yet."""
+        return await self.recorder.stream_version_at(check_stream_id(stream_id), to_micros(at))
+
+    async def head(self) -> int:
+        """The position of the last event; 0 for an empty log."""
+        return (await self.recorder.head())[0]
+
+    async def list_streams(
+        self,
+        *,
+        tenant: str | None = None,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[StreamInfo]:
+        """Streams by the position of their first event: newest first when ``before`` is
+        given (use a huge value for 'from the newest'), oldest first otherwise."""
+        return await self.recorder.list_streams(tenant, before, after, limit)
+
+    async def subscribe(
+        self, after: int = 0, filter: LogFilter = NO_FILTER, *, poll_interval: float = 1.0
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after position ``after`` that passes ``filter``, then live, forever.
+
+        Close it with ``aclose()`` (or ``contextlib.aclosing``) when done.
+        """
+        rows = follow(
+            self.recorder.read_all, self._feeds, after, filter, poll_interval=poll_interval
+        )
+        try:
+            async for row in rows:
+                yield decode(row)
+        finally:
+            await rows.aclose()
+
+    # -- integrity --------------------------------------------------------------------------
+
+    async def verify(self, progress: Progress | None = None, chunk: int = 10_000) -> VerifyReport:
+        """Walk the whole log, recomputing the hash chain; report the first break."""
+        total = await self.head()
+        previous, expected = GENESIS, 1
+        while True:
+            page = await self.recorder.read_all(expected - 1, chunk, NO_FILTER)
+            for row in page.events:
+                broken = _check_row(row, expected, previous)
+                if broken is not None:
+                    return VerifyReport(expected - 1, previous.hex(), broken)
+                previous, expected = row.hash, expected + 1
+            if progress is not None:
+                progress(expected - 1, max(total, expected - 1))
+            if len(page.events) < chunk:
+                return VerifyReport(expected - 1, previous.hex(), None)
+
+
+def _check_row(row: StoredEvent, expected: int, previous: bytes) -> ChainBreak | None:
+    if row.position != expected:
+        return ChainBreak(expected, f"position {expected} is missing")
+    recomputed = chain_hash(previous, msgspec.structs.astuple(row)[:-1])
+    if recomputed != row.hash:
+        return ChainBreak(row.position, "hash does not match the event and its predecessor")
+    return None
+
+
+def _check_event_id(event_id: str | uuid.UUID) -> str:
+    if isinstance(event_id, uuid.UUID):
+        return str(event_id)
+    try:
+        return str(uuid.UUID(event_id))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise InvalidEvent(f"event id {event_id!r} is not a UUID") from e
