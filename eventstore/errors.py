@@ -79,4 +79,7 @@ class StoreClosed(EventStoreError):
 
 
 class StoreUnavailable(EventStoreError):
-    """The database failed (I/O error, locked past the busy timeout, disk full); nothing was written."""
+    """The database failed (I/O error, locked past the busy timeout, disk full).
+
+    Nothing of the failed operation was written.
+    """

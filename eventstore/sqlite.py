@@ -239,7 +239,7 @@ async def _run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> 
 
     aiosqlite has no public call for this; ``_execute`` is how its own methods do it.
     """
-    return await conn._execute(lambda: fn(conn._conn, *args))  # noqa: SLF001
+    return await conn._execute(lambda: fn(conn._conn, *args))
 
 
 def _commit_batch(

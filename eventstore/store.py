@@ -288,14 +288,24 @@ class EventStore:
         return await self.recorder.list_streams(tenant, before, after, limit)
 
     async def subscribe(
-        self, after: int = 0, filter: LogFilter = NO_FILTER, *, poll_interval: float = 1.0
+        self,
+        after: int = 0,
+        filter: LogFilter = NO_FILTER,
+        *,
+        poll_interval: float = 1.0,
+        capacity: int = 10_000,
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after position ``after`` that passes ``filter``, then live, forever.
 
         Close it with ``aclose()`` (or ``contextlib.aclosing``) when done.
         """
         rows = follow(
-            self.recorder.read_all, self._feeds, after, filter, poll_interval=poll_interval
+            self.recorder.read_all,
+            self._feeds,
+            after,
+            filter,
+            poll_interval=poll_interval,
+            capacity=capacity,
         )
         try:
             async for row in rows:

@@ -1,4 +1,5 @@
-"""Catch-up subscriptions: read the log from a position, then follow it live, gap- and duplicate-free.
+"""Catch-up subscriptions: read the log from a position, then follow it live, without gaps or
+duplicates.
 
 Live events come from the writer of this process through a bounded feed; a consumer that
 falls behind loses its feed's contents (bounded memory) and reads the log instead. Events
@@ -34,13 +35,13 @@ class LiveFeed:
         """The oldest buffered row, if any."""
         return self._rows.popleft() if self._rows else None
 
-    async def wait(self, timeout: float) -> bool:
-        """Until something is pushed (True), or ``timeout`` seconds pass (False)."""
+    async def wait(self, seconds: float) -> bool:
+        """Until something is pushed (True), or ``seconds`` pass (False)."""
         if self._rows:
             return True
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self._wake.wait(), seconds)
         except TimeoutError:
             return False
         return True

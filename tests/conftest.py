@@ -1,0 +1,89 @@
+"""Shared fixtures: event stores on every backend, and a clean temp database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from eventstore import EventStore
+
+PG_DSN = os.environ.get("CTXLOG_TEST_PG_DSN")
+
+Tamper = Callable[[int, bytes], Awaitable[None]]
+
+
+def _backends() -> list[object]:
+    skip_pg = pytest.mark.skipif(
+        not PG_DSN, reason="PostgreSQL tests run when CTXLOG_TEST_PG_DSN is set (.ci/run sets it)"
+    )
+    return ["sqlite-memory", "sqlite-file", pytest.param("postgres", marks=skip_pg)]
+
+
+@pytest.fixture(params=_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the backend a contract test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
+    """An empty event store on each backend."""
+    store = await open_store(backend, tmp_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def open_store(backend: str, tmp_path: Path, **kwargs: object) -> EventStore:
+    """Open a store on ``backend``; PostgreSQL gets a fresh schema per test."""
+    if backend == "sqlite-memory":
+        return await EventStore.open_sqlite(":memory:", **kwargs)  # type: ignore[arg-type]
+    if backend == "sqlite-file":
+        return await EventStore.open_sqlite(str(tmp_path / "log.db"), **kwargs)  # type: ignore[arg-type]
+    from eventstore.postgres import PostgresRecorder
+
+    assert PG_DSN
+    schema = "t_" + os.urandom(6).hex()
+    recorder = PostgresRecorder(PG_DSN, schema=schema, drop_schema_on_close=True)
+    store = EventStore(recorder, **kwargs)  # type: ignore[arg-type]
+    await store.open()
+    return store
+
+
+@pytest.fixture
+def tamper(backend: str, store: EventStore, tmp_path: Path) -> Tamper:
+    """Overwrite one row's data behind the store's back, as an attacker with a shell would."""
+
+    async def sqlite_file(position: int, data: bytes) -> None:
+        db = sqlite3.connect(tmp_path / "log.db")
+        db.executescript("DROP TRIGGER events_no_update;")
+        db.execute("UPDATE events SET data = ? WHERE position = ?", (data, position))
+        db.commit()
+        db.close()
+
+    async def sqlite_memory(position: int, data: bytes) -> None:
+        writer = store.recorder._writer  # type: ignore[attr-defined]
+        await writer.execute("DROP TRIGGER events_no_update")
+        await writer.execute("UPDATE events SET data = ? WHERE position = ?", (data, position))
+
+    async def postgres(position: int, data: bytes) -> None:
+        import asyncpg
+
+        schema = store.recorder.schema  # type: ignore[attr-defined]
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(f"ALTER TABLE {schema}.events DISABLE TRIGGER USER")
+            await conn.execute(
+                f"UPDATE {schema}.events SET data = $1 WHERE position = $2", data, position
+            )
+        finally:
+            await conn.close()
+
+    return {"sqlite-file": sqlite_file, "sqlite-memory": sqlite_memory, "postgres": postgres}[
+        backend
+    ]

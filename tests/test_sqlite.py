@@ -1,0 +1,98 @@
+"""What only the SQLite recorder does: files, restarts, pragmas, its schema guard."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from eventstore import (
+    ContextCreated,
+    EventStore,
+    MessageAppended,
+    SchemaTooNew,
+    StoreClosed,
+    StoreUnavailable,
+)
+
+
+def message(text: str) -> MessageAppended:
+    return MessageAppended(message_id=str(uuid.uuid4()), role="user", content=text)
+
+
+async def test_idempotency_survives_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.db")
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    events = [ContextCreated(), message("hello")]
+    async with await EventStore.open_sqlite(path) as store:
+        first = await store.append("s", events, event_ids=ids)
+    async with await EventStore.open_sqlite(path) as store:
+        retry = await store.append("s", events, 0, event_ids=ids)
+        assert retry.duplicate
+        assert retry.positions == first.positions
+        assert await store.head() == 2
+        assert (await store.verify()).ok
+
+
+async def test_the_file_is_wal_with_the_chosen_synchronous_mode(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.db")
+    for mode, number in (("FULL", 2), ("NORMAL", 1)):
+        async with await EventStore.open_sqlite(path, synchronous=mode) as store:  # type: ignore[arg-type]
+            writer = store.recorder._writer  # type: ignore[attr-defined]
+            assert (await (await writer.execute("PRAGMA journal_mode")).fetchone())[0] == "wal"
+            assert (await (await writer.execute("PRAGMA synchronous")).fetchone())[0] == number
+
+
+async def test_rows_cannot_be_updated_or_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await EventStore.open_sqlite(str(path)) as store:
+        await store.append("s", [ContextCreated()])
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
+        db.execute("UPDATE events SET data = x'00'")
+    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
+        db.execute("DELETE FROM events")
+    db.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(SchemaTooNew) as caught:
+        await EventStore.open_sqlite(str(path))
+    assert caught.value.found == 99
+
+
+async def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnavailable):
+        await EventStore.open_sqlite(str(path))
+
+
+async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    await store.append("s", [ContextCreated()])
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await store.append("s", [message("late")])
+    with pytest.raises(StoreClosed):
+        await store.read_stream("s")
+
+
+async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
+    import asyncio
+
+    path = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(path)
+    pending = [asyncio.ensure_future(store.append(f"s{i}", [ContextCreated()])) for i in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    results = await asyncio.gather(*pending)
+    assert len(results) == 50
+    async with await EventStore.open_sqlite(path) as reopened:
+        assert await reopened.head() == 50
