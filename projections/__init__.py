@@ -1,0 +1,78 @@
+"""ctxlog's projections: the pure fold of context events into state, token counts, windows
+and diffs. No IO here; the read model and runner build on these."""
+
+from .context import Resolver, content_hash, evolve, fold, merge_patch, validate
+from .diff import MetadataChange, StateDiff, WindowChange, diff, metadata_changes
+from .errors import (
+    ContextExists,
+    ContextIsDeleted,
+    ContextNotFound,
+    DuplicateMessage,
+    EncodingUnavailable,
+    InvalidCommand,
+    InvalidVersion,
+    MessageNotFound,
+    MissingHistory,
+    ProjectionError,
+    UnknownModel,
+)
+from .state import ContextState, Message, ParentRef, Summary, TokenCounting
+from .tokens import REPLY_PRIMING, TokenCounter, encoding_name_for_model, load_encoding
+from .window import (
+    LeftOut,
+    Policy,
+    Reason,
+    Tail,
+    Window,
+    WindowEntry,
+    compose,
+    select_tail,
+    served_event,
+    window,
+    window_hash,
+)
+
+__all__ = [
+    "REPLY_PRIMING",
+    "ContextExists",
+    "ContextIsDeleted",
+    "ContextNotFound",
+    "ContextState",
+    "DuplicateMessage",
+    "EncodingUnavailable",
+    "InvalidCommand",
+    "InvalidVersion",
+    "LeftOut",
+    "Message",
+    "MessageNotFound",
+    "MetadataChange",
+    "MissingHistory",
+    "ParentRef",
+    "Policy",
+    "ProjectionError",
+    "Reason",
+    "Resolver",
+    "StateDiff",
+    "Summary",
+    "Tail",
+    "TokenCounter",
+    "TokenCounting",
+    "UnknownModel",
+    "Window",
+    "WindowChange",
+    "WindowEntry",
+    "compose",
+    "content_hash",
+    "diff",
+    "encoding_name_for_model",
+    "evolve",
+    "fold",
+    "load_encoding",
+    "merge_patch",
+    "metadata_changes",
+    "select_tail",
+    "served_event",
+    "validate",
+    "window",
+    "window_hash",
+]

@@ -1,0 +1,87 @@
+"""Projection errors: one small tree the API layer maps to HTTP statuses in one place.
+
+Suggested mapping (``api/errors.py`` owns it): ContextNotFound, MessageNotFound → 404;
+ContextIsDeleted → 410 (or 404); ContextExists, DuplicateMessage, InvalidVersion → 409;
+InvalidCommand → 422; EncodingUnavailable, UnknownModel → 422 (or 500 at startup);
+MissingHistory is a caller bug → 500.
+"""
+
+from __future__ import annotations
+
+
+class ProjectionError(Exception):
+    """The base of every error the projections package raises on purpose."""
+
+
+class ContextNotFound(ProjectionError):
+    """No context with this id exists (or the command needs one that does)."""
+
+    def __init__(self, context_id: str) -> None:
+        super().__init__(f"context {context_id!r} not found")
+        self.context_id = context_id
+
+
+class ContextExists(ProjectionError):
+    """A command tried to create (or fork into) a context that already exists."""
+
+    def __init__(self, context_id: str) -> None:
+        super().__init__(f"context {context_id!r} already exists")
+        self.context_id = context_id
+
+
+class ContextIsDeleted(ProjectionError):
+    """The context carries a tombstone; nothing more may happen to it.
+
+    Named so as not to clash with the ``ContextDeleted`` event.
+    """
+
+    def __init__(self, context_id: str) -> None:
+        super().__init__(f"context {context_id!r} is deleted")
+        self.context_id = context_id
+
+
+class MessageNotFound(ProjectionError):
+    """No message with this id is in the context's current state."""
+
+    def __init__(self, context_id: str, message_id: str) -> None:
+        super().__init__(f"message {message_id!r} not found in context {context_id!r}")
+        self.context_id = context_id
+        self.message_id = message_id
+
+
+class DuplicateMessage(ProjectionError):
+    """A message with this id is already in the context."""
+
+    def __init__(self, context_id: str, message_id: str) -> None:
+        super().__init__(f"message {message_id!r} already exists in context {context_id!r}")
+        self.context_id = context_id
+        self.message_id = message_id
+
+
+class InvalidVersion(ProjectionError):
+    """A version outside what the context has (rollback target, fork point, time travel)."""
+
+    def __init__(self, context_id: str, version: int, current: int) -> None:
+        super().__init__(
+            f"version {version} of context {context_id!r} is invalid: it must be between 1 "
+            f"and {current}"
+        )
+        self.context_id = context_id
+        self.version = version
+        self.current = current
+
+
+class InvalidCommand(ProjectionError):
+    """A command that is well-formed but makes no sense for the context's current state."""
+
+
+class MissingHistory(ProjectionError):
+    """The fold needs a state it was not given (a fork's parent, a rollback before ``base``)."""
+
+
+class EncodingUnavailable(ProjectionError):
+    """A tiktoken encoding is neither bundled nor in tiktoken's local cache; nothing is fetched."""
+
+
+class UnknownModel(ProjectionError):
+    """No encoding is known for this model name."""
