@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -134,6 +135,23 @@ class EventStore:
         await store.open()
         return store
 
+    @classmethod
+    async def open_url(cls, url: str, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Self:
+        """Open the store a ``--db`` value names: a SQLite path, or a ``postgresql://`` DSN
+        (with the ``postgres`` extra installed; ``?schema=NAME`` picks the schema)."""
+        if not url.startswith(("postgres://", "postgresql://")):
+            return await cls.open_sqlite(url, max_event_bytes=max_event_bytes)
+        # asyncpg is an optional extra: import it only when a DSN asks for it.
+        from .postgres import PostgresRecorder  # noqa: PLC0415
+
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        schema = query.pop("schema", "ctxlog")
+        dsn = urlunsplit(parts._replace(query=urlencode(query)))
+        store = cls(PostgresRecorder(dsn, schema=schema), max_event_bytes=max_event_bytes)
+        await store.open()
+        return store
+
     async def open(self) -> None:
         """Open the recorder and start the writer."""
         await self.recorder.open()
@@ -207,6 +225,10 @@ class EventStore:
         if len(set(ids)) != len(ids):
             raise InvalidEvent("event ids repeat within one append")
         meta = metadata or EventMetadata()
+        # Text columns cannot hold NUL on every backend; refusing it here keeps one caller's
+        # bad metadata from failing the whole group commit it would have joined.
+        if any("\x00" in value for value in msgspec.structs.astuple(meta) if value):
+            raise InvalidEvent("event metadata cannot contain NUL characters")
         meta_bytes = encoder.encode(meta)
         encoded = []
         for event_id, event in zip(ids, events, strict=True):
@@ -237,7 +259,9 @@ class EventStore:
         """Up to ``limit`` events of a stream, forward from ``from_version`` (default: the
         first) or backward from it (default: the last)."""
         check_stream_id(stream_id)
-        rows = await self.recorder.read_stream(stream_id, from_version, backward, limit)
+        rows = await self.recorder.read_stream(
+            stream_id, from_version, backward, _check_limit(limit)
+        )
         return [decode(row) for row in rows]
 
     async def iter_stream(
@@ -260,7 +284,7 @@ class EventStore:
     ) -> tuple[list[RecordedEvent], int]:
         """Events of the global log after ``after`` that pass ``filter``, and the position to
         continue from."""
-        page = await self.recorder.read_all(after, limit, filter)
+        page = await self.recorder.read_all(after, _check_limit(limit), filter)
         return [decode(row) for row in page.events], page.through
 
     async def stream_version(self, stream_id: str) -> int:
@@ -285,7 +309,7 @@ class EventStore:
     ) -> list[StreamInfo]:
         """Streams by the position of their first event: newest first when ``before`` is
         given (use a huge value for 'from the newest'), oldest first otherwise."""
-        return await self.recorder.list_streams(tenant, before, after, limit)
+        return await self.recorder.list_streams(tenant, before, after, _check_limit(limit))
 
     async def subscribe(
         self,
@@ -348,3 +372,9 @@ def _check_event_id(event_id: str | uuid.UUID) -> str:
         return str(uuid.UUID(event_id))
     except (ValueError, TypeError, AttributeError) as e:
         raise InvalidEvent(f"event id {event_id!r} is not a UUID") from e
+
+
+def _check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidEvent(f"limit must be a positive integer, not {limit!r}")
+    return limit

@@ -339,6 +339,8 @@ class NotAnEvent(msgspec.Struct):
             InvalidEvent,
         ),
         ("s", [ContextCreated()], {"expected_version": -1}, InvalidEvent),
+        ("s", [ContextCreated()], {"metadata": EventMetadata(actor="a\x00b")}, InvalidEvent),
+        ("s", [ContextCreated()], {"metadata": EventMetadata(tenant="\x00")}, InvalidEvent),
     ],
 )
 async def test_bad_input_is_refused_and_writes_nothing(

@@ -1,0 +1,378 @@
+"""The PostgreSQL recorder (asyncpg): the SQLite contract on a server, for more than one machine.
+
+Everything lives in one schema (``ctxlog`` by default). Writers from every process serialize
+on one advisory lock per schema, the counterpart of SQLite's BEGIN IMMEDIATE; readers use
+the rest of the pool, and a page of the log is read in one REPEATABLE READ snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+from msgspec.structs import astuple
+
+from .batch import Head, plan_batch
+from .chain import GENESIS
+from .errors import (
+    EventStoreError,
+    SchemaTooNew,
+    StoreClosed,
+    StoreUnavailable,
+)
+from .recorder import (
+    AppendOutcome,
+    LogFilter,
+    LogPage,
+    PendingAppend,
+    Recorder,
+    StoredEvent,
+    StreamInfo,
+)
+
+SCHEMA_VERSION = 1
+"""Kept in ``{schema}.schema_version``; a schema with a higher number is refused."""
+
+# Every statement names its tables as {schema}.table: the schema, validated and quoted once in
+# the constructor, is the only thing ever formatted into SQL. Values are always $n parameters.
+DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+-- Same columns and meaning as SQLite. (stream_id, version) is unique, so optimistic
+-- concurrency is enforced by the table itself; positions are assigned by plan_batch.
+CREATE TABLE IF NOT EXISTS {schema}.events (
+    position    BIGINT  PRIMARY KEY,
+    stream_id   TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    event_id    TEXT    NOT NULL UNIQUE,
+    type        TEXT    NOT NULL,
+    data        BYTEA   NOT NULL,
+    metadata    BYTEA   NOT NULL,
+    tenant      TEXT,
+    actor       TEXT,
+    recorded_at BIGINT  NOT NULL,
+    hash        BYTEA   NOT NULL,
+    UNIQUE (stream_id, version)
+);
+-- One entry per stream (its first event): listing streams never scans the log.
+CREATE INDEX IF NOT EXISTS events_stream_starts ON {schema}.events (position) WHERE version = 1;
+CREATE INDEX IF NOT EXISTS events_tenant_stream_starts
+    ON {schema}.events (tenant, position) WHERE version = 1;
+-- The log is append-only; the hash chain catches whoever disables these triggers first.
+CREATE OR REPLACE FUNCTION {schema}.events_immutable() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'events are immutable'; END $$;
+CREATE OR REPLACE TRIGGER events_no_update BEFORE UPDATE ON {schema}.events
+    FOR EACH ROW EXECUTE FUNCTION {schema}.events_immutable();
+CREATE OR REPLACE TRIGGER events_no_delete BEFORE DELETE ON {schema}.events
+    FOR EACH ROW EXECUTE FUNCTION {schema}.events_immutable();
+CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON {schema}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.events_immutable();
+CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    version  INTEGER NOT NULL
+);
+"""
+SCHEMA_VERSION_TABLE = "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL"
+SELECT_SCHEMA_VERSION = "SELECT version FROM {schema}.schema_version"
+SET_SCHEMA_VERSION = (
+    "INSERT INTO {schema}.schema_version (version) VALUES ($1)"
+    " ON CONFLICT (only_row) DO UPDATE SET version = excluded.version"
+)
+DROP_SCHEMA = "DROP SCHEMA IF EXISTS {schema} CASCADE"
+
+# Held until COMMIT by every write transaction (and by schema creation) on this schema.
+LOCK_WRITES = "SELECT pg_advisory_xact_lock($1)"
+
+COLUMNS = (
+    "position, stream_id, version, event_id, type, data, metadata, tenant, actor, recorded_at, hash"
+)
+# One round trip for the whole batch: the rows go in as one array per column.
+INSERT = (
+    f"INSERT INTO {{schema}}.events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[],"
+    " $3::integer[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::text[], $9::text[],"
+    " $10::bigint[], $11::bytea[])"
+)
+SELECT_HEAD = (
+    "SELECT position, hash, recorded_at FROM {schema}.events ORDER BY position DESC LIMIT 1"
+)
+SELECT_BY_IDS = f"SELECT {COLUMNS} FROM {{schema}}.events WHERE event_id = ANY($1::text[])"
+# Each stream's version is one backward probe of the (stream_id, version) index.
+SELECT_STREAM_VERSIONS = (
+    "SELECT s.stream_id, (SELECT max(version) FROM {schema}.events e"
+    " WHERE e.stream_id = s.stream_id) FROM unnest($1::text[]) AS s (stream_id)"
+)
+SELECT_STREAM_VERSION = "SELECT max(version) FROM {schema}.events WHERE stream_id = $1"
+SELECT_STREAM_FORWARD = (
+    f"SELECT {COLUMNS} FROM {{schema}}.events WHERE stream_id = $1 AND version >= $2::bigint"
+    " ORDER BY version LIMIT $3"
+)
+SELECT_STREAM_BACKWARD = (
+    f"SELECT {COLUMNS} FROM {{schema}}.events WHERE stream_id = $1 AND version <= $2::bigint"
+    " ORDER BY version DESC LIMIT $3"
+)
+# The same bisections as SQLite's, run server-side in one round trip: each step of the
+# recursive query is one primary-key probe at the midpoint, O(log n) in all. They rely on
+# positions (and a stream's versions) being gap-free and recorded_at never decreasing.
+# POSITION_BEFORE: the last position in 1..$2 recorded before $1 (0 for none).
+POSITION_BEFORE = """
+WITH RECURSIVE probe (lo, hi) AS (
+    SELECT 0::bigint, $2::bigint
+    UNION ALL
+    SELECT CASE WHEN e.recorded_at < $1 THEN e.position ELSE probe.lo END,
+           CASE WHEN e.recorded_at < $1 THEN probe.hi ELSE e.position - 1 END
+    FROM probe JOIN {schema}.events e ON e.position = (probe.lo + probe.hi + 1) / 2
+    WHERE probe.lo < probe.hi
+)
+SELECT lo FROM probe WHERE lo = hi
+"""
+# STREAM_VERSION_AT: the last version of stream $1 recorded at or before $2 (0 for none).
+STREAM_VERSION_AT = """
+WITH RECURSIVE probe (lo, hi) AS (
+    SELECT 0, coalesce(max(version), 0) FROM {schema}.events WHERE stream_id = $1
+    UNION ALL
+    SELECT CASE WHEN e.recorded_at <= $2 THEN e.version ELSE probe.lo END,
+           CASE WHEN e.recorded_at <= $2 THEN probe.hi ELSE e.version - 1 END
+    FROM probe JOIN {schema}.events e
+        ON e.stream_id = $1 AND e.version = (probe.lo + probe.hi + 1) / 2
+    WHERE probe.lo < probe.hi
+)
+SELECT lo FROM probe WHERE lo = hi
+"""
+SELECT_ALL = f"SELECT {COLUMNS} FROM {{schema}}.events WHERE position > $1 AND position <= $2"
+# Each filter takes the next parameter number; only "$n" is formatted in, never a value.
+FILTER_TYPES = " AND type = ANY(${n}::text[])"
+FILTER_STREAM = " AND stream_id = ${n}"
+FILTER_TENANT = " AND tenant = ${n}"
+FILTER_ACTOR = " AND actor = ${n}"
+ORDER_BY_POSITION = " ORDER BY position LIMIT ${n}"
+SELECT_STREAMS = (
+    "SELECT stream_id, position, tenant, recorded_at FROM {schema}.events WHERE version = 1"
+)
+SELECT_TENANT_STREAMS = (
+    "SELECT stream_id, position, tenant, recorded_at FROM {schema}.events"
+    " WHERE version = 1 AND tenant = $1"
+)
+
+# Lower case only, so that an unquoted name in psql (or a test) means the same schema.
+_SCHEMA_NAME = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,62}")
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PostgresRecorder(Recorder):
+    """The log in one schema of a PostgreSQL database, through an asyncpg pool."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "ctxlog",
+        drop_schema_on_close: bool = False,
+        pool_size: int = 4,
+        lock_timeout_ms: int = 5000,
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                f"invalid schema name {schema!r}: 1-63 characters of a-z 0-9 _,"
+                " not starting with a digit or pg_"
+            )
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.schema = schema
+        self.drop_schema_on_close = drop_schema_on_close
+        self.pool_size = pool_size
+        self.lock_timeout_ms = lock_timeout_ms
+        self._dsn = dsn
+        self._quoted = quote_identifier(schema)
+        # Every process writing to this schema computes the same key; other schemas (and,
+        # but for a 2**-64 chance, other applications' advisory locks) do not contend.
+        digest = hashlib.blake2b(f"ctxlog events {schema}".encode(), digest_size=8).digest()
+        self._lock_key = int.from_bytes(digest, "big", signed=True)
+        self._pool: asyncpg.Pool | None = None
+        self._closed = False
+
+    def _sql(self, template: str) -> str:
+        return template.format(schema=self._quoted)
+
+    async def open(self) -> None:
+        """Open the pool, then create the schema when missing or refuse a newer one."""
+        self._closed = False
+        with self._translated():
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                # lock_timeout is SQLite's busy_timeout: a writer that waits longer for the
+                # write lock fails with StoreUnavailable instead of hanging.
+                server_settings={
+                    "application_name": "ctxlog",
+                    "lock_timeout": str(int(self.lock_timeout_ms)),
+                },
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await self._init_schema(conn)
+            except BaseException:
+                await pool.close()
+                raise
+        self._pool = pool
+
+    async def _init_schema(self, conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            # Two processes opening a fresh database at once must not both run the DDL.
+            await conn.execute(LOCK_WRITES, self._lock_key)
+            found = 0
+            if await conn.fetchval(SCHEMA_VERSION_TABLE, self.schema):
+                found = await conn.fetchval(self._sql(SELECT_SCHEMA_VERSION)) or 0
+            if found > SCHEMA_VERSION:
+                raise SchemaTooNew(found, SCHEMA_VERSION)
+            if found < SCHEMA_VERSION:
+                await conn.execute(self._sql(DDL))
+                await conn.execute(self._sql(SET_SCHEMA_VERSION), SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        """Drop the schema if asked to (tests), then close the pool."""
+        pool = self._pool
+        if pool is None:
+            return
+        try:
+            if self.drop_schema_on_close:
+                with self._translated():
+                    async with pool.acquire() as conn:
+                        await conn.execute(self._sql(DROP_SCHEMA))
+        finally:
+            self._pool, self._closed = None, True
+            with self._translated():
+                await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StoreClosed("the store is closed")
+        with self._translated():
+            async with self._pool.acquire() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The one place where asyncpg's (and the network's) errors become the store's."""
+        try:
+            yield
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as e:
+            if self._closed:  # closed while the operation was in flight
+                raise StoreClosed("the store is closed") from e
+            raise StoreUnavailable(f"database error: {e}") from e
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def commit(
+        self, batch: list[PendingAppend], now_us: int
+    ) -> list[AppendOutcome | EventStoreError]:
+        """Plan and insert the batch in one transaction, holding the schema's write lock."""
+        async with self._connection() as conn, conn.transaction():
+            # The counterpart of SQLite's BEGIN IMMEDIATE: one writer per schema at a time,
+            # across processes. Positions are head + 1, so without it two writers would take
+            # the same position; and because the lock is released only after the commit is
+            # visible, rows become visible in position order. That is what subscribers rely
+            # on: once position p is visible, so is everything before it, and a reader that
+            # moved its cursor to p can never miss a row committed below p later (which a
+            # sequence, whose numbers commit out of order, would allow).
+            await conn.execute(LOCK_WRITES, self._lock_key)
+            # READ COMMITTED (the default, not REPEATABLE READ): each statement from here on
+            # takes a fresh snapshot, so it sees everything committed before the lock was ours.
+            row = await conn.fetchrow(self._sql(SELECT_HEAD))
+            head = Head(*row) if row else Head(0, GENESIS, 0)
+            ids = [event.event_id for append in batch for event in append.events]
+            stored = await conn.fetch(self._sql(SELECT_BY_IDS), ids)
+            stored_by_id = {row["event_id"]: StoredEvent(*row) for row in stored}
+            # plan_batch asks for versions synchronously, so every stream of the batch is
+            # read up front, in one query.
+            streams = list(dict.fromkeys(append.stream_id for append in batch))
+            found = await conn.fetch(self._sql(SELECT_STREAM_VERSIONS), streams)
+            versions = {stream_id: version or 0 for stream_id, version in found}
+            rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, versions.__getitem__)
+            if rows:
+                columns = [list(column) for column in zip(*map(astuple, rows), strict=True)]
+                await conn.execute(self._sql(INSERT), *columns)
+        return outcomes
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, from_version: int | None, backward: bool, limit: int
+    ) -> list[StoredEvent]:
+        """One ranged query on the (stream_id, version) index."""
+        if backward:
+            sql, start = SELECT_STREAM_BACKWARD, (2**62 if from_version is None else from_version)
+        else:
+            sql, start = SELECT_STREAM_FORWARD, (from_version or 1)
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql(sql), stream_id, start, limit)
+        return [StoredEvent(*row) for row in rows]
+
+    async def read_all(self, after: int, limit: int, filter: LogFilter) -> LogPage:
+        """Head and page read in one snapshot, so ``through`` is exact."""
+        async with (
+            self._connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await conn.fetchrow(self._sql(SELECT_HEAD))
+            head = row["position"] if row else 0
+            if filter.since is not None:
+                before = await conn.fetchval(self._sql(POSITION_BEFORE), filter.since, head)
+                after = max(after, before or 0)
+            if filter.until is not None:
+                before = await conn.fetchval(self._sql(POSITION_BEFORE), filter.until, head)
+                head = min(head, head if before is None else before)
+            sql, params = self._sql(SELECT_ALL), [after, head]
+            for clause, value in (
+                (FILTER_TYPES, None if filter.types is None else list(filter.types)),
+                (FILTER_STREAM, filter.stream_id),
+                (FILTER_TENANT, filter.tenant),
+                (FILTER_ACTOR, filter.actor),
+            ):
+                if value is not None:
+                    params.append(value)
+                    sql += clause.format(n=len(params))
+            params.append(limit)
+            sql += ORDER_BY_POSITION.format(n=len(params))
+            events = [StoredEvent(*row) for row in await conn.fetch(sql, *params)]
+        return LogPage(events, events[-1].position if len(events) == limit else max(head, after))
+
+    async def stream_version(self, stream_id: str) -> int:
+        """max(version) on the unique index."""
+        async with self._connection() as conn:
+            version = await conn.fetchval(self._sql(SELECT_STREAM_VERSION), stream_id)
+        return version or 0
+
+    async def stream_version_at(self, stream_id: str, at_us: int) -> int:
+        """Bisection over the stream's gap-free versions: O(log n) probes, one round trip."""
+        async with self._connection() as conn:
+            version = await conn.fetchval(self._sql(STREAM_VERSION_AT), stream_id, at_us)
+        return version or 0
+
+    async def head(self) -> tuple[int, bytes]:
+        """The last row's position and hash."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._sql(SELECT_HEAD))
+        return (row["position"], row["hash"]) if row else (0, GENESIS)
+
+    async def list_streams(
+        self, tenant: str | None, before: int | None, after: int | None, limit: int
+    ) -> list[StreamInfo]:
+        """A range of the partial index of stream starts."""
+        sql, params = (SELECT_STREAMS, []) if tenant is None else (SELECT_TENANT_STREAMS, [tenant])
+        if before is not None:
+            params += [before, limit]
+            sql += f" AND position < ${len(params) - 1} ORDER BY position DESC LIMIT ${len(params)}"
+        else:
+            params += [after or 0, limit]
+            sql += f" AND position > ${len(params) - 1} ORDER BY position LIMIT ${len(params)}"
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql(sql), *params)
+        return [StreamInfo(*row) for row in rows]
