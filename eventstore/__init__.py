@@ -40,6 +40,7 @@ from .events import (
     WindowSettings,
     event_type,
 )
+from .ids import new_id
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -118,6 +119,7 @@ __all__ = [
     "WindowSettings",
     "decode",
     "event_type",
+    "new_id",
     "to_datetime",
     "to_micros",
 ]

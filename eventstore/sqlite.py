@@ -116,6 +116,7 @@ class SQLiteRecorder(Recorder):
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._versions = _VersionCache()
         # An in-memory database is private to its connection, so it reads on the writer.
         self.supports_concurrent_reads = path != ":memory:"
 
@@ -166,7 +167,7 @@ class SQLiteRecorder(Recorder):
         if self._writer is None:
             raise StoreClosed("the store is closed")
         with _translated():
-            return await _run(self._writer, _commit_batch, batch, now_us)
+            return await _run(self._writer, _commit_batch, batch, now_us, self._versions)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -242,27 +243,60 @@ async def _run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> 
     return await conn._execute(lambda: fn(conn._conn, *args))
 
 
+class _VersionCache:
+    """Stream versions as this writer last left them, valid while nobody else has written.
+
+    Reading each stream's version costs a query per append; when the head of the log is still
+    the one this writer committed, no other process has written since, so the cached versions
+    are exact. Any other head (or a failed transaction) empties the cache.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.head = -1
+        self.versions: dict[str, int] = {}
+
+    def valid_at(self, head: int) -> dict[str, int]:
+        if head != self.head:
+            self.versions.clear()
+        return self.versions
+
+    def update(self, head: int, rows: list[StoredEvent]) -> None:
+        if len(self.versions) > self.LIMIT:
+            self.versions.clear()
+        for row in rows:
+            self.versions[row.stream_id] = row.version
+        self.head = head
+
+
 def _commit_batch(
-    conn: sqlite3.Connection, batch: list[PendingAppend], now_us: int
+    conn: sqlite3.Connection, batch: list[PendingAppend], now_us: int, cache: _VersionCache
 ) -> list[AppendOutcome | EventStoreError]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute(SELECT_HEAD).fetchone()
         head = Head(*row) if row else Head(0, GENESIS, 0)
+        known = cache.valid_at(head.position)
         ids = [event.event_id for append in batch for event in append.events]
         stored_by_id = {row.event_id: row for row in _rows_by_ids(conn, ids)}
 
         def stream_version(stream_id: str) -> int:
-            return conn.execute(SELECT_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0
+            version = known.get(stream_id)
+            if version is None:
+                version = conn.execute(SELECT_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0
+            return version
 
         rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, stream_version)
         if rows:
             conn.executemany(INSERT, [astuple(row) for row in rows])
         conn.execute("COMMIT")
     except BaseException:
+        cache.head = -1
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    cache.update(head.position, rows)
     return outcomes
 
 

@@ -3,6 +3,7 @@ the writer commits; the recorder keeps rows."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from .chain import GENESIS, chain_hash
 from .codec import encoder, event_decoder, metadata_decoder
 from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
 from .events import EVENT_TYPES, Event, EventBase, EventMetadata, event_type
+from .ids import new_id
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -37,9 +39,19 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 
 
+@functools.lru_cache(maxsize=4096)
 def to_datetime(us: int) -> datetime:
-    """Microseconds since the epoch as an aware UTC datetime (exact, no float rounding)."""
+    """Microseconds since the epoch as an aware UTC datetime (exact, no float rounding).
+
+    Cached: a batch's events share one timestamp, and decoding is the read path's cost.
+    """
     return EPOCH + timedelta(microseconds=us)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_metadata(raw: bytes) -> EventMetadata:
+    # Few distinct metadata values (one per actor and request) recur across many events.
+    return metadata_decoder.decode(raw)
 
 
 def to_micros(at: datetime) -> int:
@@ -91,7 +103,7 @@ def decode(row: StoredEvent) -> RecordedEvent:
     """A stored row as a RecordedEvent; CorruptEvent/UnknownEventType if it cannot be read."""
     try:
         event = event_decoder.decode(row.data)
-        metadata = metadata_decoder.decode(row.metadata)
+        metadata = _decode_metadata(row.metadata)
     except msgspec.DecodeError as e:
         if row.type not in EVENT_TYPES:
             raise UnknownEventType(row.type, row.position) from e
@@ -217,7 +229,7 @@ class EventStore:
         if not events:
             raise InvalidEvent("an append needs at least one event")
         if event_ids is None:
-            ids = [str(uuid.uuid4()) for _ in events]
+            ids = [new_id() for _ in events]
         elif len(event_ids) != len(events):
             raise InvalidEvent("one event id per event")
         else:
