@@ -1,5 +1,6 @@
 """ctxlog's projections: the pure fold of context events into state, token counts, windows
-and diffs. No IO here; the read model and runner build on these."""
+and diffs; and on top of them the IO half: the SQLite read model, the projector that keeps it,
+time travel, and the ``Contexts`` service the API calls."""
 
 from .context import Resolver, content_hash, evolve, fold, merge_patch, validate
 from .diff import MetadataChange, StateDiff, WindowChange, diff, metadata_changes
@@ -16,6 +17,10 @@ from .errors import (
     ProjectionError,
     UnknownModel,
 )
+from .history import CHUNK, SNAPSHOT_EVERY, History
+from .readmodel import ContextRow, ReadModel
+from .runner import Projector, ProjectorFailed
+from .service import Caller, ContextPage, Contexts, Lineage, MessagePage, NewMessage, Written
 from .state import ContextState, Message, ParentRef, Summary, TokenCounting
 from .tokens import REPLY_PRIMING, TokenCounter, encoding_name_for_model, load_encoding
 from .window import (
@@ -33,23 +38,36 @@ from .window import (
 )
 
 __all__ = [
+    "CHUNK",
     "REPLY_PRIMING",
+    "SNAPSHOT_EVERY",
+    "Caller",
     "ContextExists",
     "ContextIsDeleted",
     "ContextNotFound",
+    "ContextPage",
+    "ContextRow",
     "ContextState",
+    "Contexts",
     "DuplicateMessage",
     "EncodingUnavailable",
+    "History",
     "InvalidCommand",
     "InvalidVersion",
     "LeftOut",
+    "Lineage",
     "Message",
     "MessageNotFound",
+    "MessagePage",
     "MetadataChange",
     "MissingHistory",
+    "NewMessage",
     "ParentRef",
     "Policy",
     "ProjectionError",
+    "Projector",
+    "ProjectorFailed",
+    "ReadModel",
     "Reason",
     "Resolver",
     "StateDiff",
@@ -61,6 +79,7 @@ __all__ = [
     "Window",
     "WindowChange",
     "WindowEntry",
+    "Written",
     "compose",
     "content_hash",
     "diff",

@@ -1,0 +1,228 @@
+"""Time travel: a context's state at any version or time, from snapshots plus at most K events.
+
+Snapshot scheme. Every ``SNAPSHOT_EVERY`` (K = 256) versions of a stream, the projector
+stores, in the same transaction as the batch that reached that version:
+
+- a ``snapshots`` row: the state's header (a msgpack ``ContextState`` without messages:
+  metadata, window, summaries, parent, times) and its ``message_count``;
+- a ``snapshot_chunks`` row for each chunk of ``CHUNK`` (256) consecutive messages that changed
+  since the previous snapshot (appends touch the last chunk, an edit or redaction its own
+  chunk, a rollback or fork all of them). Chunk ``c`` of the snapshot at version S is the
+  newest row of chunk ``c`` with ``version <= S``.
+
+So a snapshot costs O(CHUNK + changed chunks) to write, not O(context) (a full copy every K
+events of a 100,000-message context would be O(n²/K) bytes), and the whole log of chunks is
+about 2x the messages. Reading the state at version V: the newest snapshot at or before V
+(one index seek per chunk), then fold the at most K-1 events after it (``fold(base=)``).
+Chunk rows never change once written, so decoded chunks are kept in an LRU cache keyed by
+(context, chunk, version) and shared by every state built from them: on a warm cache a read
+of a 100,000-message state costs O(chunks) seeks plus the fold, not 100,000 decodes.
+
+Rollback targets older than the snapshot and a fork's parent are resolved the same way,
+recursively, before folding (``fold`` takes a synchronous resolver).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from itertools import chain
+from typing import Any
+
+import msgspec
+
+from eventstore import ContextForked, ContextRolledBack, EventStore, RecordedEvent
+
+from .context import fold
+from .errors import ContextNotFound, InvalidVersion
+from .readmodel import SELECT_MESSAGE_RANGE, ContextRow, ReadModel, summaries_sync
+from .state import ContextState, Message, TokenCounting
+
+SNAPSHOT_EVERY = 256
+"""K: a time-travel read folds at most K-1 events after its snapshot."""
+CHUNK = 256
+"""Messages per snapshot chunk; the last chunk is rewritten at each snapshot (≤ 1 message
+re-encoded per event when CHUNK ≤ K)."""
+
+SELECT_SNAPSHOT = (
+    "SELECT version, message_count, header FROM snapshots"
+    " WHERE context_id = ? AND version <= ? ORDER BY version DESC LIMIT 1"
+)
+SELECT_CHUNK_VERSION = (
+    "SELECT version FROM snapshot_chunks WHERE context_id = ? AND chunk = ? AND version <= ?"
+    " ORDER BY version DESC LIMIT 1"
+)
+SELECT_CHUNK = (
+    "SELECT messages FROM snapshot_chunks WHERE context_id = ? AND chunk = ? AND version = ?"
+)
+INSERT_SNAPSHOT = (
+    "INSERT OR REPLACE INTO snapshots (context_id, version, message_count, header)"
+    " VALUES (?, ?, ?, ?)"
+)
+INSERT_CHUNK = (
+    "INSERT OR REPLACE INTO snapshot_chunks (context_id, chunk, version, messages)"
+    " VALUES (?, ?, ?, ?)"
+)
+
+_encode = msgspec.msgpack.Encoder().encode
+_json_encode = msgspec.json.Encoder().encode
+_header_decoder = msgspec.msgpack.Decoder(ContextState)
+_chunk_decoder = msgspec.json.Decoder(list[Message])
+
+ChunkKey = tuple[str, int, int]
+"""(context_id, chunk, version) of a snapshot chunk row."""
+_Chunk = tuple[tuple[Message, ...], dict[str, int]]
+
+
+def _chunk_json(rows: Iterable[tuple[Any, ...]]) -> bytes:
+    """The JSON array of the Messages of ``messages`` rows; content and metadata are already
+    JSON in the rows and are spliced in as they are (no decode and re-encode)."""
+    return _json_encode([
+        {
+            "message_id": r[0], "role": r[1], "content": msgspec.Raw(r[2]), "name": r[3],
+            "metadata": msgspec.Raw(r[4]), "version": r[5], "tokens": r[6],
+            "edited_version": r[7], "redacted": bool(r[8]), "content_hash": r[9],
+        }
+        for r in rows
+    ])  # fmt: skip
+
+
+def write_snapshot_sync(conn: sqlite3.Connection, ctx: ContextRow) -> None:
+    """Store the snapshot of ``ctx`` as its rows stand now (inside the projector's batch)."""
+    count = ctx.message_count
+    for chunk in sorted(ctx.dirty):
+        start = chunk * CHUNK
+        if start >= count:
+            continue  # beyond the end after a rollback: never read at this snapshot
+        rows = conn.execute(SELECT_MESSAGE_RANGE, (ctx.context_id, start, start + CHUNK))
+        conn.execute(INSERT_CHUNK, (ctx.context_id, chunk, ctx.version, _chunk_json(rows)))
+    header = ctx.state((), summaries_sync(conn, ctx.context_id))
+    conn.execute(INSERT_SNAPSHOT, (ctx.context_id, ctx.version, count, _encode(header)))
+    ctx.dirty.clear()
+
+
+def _snapshot_sync(
+    conn: sqlite3.Connection, context_id: str, version: int
+) -> tuple[bytes, int, list[ChunkKey]] | None:
+    row = conn.execute(SELECT_SNAPSHOT, (context_id, version)).fetchone()
+    if row is None:
+        return None
+    at, count, header = row
+    keys = []
+    for chunk in range(math.ceil(count / CHUNK)):
+        (chunk_version,) = conn.execute(SELECT_CHUNK_VERSION, (context_id, chunk, at)).fetchone()
+        keys.append((context_id, chunk, chunk_version))
+    return header, count, keys
+
+
+def _chunks_sync(conn: sqlite3.Connection, keys: list[ChunkKey]) -> list[bytes]:
+    return [conn.execute(SELECT_CHUNK, key).fetchone()[0] for key in keys]
+
+
+class History:
+    """States at past versions and times, for one store and its read model."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        readmodel: ReadModel,
+        counter: TokenCounting,
+        *,
+        cache_messages: int = 1_000_000,
+    ) -> None:
+        self.store = store
+        self.readmodel = readmodel
+        self.counter = counter
+        self.cache_messages = cache_messages
+        self._cache: collections.OrderedDict[ChunkKey, _Chunk] = collections.OrderedDict()
+        self._cached = 0
+
+    def clear_cache(self) -> None:
+        """Forget decoded chunks (after a rebuild)."""
+        self._cache.clear()
+        self._cached = 0
+
+    async def state_at(self, context_id: str, version: int) -> ContextState:
+        """The state as of ``version``; InvalidVersion if the stream has not reached it.
+
+        Cost: one snapshot (chunks from the cache when warm) plus at most K-1 events folded,
+        plus the same again for each older rollback target or fork parent it depends on.
+        """
+        if version < 1:
+            raise InvalidVersion(context_id, version, await self.store.stream_version(context_id))
+        base = await self._snapshot(context_id, version)
+        start = 1 if base is None else base.version + 1
+        if base is not None and start > version:
+            return base
+        events = [e async for e in self.store.iter_stream(context_id, start, version)]
+        if len(events) != version - start + 1:
+            current = await self.store.stream_version(context_id)
+            if current == 0:
+                raise ContextNotFound(context_id)
+            raise InvalidVersion(context_id, version, current)
+        resolved = await self.resolve_all(events, 1 if base is None else base.version)
+        return fold(events, counter=self.counter, base=base, resolve=lambda c, v: resolved[c, v])
+
+    async def resolve_all(
+        self, events: Sequence[RecordedEvent], folded_from: int
+    ) -> dict[tuple[str, int], ContextState]:
+        """The states folding ``events`` needs from elsewhere: forks' parents, and rollback
+        targets before ``folded_from`` (the first version the fold itself passes)."""
+        needed: set[tuple[str, int]] = set()
+        for rec in events:
+            match rec.event:
+                case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
+                    needed.add((parent, at))
+                case ContextRolledBack(to_version=target) if 1 <= target < folded_from:
+                    needed.add((rec.stream_id, target))
+        return {key: await self.state_at(*key) for key in sorted(needed)}
+
+    async def state_at_time(self, context_id: str, at: datetime) -> ContextState:
+        """The state as of ``at`` (its last event recorded at or before); ContextNotFound if
+        the context did not exist yet."""
+        version = await self.store.stream_version_at(context_id, at)
+        if version == 0:
+            raise ContextNotFound(context_id)
+        return await self.state_at(context_id, version)
+
+    async def _snapshot(self, context_id: str, version: int) -> ContextState | None:
+        found = await self.readmodel.read(_snapshot_sync, context_id, version)
+        if found is None:
+            return None
+        header_blob, count, keys = found
+        chunks: dict[ChunkKey, _Chunk] = {}
+        for key in keys:
+            if key in self._cache:
+                chunks[key] = self._cache[key]
+                self._cache.move_to_end(key)
+        missing = [key for key in keys if key not in chunks]
+        if missing:
+            blobs = await self.readmodel.read(_chunks_sync, missing)
+            for key, blob in zip(missing, blobs, strict=True):
+                messages = tuple(_chunk_decoder.decode(blob))
+                offset = key[1] * CHUNK
+                index = {m.message_id: offset + i for i, m in enumerate(messages)}
+                chunks[key] = (messages, index)
+                self._remember(key, chunks[key])
+        header = _header_decoder.decode(header_blob)
+        state = msgspec.structs.replace(
+            header, messages=tuple(chain.from_iterable(chunks[k][0] for k in keys))[:count]
+        )
+        index: dict[str, int] = {}
+        for key in keys:
+            chunk_index = chunks[key][1]
+            index.update(chunk_index)
+        # ContextState.index is a cached_property: seeding it from the chunks' indexes saves
+        # rebuilding a 100,000-entry dict message by message when the fold thaws this base.
+        state.__dict__["index"] = index
+        return state
+
+    def _remember(self, key: ChunkKey, chunk: _Chunk) -> None:
+        self._cache[key] = chunk
+        self._cached += len(chunk[0])
+        while self._cached > self.cache_messages and len(self._cache) > 1:
+            _, (messages, _) = self._cache.popitem(last=False)
+            self._cached -= len(messages)

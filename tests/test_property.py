@@ -1,0 +1,208 @@
+"""The read model kept incrementally, a rebuild of it, time travel and the pure fold agree on
+random histories with rollbacks, forks, edits, redactions, summaries and deletes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from eventstore import (
+    ContextCreated,
+    ContextDeleted,
+    ContextForked,
+    ContextRolledBack,
+    EventBase,
+    EventMetadata,
+    EventStore,
+    MessageAppended,
+    MessageEdited,
+    MessageRedacted,
+    MetadataUpdated,
+    RecordedEvent,
+    SummaryAdded,
+    ToolCallPart,
+    ToolResultPart,
+    WindowConfigured,
+    WindowServed,
+    WindowSettings,
+)
+from projections import CHUNK, Caller, Contexts, ContextState, fold, history, runner, window
+from tests.factories import COUNTER
+
+STREAMS = ["a", "b", "c"]
+_ids = st.sampled_from(["m1", "m2", "m3"])
+_content = st.one_of(
+    st.text(max_size=10),
+    st.just([ToolCallPart(id="t1", name="f", arguments={"x": 1})]),
+    st.just([ToolResultPart(call_id="t1", content="ok")]),
+)
+_append = st.builds(
+    MessageAppended,
+    message_id=_ids,
+    role=st.sampled_from(["user", "user", "assistant", "system", "tool"]),
+    content=_content,
+)
+_event: st.SearchStrategy[EventBase] = st.one_of(
+    _append,
+    _append,
+    _append,
+    st.builds(MessageEdited, message_id=_ids, content=st.text(max_size=10)),
+    st.builds(MessageRedacted, message_id=_ids),
+    st.builds(
+        MetadataUpdated,
+        patch=st.dictionaries(st.sampled_from("xyz"), st.none() | st.integers(0, 3), max_size=2),
+    ),
+    st.builds(
+        SummaryAdded,
+        summary_id=st.sampled_from(["s1", "s2"]),
+        text=st.just("summary"),
+        through_message_id=_ids,
+    ),
+    st.builds(ContextRolledBack, to_version=st.integers(1, 14)),
+    st.builds(ContextRolledBack, to_version=st.integers(1, 4)),
+    st.builds(WindowConfigured, window=st.builds(WindowSettings, max_tokens=st.integers(10, 60))),
+    st.just(ContextDeleted()),
+    st.just(WindowServed(policy="tokens", max_tokens=None, encoding="cl100k_base")),
+)
+# (stream, event) steps; a fork step names its parent and a version to fork at.
+_step = st.one_of(
+    st.tuples(st.sampled_from(STREAMS), _event),
+    st.tuples(st.sampled_from(["fork"]), st.tuples(st.sampled_from(STREAMS), st.integers(1, 6))),
+)
+
+
+def _m(mid: str, role: str = "user", content: object = "hello there") -> MessageAppended:
+    return MessageAppended(message_id=mid, role=role, content=content)  # type: ignore[arg-type]
+
+
+TRICKY: list[tuple[str, object]] = [
+    ("a", _m("m1", "system", "be brief")),
+    ("a", _m("m2")),
+    ("a", _m("m3", "assistant", [ToolCallPart(id="t1", name="f")])),
+    ("a", _m("m4", "tool", [ToolResultPart(call_id="t1", content="ok")])),
+    ("a", MessageEdited(message_id="m2", content="changed")),
+    ("a", SummaryAdded(summary_id="s1", text="sum", through_message_id="m2")),
+    ("fork", ("a", 4)),
+    ("a", MessageRedacted(message_id="m3")),
+    ("a", ContextRolledBack(to_version=5)),
+    ("a", _m("m5")),
+    ("b", _m("m1")),
+    ("fork", ("a", 9)),
+    ("a", ContextRolledBack(to_version=2)),
+    ("a", ContextRolledBack(to_version=10)),
+    ("a", MetadataUpdated(patch={"x": 1})),
+    ("a", ContextDeleted()),
+    ("a", _m("m6")),
+]
+"""Every kind of step, with rollbacks before and after snapshots and forks of rollbacks."""
+
+
+async def write_history(
+    store: EventStore, steps: list[tuple[str, object]], after_each: Callable[[], object]
+) -> None:
+    """Append the steps as raw events (the fold is lenient, so nonsense is allowed too,
+    except what no fold can follow: a fork of a context or version that does not exist)."""
+    versions: dict[str, int] = defaultdict(int)
+    forks = 0
+    meta = EventMetadata(tenant="t")
+    for target, what in steps:
+        stream = target
+        if target == "fork":
+            parent, at = what  # type: ignore[misc]
+            if versions[parent] < at:
+                continue
+            forks += 1
+            stream = f"f{forks}"
+            event: EventBase = ContextForked(parent_id=parent, parent_version=at, metadata={"f": 1})
+        else:
+            event = what  # type: ignore[assignment]
+            if versions[stream] == 0:
+                await store.append(stream, [ContextCreated(metadata={"n": stream})], metadata=meta)
+                versions[stream] += 1
+        await store.append(stream, [event], metadata=meta)
+        versions[stream] += 1
+        result = after_each()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def folded(store: EventStore) -> dict[str, list[RecordedEvent]]:
+    """Every stream's events."""
+    events, _ = await store.read_all(0, 100_000)
+    by_stream: dict[str, list[RecordedEvent]] = defaultdict(list)
+    for rec in events:
+        by_stream[rec.stream_id].append(rec)
+    return by_stream
+
+
+def fold_at(by_stream: dict[str, list[RecordedEvent]], stream: str, version: int) -> ContextState:
+    """The pure fold of a stream's first ``version`` events, parents resolved the same way."""
+    return fold(
+        by_stream[stream][:version],
+        counter=COUNTER,
+        resolve=lambda c, v: fold_at(by_stream, c, v),
+    )
+
+
+async def check_agrees(svc: Contexts, by_stream: dict[str, list[RecordedEvent]]) -> None:
+    caller = Caller(tenant="t")
+    for stream, events in by_stream.items():
+        expected = fold_at(by_stream, stream, len(events))
+        state = await svc.readmodel.read(_state, stream)
+        assert state == expected
+        if not expected.deleted:
+            for budget in (None, 25, 60):
+                assert await svc.window(caller, stream, max_tokens=budget) == window(
+                    expected, budget
+                )
+        for version in range(1, len(events) + 1):
+            assert await svc.time_travel.state_at(stream, version) == fold_at(
+                by_stream, stream, version
+            )
+
+
+def _state(conn: object, stream: str) -> ContextState | None:
+    from projections.readmodel import state_sync
+
+    return state_sync(conn, stream)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@example(steps=TRICKY, batch=1)
+@example(steps=TRICKY, batch=1000)
+@given(steps=st.lists(_step, min_size=15, max_size=40), batch=st.sampled_from([1, 3, 1000]))
+def test_incremental_rebuild_time_travel_and_fold_agree(
+    steps: list[tuple[str, object]], batch: int
+) -> None:
+    async def run() -> None:
+        # Two-message snapshot chunks, so snapshots span several chunks and rewrite some.
+        history.CHUNK = runner.CHUNK = 2
+        store = await EventStore.open_sqlite(":memory:")
+        svc = Contexts(store, snapshot_every=3, batch_size=batch, poll_interval=0.01)
+        try:
+            await svc.start()
+            # Incrementally: the projector follows while the history is written, sometimes
+            # one event per batch, sometimes many.
+            await write_history(store, steps, lambda: asyncio.sleep(0) if batch > 1 else None)
+            await svc.projector.catch_up()
+            by_stream = await folded(store)
+            await check_agrees(svc, by_stream)
+            svc.time_travel.clear_cache()
+            await svc.rebuild()
+            await check_agrees(svc, by_stream)
+        finally:
+            await svc.close()
+            await store.close()
+            history.CHUNK = runner.CHUNK = CHUNK
+
+    asyncio.run(run())

@@ -1,0 +1,94 @@
+"""The read model's tables: windows read in O(window) equal the pure window of the folded
+state; a stale schema or another token encoding is dropped and rebuilt."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from eventstore import (
+    ContextCreated,
+    EventMetadata,
+    EventStore,
+    MessageAppended,
+    MessageRedacted,
+    SummaryAdded,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    WindowSettings,
+)
+from projections import Caller, Contexts, fold, window
+from projections.readmodel import SCHEMA_VERSION, ReadModel
+from tests.factories import COUNTER
+
+META = EventMetadata(tenant="t")
+
+
+def m(mid: str, role: str, content: object, name: str | None = None) -> MessageAppended:
+    return MessageAppended(message_id=mid, role=role, content=content, name=name)  # type: ignore[arg-type]
+
+
+CONVERSATION = [
+    ContextCreated(window=WindowSettings(max_tokens=120, model="gpt-4")),
+    m("sys", "system", "You are terse."),
+    m("u1", "user", "What is the weather in Paris and in Rome today, please?"),
+    m("a1", "assistant", [ToolCallPart(id="c1", name="weather", arguments={"city": "Paris"}),
+                          ToolCallPart(id="c2", name="weather", arguments={"city": "Rome"})]),
+    m("t1", "tool", [ToolResultPart(call_id="c1", content="sunny, 24C")]),
+    m("t2", "tool", [ToolResultPart(call_id="c2", content="rain, 18C")]),
+    m("a2", "assistant", "Paris is sunny; Rome is rainy.", name="bot"),
+    m("sys2", "system", "Mid-conversation instruction."),
+    m("u2", "user", [TextPart(text="And tomorrow?")]),
+    SummaryAdded(summary_id="s1", text="They asked about weather.", through_message_id="a1"),
+    m("u3", "user", "Thanks! " * 20),
+    MessageRedacted(message_id="u2"),
+    m("a3", "assistant", "You're welcome."),
+]  # fmt: skip
+
+
+async def test_windows_from_the_tables_equal_the_pure_window() -> None:
+    store = await EventStore.open_sqlite(":memory:")
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        caller = Caller(tenant="t")
+        for upto in range(1, len(CONVERSATION) + 1):
+            await store.append("w", [CONVERSATION[upto - 1]], metadata=META)
+            await svc.projector.catch_up()
+            events = [e async for e in store.iter_stream("w")]
+            state = fold(events, counter=COUNTER)
+            assert await svc.get(caller, "w") == state
+            for budget in (None, 1, 20, 40, 60, 90, 120, 400):
+                got = await svc.window(caller, "w", max_tokens=budget)
+                assert got == window(state, budget), (upto, budget)
+            for n in (1, 2, 3, 10):
+                got = await svc.window(caller, "w", policy="last_n", last_n=n, model="gpt-4o")
+                assert got == window(state, policy="last_n", last_n=n, model="gpt-4o")
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_stale_schema_or_another_encoding_starts_over(tmp_path: Path) -> None:
+    path = str(tmp_path / "rm.db")
+    model = ReadModel(path)
+    assert await model.open("cl100k_base") == 0
+    await model.write(
+        lambda conn: conn.execute("INSERT INTO checkpoint VALUES (1, 5, 'cl100k_base')")
+    )
+    await model.close()
+    model = ReadModel(path)
+    assert await model.open("cl100k_base") == 5  # kept
+    await model.close()
+    model = ReadModel(path)
+    assert await model.open("o200k_base") == 0  # counts in another encoding: dropped
+    await model.close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT OR REPLACE INTO checkpoint VALUES (1, 7, 'cl100k_base')")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    model = ReadModel(path)
+    assert await model.open("cl100k_base") == 0  # another schema: dropped
+    await model.close()

@@ -1,0 +1,136 @@
+"""The projector: exactly-once across crashes and restarts, batching, rebuild, failure."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
+from projections import Caller, Contexts, ProjectorFailed, fold, runner
+from tests.factories import COUNTER
+
+META = EventMetadata(tenant="t")
+
+
+def appended(i: int) -> MessageAppended:
+    return MessageAppended(message_id=f"m{i}", role="user", content=f"message {i}")
+
+
+async def fill(store: EventStore, streams: int, each: int) -> None:
+    for s in range(streams):
+        await store.append(f"s{s}", [ContextCreated()], metadata=META)
+        await store.append(f"s{s}", [appended(i) for i in range(each)], metadata=META)
+
+
+def rows(path: str) -> tuple[int, int, int]:
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("SELECT position FROM checkpoint").fetchone()
+        checkpoint = row[0] if row else 0
+        (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
+        (tokens,) = db.execute("SELECT coalesce(sum(total_tokens), 0) FROM contexts").fetchone()
+    finally:
+        db.close()
+    return checkpoint, messages, tokens
+
+
+async def assert_matches_fold(svc: Contexts, store: EventStore, streams: int) -> None:
+    for s in range(streams):
+        events = [e async for e in store.iter_stream(f"s{s}")]
+        assert await svc.get(Caller(tenant="t"), f"s{s}") == fold(events, counter=COUNTER)
+
+
+async def test_a_crash_mid_batch_applies_nothing_and_a_restart_applies_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 3, 40)
+    real = runner._apply_event
+    seen = 0
+
+    def crash_after_50(*args: object) -> object:
+        nonlocal seen
+        seen += 1
+        if seen > 50:
+            raise RuntimeError("killed")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_apply_event", crash_after_50)
+    svc = Contexts(store, batch_size=1000)
+    with pytest.raises(ProjectorFailed):
+        await svc.start()  # the one batch of 123 events fails at the 51st
+    await svc.close()
+    assert rows(log + ".readmodel") == (0, 0, 0)  # the failed batch left nothing behind
+
+    monkeypatch.setattr(runner, "_apply_event", real)
+    svc = Contexts(store, batch_size=7)  # restart: small batches this time
+    await svc.start()
+    checkpoint, messages, _ = rows(log + ".readmodel")
+    assert (checkpoint, messages) == (await store.head(), 120)
+    await assert_matches_fold(svc, store, 3)
+    await svc.close()
+
+    await fill(store, 4, 5)  # s0..s2 again: duplicate ids, ignored like the fold does
+    svc = Contexts(store)  # a restart resumes from the checkpoint, nothing twice
+    await svc.start()
+    assert rows(log + ".readmodel")[1] == 125
+    await assert_matches_fold(svc, store, 4)
+    await svc.close()
+    await store.close()
+
+
+async def test_live_events_are_applied_and_waited_for(tmp_path: Path) -> None:
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        await fill(store, 2, 10)
+        await svc.projector.wait_for(await store.head())
+        await assert_matches_fold(svc, store, 2)
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_rebuild_replays_everything_with_progress(tmp_path: Path) -> None:
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 5, 30)
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        before = rows(log + ".readmodel")
+        reports: list[tuple[int, int]] = []
+        applied = await svc.projector.rebuild(
+            lambda done, total: reports.append((done, total)), batch_size=40
+        )
+        assert applied == await store.head() == 155
+        assert len(reports) == 4
+        assert reports[-1] == (155, 155)
+        assert rows(log + ".readmodel") == before
+        assert svc.projector.running  # restarted after the rebuild
+        await assert_matches_fold(svc, store, 5)
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_read_model_of_another_log_is_rebuilt(tmp_path: Path) -> None:
+    store = await EventStore.open_sqlite(str(tmp_path / "a.db"))
+    await fill(store, 2, 3)
+    svc = Contexts(store, readmodel_path=str(tmp_path / "rm.db"))
+    await svc.start()
+    await svc.close()
+    await store.close()
+    store = await EventStore.open_sqlite(str(tmp_path / "b.db"))  # empty: the model is ahead
+    await fill(store, 1, 1)
+    svc = Contexts(store, readmodel_path=str(tmp_path / "rm.db"))
+    await svc.start()
+    try:
+        assert rows(str(tmp_path / "rm.db"))[:2] == (2, 1)
+    finally:
+        await svc.close()
+        await store.close()

@@ -1,0 +1,237 @@
+"""The Contexts service: commands, typed errors, tenant isolation, idempotency, queries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from eventstore import DuplicateEventId, EventStore, VersionConflict, WindowSettings
+from projections import (
+    Caller,
+    ContextIsDeleted,
+    ContextNotFound,
+    Contexts,
+    DuplicateMessage,
+    InvalidCommand,
+    InvalidVersion,
+    MessageNotFound,
+    NewMessage,
+    window,
+)
+
+ACME = Caller(tenant="acme", actor="alice")
+OTHER = Caller(tenant="other", actor="mallory")
+
+
+def user(text: str, message_id: str | None = None) -> NewMessage:
+    return NewMessage(role="user", content=text, message_id=message_id)
+
+
+@pytest.fixture
+async def svc() -> AsyncIterator[Contexts]:
+    store = await EventStore.open_sqlite(":memory:")
+    service = Contexts(store, snapshot_every=4)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_commands_read_their_own_writes(svc: Contexts) -> None:
+    assert svc.ready
+    cid = (await svc.create(ACME, metadata={"app": "x"})).context_id
+    written = await svc.append(ACME, cid, [user("hi", "m1"), user("there")])
+    assert written.version == 3
+    assert len(written.message_ids) == 2
+    assert written.message_ids[0] == "m1"
+    await svc.edit(ACME, cid, "m1", "hello")
+    await svc.update_metadata(ACME, cid, {"app": None, "k": "v"})
+    await svc.configure_window(ACME, cid, WindowSettings(max_tokens=100))
+    await svc.add_summary(ACME, cid, "greeting", "m1")
+    state = await svc.get(ACME, cid)
+    assert state.version == 7
+    assert [m.content for m in state.messages] == ["hello", "there"]
+    assert state.metadata == {"k": "v"}
+    assert state.window.max_tokens == 100
+    assert state.tenant == "acme"
+    assert state.summaries[0].through_message_id == "m1"
+    await svc.redact(ACME, cid, "m1", reason="pii")
+    assert (await svc.get(ACME, cid)).messages[0].redacted
+
+
+async def test_typed_errors(svc: Contexts) -> None:
+    cid = (await svc.create(ACME)).context_id
+    await svc.append(ACME, cid, [user("a", "m1")])
+    with pytest.raises(ContextNotFound):
+        await svc.append(ACME, "nope", [user("x")])
+    with pytest.raises(DuplicateMessage):
+        await svc.append(ACME, cid, [user("again", "m1")])
+    with pytest.raises(InvalidCommand):
+        await svc.append(ACME, cid, [user("x", "m9"), user("y", "m9")])
+    with pytest.raises(MessageNotFound):
+        await svc.edit(ACME, cid, "m2", "x")
+    with pytest.raises(InvalidVersion):
+        await svc.rollback(ACME, cid, 9)
+    with pytest.raises(InvalidCommand):
+        await svc.configure_window(ACME, cid, WindowSettings(max_tokens=0))
+    with pytest.raises(VersionConflict):
+        await svc.append(ACME, cid, [user("x")], expected_version=1)
+    await svc.redact(ACME, cid, "m1")
+    with pytest.raises(InvalidCommand):
+        await svc.edit(ACME, cid, "m1", "unredact me")
+    with pytest.raises(InvalidVersion):
+        await svc.get(ACME, cid, version=99)
+    await svc.delete(ACME, cid)
+    with pytest.raises(ContextIsDeleted):
+        await svc.append(ACME, cid, [user("x")])
+    with pytest.raises(ContextIsDeleted):
+        await svc.get(ACME, cid)
+    with pytest.raises(ContextIsDeleted):
+        await svc.window(ACME, cid)
+    assert len((await svc.get(ACME, cid, version=2)).messages) == 1  # the past stays readable
+
+
+async def test_expected_version_is_honoured(svc: Contexts) -> None:
+    cid = (await svc.create(ACME)).context_id
+    written = await svc.append(ACME, cid, [user("a")], expected_version=1)
+    assert written.version == 2
+
+
+async def test_another_tenant_sees_nothing(svc: Contexts) -> None:
+    cid = (await svc.create(ACME, metadata={"k": "v"})).context_id
+    await svc.append(ACME, cid, [user("secret", "m1")])
+    for call in (
+        svc.get(OTHER, cid),
+        svc.append(OTHER, cid, [user("x")]),
+        svc.edit(OTHER, cid, "m1", "x"),
+        svc.window(OTHER, cid),
+        svc.history(OTHER, cid),
+        svc.fork(OTHER, cid),
+        svc.lineage(OTHER, cid),
+        svc.diff(OTHER, cid, 1),
+        svc.get(OTHER, cid, version=1),
+    ):
+        with pytest.raises(ContextNotFound):
+            await call
+    assert (await svc.list(OTHER)).contexts == []
+    await svc.fork(ACME, cid)
+    assert len((await svc.list(ACME)).contexts) == 2
+
+
+async def test_idempotency_keys_make_retries_durable(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(path)
+    svc = Contexts(store)
+    await svc.start()
+    first = await svc.create(ACME, idempotency_key="c1")
+    again = await svc.create(ACME, idempotency_key="c1")
+    assert again.context_id == first.context_id
+    assert again.duplicate
+    cid = first.context_id
+    sent = await svc.append(ACME, cid, [user("hi")], idempotency_key="k1")
+    await svc.close()
+    await store.close()
+
+    store = await EventStore.open_sqlite(path)  # a restart between the try and the retry
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        retried = await svc.append(ACME, cid, [user("hi")], idempotency_key="k1")
+        assert retried.duplicate
+        assert retried.positions == sent.positions
+        assert retried.message_ids == sent.message_ids
+        assert len((await svc.get(ACME, cid)).messages) == 1
+        with pytest.raises(DuplicateEventId):
+            await svc.append(ACME, cid, [user("something else")], idempotency_key="k1")
+        # The same key from another tenant is another key.
+        other = await svc.create(OTHER, idempotency_key="c1")
+        assert other.context_id != cid
+        assert not other.duplicate
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_window_matches_the_pure_window_and_can_be_recorded(svc: Contexts) -> None:
+    cid = (await svc.create(ACME)).context_id
+    await svc.append(ACME, cid, [NewMessage(role="system", content="be brief")])
+    await svc.append(ACME, cid, [user(f"message number {i}", f"m{i}") for i in range(30)])
+    await svc.add_summary(ACME, cid, "the start", "m9")
+    state = await svc.get(ACME, cid)
+    for budget in (None, 20, 80, 200):
+        assert await svc.window(ACME, cid, max_tokens=budget) == window(state, budget)
+    assert await svc.window(ACME, cid, policy="last_n", last_n=3) == window(
+        state, policy="last_n", last_n=3
+    )
+    served = await svc.window(ACME, cid, max_tokens=80, record=True)
+    (last,) = await svc.history(ACME, cid, backward=True, limit=1)
+    assert last.type == "window.served"
+    assert last.version == served.version + 1
+    assert last.event.window_hash == served.window_hash  # type: ignore[union-attr]
+    assert last.event.message_ids == served.message_ids  # type: ignore[union-attr]
+
+
+async def test_time_travel_diff_fork_and_lineage(svc: Contexts) -> None:
+    cid = (await svc.create(ACME)).context_id
+    for i in range(10):
+        await svc.append(ACME, cid, [user(f"m{i}", f"m{i}")])
+    mid = await svc.get(ACME, cid)
+    await svc.edit(ACME, cid, "m1", "edited")
+    await svc.rollback(ACME, cid, 5)
+    assert [m.message_id for m in (await svc.get(ACME, cid)).messages] == [
+        "m0", "m1", "m2", "m3",
+    ]  # fmt: skip
+    assert await svc.get(ACME, cid, version=mid.version) == mid
+    assert (await svc.get(ACME, cid, at=mid.updated_at)).version == mid.version
+    changes = await svc.diff(ACME, cid, mid.version, mid.version + 1)
+    assert changes.edited == ("m1",)
+    fork = (await svc.fork(ACME, cid, at_version=3, metadata={"branch": "b"})).context_id
+    await svc.append(ACME, fork, [user("new in fork", "f1")])
+    grand = (await svc.fork(ACME, fork)).context_id
+    lineage = await svc.lineage(ACME, grand)
+    assert lineage.ancestors == [(fork, 2), (cid, 3)]
+    assert (await svc.lineage(ACME, cid)).forks == [(fork, 3)]
+    vs_parent = await svc.diff_parent(ACME, fork, parent_version=3)
+    assert vs_parent.added == ("f1",)
+    assert [c.path for c in vs_parent.metadata] == ["/branch"]
+    assert (await svc.get(ACME, fork)).metadata == {"branch": "b"}
+    with pytest.raises(InvalidCommand):
+        await svc.diff_parent(ACME, cid)
+
+
+async def test_list_pages_newest_first_with_metadata_filters(svc: Contexts) -> None:
+    ids = [
+        (await svc.create(ACME, metadata={"n": i, "team": "red" if i % 2 else "blue"})).context_id
+        for i in range(5)
+    ]
+    page = await svc.list(ACME, limit=2)
+    assert [c.context_id for c in page.contexts] == ids[:2:-1][:2]
+    assert page.next_cursor is not None
+    rest = await svc.list(ACME, limit=10, cursor=page.next_cursor)
+    assert [c.context_id for c in rest.contexts] == ids[2::-1]
+    assert rest.next_cursor is None
+    red = await svc.list(ACME, metadata={"team": "red"})
+    assert [c.context_id for c in red.contexts] == [ids[3], ids[1]]
+    assert [c.context_id for c in (await svc.list(ACME, metadata={"n": "2"})).contexts] == [ids[2]]
+    await svc.delete(ACME, ids[4])
+    assert ids[4] not in [c.context_id for c in (await svc.list(ACME)).contexts]
+    with pytest.raises(InvalidCommand):
+        await svc.list(ACME, cursor="garbage!")
+
+
+async def test_message_pages(svc: Contexts) -> None:
+    cid = (await svc.create(ACME)).context_id
+    await svc.append(ACME, cid, [user(str(i), f"m{i}") for i in range(7)])
+    page = await svc.messages(ACME, cid, limit=3)
+    assert page.seqs == [0, 1, 2]
+    assert page.next_after == 2
+    page = await svc.messages(ACME, cid, after=page.next_after, limit=10)
+    assert page.seqs == [3, 4, 5, 6]
+    assert page.next_after is None
+    back = await svc.messages(ACME, cid, backward=True, limit=2)
+    assert [m.message_id for m in back.messages] == ["m6", "m5"]
+    assert back.next_after == 5
