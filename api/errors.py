@@ -1,0 +1,195 @@
+"""The one place where exceptions become HTTP responses: ``{"error": {code, message, details}}``.
+
+Status codes (also in the OpenAPI document and the README):
+
+- 400 ``invalid_json`` / ``invalid_request``: malformed JSON, wrong types, unknown fields, NUL
+  characters, nesting too deep; ``details.path`` is the JSONPath of the bad field.
+- 401 ``unauthorized``: no API key, or an unknown one.
+- 404 ``not_found``: an unknown route, an id that is not a UUID, a context or message that does
+  not exist, belongs to another tenant (never told apart), or is deleted.
+- 405 ``method_not_allowed``; 413 ``body_too_large`` (also an event over the store's limit);
+  415 ``unsupported_media_type``.
+- 409 ``conflict``: the command clashes with what exists (a version out of range, a duplicate).
+- 412 ``version_conflict``: If-Match / ``expected_version`` is not the context's version;
+  ``details.current_version`` says what it is.
+- 422 ``invalid_command`` (well-formed but impossible, e.g. an unknown model) and
+  ``idempotency_key_reused`` (the same Idempotency-Key with a different request).
+- 503 ``unavailable`` (the database failed; nothing was written) and ``starting``.
+- 500 ``internal``: anything else; the traceback goes to the log with ``details.request_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+import eventstore as es
+import projections as pj
+
+log = logging.getLogger("ctxlog.api")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+_encoder = msgspec.json.Encoder()
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class ApiError(Exception):
+    """An error the API answers with on purpose: status, stable code, message, details."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def not_found(what: str = "not found") -> ApiError:
+    """A 404 that says nothing about whether the thing exists for someone else."""
+    return ApiError(404, "not_found", what)
+
+
+def invalid(message: str, path: str | None = None, where: str = "body") -> ApiError:
+    """A 400 for a request that is not what the schema says, at ``path`` in ``where``."""
+    details: dict[str, Any] = {"in": where}
+    if path is not None:
+        details["path"] = path
+    return ApiError(400, "invalid_request", message, details)
+
+
+def from_validation(e: msgspec.ValidationError, where: str = "body") -> ApiError:
+    """msgspec's message with the field path (``$.messages[0].role``) split out."""
+    text = str(e)
+    match = _PATH.search(text)
+    if match is None:
+        return invalid(text, "$", where)
+    return invalid(text[: match.start()], match.group(1), where)
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    411: "length_required",
+    413: "body_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+def translate(exc: BaseException, method: str = "GET") -> ApiError | None:
+    """The ApiError an expected exception stands for; None for a bug (a 500)."""
+    match exc:
+        case ApiError():
+            return exc
+        case msgspec.ValidationError():
+            return from_validation(exc)
+        case web.HTTPException() if exc.status >= 400:
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            details: dict[str, Any] = {}
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                details["allowed_methods"] = sorted(exc.allowed_methods)
+            message = exc.reason.lower() if exc.status != 413 else exc.text or "body too large"
+            return ApiError(exc.status, code, message, details)
+        case es.VersionConflict():
+            return ApiError(
+                412,
+                "version_conflict",
+                f"the context is at version {exc.actual}, the request expected {exc.expected}",
+                {"current_version": exc.actual, "expected_version": str(exc.expected)},
+            )
+        case es.DuplicateEventId():
+            return ApiError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request",
+            )
+        case es.EventTooLarge():
+            return ApiError(413, "body_too_large", str(exc), {"limit": exc.limit})
+        case es.InvalidStreamId():
+            return not_found("context not found")
+        case es.InvalidEvent():
+            return invalid(str(exc))
+        case es.StoreUnavailable() | es.StoreClosed():
+            return ApiError(503, "unavailable", "the database is unavailable; nothing was written")
+        case pj.ContextNotFound() | pj.ContextIsDeleted():
+            return not_found("context not found")
+        case pj.MessageNotFound():
+            return not_found("message not found")
+        case pj.InvalidVersion():
+            # A version that does not exist cannot be read (404), nor be a command's target (409).
+            status = 404 if method in ("GET", "HEAD") else 409
+            details = {"version": exc.version, "current_version": exc.current}
+            return ApiError(status, "not_found" if status == 404 else "conflict", str(exc), details)
+        case pj.ContextExists() | pj.DuplicateMessage():
+            return ApiError(409, "conflict", str(exc))
+        case pj.InvalidCommand() | pj.EncodingUnavailable() | pj.UnknownModel():
+            return ApiError(422, "invalid_command", str(exc))
+        case _:
+            return None
+
+
+def error_body(error: ApiError) -> bytes:
+    """The JSON body of an error response."""
+    return _encoder.encode(
+        {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    )
+
+
+def error_response(error: ApiError, request_id: str) -> web.Response:
+    """An error as a JSON response carrying the request id."""
+    response = web.Response(
+        status=error.status, body=error_body(error), content_type="application/json"
+    )
+    response.headers["X-Request-ID"] = request_id
+    if error.status == 405 and "allowed_methods" in error.details:
+        response.headers["Allow"] = ", ".join(error.details["allowed_methods"])
+    if error.status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def internal(request_id: str) -> ApiError:
+    """The only thing a client learns about a bug: that it happened, and its request id."""
+    return ApiError(500, "internal", "internal error", {"request_id": request_id})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id; turn every exception into a JSON error response."""
+    given = request.headers.get("X-Request-ID", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except (web.HTTPException, Exception) as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise  # 3xx: not an error
+        error = translate(exc, request.method)
+        if error is None:
+            log.exception("request %s failed: %s %s", request_id, request.method, request.path)
+            error = internal(request_id)
+        elif error.code == "unavailable":
+            log.warning("request %s: %s (%s)", request_id, error.message, type(exc).__name__)
+        return error_response(error, request_id)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+    return response

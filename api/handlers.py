@@ -1,0 +1,306 @@
+"""The context endpoints: each handler decodes, calls the contexts service, encodes.
+
+Writes answer with the context as it is after the write (``ETag`` = its version) unless noted;
+an idempotent retry answers with the context as of the first write, marked
+``Idempotent-Replayed: true``. Path ids that are not UUIDs name no resource: 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+import projections as pj
+from projections.service import Written
+
+from . import appkeys, render, schemas, wire
+from .auth import caller
+from .errors import invalid
+from .openapi import operation
+
+_WRITE_HEADERS = ("If-Match", "Idempotency-Key")
+
+
+async def _context(request: web.Request, written: Written, status: int = 200) -> web.Response:
+    """The context a write left, or (for a retry) the one the first write left."""
+    service = appkeys.contexts(request)
+    version = written.version if written.duplicate else None
+    state = await service.get(caller(request), written.context_id, version=version)
+    response = wire.json_response(
+        render.render_context(state), status, version=state.version, replayed=written.duplicate
+    )
+    if status == 201:
+        response.headers["Location"] = f"/api/v1/contexts/{state.context_id}"
+    return response
+
+
+# -- contexts ---------------------------------------------------------------------------------
+
+
+@operation(
+    "Create a context",
+    body=schemas.CreateContext,
+    body_required=False,
+    response=schemas.ContextOut,
+    status=201,
+    headers=("Idempotency-Key",),
+    errors=(422,),
+)
+async def create_context(request: web.Request) -> web.Response:
+    """A new, empty context of the caller's tenant."""
+    body = await wire.read_optional_json(request, schemas.CreateContext)
+    written = await appkeys.contexts(request).create(
+        caller(request),
+        metadata=body.metadata,
+        window=None if body.window is None else body.window.settings(),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written, 201)
+
+
+@operation("List contexts, newest first", query=schemas.ListQuery, response=schemas.ContextList)
+async def list_contexts(request: web.Request) -> web.Response:
+    """A page of the caller's live contexts; ``metadata.<key>=<value>`` filters by metadata."""
+    params = wire.query(request, schemas.ListQuery, exclude="metadata.")
+    filters = {
+        key.removeprefix("metadata."): value
+        for key, value in request.query.items()
+        if key.startswith("metadata.")
+    }
+    try:
+        page = await appkeys.contexts(request).list(
+            caller(request), cursor=params.cursor, limit=params.limit, metadata=filters or None
+        )
+    except pj.InvalidCommand as e:  # the only one list raises: a cursor it did not issue
+        raise invalid(str(e), "$.cursor", "query") from None
+    body = schemas.ContextList(
+        contexts=[render.render_list_item(s) for s in page.contexts], next_cursor=page.next_cursor
+    )
+    return wire.json_response(body)
+
+
+@operation(
+    "Get a context, now or as it was (?version=N or ?at=ISO-8601)",
+    query=schemas.GetContextQuery,
+    response=schemas.ContextOut,
+    errors=(304, 404),
+)
+async def get_context(request: web.Request) -> web.StreamResponse:
+    """The context now, at a version, or at a time; 304 when If-None-Match is current."""
+    context_id = wire.path_uuid(request)
+    params = wire.query(request, schemas.GetContextQuery)
+    if params.version is not None and params.at is not None:
+        raise invalid("give version or at, not both", "$.at", "query")
+    state = await appkeys.contexts(request).get(
+        caller(request), context_id, version=params.version, at=params.at
+    )
+    tag = wire.etag(state.version)
+    if request.headers.get("If-None-Match") == tag:
+        return web.Response(status=304, headers={"ETag": tag})
+    return wire.json_response(render.render_context(state), version=state.version)
+
+
+@operation(
+    "Delete a context (a tombstone: its history stays for audit)",
+    body=schemas.DeleteContext,
+    body_required=False,
+    status=204,
+    headers=_WRITE_HEADERS,
+    errors=(404, 412, 422),
+)
+async def delete_context(request: web.Request) -> web.Response:
+    """Tombstone the context; afterwards it reads as not found."""
+    context_id = wire.path_uuid(request)
+    body = await wire.read_optional_json(request, schemas.DeleteContext)
+    await appkeys.contexts(request).delete(
+        caller(request),
+        context_id,
+        reason=body.reason,
+        expected_version=wire.expected_version(request),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return web.Response(status=204)
+
+
+@operation(
+    "Append one message, or several atomically",
+    body=schemas.AppendMessages,
+    response=(schemas.ContextOut, schemas.Appended),
+    status=201,
+    headers=(*_WRITE_HEADERS, "Prefer"),
+    errors=(404, 409, 412, 422),
+    description="With `Prefer: return=minimal` the answer is `Appended` ({version, message_ids}).",
+)
+async def append_messages(request: web.Request) -> web.Response:
+    """Append messages; O(1) in the context's length when the answer is minimal."""
+    context_id = wire.path_uuid(request)
+    body = await wire.read_json(request, schemas.AppendMessages)
+    written = await appkeys.contexts(request).append(
+        caller(request),
+        context_id,
+        render.new_messages(body),
+        expected_version=wire.expected_version(request, body.expected_version),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    if wire.prefers_minimal(request):
+        minimal = schemas.Appended(version=written.version, message_ids=written.message_ids)
+        return wire.json_response(minimal, 201, version=written.version, replayed=written.duplicate)
+    return await _context(request, written, 201)
+
+
+@operation(
+    "Edit a message's content",
+    body=schemas.EditMessage,
+    response=schemas.ContextOut,
+    headers=_WRITE_HEADERS,
+    errors=(404, 409, 412, 422),
+)
+async def edit_message(request: web.Request) -> web.Response:
+    """Replace one message's content."""
+    context_id = wire.path_uuid(request)
+    message_id = wire.path_uuid(request, "message_id")
+    body = await wire.read_json(request, schemas.EditMessage)
+    written = await appkeys.contexts(request).edit(
+        caller(request),
+        context_id,
+        message_id,
+        body.content,
+        expected_version=wire.expected_version(request, body.expected_version),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written)
+
+
+@operation(
+    "Redact a message (its content is blanked; it keeps its place)",
+    body=schemas.RedactMessage,
+    body_required=False,
+    response=schemas.ContextOut,
+    headers=_WRITE_HEADERS,
+    errors=(404, 409, 412, 422),
+)
+async def redact_message(request: web.Request) -> web.Response:
+    """Blank one message's content, keeping a hash of what it held."""
+    context_id = wire.path_uuid(request)
+    message_id = wire.path_uuid(request, "message_id")
+    body = await wire.read_optional_json(request, schemas.RedactMessage)
+    written = await appkeys.contexts(request).redact(
+        caller(request),
+        context_id,
+        message_id,
+        reason=body.reason,
+        expected_version=wire.expected_version(request, body.expected_version),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written)
+
+
+@operation(
+    "Change metadata by a JSON merge patch (RFC 7386)",
+    body=schemas.Metadata,
+    response=schemas.ContextOut,
+    headers=_WRITE_HEADERS,
+    errors=(404, 409, 412, 422),
+)
+async def patch_metadata(request: web.Request) -> web.Response:
+    """Merge-patch the context's metadata (``null`` removes a key)."""
+    context_id = wire.path_uuid(request)
+    patch = await wire.read_json(request, dict[str, Any])
+    written = await appkeys.contexts(request).update_metadata(
+        caller(request),
+        context_id,
+        patch,
+        expected_version=wire.expected_version(request),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written)
+
+
+@operation(
+    "Set the context's default window",
+    body=schemas.WindowIn,
+    response=schemas.ContextOut,
+    headers=_WRITE_HEADERS,
+    errors=(404, 409, 412, 422),
+)
+async def configure_window(request: web.Request) -> web.Response:
+    """Replace the context's default window settings."""
+    context_id = wire.path_uuid(request)
+    body = await wire.read_json(request, schemas.WindowIn)
+    written = await appkeys.contexts(request).configure_window(
+        caller(request),
+        context_id,
+        body.settings(),
+        expected_version=wire.expected_version(request),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written)
+
+
+@operation(
+    "Add a summary standing in for messages through one message",
+    body=schemas.AddSummary,
+    response=schemas.ContextOut,
+    status=201,
+    headers=_WRITE_HEADERS,
+    errors=(404, 409, 412, 422),
+)
+async def add_summary(request: web.Request) -> web.Response:
+    """Add a summary; windows show it instead of the messages it covers."""
+    context_id = wire.path_uuid(request)
+    body = await wire.read_json(request, schemas.AddSummary)
+    written = await appkeys.contexts(request).add_summary(
+        caller(request),
+        context_id,
+        body.text,
+        str(body.through_message_id),
+        expected_version=wire.expected_version(request, body.expected_version),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written, 201)
+
+
+@operation(
+    "Roll the context back to an earlier version (a new event; history stays)",
+    body=schemas.Rollback,
+    response=schemas.ContextOut,
+    headers=_WRITE_HEADERS,
+    errors=(404, 409, 412, 422),
+)
+async def rollback(request: web.Request) -> web.Response:
+    """Return the context to its state as of ``to_version``."""
+    context_id = wire.path_uuid(request)
+    body = await wire.read_json(request, schemas.Rollback)
+    written = await appkeys.contexts(request).rollback(
+        caller(request),
+        context_id,
+        body.to_version,
+        reason=body.reason,
+        expected_version=wire.expected_version(request, body.expected_version),
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written)
+
+
+@operation(
+    "Fork the context into a new one",
+    body=schemas.Fork,
+    body_required=False,
+    response=schemas.ContextOut,
+    status=201,
+    headers=("Idempotency-Key",),
+    errors=(404, 409, 422),
+)
+async def fork(request: web.Request) -> web.Response:
+    """A new context starting as this one at ``at_version`` (default: now)."""
+    context_id = wire.path_uuid(request)
+    body = await wire.read_optional_json(request, schemas.Fork)
+    written = await appkeys.contexts(request).fork(
+        caller(request),
+        context_id,
+        at_version=body.at_version,
+        metadata=body.metadata,
+        idempotency_key=wire.idempotency_key(request),
+    )
+    return await _context(request, written, 201)

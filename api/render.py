@@ -1,0 +1,154 @@
+"""Projection states and events into response bodies, and request bodies into commands:
+the only place where the API's shapes meet the layer below."""
+
+from __future__ import annotations
+
+import msgspec
+
+from eventstore import RecordedEvent
+from projections import ContextState, Message
+from projections.service import Lineage, NewMessage
+
+from .errors import invalid
+from .schemas import (
+    MCP_DEFAULT_MAX_TOKENS,
+    AppendMessages,
+    ContextListItem,
+    ContextOut,
+    EventOut,
+    LineageOut,
+    MessageIn,
+    MessageOut,
+    SummaryOut,
+    VersionRef,
+)
+
+
+def render_message(m: Message) -> MessageOut:
+    """A message of a state as a response body."""
+    return MessageOut(
+        id=m.message_id,
+        role=m.role,
+        content=m.content,
+        name=m.name,
+        metadata=m.metadata,
+        version=m.version,
+        tokens=m.tokens,
+        edited_version=m.edited_version,
+        redacted=m.redacted,
+        content_hash=m.content_hash,
+    )
+
+
+def _parent(state: ContextState) -> VersionRef | None:
+    p = state.parent
+    return None if p is None else VersionRef(context_id=p.context_id, version=p.version)
+
+
+def render_context(state: ContextState, *, mcp: bool = False) -> ContextOut:
+    """A state as the context body; ``mcp`` adds ``metadata.mcp.window`` (rendered, not stored)."""
+    metadata = state.metadata
+    total = state.total_tokens
+    if mcp:
+        mcp_meta = metadata.get("mcp")
+        mcp_meta = dict(mcp_meta) if isinstance(mcp_meta, dict) else {}
+        mcp_meta["window"] = {
+            "max_tokens": state.window.max_tokens or MCP_DEFAULT_MAX_TOKENS,
+            "current_tokens": total,
+        }
+        metadata = {**metadata, "mcp": mcp_meta}
+    return ContextOut(
+        id=state.context_id,
+        version=state.version,
+        messages=[render_message(m) for m in state.messages],
+        metadata=metadata,
+        window=state.window,
+        summaries=[
+            SummaryOut(
+                id=s.summary_id,
+                text=s.text,
+                through_message_id=s.through_message_id,
+                version=s.version,
+                tokens=s.tokens,
+            )
+            for s in state.summaries
+        ],
+        parent=_parent(state),
+        token_encoding=state.token_encoding,
+        total_tokens=total,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+    )
+
+
+def render_list_item(state: ContextState) -> ContextListItem:
+    """A state as an entry of a listing."""
+    return ContextListItem(
+        id=state.context_id,
+        version=state.version,
+        metadata=state.metadata,
+        window=state.window,
+        message_count=len(state.messages),
+        total_tokens=state.total_tokens,
+        parent=_parent(state),
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+    )
+
+
+def render_event(e: RecordedEvent) -> EventOut:
+    """A recorded event as a response body (the tenant is left out: it is the caller's)."""
+    return EventOut(
+        position=e.position,
+        context_id=e.stream_id,
+        version=e.version,
+        id=e.event_id,
+        type=e.type,
+        data=e.event,
+        actor=e.metadata.actor,
+        metadata=msgspec.structs.replace(e.metadata, tenant=None),
+        recorded_at=e.recorded_at,
+        hash=e.hash,
+    )
+
+
+def render_lineage(lineage: Lineage) -> LineageOut:
+    """A lineage as a response body."""
+    return LineageOut(
+        id=lineage.context_id,
+        ancestors=[VersionRef(context_id=c, version=v) for c, v in lineage.ancestors],
+        forks=[VersionRef(context_id=c, version=v) for c, v in lineage.forks],
+    )
+
+
+def new_message(m: MessageIn) -> NewMessage:
+    """A request's message as the service's NewMessage."""
+    return NewMessage(
+        role=m.role,
+        content=m.content,
+        name=m.name,
+        metadata=m.metadata,
+        message_id=None if m.id is None else str(m.id),
+    )
+
+
+def new_messages(body: AppendMessages) -> list[NewMessage]:
+    """The messages of an append body: ``messages`` or the one message given inline."""
+    inline = body.role is not None or body.content is not None
+    if body.messages is not None:
+        if inline or body.name is not None or body.metadata is not None or body.id is not None:
+            raise invalid("give either one message or messages: [...], not both", "$.messages")
+        return [new_message(m) for m in body.messages]
+    if body.role is None:
+        raise invalid("a message needs a role (or give messages: [...])", "$.role")
+    if body.content is None:
+        raise invalid("a message needs content", "$.content")
+    return [
+        NewMessage(
+            role=body.role,
+            content=body.content,
+            name=body.name,
+            metadata=body.metadata or {},
+            message_id=None if body.id is None else str(body.id),
+        )
+    ]

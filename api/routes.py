@@ -1,0 +1,91 @@
+"""The whole API in one route table, and the handlers that describe the server itself.
+
+Context handlers live in ``handlers.py``, WebSocket and SSE in ``live.py``; they are all
+registered here, so this file is the one list of every path and method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import appkeys, docs, handlers, live, schemas, views, wire
+from .openapi import operation
+
+routes = web.RouteTableDef()
+
+V1 = "/api/v1"
+
+
+@routes.get("/")
+@operation("What this server is", response=schemas.Root, tag="meta", public=True)
+async def root(request: web.Request) -> web.Response:
+    """Name, version and where the docs are."""
+    body = schemas.Root(name="ctxlog", version=request.app[appkeys.VERSION], docs_url="/docs")
+    return wire.json_response(body)
+
+
+@routes.get("/healthz")
+@operation(
+    "Readiness: ok once the projector has caught up with the log",
+    response=schemas.Health,
+    tag="meta",
+    public=True,
+    also=(503,),
+    description="503 with status `starting` while the projector catches up at start.",
+)
+async def healthz(request: web.Request) -> web.Response:
+    """200 ``ok`` when ready; 503 ``starting`` (or ``failed``) before."""
+    status = appkeys.status(request.app)
+    body = schemas.Health(status=status, version=request.app[appkeys.VERSION])  # type: ignore[arg-type]
+    return wire.json_response(body, 200 if status == "ok" else 503)
+
+
+@routes.get("/openapi.json")
+@operation("This document", response=dict[str, Any], tag="meta", public=True)
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document, generated from the schemas."""
+    return wire.json_response(request.app[appkeys.OPENAPI])
+
+
+@routes.get("/docs")
+@operation(
+    "The API reference as HTML (works offline)",
+    response=str,
+    content_type="text/html",
+    tag="meta",
+    public=True,
+)
+async def api_docs(request: web.Request) -> web.Response:
+    """A self-contained HTML page rendered from the OpenAPI document."""
+    return web.Response(text=docs.render(request.app[appkeys.OPENAPI]), content_type="text/html")
+
+
+_TABLE = [
+    ("POST", "/contexts", handlers.create_context),
+    ("GET", "/contexts", handlers.list_contexts),
+    ("GET", "/contexts/{id}", handlers.get_context),
+    ("DELETE", "/contexts/{id}", handlers.delete_context),
+    ("POST", "/contexts/{id}/messages", handlers.append_messages),
+    ("PATCH", "/contexts/{id}/messages/{message_id}", handlers.edit_message),
+    ("POST", "/contexts/{id}/messages/{message_id}/redact", handlers.redact_message),
+    ("PATCH", "/contexts/{id}/metadata", handlers.patch_metadata),
+    ("GET", "/contexts/{id}/window", views.get_window),
+    ("PUT", "/contexts/{id}/window", handlers.configure_window),
+    ("POST", "/contexts/{id}/summaries", handlers.add_summary),
+    ("POST", "/contexts/{id}/rollback", handlers.rollback),
+    ("POST", "/contexts/{id}/fork", handlers.fork),
+    ("GET", "/contexts/{id}/events", views.history),
+    ("GET", "/contexts/{id}/diff", views.get_diff),
+    ("GET", "/contexts/{id}/lineage", views.get_lineage),
+    ("GET", "/events", views.audit),
+    ("GET", "/events/stream", live.event_stream),
+    ("GET", "/ws/{id}", live.websocket),
+    ("POST", "/mcp/contexts", views.mcp_create),
+    ("GET", "/mcp/contexts/{id}", views.mcp_get),
+    ("GET", "/mcp/capabilities", views.mcp_capabilities),
+]
+
+for _method, _path, _handler in _TABLE:
+    routes.route(_method, V1 + _path)(_handler)

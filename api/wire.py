@@ -1,0 +1,195 @@
+"""Bytes in, Structs out, and back: bodies, query strings, ids and HTTP preconditions.
+
+Every way a request can be malformed ends here as an ApiError (4xx) before anything is
+written: a body over the limit (413), not JSON (415), not UTF-8, malformed, nested too
+deeply, of the wrong shape or with unknown fields (400 with ``details.path``), or holding a NUL
+character anywhere (400).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from eventstore import STREAM_EXISTS, ExpectedVersion
+
+from .errors import ApiError, from_validation, invalid, not_found
+
+T = TypeVar("T")
+
+JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+MAX_DEPTH = 64
+
+_encoder = msgspec.json.Encoder()
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ETAG = re.compile(r'\s*(?:W/)?"?(\d{1,18})"?\s*')
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_DATETIME_FIELDS = ("at", "since", "until")
+
+
+@functools.cache
+def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
+    # One Decoder per request type, built once: msgspec's first performance tip.
+    return msgspec.json.Decoder(type_)
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    """Decode and validate a JSON body as ``type_``; ApiError 400 for anything wrong."""
+    try:
+        value: T = _decoder(type_).decode(body)
+    except msgspec.ValidationError as e:
+        raise from_validation(e) from None
+    except msgspec.DecodeError as e:
+        raise ApiError(400, "invalid_json", f"malformed JSON: {e}", {"in": "body"}) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not valid UTF-8", {"in": "body"}) from None
+    except RecursionError:
+        raise _too_deep("$") from None
+    # A NUL can only arrive escaped (a raw one is malformed JSON); when the escape appears at
+    # all, look at the decoded strings to be sure, and check the nesting depth there too.
+    if b"\\u0000" in body or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        _check_strings(msgspec.to_builtins(value), "$", 0)
+    return value
+
+
+def _too_deep(path: str) -> ApiError:
+    return ApiError(
+        400, "invalid_json", f"JSON nested deeper than {MAX_DEPTH}", {"in": "body", "path": path}
+    )
+
+
+def _check_strings(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise _too_deep(path)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise invalid("strings cannot contain NUL characters", path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if "\x00" in key:
+                raise invalid("keys cannot contain NUL characters", path)
+            _check_strings(item, where, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_strings(item, f"{path}[{i}]", depth + 1)
+
+
+def _check_content_type(request: web.Request) -> None:
+    if request.content_type not in JSON_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be application/json, not {request.content_type}",
+        )
+
+
+async def read_json(request: web.Request, type_: type[T]) -> T:
+    """The request body decoded as ``type_`` (413 over the app's body limit)."""
+    _check_content_type(request)
+    # aiohttp enforces client_max_size while reading and raises 413.
+    return decode(await request.read(), type_)
+
+
+async def read_optional_json(request: web.Request, type_: type[T]) -> T:
+    """Like ``read_json``, but an empty body means ``type_()``, all defaults."""
+    if not request.body_exists:
+        return type_()
+    body = await request.read()
+    if not body.strip():
+        return type_()
+    _check_content_type(request)
+    return decode(body, type_)
+
+
+def query(request: web.Request, type_: type[T], exclude: str | None = None) -> T:
+    """The query string as ``type_``; numbers and booleans are converted from their text.
+
+    ``exclude`` leaves out parameters with that prefix (e.g. ``metadata.`` filters).
+    """
+    params: dict[str, str] = {}
+    for key, value in request.query.items():
+        if exclude is not None and key.startswith(exclude):
+            continue
+        if key in params:
+            raise invalid(f"query parameter {key!r} is given more than once", f"$.{key}", "query")
+        # An unencoded '+' in a time zone offset arrives as a space.
+        params[key] = value.replace(" ", "+") if key in _DATETIME_FIELDS else value
+    try:
+        return msgspec.convert(params, type_, strict=False)
+    except msgspec.ValidationError as e:
+        raise from_validation(e, "query") from None
+
+
+def path_uuid(request: web.Request, name: str = "id") -> str:
+    """A UUID from the path, canonical (lower case). Anything else names no resource: 404."""
+    raw = request.match_info[name]
+    if not _UUID.fullmatch(raw):
+        raise not_found("context not found" if name == "id" else "message not found")
+    return raw.lower()
+
+
+def expected_version(request: web.Request, in_body: int | None = None) -> ExpectedVersion | None:
+    """The version a write expects, from If-Match (``"7"``, ``7`` or ``*``) or the body's
+    ``expected_version``; both must agree when both are given."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return in_body
+    if header.strip() == "*":
+        if in_body is not None:
+            return in_body
+        return STREAM_EXISTS
+    match = _ETAG.fullmatch(header)
+    if match is None:
+        raise invalid('If-Match must be one ETag, e.g. "3"', "If-Match", "header")
+    version = int(match.group(1))
+    if in_body is not None and in_body != version:
+        raise invalid("If-Match and expected_version disagree", "$.expected_version")
+    return version
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header: 1-255 visible ASCII characters, or None."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise invalid(
+            "Idempotency-Key must be 1-255 visible ASCII characters", "Idempotency-Key", "header"
+        )
+    return key
+
+
+def prefers_minimal(request: web.Request) -> bool:
+    """Whether the client sent ``Prefer: return=minimal``."""
+    prefer = request.headers.get("Prefer", "")
+    return any(p.strip() == "return=minimal" for p in prefer.replace(";", ",").split(","))
+
+
+def etag(version: int) -> str:
+    """The ETag of a context version."""
+    return f'"{version}"'
+
+
+def json_response(
+    body: Any, status: int = 200, *, version: int | None = None, replayed: bool = False
+) -> web.Response:
+    """``body`` as JSON; ``version`` becomes the ETag; ``replayed`` marks an idempotent retry."""
+    response = web.Response(
+        status=status, body=_encoder.encode(body), content_type="application/json"
+    )
+    if version is not None:
+        response.headers["ETag"] = etag(version)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def new_uuid() -> str:
+    """A fresh random UUID as text."""
+    return str(uuid.uuid4())

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""HTTP benchmark: the real ``ctxlog serve`` against a trivial aiohttp app, same client, same run.
+
+Starts both servers as subprocesses on loopback and drives them with concurrent aiohttp
+clients for a bounded time per phase (``--seconds``, default 5): durable appends/s (each
+worker on its own context, ``Prefer: return=minimal``) and window reads/s at concurrency 1, 16
+and 64, with p50/p99 latency, each beside the trivial handler's requests/s (POST with the same
+body, GET) as the ceiling. Then appends to a context already holding 10,000 messages against
+appends to a fresh one. Targets: appends at c=64 >= 40% of the ceiling, window reads >= 60%,
+and the 10k-message append within 1.5x of the fresh one.
+
+Usage: .venv/bin/python scripts/bench_api.py [--seconds 5] [--concurrency 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+TRIVIAL = """
+import sys
+from aiohttp import web
+
+async def get(request):
+    return web.json_response({"ok": True})
+
+async def post(request):
+    await request.read()
+    return web.json_response({"version": 1, "message_ids": ["x"]}, status=201)
+
+app = web.Application()
+app.add_routes([web.get("/get", get), web.post("/post", post)])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+KEY = "bench-key"
+HEADERS = {"X-API-Key": KEY}
+MESSAGE = b'{"role": "user", "content": "The quick brown fox jumps over the lazy dog."}'
+POST_HEADERS = {**HEADERS, "Content-Type": "application/json", "Prefer": "return=minimal"}
+
+Request = Callable[[aiohttp.ClientSession, int], Awaitable[None]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_up(url: str) -> None:
+    """Until ``url`` answers 200 (for the API: until the projector has caught up)."""
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def run_phase(
+    concurrency: int, seconds: float, request: Request
+) -> tuple[float, list[float]]:
+    """requests/s and every latency (s) of ``concurrency`` workers looping for ``seconds``."""
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def worker(n: int) -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                await request(session, n)
+                latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def expect(response: aiohttp.ClientResponse, status: int) -> None:
+    if response.status != status:
+        raise RuntimeError(f"{response.method} {response.url}: {response.status} "
+                           f"{(await response.text())[:300]}")  # fmt: skip
+    await response.read()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--concurrency", default="1,16,64")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="ctxlog-bench-"))
+    trivial_port, api_port = free_port(), free_port()
+    env = {**os.environ, "CTXLOG_API_KEYS": f"{KEY}:bench:bench"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", TRIVIAL, str(trivial_port)]),
+        subprocess.Popen(
+            [sys.executable, "-m", "api", "serve", "--port", str(api_port),
+             "--db", str(workdir / "bench.db")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+    ]  # fmt: skip
+    trivial = f"http://127.0.0.1:{trivial_port}"
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        return asyncio.run(run(trivial, api, levels, args.seconds))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
+
+
+async def run(trivial: str, api: str, levels: list[int], seconds: float) -> int:
+    await wait_up(f"{trivial}/get")
+    await wait_up(f"{api}/healthz")
+    return await bench(trivial, api, levels, seconds)
+
+
+async def new_context(session: aiohttp.ClientSession, api: str, messages: int = 0) -> str:
+    async with session.post(f"{api}/api/v1/contexts", json={"window": {"max_tokens": 2000}},
+                            headers=HEADERS) as r:  # fmt: skip
+        cid = str((await r.json())["id"])
+    batch = [{"role": "user", "content": f"message {i} of the history"} for i in range(1000)]
+    for start in range(0, messages, 1000):
+        body = {"messages": batch[: min(1000, messages - start)]}
+        async with session.post(
+            f"{api}/api/v1/contexts/{cid}/messages",
+            json=body,
+            headers={**HEADERS, "Prefer": "return=minimal"},
+        ) as r:
+            await expect(r, 201)
+    return cid
+
+
+async def bench(trivial: str, api: str, levels: list[int], seconds: float) -> int:
+    rows: list[tuple[str, int, float, float, float, str]] = []
+
+    def row(name: str, c: int, result: tuple[float, list[float]], ratio: str = "") -> float:
+        rate, lat = result
+        rows.append((name, c, rate, pct(lat, 0.5), pct(lat, 0.99), ratio))
+        print(f"  {name:<28} c={c:<3} {rate:9.0f} req/s  p50 {pct(lat, 0.5):7.2f} ms"
+              f"  p99 {pct(lat, 0.99):7.2f} ms  {ratio}", flush=True)  # fmt: skip
+        return rate
+
+    async with aiohttp.ClientSession() as s:
+        contexts = [await new_context(s, api) for _ in range(max(levels))]
+        window_contexts = []
+        for _ in range(max(levels)):
+            cid = await new_context(s, api)
+            body = {"messages": [{"role": "user", "content": f"m{i} " * 20} for i in range(50)]}
+            async with s.post(f"{api}/api/v1/contexts/{cid}/messages", json=body,
+                              headers=POST_HEADERS) as r:  # fmt: skip
+                await expect(r, 201)
+            window_contexts.append(cid)
+
+    async def trivial_post(session: aiohttp.ClientSession, n: int) -> None:
+        async with session.post(f"{trivial}/post", data=MESSAGE, headers=POST_HEADERS) as r:
+            await expect(r, 201)
+
+    async def trivial_get(session: aiohttp.ClientSession, n: int) -> None:
+        async with session.get(f"{trivial}/get", headers=HEADERS) as r:
+            await expect(r, 200)
+
+    def append_to(ids: list[str]) -> Request:
+        async def append(session: aiohttp.ClientSession, n: int) -> None:
+            url = f"{api}/api/v1/contexts/{ids[n % len(ids)]}/messages"
+            async with session.post(url, data=MESSAGE, headers=POST_HEADERS) as r:
+                await expect(r, 201)
+
+        return append
+
+    async def window(session: aiohttp.ClientSession, n: int) -> None:
+        url = f"{api}/api/v1/contexts/{window_contexts[n]}/window?max_tokens=1000"
+        async with session.get(url, headers=HEADERS) as r:
+            await expect(r, 200)
+
+    verdicts = []
+    print(f"phases of {seconds:g} s each")
+    for c in levels:
+        ceiling_post = row("trivial POST (ceiling)", c, await run_phase(c, seconds, trivial_post))
+        appends = await run_phase(c, seconds, append_to(contexts))
+        ratio = appends[0] / ceiling_post
+        row("durable append", c, appends, f"{ratio:.0%} of ceiling")
+        ceiling_get = row("trivial GET (ceiling)", c, await run_phase(c, seconds, trivial_get))
+        reads = await run_phase(c, seconds, window)
+        wratio = reads[0] / ceiling_get
+        row("window read", c, reads, f"{wratio:.0%} of ceiling")
+        if c == 64:
+            verdicts.append(("appends at c=64 >= 40% of ceiling", ratio >= 0.40, f"{ratio:.0%}"))
+            verdicts.append(("window reads at c=64 >= 60%", wratio >= 0.60, f"{wratio:.0%}"))
+
+    async with aiohttp.ClientSession() as s:
+        fresh = [await new_context(s, api)]
+        print("  filling a context with 10,000 messages …", flush=True)
+        big = [await new_context(s, api, messages=10_000)]
+    fresh_rate = row("append, fresh context", 1, await run_phase(1, seconds, append_to(fresh)))
+    big_result = await run_phase(1, seconds, append_to(big))
+    slowdown = fresh_rate / big_result[0]
+    row("append, 10k-message context", 1, big_result, f"{slowdown:.2f}x the fresh cost")
+    verdicts.append(("10k-message append within 1.5x", slowdown <= 1.5, f"{slowdown:.2f}x"))
+
+    print()
+    print("| phase | c | req/s | p50 ms | p99 ms | vs ceiling |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, c, rate, p50, p99, ratio in rows:
+        print(f"| {name} | {c} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {ratio} |")
+    print()
+    for what, ok, value in verdicts:
+        print(f"{'PASS' if ok else 'MISS'}  {what}: {value}")
+    return 0 if all(ok for _, ok, _ in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The OpenAPI document is complete and sound: every route is in it, every reference resolves,
+and it is what /openapi.json and /docs serve. (That responses validate against it is checked
+on every request the API tests make, by ``api.testing.ApiClient``.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from api import appkeys, create_app, testing
+from api.testing import ApiClient
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> web.Application:
+    return create_app(testing.settings(str(tmp_path / "ctx.db")))
+
+
+def test_every_route_is_documented(app: web.Application) -> None:
+    doc = app[appkeys.OPENAPI]
+    routes = {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert routes == documented
+
+
+def test_the_document_is_openapi_3_1_and_its_refs_resolve(app: web.Application) -> None:
+    doc = app[appkeys.OPENAPI]
+    assert doc["openapi"].startswith("3.1")
+    text = json.dumps(doc)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+    assert refs <= set(doc["components"]["schemas"])
+    import jsonschema
+
+    for schema in doc["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema({"components": {}, **schema})
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["summary"], (method, path)
+            assert "500" in op["responses"]
+            params = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert params == set(re.findall(r"{(\w+)}", path))
+
+
+def test_request_schemas_forbid_unknown_fields(app: web.Application) -> None:
+    schemas: dict[str, Any] = app[appkeys.OPENAPI]["components"]["schemas"]
+    for name in ("CreateContext", "AppendMessages", "MessageIn", "Rollback", "AuditQuery"):
+        assert schemas[name]["additionalProperties"] is False
+
+
+async def test_served_document_and_docs_page(aiohttp_client: Any, app: web.Application) -> None:
+    client: TestClient = await aiohttp_client(app)
+    api = ApiClient(client, app[appkeys.OPENAPI])
+    served = await api.get("/openapi.json", expect=200)
+    assert served.json == json.loads(json.dumps(app[appkeys.OPENAPI]))
+    page = (await api.get("/docs", expect=200)).body.decode()
+    for path in app[appkeys.OPENAPI]["paths"]:
+        assert path in page
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)=["']https?://""", page)

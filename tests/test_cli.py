@@ -1,0 +1,88 @@
+"""The ``ctxlog`` command and its settings: flags over environment over defaults, API keys,
+and the refusal to serve an open API beyond loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from api import Settings, SettingsError
+from api.cli import parser
+from api.settings import is_loopback, parse_keys
+
+
+def test_defaults() -> None:
+    s = Settings.load(env={})
+    assert (s.host, s.port, s.db) == ("127.0.0.1", 8080, "./ctxlog.db")
+    assert s.open
+    assert s.max_body_bytes == 1 << 20
+
+
+def test_environment_then_flags() -> None:
+    env = {"CTXLOG_HOST": "::1", "CTXLOG_PORT": "9000", "CTXLOG_DB": "/tmp/x.db"}
+    s = Settings.load(env=env)
+    assert (s.host, s.port, s.db) == ("::1", 9000, "/tmp/x.db")
+    s = Settings.load(host="127.0.0.2", port=7000, db="y.db", env=env)
+    assert (s.host, s.port, s.db) == ("127.0.0.2", 7000, "y.db")
+    with pytest.raises(SettingsError, match="CTXLOG_PORT"):
+        Settings.load(env={"CTXLOG_PORT": "eighty"})
+
+
+def test_api_keys_from_env_and_file(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# comment\nk2:t2:a2\n\nk3:t2:a3\n")
+    env = {"CTXLOG_API_KEYS": "k1:t1:a1, k4:t1:a4", "CTXLOG_API_KEYS_FILE": str(keys_file)}
+    s = Settings.load(env=env)
+    assert [(k.tenant, k.actor) for k in s.api_keys] == [
+        ("t1", "a1"), ("t1", "a4"), ("t2", "a2"), ("t2", "a3"),
+    ]  # fmt: skip
+    assert not s.open
+    assert "k1" not in repr(s)  # keys never show up in logs of the settings
+
+
+@pytest.mark.parametrize("text", ["k1", "k1:t1", "k1:t1:a1:x", ":t:a", "k::a"])
+def test_malformed_keys_are_refused_without_echoing_them(text: str) -> None:
+    with pytest.raises(SettingsError) as e:
+        parse_keys(text, source="CTXLOG_API_KEYS")
+    assert "k1" not in str(e.value)
+
+
+def test_a_key_configured_twice_is_refused() -> None:
+    with pytest.raises(SettingsError, match="twice"):
+        Settings.load(env={"CTXLOG_API_KEYS": "k:t:a,k:u:b"})
+
+
+def test_loopback_rules() -> None:
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("127.1.2.3")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("192.168.1.2")
+    assert not is_loopback("example.com")
+    with pytest.raises(SettingsError, match="API keys"):
+        Settings(host="0.0.0.0").check()
+    Settings(host="0.0.0.0", api_keys=parse_keys("k:t:a", source="x")).check()
+
+
+def test_serve_flags_parse() -> None:
+    args = parser().parse_args(["serve", "--port", "9001", "--db", "a.db"])
+    assert (args.port, args.db, args.host) == (9001, "a.db", None)
+    with pytest.raises(SystemExit):
+        parser().parse_args([])
+
+
+def test_serve_refuses_an_open_public_bind() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "api", "serve", "--host", "0.0.0.0", "--db", ":memory:"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "API keys" in result.stderr
