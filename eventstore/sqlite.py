@@ -121,7 +121,18 @@ class SQLiteRecorder(Recorder):
         self.supports_concurrent_reads = path != ":memory:"
 
     async def open(self) -> None:
-        """Open the write connection, create or check the schema, then the readers."""
+        """Open the write connection, create or check the schema, then the readers.
+
+        On failure every connection opened so far is closed: aiosqlite's threads are not
+        daemons, and one left behind keeps the process from exiting.
+        """
+        try:
+            await self._open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         with _translated():
             self._writer = await self._connect()
             await _run(self._writer, self._init_schema)
@@ -136,7 +147,11 @@ class SQLiteRecorder(Recorder):
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:

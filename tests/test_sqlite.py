@@ -67,11 +67,16 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     assert caught.value.found == 99
 
 
-async def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+async def test_not_a_database_is_a_store_error_and_leaves_no_thread(tmp_path: Path) -> None:
+    import threading
+
     path = tmp_path / "garbage.db"
     path.write_bytes(b"this is not sqlite" * 100)
+    threads = threading.active_count()
     with pytest.raises(StoreUnavailable):
         await EventStore.open_sqlite(str(path))
+    # A connection thread left behind would keep the process from exiting.
+    assert threading.active_count() == threads
 
 
 async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
