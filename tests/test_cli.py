@@ -22,9 +22,9 @@ def test_defaults() -> None:
 
 
 def test_environment_then_flags() -> None:
-    env = {"CTXLOG_HOST": "::1", "CTXLOG_PORT": "9000", "CTXLOG_DB": "/tmp/x.db"}
+    env = {"CTXLOG_HOST": "::1", "CTXLOG_PORT": "9000", "CTXLOG_DB": "data/x.db"}
     s = Settings.load(env=env)
-    assert (s.host, s.port, s.db) == ("::1", 9000, "/tmp/x.db")
+    assert (s.host, s.port, s.db) == ("::1", 9000, "data/x.db")
     s = Settings.load(host="127.0.0.2", port=7000, db="y.db", env=env)
     assert (s.host, s.port, s.db) == ("127.0.0.2", 7000, "y.db")
     with pytest.raises(SettingsError, match="CTXLOG_PORT"):
