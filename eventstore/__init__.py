@@ -31,6 +31,8 @@ from .events import (
     MetadataUpdated,
     Part,
     Role,
+    Sealed,
+    SubjectErased,
     SummaryAdded,
     TextPart,
     ToolCallPart,
@@ -54,6 +56,7 @@ from .recorder import (
     StreamInfo,
     StreamState,
 )
+from .sealing import ERASED
 from .sqlite import SQLiteRecorder
 from .store import (
     AppendResult,
@@ -67,6 +70,7 @@ from .store import (
 
 __all__ = [
     "ANY",
+    "ERASED",
     "EVENT_TYPES",
     "NO_FILTER",
     "NO_STREAM",
@@ -102,11 +106,13 @@ __all__ = [
     "Role",
     "SQLiteRecorder",
     "SchemaTooNew",
+    "Sealed",
     "StoreClosed",
     "StoreUnavailable",
     "StoredEvent",
     "StreamInfo",
     "StreamState",
+    "SubjectErased",
     "SummaryAdded",
     "TextPart",
     "ToolCallPart",

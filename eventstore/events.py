@@ -71,6 +71,15 @@ class WindowSettings(msgspec.Struct, frozen=True, kw_only=True):
     last_n: int | None = None
 
 
+class Sealed(msgspec.Struct, frozen=True, kw_only=True):
+    """Content encrypted with a subject's key (``sealing``): AES-GCM of the msgspec JSON of
+    the plaintext field, with the event id as associated data. Destroying the key erases it."""
+
+    key_id: str
+    nonce: bytes
+    data: bytes
+
+
 class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """The tagged base of every event; the tag is the stable name stored with each row."""
 
@@ -90,6 +99,8 @@ class MessageAppended(EventBase, tag="message.appended"):
     content: Content
     name: str | None = None
     metadata: dict[str, Any] = {}
+    sealed: Sealed | None = None
+    """When set, ``content`` is stored as "" and this holds it, encrypted."""
 
 
 class MessageEdited(EventBase, tag="message.edited"):
@@ -97,6 +108,8 @@ class MessageEdited(EventBase, tag="message.edited"):
 
     message_id: str
     content: Content
+    sealed: Sealed | None = None
+    """When set, ``content`` is stored as "" and this holds it, encrypted."""
 
 
 class MessageRedacted(EventBase, tag="message.redacted"):
@@ -124,6 +137,8 @@ class SummaryAdded(EventBase, tag="summary.added"):
     summary_id: str
     text: str
     through_message_id: str
+    sealed: Sealed | None = None
+    """When set, ``text`` is stored as "" and this holds it, encrypted."""
 
 
 class ContextRolledBack(EventBase, tag="context.rolled_back"):
@@ -160,6 +175,13 @@ class WindowServed(EventBase, tag="window.served"):
     window_hash: str = ""
 
 
+class SubjectErased(EventBase, tag="subject.erased"):
+    """The key of a data subject (``metadata.subject``) was destroyed: this context's content
+    of that subject now reads as "[erased]". Recorded for audit; changes nothing else."""
+
+    subject: str
+
+
 Event = (
     ContextCreated
     | MessageAppended
@@ -172,6 +194,7 @@ Event = (
     | ContextForked
     | ContextDeleted
     | WindowServed
+    | SubjectErased
 )
 
 EVENT_TYPES: dict[str, type[EventBase]] = {
@@ -188,6 +211,7 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
         ContextForked,
         ContextDeleted,
         WindowServed,
+        SubjectErased,
     )
 }
 """Every event class by its stored tag."""

@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 from msgspec.structs import astuple
 
+from . import keystore
 from .batch import Head, plan_batch
 from .chain import GENESIS
+from .continuity import Continuity
 from .errors import (
     EventStoreError,
     SchemaTooNew,
@@ -234,6 +236,8 @@ class PostgresRecorder(Recorder):
             if found < SCHEMA_VERSION:
                 await conn.execute(self._sql(DDL))
                 await conn.execute(self._sql(SET_SCHEMA_VERSION), SCHEMA_VERSION)
+            # Added beside schema version 1 (older readers ignore it), so created on every open.
+            await conn.execute(self._sql(keystore.POSTGRES_SCHEMA))
 
     async def close(self) -> None:
         """Drop the schema if asked to (tests), then close the pool."""
@@ -300,6 +304,64 @@ class PostgresRecorder(Recorder):
                 columns = [list(column) for column in zip(*map(astuple, rows), strict=True)]
                 await conn.execute(self._sql(INSERT), *columns)
         return outcomes
+
+    async def import_rows(self, rows: list[StoredEvent]) -> None:
+        """Check and insert the rows as given in one transaction, holding the write lock."""
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(LOCK_WRITES, self._lock_key)
+            head = await conn.fetchrow(self._sql(SELECT_HEAD))
+            end = Continuity(*head) if head else Continuity()
+            ids = [row.event_id for row in rows]
+            stored = {row["event_id"] for row in await conn.fetch(self._sql(SELECT_BY_IDS), ids)}
+            streams = list(dict.fromkeys(row.stream_id for row in rows))
+            found = await conn.fetch(self._sql(SELECT_STREAM_VERSIONS), streams)
+            versions = {stream_id: version or 0 for stream_id, version in found}
+            end.check(rows, stored, versions.__getitem__)
+            if rows:
+                columns = [list(column) for column in zip(*map(astuple, rows), strict=True)]
+                await conn.execute(self._sql(INSERT), *columns)
+
+    async def subject_key(
+        self, tenant: str, subject: str, candidate: tuple[str, bytes], now_us: int
+    ) -> tuple[str, bytes]:
+        """Insert-or-read; concurrent callers all get the key that won."""
+        async with self._connection() as conn:
+            await conn.execute(
+                self._sql(keystore.POSTGRES_INSERT), candidate[0], tenant, subject,
+                candidate[1], now_us,
+            )  # fmt: skip
+            row = await conn.fetchrow(self._sql(keystore.POSTGRES_SELECT), tenant, subject)
+        return row[0], bytes(row[1])
+
+    async def keys_by_id(self, key_ids: list[str]) -> dict[str, bytes]:
+        """One query for all ids."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql(keystore.POSTGRES_SELECT_IDS), key_ids)
+        return {row[0]: bytes(row[1]) for row in rows}
+
+    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
+        """Delete, then VACUUM the table so the dead tuple's space is reclaimed (PostgreSQL
+        gives no guarantee that the freed bytes are overwritten; see the README)."""
+        async with self._connection() as conn:
+            status = await conn.execute(self._sql(keystore.POSTGRES_DELETE), tenant, subject)
+            deleted = int(status.split()[-1])
+            if deleted:
+                await conn.execute(self._sql(keystore.POSTGRES_VACUUM))
+        return deleted
+
+    async def read_keys(self, after: str, limit: int) -> list[keystore.SubjectKey]:
+        """One ranged query on the key id index."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql(keystore.POSTGRES_SELECT_PAGE), after, limit)
+        return [keystore.SubjectKey(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+
+    async def import_keys(self, keys: list[keystore.SubjectKey]) -> None:
+        """Insert the keys as given in one transaction."""
+        async with self._connection() as conn, conn.transaction():
+            try:
+                await conn.executemany(self._sql(keystore.POSTGRES_RESTORE), map(astuple, keys))
+            except asyncpg.UniqueViolationError as e:
+                raise keystore.KeyConflict(f"a subject key is already stored: {e}") from e
 
     # -- reading ----------------------------------------------------------------------------
 

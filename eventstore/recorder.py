@@ -10,10 +10,14 @@ import abc
 import enum
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from .errors import EventStoreError, InvalidStreamId
+
+if TYPE_CHECKING:
+    from .keystore import SubjectKey
 
 
 class StreamState(enum.Enum):
@@ -187,6 +191,12 @@ class Recorder(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def import_rows(self, rows: list[StoredEvent]) -> None:
+        """Store rows exactly as given (positions, versions, ids, timestamps, hashes), in one
+        transaction, if they continue the log (``continuity.Continuity``); otherwise raise
+        ``continuity.ChainBroken`` and store nothing. How an export is imported."""
+
+    @abc.abstractmethod
     async def read_stream(
         self, stream_id: str, from_version: int | None, backward: bool, limit: int
     ) -> list[StoredEvent]:
@@ -213,3 +223,28 @@ class Recorder(abc.ABC):
         self, tenant: str | None, before: int | None, after: int | None, limit: int
     ) -> list[StreamInfo]:
         """Streams by creation; newest first with ``before``, oldest first with ``after``."""
+
+    @abc.abstractmethod
+    async def subject_key(
+        self, tenant: str, subject: str, candidate: tuple[str, bytes], now_us: int
+    ) -> tuple[str, bytes]:
+        """The (key id, key) of a subject in a tenant, storing ``candidate`` when it has none."""
+
+    @abc.abstractmethod
+    async def keys_by_id(self, key_ids: list[str]) -> dict[str, bytes]:
+        """The keys of ``key_ids`` that still exist (a destroyed key is simply absent)."""
+
+    @abc.abstractmethod
+    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
+        """Destroy the subject's key so that no copy stays in the database; how many were."""
+
+    @abc.abstractmethod
+    async def read_keys(self, after: str, limit: int) -> list[SubjectKey]:
+        """Up to ``limit`` subject keys in key id order, after key id ``after`` ("" for the
+        first): how an export pages through the key table."""
+
+    @abc.abstractmethod
+    async def import_keys(self, keys: list[SubjectKey]) -> None:
+        """Store key rows exactly as given, in one transaction; ``keystore.KeyConflict``, and
+        nothing stored, if a key id or (tenant, subject) is already stored. How an import
+        restores the keys of an export."""

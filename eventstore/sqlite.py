@@ -15,8 +15,10 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 from msgspec.structs import astuple
 
+from . import keystore
 from .batch import Head, plan_batch
 from .chain import GENESIS
+from .continuity import Continuity
 from .errors import EventStoreError, SchemaTooNew, StoreClosed, StoreUnavailable
 from .recorder import (
     AppendOutcome,
@@ -161,7 +163,9 @@ class SQLiteRecorder(Recorder):
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        conn.executescript(SCHEMA)
+        # Deleting a subject's key must overwrite its bytes, not just free the page.
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.executescript(SCHEMA + keystore.SQLITE_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     async def close(self) -> None:
@@ -183,6 +187,50 @@ class SQLiteRecorder(Recorder):
             raise StoreClosed("the store is closed")
         with _translated():
             return await _run(self._writer, _commit_batch, batch, now_us, self._versions)
+
+    async def import_rows(self, rows: list[StoredEvent]) -> None:
+        """Check and insert the rows as given in one BEGIN IMMEDIATE transaction."""
+        if self._writer is None:
+            raise StoreClosed("the store is closed")
+        with _translated():
+            await _run(self._writer, _import_rows, rows, self._versions)
+
+    async def subject_key(
+        self, tenant: str, subject: str, candidate: tuple[str, bytes], now_us: int
+    ) -> tuple[str, bytes]:
+        """Insert-or-read on the write connection (the only one that writes)."""
+        if self._writer is None:
+            raise StoreClosed("the store is closed")
+        with _translated():
+            return await _run(
+                self._writer, keystore.sqlite_subject_key, tenant, subject, *candidate, now_us
+            )
+
+    async def keys_by_id(self, key_ids: list[str]) -> dict[str, bytes]:
+        """One query per 500 ids on a reader."""
+        async with self._reader() as conn:
+            return await _run(conn, keystore.sqlite_keys_by_id, key_ids)
+
+    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
+        """Delete (securely) and checkpoint the WAL on the write connection."""
+        if self._writer is None:
+            raise StoreClosed("the store is closed")
+        with _translated():
+            return await _run(
+                self._writer, keystore.sqlite_destroy, tenant, subject, self.path != ":memory:"
+            )
+
+    async def read_keys(self, after: str, limit: int) -> list[keystore.SubjectKey]:
+        """One ranged query on the key id index, on a reader."""
+        async with self._reader() as conn:
+            return await _run(conn, keystore.sqlite_read_keys, after, limit)
+
+    async def import_keys(self, keys: list[keystore.SubjectKey]) -> None:
+        """Insert the keys as given in one BEGIN IMMEDIATE transaction."""
+        if self._writer is None:
+            raise StoreClosed("the store is closed")
+        with _translated():
+            await _run(self._writer, keystore.sqlite_import_keys, keys)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -313,6 +361,25 @@ def _commit_batch(
         raise
     cache.update(head.position, rows)
     return outcomes
+
+
+def _import_rows(conn: sqlite3.Connection, rows: list[StoredEvent], cache: _VersionCache) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # The writer's cached versions are of the log before these rows: forget them.
+        cache.head = -1
+        head = conn.execute(SELECT_HEAD).fetchone()
+        end = Continuity(*head) if head else Continuity()
+        stored = {row.event_id for row in _rows_by_ids(conn, [row.event_id for row in rows])}
+        end.check(
+            rows, stored, lambda s: conn.execute(SELECT_STREAM_VERSION, (s,)).fetchone()[0] or 0
+        )
+        conn.executemany(INSERT, [astuple(row) for row in rows])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _rows_by_ids(conn: sqlite3.Connection, ids: list[str]) -> Iterator[StoredEvent]:

@@ -4,6 +4,7 @@ the writer commits; the recorder keeps rows."""
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from .recorder import (
     StreamInfo,
     check_stream_id,
 )
+from .sealing import Keyring, SealBroken, seal, sealed_key, subject_of, unseal
 from .sqlite import SQLiteRecorder, Synchronous
 from .subscription import LiveFeed, follow
 from .writer import Writer
@@ -100,7 +102,10 @@ class VerifyReport(msgspec.Struct, frozen=True):
 
 
 def decode(row: StoredEvent) -> RecordedEvent:
-    """A stored row as a RecordedEvent; CorruptEvent/UnknownEventType if it cannot be read."""
+    """A stored row as a RecordedEvent; CorruptEvent/UnknownEventType if it cannot be read.
+
+    Sealed content stays sealed here (``EventStore`` reads unseal it with the subject keys).
+    """
     try:
         event = event_decoder.decode(row.data)
         metadata = _decode_metadata(row.metadata)
@@ -131,6 +136,8 @@ class EventStore:
         self.max_event_bytes = max_event_bytes
         self._feeds: set[LiveFeed] = set()
         self._writer = Writer(recorder, self._publish)
+        self.keys = Keyring(recorder)
+        """Subject keys: content of a subject is sealed with its key (``sealing``)."""
 
     @classmethod
     async def open_sqlite(
@@ -195,13 +202,24 @@ class EventStore:
         *,
         metadata: EventMetadata | None = None,
         event_ids: Sequence[str | uuid.UUID] | None = None,
+        subject: str | None = None,
     ) -> AppendResult:
         """Append ``events`` to a stream atomically, if it is at ``expected_version``.
 
         Event ids are generated unless given. An append whose event ids are already stored
         returns what was stored then and writes nothing, whatever ``expected_version`` says.
+        Content of a data subject (a message's own ``metadata.subject``, else ``subject``)
+        is stored sealed with that subject's key in the metadata's tenant.
         """
-        pending = self._prepare(stream_id, events, expected_version, metadata, event_ids)
+        keys: dict[str, tuple[str, bytes]] = {}
+        tenant = metadata.tenant if metadata is not None else None
+        for event in events:
+            name = subject_of(event, subject) if isinstance(event, EventBase) else None
+            if name is not None and name not in keys:
+                keys[name] = await self.keys.for_subject(tenant, name, time.time_ns() // 1000)
+        pending = self._prepare(
+            stream_id, events, expected_version, metadata, event_ids, subject, keys
+        )
         outcome = await self._writer.submit(pending)
         rows = outcome.events
         return AppendResult(
@@ -220,6 +238,8 @@ class EventStore:
         expected_version: ExpectedVersion,
         metadata: EventMetadata | None,
         event_ids: Sequence[str | uuid.UUID] | None,
+        subject: str | None = None,
+        keys: dict[str, tuple[str, bytes]] | None = None,
     ) -> PendingAppend:
         check_stream_id(stream_id)
         if isinstance(expected_version, int) and (
@@ -246,6 +266,9 @@ class EventStore:
         for event_id, event in zip(ids, events, strict=True):
             if not isinstance(event, EventBase) or type(event) not in EVENT_TYPES.values():
                 raise UnknownEventType(type(event).__name__)
+            name = subject_of(event, subject) if keys else None
+            if keys and name is not None:
+                event = seal(event, event_id, *keys[name])  # noqa: PLW2901
             data = encoder.encode(event)
             if len(data) > self.max_event_bytes:
                 raise EventTooLarge(len(data), self.max_event_bytes)
@@ -274,7 +297,31 @@ class EventStore:
         rows = await self.recorder.read_stream(
             stream_id, from_version, backward, _check_limit(limit)
         )
-        return [decode(row) for row in rows]
+        return await self._unsealed([decode(row) for row in rows])
+
+    async def _unsealed(self, recs: list[RecordedEvent]) -> list[RecordedEvent]:
+        """``recs`` with sealed content decrypted (one key lookup per unknown key, not per
+        event), or ``ERASED`` where the key was destroyed."""
+        key_ids = {key_id for rec in recs if (key_id := sealed_key(rec.event)) is not None}
+        if not key_ids:
+            return recs
+        keys = await self.keys.by_ids(key_ids)
+        opened = []
+        for rec in recs:
+            if sealed_key(rec.event) is not None:
+                try:
+                    event = unseal(rec.event, rec.event_id, keys)
+                except SealBroken as e:
+                    raise CorruptEvent(rec.position, str(e)) from e
+                rec = msgspec.structs.replace(rec, event=event)  # noqa: PLW2901
+            opened.append(rec)
+        return opened
+
+    async def erase_subject(self, tenant: str | None, subject: str) -> int:
+        """Destroy the key of ``subject`` in ``tenant``: its sealed content reads as
+        ``ERASED`` from now on, everywhere it is read from the log. Idempotent; returns how
+        many keys were destroyed (0 for an unknown or already erased subject)."""
+        return await self.keys.destroy(tenant, subject)
 
     async def iter_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
@@ -285,8 +332,8 @@ class EventStore:
         while to_version is None or version <= to_version:
             limit = 1000 if to_version is None else min(1000, to_version - version + 1)
             rows = await self.recorder.read_stream(stream_id, version, False, limit)
-            for row in rows:
-                yield decode(row)
+            for rec in await self._unsealed([decode(row) for row in rows]):
+                yield rec
             if len(rows) < limit:
                 return
             version = rows[-1].version + 1
@@ -297,7 +344,7 @@ class EventStore:
         """Events of the global log after ``after`` that pass ``filter``, and the position to
         continue from."""
         page = await self.recorder.read_all(after, _check_limit(limit), filter)
-        return [decode(row) for row in page.events], page.through
+        return await self._unsealed([decode(row) for row in page.events]), page.through
 
     async def stream_version(self, stream_id: str) -> int:
         """A stream's current version; 0 when it does not exist."""
@@ -345,7 +392,8 @@ class EventStore:
         )
         try:
             async for row in rows:
-                yield decode(row)
+                for rec in await self._unsealed([decode(row)]):
+                    yield rec
         finally:
             await rows.aclose()
 

@@ -40,8 +40,11 @@ class LiveFeed:
         if self._rows:
             return True
         self._wake.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation that
+        # arrives as the wait completes, and a cancelled follower would then never stop.
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         except TimeoutError:
             return False
         return True
