@@ -20,6 +20,7 @@ from .errors import (
 from .history import CHUNK, SNAPSHOT_EVERY, History
 from .readmodel import ContextRow, ReadModel
 from .runner import Projector, ProjectorFailed
+from .search import SearchHit, SearchPage, plain_text
 from .service import Caller, ContextPage, Contexts, Lineage, MessagePage, NewMessage, Written
 from .state import ContextState, Message, ParentRef, Summary, TokenCounting
 from .tokens import REPLY_PRIMING, TokenCounter, encoding_name_for_model, load_encoding
@@ -70,6 +71,8 @@ __all__ = [
     "ReadModel",
     "Reason",
     "Resolver",
+    "SearchHit",
+    "SearchPage",
     "StateDiff",
     "Summary",
     "Tail",
@@ -89,6 +92,7 @@ __all__ = [
     "load_encoding",
     "merge_patch",
     "metadata_changes",
+    "plain_text",
     "select_tail",
     "served_event",
     "validate",

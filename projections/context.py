@@ -32,7 +32,7 @@ sense is applied as far as it can be, never raised on; ``validate`` rejects thes
   ``parent`` records where it came from; ``deleted`` starts False; created_at and tenant are
   the fork's own.
 - ContextDeleted sets ``deleted``; later events are still applied (validate refuses them).
-- WindowServed changes nothing but ``version``/``updated_at``.
+- WindowServed and SubjectErased change nothing but ``version``/``updated_at``.
 
 Token counts in a ``base`` or resolved state made under another encoding than ``counter``'s
 are recounted (O(messages), once), so every count in a state is in one encoding.
@@ -58,6 +58,7 @@ from eventstore.events import (
     MessageEdited,
     MessageRedacted,
     MetadataUpdated,
+    SubjectErased,
     SummaryAdded,
     WindowConfigured,
     WindowServed,
@@ -283,8 +284,8 @@ def _apply(
                 b.restore(state, counter)
         case ContextDeleted():
             b.deleted = True
-        case ContextCreated() | ContextForked() | WindowServed():
-            pass  # a creation after the first event is meaningless; a served window is a record
+        case ContextCreated() | ContextForked() | WindowServed() | SubjectErased():
+            pass  # a creation after the first event is meaningless; the others are records
 
 
 def fold(
@@ -401,7 +402,7 @@ def validate(
                 raise InvalidVersion(context_id, target, state.version)
         case WindowConfigured(window=window):
             _validate_window(window)
-        case MetadataUpdated() | ContextDeleted() | WindowServed():
+        case MetadataUpdated() | ContextDeleted() | WindowServed() | SubjectErased():
             pass
 
 

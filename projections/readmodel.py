@@ -23,6 +23,8 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   already O(window). Pinned system messages come from a partial index.
 - ``summaries``: the context's summaries in order.
 - ``snapshots`` and ``snapshot_chunks``: time-travel snapshots (owned by ``history``).
+- ``messages_fts``: the full-text index of the messages, and ``search_deferred``, a row while a
+  rebuild leaves that index for its end (see ``search``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
 
@@ -42,12 +44,12 @@ import msgspec
 
 from eventstore import Content, Role, WindowSettings, to_datetime
 
-from .errors import InvalidCommand, ProjectionError, UnknownModel
+from . import search
+from .errors import ProjectionError
 from .state import ContextState, Message, ParentRef, Summary
-from .tokens import encoding_name_for_model
-from .window import LeftOut, Policy, Window, compose
+from .window import LeftOut, Policy, Window, compose, resolve
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -122,8 +124,10 @@ CREATE TABLE IF NOT EXISTS event_ids (
     position   INTEGER NOT NULL
 );
 """
+SCHEMA += search.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
+    *search.TABLES,
 )  # fmt: skip
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
@@ -154,16 +158,18 @@ SELECT_MESSAGES_BACKWARD = (
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages WHERE context_id = ? AND seq < ?"
     " ORDER BY seq DESC LIMIT ?"
 )
+# The tail skips pinned (system) messages, except the one a summary covers through: the
+# tail must reach it to know where the summary's coverage starts.
 SELECT_TAIL = (
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages"
-    " WHERE context_id = ? AND role != 'system' ORDER BY seq DESC"
+    " WHERE context_id = ? AND (role != 'system' OR seq = ?) ORDER BY seq DESC"
 )
 SELECT_PINNED = (
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages INDEXED BY messages_pinned"
     " WHERE context_id = ? AND role = 'system' ORDER BY seq"
 )
 SELECT_MESSAGE_INFO = (
-    "SELECT seq, role, name, redacted, content, content_hash, tokens FROM messages"
+    "SELECT seq, role, name, redacted, content, content_hash, tokens, rowid FROM messages"
     " WHERE context_id = ? AND message_id = ?"
 )
 SELECT_NEWEST_UNPINNED_UPTO = (
@@ -335,7 +341,8 @@ def message_page_sync(
 def message_info_sync(
     conn: sqlite3.Connection, context_id: str, message_id: str
 ) -> tuple[Any, ...] | None:
-    """(seq, role, name, redacted, content, content_hash, tokens) of a message, or None."""
+    """(seq, role, name, redacted, content, content_hash, tokens, rowid) of a message, or
+    None."""
     return conn.execute(SELECT_MESSAGE_INFO, (context_id, message_id)).fetchone()  # type: ignore[no-any-return]
 
 
@@ -455,10 +462,19 @@ def _init_sync(conn: sqlite3.Connection, path: str, encoding: str) -> int:
     conn.executescript(SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     row = conn.execute(SELECT_CHECKPOINT).fetchone()
-    if row is not None and row[1] != encoding:
-        reset_sync(conn, encoding)  # counts in another encoding: start over
+    if row is not None and (row[1] != encoding or search.deferred_sync(conn)):
+        # Counts in another encoding, or a rebuild cut off before its search index: start over.
+        reset_sync(conn, encoding)
         return 0
     return 0 if row is None else int(row[0])
+
+
+def bulk_sync(conn: sqlite3.Connection, on: bool) -> None:
+    """Switch the write connection in (or out of) bulk mode for a rebuild: no syncs and a
+    large page cache. Only a crash of the machine itself (not of the process) during a
+    rebuild could then damage the file, and a rebuild is what would repair it anyway."""
+    conn.execute(f"PRAGMA synchronous = {'OFF' if on else 'NORMAL'}")
+    conn.execute(f"PRAGMA cache_size = {-262_144 if on else -2000}")
 
 
 def reset_sync(conn: sqlite3.Connection, encoding: str) -> None:
@@ -480,30 +496,20 @@ def window_sync(
 
     ``left_out`` counts come from seq arithmetic (seq is dense) minus the pinned messages.
     """
-    settings = ctx.window
-    policy = policy or settings.policy or "tokens"
-    max_tokens = settings.max_tokens if max_tokens is None else max_tokens
-    last_n = settings.last_n if last_n is None else last_n
-    model = model or settings.model
-    if policy == "last_n" and last_n is None:
-        raise InvalidCommand("policy 'last_n' needs last_n")
-    target = settings.encoding
-    if model is not None:
-        try:
-            target = encoding_name_for_model(model)
-        except UnknownModel:
-            target = None
-    exact = target == ctx.token_encoding if (model or target) else True
+    policy, max_tokens, last_n, model, exact = resolve(
+        ctx.window, ctx.token_encoding, max_tokens, model, policy, last_n
+    )
     cid = ctx.context_id
     row = conn.execute(SELECT_LATEST_SUMMARY, (cid,)).fetchone()
     summary = None if row is None else summary_from_row(row)
+    covered_end = -1 if row is None else int(row[-1])
     pinned_rows = conn.execute(SELECT_PINNED, (cid,)).fetchall()
     pinned = [message_from_row(r) for r in pinned_rows]
     pinned_seqs = [r[-1] for r in pinned_rows]
     seq_of: dict[str, int] = {}
 
     def newest_first() -> Iterator[Message]:
-        for r in conn.execute(SELECT_TAIL, (cid,)):
+        for r in conn.execute(SELECT_TAIL, (cid, covered_end)):
             seq_of[r[0]] = r[-1]
             yield message_from_row(r)
 
@@ -517,7 +523,6 @@ def window_sync(
         return (last - first + 1) - sum(1 for s in pinned_seqs if first <= s <= last)
 
     left: list[LeftOut] = []
-    covered_end = -1 if row is None else int(row[-1])
     if tail.stop is not None:
         newest = tail.blocked[-1]
         count = unpinned(covered_end + 1, seq_of[newest.message_id])

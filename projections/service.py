@@ -1,8 +1,9 @@
 """The contexts service: the one object the API (REST, WebSocket, MCP) and the CLI call.
 
-Commands validate against the read model (cheap point lookups, never a whole history),
-append events with an expected version, and wait until the projector has caught up with
-their own write, so a caller reads its own writes. Queries read the read model (current
+Commands validate against the read model (cheap point lookups, never a whole history) and
+append events with an expected version; they answer once the log has the events, and
+whatever reads the read model next waits for the projector to have applied them
+(``Contexts._settle``), so a caller reads its own writes. Queries read the read model (current
 state, windows: O(window)) or history (snapshots + at most K events folded).
 
 Every method takes the caller's ``tenant``: a context of another tenant reads as not found.
@@ -10,7 +11,8 @@ Every method takes the caller's ``tenant``: a context of another tenant reads as
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -42,10 +44,15 @@ from eventstore import (
     VersionConflict,
     WindowConfigured,
     WindowSettings,
+    new_id,
 )
+from eventstore.sealing import sealable
 
+from .caches import WindowCache
 from .context import validate
+from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
+from .erasure import Erased, erase_subject
 from .errors import (
     ContextIsDeleted,
     ContextNotFound,
@@ -69,8 +76,10 @@ from .readmodel import (
     window_sync,
 )
 from .runner import Progress, Projector
+from .search import SearchPage, search_sync
 from .state import ContextState, Message
 from .tokens import TokenCounter
+from .turns import Turns
 from .window import Policy, Window, served_event
 
 
@@ -102,11 +111,20 @@ class Written(msgspec.Struct, frozen=True):
     duplicate: bool = False
 
 
+class ContextSize(msgspec.Struct, frozen=True):
+    """How much a context holds now: what a listing shows without loading its messages."""
+
+    message_count: int
+    total_tokens: int
+
+
 class ContextPage(msgspec.Struct, frozen=True):
-    """A page of contexts, newest first, and the cursor of the next page (None at the end)."""
+    """A page of contexts, newest first, and the cursor of the next page (None at the end);
+    ``sizes[i]`` is the size of ``contexts[i]`` (whose ``messages`` are left empty)."""
 
     contexts: list[ContextState]
     next_cursor: str | None
+    sizes: list[ContextSize] = []
 
 
 class Lineage(msgspec.Struct, frozen=True):
@@ -146,21 +164,6 @@ def _check_window(window: WindowSettings) -> None:
     validate(None, ContextCreated(window=window), context_id="-")
 
 
-def _encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        position = int(text[1:]) if text.startswith("p") else -1
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidCommand(f"invalid cursor {cursor!r}") from e
-    if position < 0:
-        raise InvalidCommand(f"invalid cursor {cursor!r}")
-    return position
-
-
 def _messages_sync(conn: Any, context_id: str, ids: list[str]) -> list[tuple[Any, ...] | None]:
     return [message_info_sync(conn, context_id, mid) for mid in ids]
 
@@ -180,7 +183,8 @@ class Contexts:
     writer got in between.
 
     The read model is ``readmodel_path`` (default: ``<log>.readmodel`` beside a SQLite log
-    file, else ``:memory:``, rebuilt from the log at each start).
+    file, else ``:memory:``, rebuilt from the log at each start). ``window_cache`` windows are
+    kept by the version they were computed at (0: compute every window).
     """
 
     def __init__(
@@ -192,6 +196,7 @@ class Contexts:
         snapshot_every: int = SNAPSHOT_EVERY,
         batch_size: int = 1000,
         poll_interval: float = 1.0,
+        window_cache: int = 1024,
     ) -> None:
         self.store = store
         self.counter = counter or TokenCounter()
@@ -201,6 +206,10 @@ class Contexts:
             store, self.readmodel, self.time_travel, self.counter,
             batch_size=batch_size, snapshot_every=snapshot_every, poll_interval=poll_interval,
         )  # fmt: skip
+        self._windows = WindowCache(window_cache)
+        self._acked = 0
+        """The newest log position this service acknowledged to a caller (see ``_settle``)."""
+        self._turns = Turns()
         self._ready = False
 
     async def start(self) -> None:
@@ -211,8 +220,13 @@ class Contexts:
         self._ready = True
 
     async def close(self) -> None:
-        """Stop the projector and close the read model."""
+        """Let the projector apply what was acknowledged, then stop it and close the read
+        model (stopping it mid-batch would only make the next start apply that batch again)."""
         self._ready = False
+        if self.projector.running:
+            with contextlib.suppress(Exception):  # a failed or stuck projector: stop anyway
+                async with asyncio.timeout(self.projector.wait_timeout):
+                    await self._settle()
         await self.projector.stop()
         await self.readmodel.close()
 
@@ -221,17 +235,44 @@ class Contexts:
         """True once the projector caught up at start (``/healthz`` says ``starting`` before)."""
         return self._ready and self.projector.running
 
+    async def erase(self, caller: Caller, subject: str) -> Erased:
+        """Crypto-shred ``subject`` in the caller's tenant (see ``erasure``); idempotent."""
+        return await erase_subject(self, caller, subject)
+
     async def rebuild(self, progress: Progress | None = None) -> int:
         """Drop the read model and replay the log; returns the number of events applied."""
+        self._windows.clear()
         return await self.projector.rebuild(progress)
 
     # -- command plumbing --------------------------------------------------------------------
 
     async def _visible(self, caller: Caller, context_id: str) -> ContextRow:
         """The context's row if the caller may see it; ContextNotFound otherwise."""
-        ctx = await self.readmodel.read(context_sync, context_id)
+        ctx = await self._row(context_id)
         if ctx is None or ctx.tenant != caller.tenant:
             raise ContextNotFound(context_id)
+        return ctx
+
+    async def _settle(self) -> None:
+        """Wait until the read model holds every write this service has acknowledged.
+
+        A command answers as soon as the log has its events (durable), without waiting for the
+        projector; whatever reads the read model afterwards (a query, the next command's
+        validation) waits here instead, so every caller still reads its own writes. When the
+        projector is caught up, as it mostly is, this is one comparison."""
+        if self.projector.checkpoint < self._acked:
+            await self.projector.wait_for(self._acked)
+
+    async def _row(self, context_id: str) -> ContextRow | None:
+        """The context's committed row: from memory when recently touched (no read-model
+        round trip on the hot path), else read and remembered."""
+        await self._settle()
+        headers = self.projector.headers
+        ctx = headers.get(context_id)
+        if ctx is None:
+            ctx = await self.readmodel.read(context_sync, context_id)
+            if ctx is not None:
+                headers.put_row(ctx)
         return ctx
 
     def _metadata(self, caller: Caller) -> EventMetadata:
@@ -246,15 +287,25 @@ class Contexts:
         ids: list[str] | None,
         message_ids: list[str],
     ) -> Written:
+        subject = None
+        if any(sealable(event) for event in events):
+            # Content of the context's data subject is sealed with that subject's key.
+            ctx = await self._row(stream_id)
+            found = ctx.metadata.get("subject") if ctx is not None else None
+            subject = found if isinstance(found, str) and found else None
         result = await self.store.append(
-            stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids
-        )
-        await self.projector.wait_for(result.positions[-1])
+            stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
+            subject=subject,
+        )  # fmt: skip
+        self._acked = max(self._acked, result.positions[-1])
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
 
     async def _replayed(self, ids: list[str] | None) -> bool:
         """Whether a command with these (keyed) event ids was already applied."""
-        return ids is not None and await self.readmodel.read(event_id_sync, ids[0]) is not None
+        if ids is None:
+            return False
+        await self._settle()
+        return await self.readmodel.read(event_id_sync, ids[0]) is not None
 
     async def _command(
         self,
@@ -273,6 +324,28 @@ class Contexts:
         mids = message_ids or []
         if await self._replayed(ids):  # the store answers with the first result, or refuses
             return await self._append(caller, context_id, events, ANY, ids, mids)
+        if expected_version not in _KEEP:
+            return await self._attempt(
+                caller, context_id, events, check, expected_version, ids, mids
+            )
+        # Without a precondition the caller wants its command applied to whatever version
+        # is current: commands on one context take turns here, so writers in this process
+        # never race each other into a conflict (another process can still; that retries).
+        async with self._turns.turn(context_id):
+            return await self._attempt(
+                caller, context_id, events, check, expected_version, ids, mids
+            )
+
+    async def _attempt(
+        self,
+        caller: Caller,
+        context_id: str,
+        events: list[EventBase],
+        check: Check,
+        expected_version: ExpectedVersion | None,
+        ids: list[str] | None,
+        mids: list[str],
+    ) -> Written:
         for attempt in range(_RETRIES):
             ctx = await self._visible(caller, context_id)
             if isinstance(expected_version, int) and ctx.version < expected_version:
@@ -314,7 +387,7 @@ class Contexts:
             _check_window(window)
         events: list[EventBase] = [ContextCreated(metadata=metadata or {}, window=window)]
         if idempotency_key is None:
-            return await self._append(caller, str(uuid.uuid4()), events, NO_STREAM, None, [])
+            return await self._append(caller, new_id(), events, NO_STREAM, None, [])
         context_id = _key_id(caller.tenant, idempotency_key, "context")
         ids = [_key_id(caller.tenant, idempotency_key, "0")]
         return await self._append(caller, context_id, events, NO_STREAM, ids, [])
@@ -334,7 +407,7 @@ class Contexts:
         mids = [
             m.message_id
             or (
-                str(uuid.uuid4())
+                new_id()
                 if idempotency_key is None
                 else _key_id(caller.tenant, idempotency_key, f"message\x00{i}")
             )
@@ -349,9 +422,15 @@ class Contexts:
             for mid, m in zip(mids, messages, strict=True)
         ]
 
+        # Only ids the caller chose can already be there: a fresh UUID cannot, and a keyed
+        # id's replay was answered before any check.
+        chosen = [m.message_id for m in messages if m.message_id is not None]
+
         async def check(ctx: ContextRow) -> None:
-            found = await self.readmodel.read(_messages_sync, context_id, mids)
-            for mid, info in zip(mids, found, strict=True):
+            if not chosen:
+                return
+            found = await self.readmodel.read(_messages_sync, context_id, chosen)
+            for mid, info in zip(chosen, found, strict=True):
                 if info is not None:
                     raise DuplicateMessage(context_id, mid)
 
@@ -427,7 +506,7 @@ class Contexts:
     ) -> Written:
         """Add a summary covering messages through ``through_message_id``."""
         sid = summary_id or (
-            str(uuid.uuid4())
+            new_id()
             if idempotency_key is None
             else _key_id(caller.tenant, idempotency_key, "summary")
         )
@@ -526,9 +605,20 @@ class Contexts:
             ContextForked(parent_id=context_id, parent_version=at, metadata=metadata or {})
         ]
         if idempotency_key is None:
-            return await self._append(caller, str(uuid.uuid4()), events, NO_STREAM, None, [])
+            return await self._append(caller, new_id(), events, NO_STREAM, None, [])
         fork_id = _key_id(caller.tenant, idempotency_key, "context")
         ids = [_key_id(caller.tenant, idempotency_key, "0")]
+        first = await self.store.read_stream(fork_id, 1, limit=1)
+        stored = first[0].event if first and first[0].event_id == ids[0] else None
+        if (
+            at_version is None
+            and isinstance(stored, ContextForked)
+            and stored.parent_id == context_id
+        ):
+            # A retry of a fork "at the current version": the parent may have moved on since,
+            # and the first attempt's fork point is the one the caller got (or would have).
+            # The rest is this request's, so a key reused for another fork still conflicts.
+            events = [msgspec.structs.replace(events[0], parent_version=stored.parent_version)]
         return await self._append(caller, fork_id, events, NO_STREAM, ids, [])
 
     # -- queries ----------------------------------------------------------------------------
@@ -602,15 +692,37 @@ class Contexts:
     ) -> Window:
         """The current window, O(window); ``record`` appends WindowServed right after the
         version it was computed from (recomputed if another write got in between)."""
+        if record:  # the record is a write: it takes its turn like any other command
+            async with self._turns.turn(context_id):
+                return await self._window(
+                    caller, context_id, max_tokens, model, policy, last_n, record=True
+                )
+        return await self._window(caller, context_id, max_tokens, model, policy, last_n)
+
+    async def _window(
+        self,
+        caller: Caller,
+        context_id: str,
+        max_tokens: int | None,
+        model: str | None,
+        policy: Policy | None,
+        last_n: int | None,
+        *,
+        record: bool = False,
+    ) -> Window:
         for attempt in range(_RETRIES):
             ctx = await self._visible(caller, context_id)
             if ctx.deleted:
                 raise ContextIsDeleted(context_id)
-            result = await self.readmodel.read(
-                _window_sync, context_id, max_tokens, model, policy, last_n
-            )
-            if result is None:  # pragma: no cover (the row changed between the two reads)
-                continue
+            result = self._windows.get((context_id, ctx.version, max_tokens, model, policy, last_n))
+            if result is None:
+                result = await self.readmodel.read(
+                    _window_sync, context_id, max_tokens, model, policy, last_n
+                )
+                if result is None:  # pragma: no cover (deleted between the two reads)
+                    continue
+                key = (context_id, result.version, max_tokens, model, policy, last_n)
+                self._windows.put(key, result)
             if not record:
                 return result
             try:
@@ -676,7 +788,7 @@ class Contexts:
         row: ContextRow | None = ctx
         while row is not None and row.parent_id is not None and row.parent_version is not None:
             ancestors.append((row.parent_id, row.parent_version))
-            row = await self.readmodel.read(context_sync, row.parent_id)
+            row = await self._row(row.parent_id)
         forks = await self.readmodel.read(forks_sync, context_id)
         visible = [(fid, at) for fid, at, tenant in forks if tenant == caller.tenant]
         return Lineage(context_id, ancestors, visible)
@@ -696,14 +808,38 @@ class Contexts:
         """
         if not 1 <= limit <= 1000:
             raise InvalidCommand("limit must be between 1 and 1000")
-        before = 2**62 if cursor is None else _decode_cursor(cursor)
+        before = 2**62 if cursor is None else decode_cursor("p", cursor)
+        await self._settle()
         rows = await self.readmodel.read(
             page_sync, caller.tenant, before, limit + 1, metadata or {}
         )
         more = len(rows) > limit
         rows = rows[:limit]
         return ContextPage(
-            [r.state() for r in rows], _encode_cursor(rows[-1].position) if more else None
+            [r.state() for r in rows],
+            encode_cursor("p", rows[-1].position) if more else None,
+            [ContextSize(r.message_count, r.total_tokens) for r in rows],
+        )
+
+    async def search(
+        self,
+        caller: Caller,
+        query: str,
+        *,
+        context_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Messages of the caller's live contexts (or of one context) holding every word of
+        ``query``, best match first (SQLite FTS5, bm25); a trailing ``*`` matches a prefix."""
+        if not 1 <= limit <= 100:
+            raise InvalidCommand("limit must be between 1 and 100")
+        if context_id is not None:
+            await self._visible(caller, context_id)
+        offset = 0 if cursor is None else decode_cursor("s", cursor)
+        await self._settle()
+        return await self.readmodel.read(
+            search_sync, caller.tenant, query, context_id, limit, offset
         )
 
 

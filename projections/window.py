@@ -38,7 +38,14 @@ from typing import Literal
 
 import msgspec
 
-from eventstore.events import Content, Role, ToolCallPart, ToolResultPart, WindowServed
+from eventstore.events import (
+    Content,
+    Role,
+    ToolCallPart,
+    ToolResultPart,
+    WindowServed,
+    WindowSettings,
+)
 
 from .errors import ContextIsDeleted, InvalidCommand, UnknownModel
 from .state import ContextState, Message, Summary
@@ -263,6 +270,33 @@ def compose(
     return result, tail
 
 
+def resolve(
+    settings: WindowSettings,
+    token_encoding: str,
+    max_tokens: int | None,
+    model: str | None,
+    policy: Policy | None,
+    last_n: int | None,
+) -> tuple[Policy, int | None, int | None, str | None, bool]:
+    """(policy, max_tokens, last_n, model, exact) of a window request: what the caller asked,
+    else the context's settings; ``exact`` says the counts are in the model's encoding.
+    InvalidCommand for policy last_n without n."""
+    policy = policy or settings.policy or "tokens"
+    max_tokens = settings.max_tokens if max_tokens is None else max_tokens
+    last_n = settings.last_n if last_n is None else last_n
+    model = model or settings.model
+    if policy == "last_n" and last_n is None:
+        raise InvalidCommand("policy 'last_n' needs last_n")
+    target = settings.encoding
+    if model is not None:
+        try:
+            target = encoding_name_for_model(model)
+        except UnknownModel:
+            target = None  # no tokenizer is known for it: counts are an estimate anyway
+    exact = target == token_encoding if (model or target) else True
+    return policy, max_tokens, last_n, model, exact
+
+
 def window(
     state: ContextState,
     max_tokens: int | None = None,
@@ -277,20 +311,9 @@ def window(
     """
     if state.deleted:
         raise ContextIsDeleted(state.context_id)
-    settings = state.window
-    policy = policy or settings.policy or "tokens"
-    max_tokens = settings.max_tokens if max_tokens is None else max_tokens
-    last_n = settings.last_n if last_n is None else last_n
-    model = model or settings.model
-    if policy == "last_n" and last_n is None:
-        raise InvalidCommand("policy 'last_n' needs last_n")
-    target = settings.encoding
-    if model is not None:
-        try:
-            target = encoding_name_for_model(model)
-        except UnknownModel:
-            target = None  # no tokenizer is known for it: counts are an estimate anyway
-    exact = target == state.token_encoding if (model or target) else True
+    policy, max_tokens, last_n, model, exact = resolve(
+        state.window, state.token_encoding, max_tokens, model, policy, last_n
+    )
     summary = state.latest_summary
     pinned = [m for m in state.messages if m.role == "system"]
     result, tail = compose(

@@ -24,17 +24,17 @@ from projections import (
     ContextNotFound,
     Contexts,
     InvalidVersion,
+    apply,
     diff,
     fold,
     history,
-    runner,
 )
 from tests.factories import COUNTER
 
 
 @pytest.fixture
 async def svc() -> AsyncIterator[Contexts]:
-    history.CHUNK = runner.CHUNK = 4  # snapshots of several chunks, even for short streams
+    history.CHUNK = apply.CHUNK = 4  # snapshots of several chunks, even for short streams
     store = await EventStore.open_sqlite(":memory:")
     service = Contexts(store, snapshot_every=5)
     await service.start()
@@ -43,7 +43,7 @@ async def svc() -> AsyncIterator[Contexts]:
     finally:
         await service.close()
         await store.close()
-        history.CHUNK = runner.CHUNK = CHUNK
+        history.CHUNK = apply.CHUNK = CHUNK
 
 
 async def write(svc: Contexts) -> list[RecordedEvent]:

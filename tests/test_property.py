@@ -4,14 +4,17 @@ random histories with rollbacks, forks, edits, redactions, summaries and deletes
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from eventstore import (
+    Content,
     ContextCreated,
     ContextDeleted,
     ContextForked,
@@ -31,7 +34,18 @@ from eventstore import (
     WindowServed,
     WindowSettings,
 )
-from projections import CHUNK, Caller, Contexts, ContextState, fold, history, runner, window
+from projections import (
+    CHUNK,
+    Caller,
+    Contexts,
+    ContextState,
+    apply,
+    fold,
+    history,
+    plain_text,
+    search,
+    window,
+)
 from tests.factories import COUNTER
 
 STREAMS = ["a", "b", "c"]
@@ -164,6 +178,26 @@ async def check_agrees(svc: Contexts, by_stream: dict[str, list[RecordedEvent]])
             assert await svc.time_travel.state_at(stream, version) == fold_at(
                 by_stream, stream, version
             )
+    await svc.readmodel.read(_search_agrees)
+
+
+def _search_agrees(conn: sqlite3.Connection) -> None:
+    match_expression = search.match_expression
+    """The full-text index holds exactly the words of the messages rows, no more, no less."""
+    conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
+    rows = conn.execute("SELECT rowid, content FROM messages").fetchall()
+    indexed = 0
+    for rowid, content in rows:
+        text = plain_text(msgspec.json.decode(content, type=Content))
+        indexed += bool(text)  # what index_sync indexes
+        if any(ch.isalnum() for ch in text):  # it has a token: its own text finds it
+            term = match_expression(text)
+            hits = conn.execute(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (term,)
+            ).fetchall()
+            assert (rowid,) in hits
+    (total,) = conn.execute("SELECT count(*) FROM messages_fts_docsize").fetchone()
+    assert total == indexed
 
 
 def _state(conn: object, stream: str) -> ContextState | None:
@@ -186,7 +220,7 @@ def test_incremental_rebuild_time_travel_and_fold_agree(
 ) -> None:
     async def run() -> None:
         # Two-message snapshot chunks, so snapshots span several chunks and rewrite some.
-        history.CHUNK = runner.CHUNK = 2
+        history.CHUNK = apply.CHUNK = 2
         store = await EventStore.open_sqlite(":memory:")
         svc = Contexts(store, snapshot_every=3, batch_size=batch, poll_interval=0.01)
         try:
@@ -203,6 +237,6 @@ def test_incremental_rebuild_time_travel_and_fold_agree(
         finally:
             await svc.close()
             await store.close()
-            history.CHUNK = runner.CHUNK = CHUNK
+            history.CHUNK = apply.CHUNK = CHUNK
 
     asyncio.run(run())

@@ -92,3 +92,29 @@ async def test_a_stale_schema_or_another_encoding_starts_over(tmp_path: Path) ->
     model = ReadModel(path)
     assert await model.open("cl100k_base") == 0  # another schema: dropped
     await model.close()
+
+
+async def test_read_model_window_stops_at_a_summary_through_a_system_message(
+    tmp_path: Path,
+) -> None:
+    """A summary may cover through a pinned system message: what is before it is covered, in
+    the read model's window exactly as in the fold's (found by the property test)."""
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    svc = Contexts(store)
+    try:
+        await svc.start()
+        events = [
+            ContextCreated(),
+            MessageAppended(message_id="m1", role="user", content="early"),
+            MessageAppended(message_id="m2", role="system", content="rules"),
+            SummaryAdded(summary_id="s1", text="summary", through_message_id="m2"),
+        ]
+        await store.append("c", events, metadata=EventMetadata(tenant="t"))
+        await svc.projector.catch_up()
+        got = await svc.window(Caller(tenant="t"), "c")
+        expected = window(fold(await store.read_stream("c"), counter=COUNTER), None)
+        assert got == expected
+        assert [e.id for e in got.entries] == ["m2", "s1"]
+    finally:
+        await svc.close()
+        await store.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
-from projections import Caller, Contexts, ProjectorFailed, fold, runner
+from projections import Caller, Contexts, ProjectorFailed, apply, fold
 from tests.factories import COUNTER
 
 META = EventMetadata(tenant="t")
@@ -48,7 +49,7 @@ async def test_a_crash_mid_batch_applies_nothing_and_a_restart_applies_it_once(
     log = str(tmp_path / "log.db")
     store = await EventStore.open_sqlite(log)
     await fill(store, 3, 40)
-    real = runner._apply_event
+    real = apply._apply_event
     seen = 0
 
     def crash_after_50(*args: object) -> object:
@@ -58,14 +59,14 @@ async def test_a_crash_mid_batch_applies_nothing_and_a_restart_applies_it_once(
             raise RuntimeError("killed")
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner, "_apply_event", crash_after_50)
+    monkeypatch.setattr(apply, "_apply_event", crash_after_50)
     svc = Contexts(store, batch_size=1000)
     with pytest.raises(ProjectorFailed):
         await svc.start()  # the one batch of 123 events fails at the 51st
     await svc.close()
     assert rows(log + ".readmodel") == (0, 0, 0)  # the failed batch left nothing behind
 
-    monkeypatch.setattr(runner, "_apply_event", real)
+    monkeypatch.setattr(apply, "_apply_event", real)
     svc = Contexts(store, batch_size=7)  # restart: small batches this time
     await svc.start()
     checkpoint, messages, _ = rows(log + ".readmodel")
@@ -131,6 +132,51 @@ async def test_a_read_model_of_another_log_is_rebuilt(tmp_path: Path) -> None:
     await svc.start()
     try:
         assert rows(str(tmp_path / "rm.db"))[:2] == (2, 1)
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_rebuild_cut_off_before_its_search_index_starts_over(tmp_path: Path) -> None:
+    """A rebuild indexes the search table once at its end; a read model left with the index
+    still deferred (a crash in between) is rebuilt from scratch on open, never served with
+    an incomplete index."""
+    from projections import search
+    from projections.readmodel import ReadModel
+
+    path = str(tmp_path / "rm.db")
+    model = ReadModel(path)
+    await model.open(COUNTER.encoding)
+    await model.write(search.defer_sync)
+    await model.write(_set_checkpoint, 42)
+    await model.close()
+    reopened = ReadModel(path)
+    try:
+        assert await reopened.open(COUNTER.encoding) == 0  # started over
+        assert not await reopened.read(search.deferred_sync)
+    finally:
+        await reopened.close()
+
+
+def _set_checkpoint(conn: object, position: int) -> None:
+    from projections.readmodel import UPSERT_CHECKPOINT
+
+    conn.execute(UPSERT_CHECKPOINT, (position, COUNTER.encoding))  # type: ignore[attr-defined]
+
+
+async def test_the_projector_stops_while_an_append_is_arriving(tmp_path: Path) -> None:
+    """A stop that lands as the live feed wakes its follower must still stop it (on Python
+    3.11, asyncio.wait_for swallowed that cancellation and the stop waited forever)."""
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    svc = Contexts(store)
+    try:
+        await svc.start()
+        for i in range(20):
+            await store.append(f"s{i}", [ContextCreated()], metadata=EventMetadata(tenant="t"))
+            stopping = asyncio.create_task(svc.projector.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=5)
+            assert done, "the projector did not stop"
+            await svc.projector.start(svc.projector.checkpoint)
     finally:
         await svc.close()
         await store.close()

@@ -235,3 +235,41 @@ async def test_message_pages(svc: Contexts) -> None:
     back = await svc.messages(ACME, cid, backward=True, limit=2)
     assert [m.message_id for m in back.messages] == ["m6", "m5"]
     assert back.next_after == 5
+
+
+async def test_concurrent_writers_without_a_precondition_never_conflict(svc: Contexts) -> None:
+    """Many writers on one hot context, no If-Match: every command lands, none gets 412."""
+    import asyncio
+
+    cid = (await svc.create(ACME)).context_id
+    appends = [svc.append(ACME, cid, [user(f"m{i}")]) for i in range(40)]
+    patches = [svc.update_metadata(ACME, cid, {f"k{i}": i}) for i in range(10)]
+    windows = [svc.window(ACME, cid, max_tokens=50, record=True) for _ in range(10)]
+    results = await asyncio.gather(*appends, *patches, *windows)
+    assert len(results) == 60
+    state = await svc.get(ACME, cid)
+    assert state.version == 61
+    assert sorted(m.content for m in state.messages) == sorted(f"m{i}" for i in range(40))
+    assert len(state.metadata) == 10
+    assert len(svc._turns) == 0  # no lock outlives its last user
+
+
+async def test_a_retried_fork_keeps_its_first_fork_point(svc: Contexts) -> None:
+    """A fork at "the current version" retried with its key after the parent moved on is the
+    same fork, not a key reused for something else."""
+    cid = (await svc.create(ACME)).context_id
+    await svc.append(ACME, cid, [user("one")])
+    first = await svc.fork(ACME, cid, idempotency_key="fork-1")
+    await svc.append(ACME, cid, [user("two")])
+    again = await svc.fork(ACME, cid, idempotency_key="fork-1")
+    assert again.context_id == first.context_id
+    assert again.duplicate
+    assert (await svc.get(ACME, first.context_id)).parent.version == 2  # type: ignore[union-attr]
+
+
+async def test_a_forged_cursor_beyond_64_bits_is_refused(svc: Contexts) -> None:
+    import base64
+
+    huge = base64.urlsafe_b64encode(b"p" + b"9" * 30).decode().rstrip("=")
+    with pytest.raises(InvalidCommand):
+        await svc.list(ACME, cursor=huge)

@@ -1,0 +1,86 @@
+"""In-memory caches of committed read-model data, so the hot paths (a command's validation, a
+repeated window read) need no trip to a read-model connection.
+
+Both hold only what is immutable once committed, or versioned: a context's row is replaced
+by newer versions only (versions only grow; a rollback is a new version), and a window is
+keyed by the version it was computed at. So a cache can be stale only by being behind, and
+the code that reads it checks versions where that matters. Bounded: the least recently used
+entries go first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+from .readmodel import ContextRow
+from .window import Policy, Window
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used entry first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        """The value, or None; marks it recently used."""
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Keep ``value`` (handed over: it must not be mutated afterwards)."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything (the read model was reset)."""
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class HeaderCache(LRU[str, ContextRow]):
+    """Context rows by id, as of the read model's last commit (or newer).
+
+    The projector puts what it has just committed, and a read that missed puts what it read;
+    a row never replaces a newer one, so a slow miss-read cannot bring back a row the
+    projector has moved past. A ContextRow with small metadata is well under 1 KB.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        super().__init__(capacity)
+
+    def put_row(self, row: ContextRow) -> None:
+        """Keep ``row`` unless a newer version of it is cached."""
+        cached = self._items.get(row.context_id)
+        if cached is None or cached.version <= row.version:
+            self.put(row.context_id, row)
+
+    def put_rows(self, rows: Iterable[ContextRow]) -> None:
+        """``put_row`` each row."""
+        for row in rows:
+            self.put_row(row)
+
+
+WindowKey = tuple[str, int, int | None, str | None, Policy | None, int | None]
+"""(context id, version, max_tokens, model, policy, last_n) of a window request."""
+
+
+class WindowCache(LRU[WindowKey, Window]):
+    """Windows by the version they were computed at and the request's parameters: a window
+    of a given version never changes, so an entry is valid until it is evicted. Windows are
+    as large as their budget; the default keeps about one per active conversation."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        super().__init__(capacity)

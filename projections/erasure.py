@@ -1,0 +1,87 @@
+"""Erasure of a data subject by crypto-shredding, and the read model made to forget it.
+
+The log never changes: the subject's content is sealed in it with the subject's key
+(``eventstore.sealing``). Erasing destroys the key, records a SubjectErased event on each
+context that held the subject's content (the audit trail: who erased, when, which
+contexts), and rebuilds the read model from the log, where that content now decodes as
+"[erased]": message rows, summaries, snapshots and the full-text index all forget it. The
+read model's SQLite connection deletes securely (freed pages are zeroed) and its WAL is
+checkpointed and truncated, so no copy of the plaintext stays in its files either.
+
+Affected contexts are found in the read model: those whose metadata names the subject,
+those with a message whose metadata names it, and every fork descending from them (a fork
+shares its parent's messages).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from eventstore import ANY, EventMetadata, SubjectErased
+
+if TYPE_CHECKING:
+    from .service import Caller, Contexts
+
+AFFECTED = """
+WITH RECURSIVE affected (context_id) AS (
+    SELECT context_id FROM contexts WHERE json_extract(metadata, '$.subject') = :subject
+    UNION
+    SELECT context_id FROM messages WHERE json_extract(metadata, '$.subject') = :subject
+    UNION
+    SELECT c.context_id FROM contexts c JOIN affected a ON c.parent_id = a.context_id
+)
+SELECT c.context_id FROM contexts c JOIN affected a USING (context_id)
+WHERE c.tenant IS :tenant ORDER BY c.position
+"""
+
+
+class Erased(msgspec.Struct, frozen=True, kw_only=True):
+    """What an erasure did: keys destroyed (0 when the subject was unknown or already
+    erased) and the contexts whose content of the subject now reads as "[erased]"."""
+
+    subject: str
+    tenant: str | None
+    keys_destroyed: int
+    contexts: list[str]
+
+
+def _affected_sync(conn: sqlite3.Connection, tenant: str | None, subject: str) -> list[str]:
+    return [row[0] for row in conn.execute(AFFECTED, {"subject": subject, "tenant": tenant})]
+
+
+def _secure_delete_sync(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA secure_delete = ON")
+
+
+def _checkpoint_sync(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+async def erase_subject(service: Contexts, caller: Caller, subject: str) -> Erased:
+    """Destroy ``subject``'s key in the caller's tenant, record it, and re-project.
+
+    Idempotent: an unknown or already erased subject destroys nothing and records nothing;
+    the read model is still rebuilt when contexts name the subject, so an erasure cut short
+    (key gone, read model not yet rebuilt) is completed by running it again.
+    """
+    await service.projector.catch_up()
+    contexts = await service.readmodel.read(_affected_sync, caller.tenant, subject)
+    destroyed = await service.store.erase_subject(caller.tenant, subject)
+    if destroyed:
+        metadata = EventMetadata(
+            actor=caller.actor, tenant=caller.tenant, request_id=caller.request_id
+        )
+        for context_id in contexts:
+            await service.store.append(
+                context_id, [SubjectErased(subject=subject)], ANY, metadata=metadata
+            )
+    if destroyed or contexts:
+        await service.readmodel.write(_secure_delete_sync)
+        await service.rebuild()
+        await service.readmodel.write(_checkpoint_sync)
+    return Erased(
+        subject=subject, tenant=caller.tenant, keys_destroyed=destroyed, contexts=contexts
+    )

@@ -1,0 +1,224 @@
+"""Full-text search over current messages: an SQLite FTS5 index inside the read model.
+
+The index is *contentless* (``content=''``): it stores the terms, not a second copy of every
+message, which makes indexing about twice as fast as a regular FTS5 table. Its rowids are the
+``messages`` rows' rowids, so a hit joins back to its message and context in one step. The
+price of contentless: removing a row from it needs the text that was indexed, so whoever
+changes a message row (the projector only) calls ``unindex_sync`` with the old content before
+and ``index_sync`` with the new content after. The text indexed is ``plain_text(content)``,
+a pure function of the stored content, so the two always agree.
+
+Only what a context holds now is searchable: an edit replaces the indexed text, a redaction
+removes it, a rollback or fork re-indexes the context's rows; deleted contexts and other
+tenants' contexts are filtered out by the query.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+import msgspec
+
+from eventstore import Content, ImagePart, Role, TextPart, ToolCallPart, ToolResultPart
+
+from .cursors import encode_cursor
+from .errors import InvalidCommand
+
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text, content = '', tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS search_deferred (id INTEGER PRIMARY KEY CHECK (id = 1));
+"""
+TABLES = ("messages_fts", "search_deferred")
+"""``search_deferred`` holds a row while a rebuild leaves the index for its end: a read model
+opened with that row was cut off mid-rebuild, and is rebuilt (``readmodel``)."""
+
+INDEX = "INSERT INTO messages_fts (rowid, text) VALUES (?, ?)"
+UNINDEX = "INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', ?, ?)"
+SELECT_CONTEXT_ROWS = "SELECT rowid, content FROM messages WHERE context_id = ?"
+# bm25 ranks better matches lower; the cursor is an offset into that order.
+SEARCH = """
+SELECT m.context_id, m.message_id, m.seq, m.role, m.content, f.rank
+FROM messages_fts f
+JOIN messages m ON m.rowid = f.rowid
+JOIN contexts c ON c.context_id = m.context_id
+WHERE messages_fts MATCH ? AND c.tenant IS ? AND c.deleted = 0 {context}
+ORDER BY f.rank LIMIT ? OFFSET ?
+"""
+
+_json_encode = msgspec.json.Encoder().encode
+_content_decoder = msgspec.json.Decoder(Content)
+SNIPPET_CHARS = 160
+
+
+class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+    """A message that matched: where it is, a snippet of its text, and its rank (lower is
+    better: SQLite's bm25)."""
+
+    context_id: str
+    message_id: str
+    seq: int
+    role: Role
+    snippet: str
+    rank: float
+
+
+class SearchPage(msgspec.Struct, frozen=True):
+    """Hits, best first, and the cursor of the next page (None at the end)."""
+
+    hits: list[SearchHit]
+    next_cursor: str | None
+
+
+def plain_text(content: Content) -> str:
+    """The searchable text of a message's content: text, tool names, arguments and results.
+
+    A NUL becomes a space: SQLite would end the text there and never index what follows."""
+    if isinstance(content, str):
+        return content.replace("\x00", " ")
+    pieces: list[str] = []
+    for part in content:
+        match part:
+            case TextPart(text=text):
+                pieces.append(text)
+            case ToolCallPart(name=name, arguments=arguments):
+                pieces += [name, _json_encode(arguments).decode()]
+            case ToolResultPart(content=inner):
+                pieces.append(plain_text(inner))
+            case ImagePart():
+                pass  # pixels are not text
+            case _:  # a file reference: its name is what a person would search for
+                if part.name:
+                    pieces.append(part.name)
+    return "\n".join(p for p in pieces if p).replace("\x00", " ")
+
+
+def _stored_text(content_json: str) -> str:
+    # Plain string content (the common case) is a JSON string: decoding it is all it takes.
+    return plain_text(_content_decoder.decode(content_json))
+
+
+def index_sync(conn: sqlite3.Connection, rowid: int, content: Content) -> None:
+    """Index a messages row just written with ``content``."""
+    text = plain_text(content)
+    if text:
+        conn.execute(INDEX, (rowid, text))
+
+
+def unindex_sync(conn: sqlite3.Connection, rowid: int, content_json: str) -> None:
+    """Remove a messages row (its stored JSON content as it is now) from the index."""
+    text = _stored_text(content_json)
+    if text:
+        conn.execute(UNINDEX, (rowid, text))
+
+
+def unindex_context_sync(conn: sqlite3.Connection, context_id: str) -> None:
+    """Remove every message row of a context from the index (before its rows are rewritten)."""
+    for rowid, content_json in conn.execute(SELECT_CONTEXT_ROWS, (context_id,)).fetchall():
+        unindex_sync(conn, rowid, content_json)
+
+
+def index_context_sync(conn: sqlite3.Connection, context_id: str) -> None:
+    """Index every message row of a context (after its rows were rewritten)."""
+    rows: Iterable[tuple[int, str]] = conn.execute(SELECT_CONTEXT_ROWS, (context_id,)).fetchall()
+    for rowid, content_json in rows:
+        text = _stored_text(content_json)
+        if text:
+            conn.execute(INDEX, (rowid, text))
+
+
+# The rows a rebuild indexes at its end: plain text content in SQL (json_extract decodes the
+# stored JSON string), content of parts through plain_text; empty text is never indexed.
+# Text holding an escaped NUL goes through plain_text too (it turns NUL into a space).
+INDEX_TEXT_ROWS = (
+    "INSERT INTO messages_fts (rowid, text) SELECT rowid, json_extract(content, '$')"
+    " FROM messages WHERE json_type(content) = 'text' AND content != '\"\"'"
+    " AND instr(content, '\\u0000') = 0"
+)
+SELECT_PART_ROWS = (
+    "SELECT rowid, content FROM messages"
+    " WHERE json_type(content) = 'array' OR instr(content, '\\u0000') > 0"
+)
+
+
+def defer_sync(conn: sqlite3.Connection) -> None:
+    """Mark the index as left for later (``index_all_sync`` ends it)."""
+    conn.execute("INSERT OR IGNORE INTO search_deferred (id) VALUES (1)")
+
+
+def deferred_sync(conn: sqlite3.Connection) -> bool:
+    """Whether a rebuild left the index for later and has not finished it."""
+    return conn.execute("SELECT 1 FROM search_deferred").fetchone() is not None
+
+
+def index_all_sync(conn: sqlite3.Connection) -> None:
+    """Index every messages row at once, in one transaction that also ends the deferral: far
+    cheaper than row by row, as the SQL part never crosses into Python."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
+        conn.execute(INDEX_TEXT_ROWS)
+        for rowid, content_json in conn.execute(SELECT_PART_ROWS).fetchall():
+            text = _stored_text(content_json)
+            if text:
+                conn.execute(INDEX, (rowid, text))
+        conn.execute("DELETE FROM search_deferred")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def match_expression(query: str) -> str:
+    """An FTS5 expression matching messages that hold every word of ``query``.
+
+    Words are quoted, so punctuation and FTS5 operators in a user's text are just text (no
+    syntax errors, no injection into the query language); a trailing ``*`` keeps its prefix
+    meaning (``tok*`` matches ``token``).
+    """
+    terms = []
+    for word in query.replace("\x00", " ").split():  # SQLite ends a string at a NUL
+        prefix = word.endswith("*") and len(word) > 1
+        bare = word.rstrip("*") if prefix else word
+        quoted = '"' + bare.replace('"', '""') + '"'
+        terms.append(quoted + ("*" if prefix else ""))
+    if not terms:
+        raise InvalidCommand("a search needs at least one word")
+    return " ".join(terms)
+
+
+def _snippet(content_json: str, terms: list[str]) -> str:
+    text = " ".join(_stored_text(content_json).split())
+    lowered = text.lower()
+    found = [i for t in terms if (i := lowered.find(t)) >= 0]
+    start = max(0, min(found, default=0) - SNIPPET_CHARS // 4)
+    piece = text[start : start + SNIPPET_CHARS]
+    return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(text) else "")
+
+
+def search_sync(
+    conn: sqlite3.Connection,
+    tenant: str | None,
+    query: str,
+    context_id: str | None,
+    limit: int,
+    offset: int,
+) -> SearchPage:
+    """One page of the tenant's live messages matching every word of ``query``."""
+    expression = match_expression(query)
+    sql = SEARCH.format(context="AND m.context_id = ?" if context_id is not None else "")
+    params: list[object] = [expression, tenant]
+    if context_id is not None:
+        params.append(context_id)
+    rows = conn.execute(sql, [*params, limit + 1, offset]).fetchall()
+    terms = [w.rstrip("*").lower() for w in query.split()]
+    hits = [
+        SearchHit(context_id=cid, message_id=mid, seq=seq, role=role, rank=rank,
+                  snippet=_snippet(content, terms))
+        for cid, mid, seq, role, content, rank in rows[:limit]
+    ]  # fmt: skip
+    more = len(rows) > limit
+    return SearchPage(hits, encode_cursor("s", offset + limit) if more else None)
