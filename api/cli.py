@@ -1,51 +1,71 @@
-"""The ``ctxlog`` command. Each subcommand is a ``(configure, run)`` pair in ``COMMANDS``, so
-later ones (history, replay, audit, verify, export, …) are one function pair each."""
+"""The ``ctxlog`` command (click): ``serve`` and ``mcp`` here; the audit and operations
+commands in ``cli_inspect`` (history, replay, show), ``cli_audit`` (audit, stats) and
+``cli_ops`` (verify, export, import, backup, rebuild)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+import click
 from aiohttp import web
 
-from .app import create_app
-from .settings import Settings, SettingsError
+from .cli_audit import audit, stats
+from .cli_inspect import history, replay, show
+from .cli_ops import backup, erase, export, import_, rebuild, verify
+from .cli_support import EXIT_CODES, CliError, Exit
 
 log = logging.getLogger("ctxlog")
 
 
-def _configure_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to bind (env CTXLOG_HOST; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (env CTXLOG_PORT; default 8080)")
-    parser.add_argument(
-        "--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db)"
-    )
-    parser.add_argument(
-        "--api-keys-file",
-        help="file of key:tenant:actor lines (env CTXLOG_API_KEYS_FILE; keys may also come"
-        " from CTXLOG_API_KEYS)",
-    )
-    parser.add_argument(
-        "--max-body-bytes", type=int, help="request body limit (env CTXLOG_MAX_BODY_BYTES)"
-    )
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES,
+)
+def cli() -> None:
+    """ctxlog: an event-sourced context log for AI applications.
+
+    Every command takes --db PATH (a SQLite file or a postgresql:// DSN; env CTXLOG_DB,
+    default ./ctxlog.db). Commands that read refuse a database that does not exist rather
+    than create an empty one. --format json|ndjson prints for scripts.
+    """
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Run the API server until SIGTERM/SIGINT, then shut down cleanly (exit status 0)."""
+@cli.command(
+    epilog="\b\nExit codes:\n  0  stopped cleanly (SIGTERM/SIGINT)\n  2  bad settings",
+    short_help="Run the HTTP API server.",
+)
+@click.option("--host", help="Address to bind (env CTXLOG_HOST; default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (env CTXLOG_PORT; default 8080).")
+@click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
+@click.option(
+    "--api-keys-file",
+    help="File of key:tenant:actor lines (env CTXLOG_API_KEYS_FILE; keys may also come from"
+    " CTXLOG_API_KEYS).",
+)
+@click.option("--max-body-bytes", type=int, help="Request body limit (env CTXLOG_MAX_BODY_BYTES).")
+def serve(
+    host: str | None,
+    port: int | None,
+    db: str | None,
+    api_keys_file: str | None,
+    max_body_bytes: int | None,
+) -> None:
+    """Run the HTTP API server until SIGTERM/SIGINT, then shut down cleanly."""
+    # Imported here: the other commands need neither aiohttp's app nor its settings checks.
+    from .app import create_app  # noqa: PLC0415
+    from .settings import Settings, SettingsError  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = Settings.load(
-            host=args.host,
-            port=args.port,
-            db=args.db,
-            api_keys_file=args.api_keys_file,
-            max_body_bytes=args.max_body_bytes,
+            host=host, port=port, db=db, api_keys_file=api_keys_file, max_body_bytes=max_body_bytes
         )
         app = create_app(settings)
     except SettingsError as e:
-        print(f"ctxlog serve: {e}", file=sys.stderr)
-        return 2
+        raise CliError(Exit.USAGE, str(e)) from None
     log.info(
         "ctxlog serving %s on http://%s:%d (%s)",
         settings.db,
@@ -64,36 +84,34 @@ def serve(args: argparse.Namespace) -> int:
         access_log=None,
     )
     log.info("ctxlog stopped")
-    return 0
 
 
-Configure = Callable[[argparse.ArgumentParser], None]
-Run = Callable[[argparse.Namespace], int]
+@cli.command(
+    epilog="\b\nExit codes:\n  0  stdin closed\n  2  bad settings\n  5  unavailable",
+    short_help="Serve MCP over stdin/stdout.",
+)
+@click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
+def mcp(db: str | None) -> None:
+    """Serve the Model Context Protocol over stdin/stdout (for MCP clients that start
+    ctxlog themselves); the API key comes from CTXLOG_API_KEY."""
+    try:
+        # Imported when asked for: the MCP server is a separate part of the API.
+        from .mcp.stdio import run_stdio  # noqa: PLC0415
+    except ImportError as e:
+        raise CliError(Exit.UNAVAILABLE, f"the MCP server is not available: {e}") from None
+    raise click.exceptions.Exit(run_stdio(db))
 
-COMMANDS: dict[str, tuple[str, Configure, Run]] = {
-    "serve": ("run the HTTP API server", _configure_serve, serve),
-}
 
-
-def parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    top = argparse.ArgumentParser(prog="ctxlog", description="An event-sourced context log.")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, configure, run) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        configure(command)
-        command.set_defaults(run=run)
-    return top
+for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):
+    cli.add_command(command)
+cli.add_command(erase)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ctxlog`` console script."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    args = parser().parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """Entry point of the ``ctxlog`` console script (and ``python -m api``); returns the exit
+    status."""
+    try:
+        cli.main(args=None if argv is None else list(argv), prog_name="ctxlog")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0

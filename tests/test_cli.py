@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from api import Settings, SettingsError
-from api.cli import parser
+from api.cli import cli, main
 from api.settings import is_loopback, parse_keys
+from tests.cli_helpers import child_env, invoke
 
 
 def test_defaults() -> None:
@@ -69,10 +71,31 @@ def test_loopback_rules() -> None:
 
 
 def test_serve_flags_parse() -> None:
-    args = parser().parse_args(["serve", "--port", "9001", "--db", "a.db"])
-    assert (args.port, args.db, args.host) == (9001, "a.db", None)
-    with pytest.raises(SystemExit):
-        parser().parse_args([])
+    serve = cli.commands["serve"]
+    params = serve.make_context("serve", ["--port", "9001", "--db", "a.db"]).params
+    assert (params["port"], params["db"], params["host"]) == (9001, "a.db", None)
+    with pytest.raises(click.UsageError):
+        serve.make_context("serve", ["--port", "eighty"])
+    assert main([]) == 2  # no command: usage
+
+
+def test_every_command_documents_the_exit_codes() -> None:
+    for name in ["history", "replay", "show", "audit", "verify", "export", "import", "backup",
+                 "rebuild", "stats"]:  # fmt: skip
+        result = invoke(name, "--help")
+        assert result.exit_code == 0
+        assert "Exit codes:" in result.stdout
+        assert "schema too new" in result.stdout
+    assert "mcp" in invoke("--help").stdout
+
+
+def test_python_dash_m_api_is_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "api", "--help"],
+        capture_output=True, text=True, timeout=60, env=child_env(), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert "verify" in result.stdout
 
 
 def test_serve_refuses_an_open_public_bind() -> None:
@@ -86,3 +109,18 @@ def test_serve_refuses_an_open_public_bind() -> None:
     )
     assert result.returncode == 2
     assert "API keys" in result.stderr
+
+
+def test_mcp_runs_the_stdio_server_on_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.mcp.stdio
+
+    calls: list[str | None] = []
+
+    def run_stdio(db: str | None = None) -> int:
+        calls.append(db)
+        return 0 if db else 2
+
+    monkeypatch.setattr(api.mcp.stdio, "run_stdio", run_stdio)
+    assert invoke("mcp", "--db", "chat.db").exit_code == 0
+    assert invoke("mcp").exit_code == 2  # its own status is the command's
+    assert calls == ["chat.db", None]  # None: run_stdio reads CTXLOG_DB itself

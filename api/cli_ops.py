@@ -1,0 +1,321 @@
+"""``ctxlog verify``, ``export``, ``import``, ``backup``, ``rebuild`` and ``erase``: prove the
+log is intact, move it, copy it, rebuild what is derived from it, and erase a data subject."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import click
+import msgspec
+from rich.markup import escape
+
+from eventstore import ERASED, EventStore
+from eventstore.backup import backup_sqlite
+from eventstore.transfer import ALL, export_log, import_log
+from projections import Caller, Contexts, TokenCounter
+from projections.audit import ReadModelReport, audit_filter, verify_readmodel
+
+from .cli_output import Output
+from .cli_support import (
+    EXIT_CODES,
+    CliError,
+    Exit,
+    check_sqlite_path,
+    db_option,
+    format_option,
+    is_postgres,
+    open_store,
+    readmodel_path,
+    run,
+)
+
+
+@click.command(
+    epilog=EXIT_CODES, short_help="Check the hash chain and the read model (exit 1 if not)."
+)
+@db_option
+@format_option
+def verify(db: str, fmt: str) -> None:
+    """Check the hash chain over the whole log, then that the read model equals a fresh fold
+    of the log for every context. Exits 1 naming the first broken position (or context)."""
+    run(_verify(db, Output(fmt)))
+
+
+async def _verify(db: str, out: Output) -> None:
+    path = readmodel_path(db)
+    async with open_store(db) as store:
+        with out.progress("hash chain", "read model", unit="items") as (chain, contexts):
+            report = await store.verify(chain)
+            model = ReadModelReport(status="in memory", path="")
+            if report.ok and path is not None:
+                model = await verify_readmodel(store, path, TokenCounter(), progress=contexts)
+    broken = report.broken
+    if not out.text:
+        out.document({
+            "ok": report.ok and model.ok,
+            "chain": {"ok": report.ok, "events": report.events, "head_hash": report.head_hash,
+                      "broken": None if broken is None else msgspec.to_builtins(broken)},
+            "readmodel": None if broken is not None else msgspec.to_builtins(model),
+        })  # fmt: skip
+    elif broken is not None:
+        out.print(f"hash chain: BROKEN at position {broken.position}: {broken.reason}", style="red")
+        out.print(f"  the {report.events:,} events before it verify", style="red")
+    else:
+        out.print(
+            f"hash chain: ok, {report.events:,} events, head {report.head_hash}", style="green"
+        )
+        _print_readmodel(out, model)
+    if broken is not None:
+        raise CliError(Exit.FAILED, f"hash chain broken at position {broken.position}")
+    if not model.ok:
+        first = model.mismatches[0]
+        raise CliError(
+            Exit.FAILED,
+            f"read model differs from the log in {model.differing} contexts, first "
+            f"{first.context_id} (v{first.version})",
+        )
+
+
+def _print_readmodel(out: Output, model: ReadModelReport) -> None:
+    match model.status:
+        case "ok":
+            out.print(
+                f"read model: ok, {model.contexts:,} contexts equal a fresh fold of the log"
+                f" (through position {model.checkpoint:,})",
+                style="green",
+            )
+        case "differs":
+            out.print(
+                f"read model: {model.differing} contexts DIFFER from a fresh fold", style="red"
+            )
+            for m in model.mismatches:
+                out.print(f"  {m.context_id} v{m.version}: {m.reason}", style="red")
+        case "absent":
+            out.print("read model: none yet (built when the database is served or rebuilt)")
+        case "in memory":
+            out.print("read model: kept in each server's memory (PostgreSQL); nothing to compare")
+        case _:
+            out.print(
+                f"read model: stale, rebuilt at the next start ({model.note})", style="yellow"
+            )
+
+
+@click.command(
+    "export", epilog=EXIT_CODES, short_help="Write the log (or a context/tenant) as NDJSON."
+)
+@click.option("--context", "context_id", metavar="ID", help="Only this context's events.")
+@click.option("--tenant", help="Only this tenant's events.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (default: stdout)."
+)
+@db_option
+def export(context_id: str | None, tenant: str | None, output: str | None, db: str) -> None:
+    """Write the log as NDJSON: a header line, then every event with its position, version,
+    id, time, data and hash, then (whole-log export only) the key of every data subject not
+    erased, so that an import reads the same content.
+
+    An export holds the keys of the content it carries: keep it as safe as the database.
+    Erasing a subject later does not reach an export already taken; one taken after the
+    erase carries neither that subject's key nor its content.
+
+    Only a whole-log export can be imported; --context or --tenant make a partial one for
+    reading (each line still carries its hash and the one before). A partial export carries
+    no keys: content of data subjects stays sealed (encrypted) in it."""
+    if context_id is not None and tenant is not None:
+        raise click.UsageError("give --context or --tenant, not both")
+    run(_export(db, context_id, tenant, output, Output()))
+
+
+async def _export(
+    db: str, context_id: str | None, tenant: str | None, output: str | None, out: Output
+) -> None:
+    scope = ALL if context_id is None and tenant is None else (
+        f"context:{context_id}" if context_id is not None else f"tenant:{tenant}"
+    )  # fmt: skip
+    async with open_store(db) as store:
+        if context_id is not None and await store.stream_version(context_id) == 0:
+            raise CliError(Exit.NOT_FOUND, f"context {context_id!r} not found")
+        flt = audit_filter(context_id=context_id, tenant=tenant)
+        with _target(output) as sink, out.progress("export") as (report,):
+            done = await export_log(store, sink, filter=flt, scope=scope, progress=report)
+    keys = f" and {done.keys:,} subject keys" if scope == ALL else ""
+    out.note(
+        f"exported {done.events:,} events{keys} (log through position {done.through:,})"
+        + (f" to {output}" if output else "")
+    )
+
+
+@contextlib.contextmanager
+def _target(output: str | None) -> Iterator[IO[bytes]]:
+    """stdout, or a file written beside ``output`` and renamed over it once complete."""
+    if output is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    partial = f"{output}.partial"
+    try:
+        with open(partial, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+
+
+@click.command(
+    "import", epilog=EXIT_CODES, short_help="Import a whole-log export into an empty database."
+)
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@format_option
+def import_(file: str, db: str, fmt: str) -> None:
+    """Import a whole-log export into an empty database (created if missing), keeping every
+    position, version, id, timestamp and hash, and restoring the data subjects' keys it
+    carries. The file is checked first: a tampered or truncated export, or a malformed or
+    changed key, is refused, naming the position or line, and nothing is written."""
+    if not Path(file).is_file():
+        raise CliError(Exit.NOT_FOUND, f"no export at {file}")
+    created = not is_postgres(db) and not Path(db).exists()
+    try:
+        with open(file, "rb") as source:
+            run(_import(db, source, Output(fmt)))
+    except BaseException:
+        if created:  # leave no empty database behind for a refused import
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(db + suffix)
+        raise
+
+
+async def _import(db: str, source: IO[bytes], out: Output) -> None:
+    async with open_store(db, must_exist=False) as store:
+        if not is_postgres(db) and await store.head() == 0:
+            _remove_readmodel(db)  # one of an earlier log would be taken as this one's
+        with out.progress("check", "import") as (check, put):
+            done = await import_log(store, source, checked=check, imported=put)
+    if out.text:
+        out.print(
+            f"imported {done.events:,} events and {done.keys:,} subject keys;"
+            f" head {done.head_hash}",
+            style="green",
+        )
+    else:
+        out.document(msgspec.to_builtins(done))
+    if done.unreadable_keys:
+        out.note(
+            f"content sealed with {done.unreadable_keys:,} keys that are not in the export"
+            f" reads as {escape(ERASED)} (subjects erased before the export was taken, or an"
+            " export from a ctxlog that did not carry keys)"
+        )
+
+
+def _remove_readmodel(db: str) -> None:
+    path = readmodel_path(db)
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{path}{suffix}")
+
+
+@click.command(
+    epilog=EXIT_CODES, short_help="A consistent copy of a SQLite database, while it serves."
+)
+@click.argument("dest", type=click.Path(dir_okay=False))
+@db_option
+@format_option
+def backup(dest: str, db: str, fmt: str) -> None:
+    """Copy the SQLite database to DEST (a new file) as of one moment, while a server may
+    keep writing (SQLite's online backup). The read model is not copied: it rebuilds. For
+    PostgreSQL use pg_dump, or ctxlog export."""
+    if is_postgres(db):
+        raise CliError(Exit.USAGE, "backup copies SQLite files; for PostgreSQL use pg_dump")
+    check_sqlite_path(db, must_exist=True)
+    out = Output(fmt)
+    run(_backup(db, dest, out))
+
+
+async def _backup(db: str, dest: str, out: Output) -> None:
+    with out.progress("backup", unit="pages") as (report,):
+        done = await backup_sqlite(db, dest, progress=report)
+    if out.text:
+        out.print(
+            f"backed up through position {done.through:,} to {dest} ({done.bytes:,} bytes)",
+            style="green",
+        )
+    else:
+        out.document({**msgspec.to_builtins(done), "dest": dest})
+
+
+@click.command(
+    epilog=EXIT_CODES, short_help="Rebuild the read model from the log (server stopped)."
+)
+@db_option
+@format_option
+def rebuild(db: str, fmt: str) -> None:
+    """Drop the read model (<db>.readmodel) and rebuild it from the log. Stop the server
+    first: its projector writes to the same read model."""
+    if is_postgres(db):
+        raise CliError(
+            Exit.USAGE, "with PostgreSQL each server keeps its read model in memory and rebuilds"
+            " it at start; there is nothing to rebuild here",
+        )  # fmt: skip
+    run(_rebuild(db, Output(fmt)))
+
+
+async def _rebuild(db: str, out: Output) -> None:
+    async with open_store(db) as store:
+        done = await _rebuild_store(store, out)
+    if out.text:
+        out.print(f"rebuilt the read model from {done:,} events", style="green")
+    else:
+        out.document({"events": done, "readmodel": readmodel_path(db)})
+
+
+async def _rebuild_store(store: EventStore, out: Output) -> int:
+    service = Contexts(store)
+    try:
+        # Opened without starting the projector: catching up first would be wasted work.
+        await service.readmodel.open(service.counter.encoding)
+        with out.progress("rebuild") as (report,):
+            return await service.rebuild(report)
+    finally:
+        await service.close()
+
+
+@click.command(epilog=EXIT_CODES, short_help="Erase a data subject's content (crypto-shredding).")
+@click.option("--subject", required=True, help="The subject (metadata.subject) to erase.")
+@click.option("--tenant", help="The subject's tenant (default: none, as on an open server).")
+@db_option
+@format_option
+def erase(subject: str, tenant: str | None, db: str, fmt: str) -> None:
+    """Destroy SUBJECT's key: every message content of that subject (metadata.subject on the
+    message or its context) reads as "[erased]" from now on, in the log, the read model,
+    exports and later backups. The log, its hash chain and history stay intact; each
+    affected context records a subject.erased event. Idempotent. With a server running,
+    erase through its API instead (POST /api/v1/subjects/{subject}/erase), or restart it."""
+    run(_erase(db, subject, tenant, Output(fmt)))
+
+
+async def _erase(db: str, subject: str, tenant: str | None, out: Output) -> None:
+    async with open_store(db) as store:
+        service = Contexts(store)
+        try:
+            await service.start()
+            done = await service.erase(Caller(tenant=tenant, actor="ctxlog-cli"), subject)
+        finally:
+            await service.close()
+    if not out.text:
+        out.document(msgspec.to_builtins(done))
+    elif done.keys_destroyed:
+        out.print(
+            f"erased subject {subject}: {len(done.contexts):,} contexts now read [erased]",
+            style="green",
+        )
+    else:
+        out.print(f"nothing to erase: subject {subject} has no key (unknown or already erased)")

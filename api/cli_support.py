@@ -1,0 +1,216 @@
+"""What every ``ctxlog`` command shares: exit codes, the ``--db`` and ``--format`` options,
+opening the database, and turning the layers' errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import eventstore as es
+import projections as pj
+from eventstore.backup import check_log_file
+from eventstore.continuity import ChainBroken
+from eventstore.transfer import BadExport, PartialExport, TargetNotEmpty
+
+from .settings import DEFAULT_DB
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Exit(enum.IntEnum):
+    """The exit statuses scripts can rely on (also in ``ctxlog --help``)."""
+
+    OK = 0
+    FAILED = 1
+    """Verification failed: a broken hash chain, a read model that differs from the fold, a
+    tampered, truncated or unreadable export or row (the position is named)."""
+    USAGE = 2
+    """Bad arguments, options or settings."""
+    NOT_FOUND = 3
+    """No such database, context, version or input file."""
+    SCHEMA_TOO_NEW = 4
+    """The database (or an event in it) was written by a newer ctxlog."""
+    UNAVAILABLE = 5
+    """The database cannot be used: an I/O error, locked too long, not a ctxlog database."""
+    REFUSED = 6
+    """The command would mix or overwrite data: an import into a database that holds
+    events, an import of a partial export, a backup onto an existing file."""
+    INTERNAL = 70
+    """A bug in ctxlog (please report it)."""
+    INTERRUPTED = 130
+    """Stopped by Ctrl-C (``replay --follow`` ends with 0 instead)."""
+    BROKEN_PIPE = 141
+    """Whoever read the output stopped reading (``| head``), as a shell reports SIGPIPE."""
+
+
+EXIT_CODES = """\b
+Exit codes:
+  0    ok
+  1    verification failed (broken hash chain, read model differs from the fold,
+       tampered or truncated export); the first bad position is named
+  2    usage error (bad arguments, options or settings)
+  3    not found (database, context, version, input file)
+  4    database written by a newer ctxlog (schema too new)
+  5    database unavailable (I/O error, locked, not a ctxlog database)
+  6    refused (import into a non-empty database or of a partial export,
+       backup onto an existing file)
+  70   internal error
+  130  interrupted (Ctrl-C)
+  141  output closed early (| head)"""
+
+
+class CliError(click.ClickException):
+    """An error shown as one line on stderr, ending the command with ``code``."""
+
+    def __init__(self, code: Exit, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)
+
+
+def failure(e: BaseException) -> CliError | None:
+    """The exit code and message for an error of the layers below, or None for a bug."""
+    match e:
+        case CliError():
+            return e
+        case ChainBroken() | es.CorruptEvent() | BadExport():
+            return CliError(Exit.FAILED, str(e))
+        case es.UnknownEventType():
+            return CliError(Exit.SCHEMA_TOO_NEW, f"{e}: written by a newer ctxlog?")
+        case es.SchemaTooNew():
+            return CliError(Exit.SCHEMA_TOO_NEW, str(e))
+        case TargetNotEmpty() | PartialExport() | FileExistsError():
+            return CliError(Exit.REFUSED, str(e))
+        case pj.ContextNotFound() | pj.ContextIsDeleted() | pj.InvalidVersion():
+            return CliError(Exit.NOT_FOUND, str(e))
+        case es.InvalidStreamId():  # no context can have such an id
+            return CliError(Exit.NOT_FOUND, f"context not found: {e}")
+        case FileNotFoundError():
+            return CliError(Exit.NOT_FOUND, f"{e.strerror or 'not found'}: {e.filename or e}")
+        case es.InvalidEvent() | pj.InvalidCommand():
+            return CliError(Exit.USAGE, str(e))
+        case pj.UnknownModel() | pj.EncodingUnavailable():
+            return CliError(Exit.USAGE, str(e))
+        case es.StoreUnavailable() | es.StoreClosed() | es.EventStoreError() | OSError():
+            return CliError(Exit.UNAVAILABLE, str(e))
+        case pj.ProjectionError():
+            return CliError(Exit.UNAVAILABLE, str(e))
+    return None
+
+
+def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
+    """Run a command's coroutine; errors of the layers below end it with their exit code."""
+    try:
+        return asyncio.run(main)
+    except KeyboardInterrupt:
+        if interrupt_ok:
+            raise click.exceptions.Exit(Exit.OK) from None
+        raise CliError(Exit.INTERRUPTED, "interrupted") from None
+    except BrokenPipeError:
+        # The reader went away (| head): end quietly, as a shell would on SIGPIPE, and keep
+        # the interpreter's final flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(Exit.BROKEN_PIPE) from None
+    except Exception as e:
+        error = failure(e)
+        if error is None:
+            raise CliError(Exit.INTERNAL, f"internal error: {type(e).__name__}: {e}") from e
+        raise error from e
+
+
+def is_postgres(db: str) -> bool:
+    """Whether ``db`` is a PostgreSQL DSN rather than a SQLite file."""
+    return db.startswith(("postgres://", "postgresql://"))
+
+
+def readmodel_path(db: str) -> str | None:
+    """Where the server keeps the read model of ``db`` (beside a SQLite file; PostgreSQL
+    servers keep theirs in memory)."""
+    return None if is_postgres(db) else f"{db}.readmodel"
+
+
+def check_sqlite_path(db: str, *, must_exist: bool) -> None:
+    """Refuse ``:memory:`` (a command's own database would be empty); for commands that
+    read, a file that does not exist (opening it would create an empty one); and a file
+    that is not a ctxlog log (opening it would add the log's tables to it)."""
+    if db == ":memory:" or db.startswith("file:"):
+        raise CliError(Exit.USAGE, f"give the database as a file path, not {db!r}")
+    if must_exist and not Path(db).is_file():
+        raise CliError(Exit.NOT_FOUND, f"no database at {db} (give --db PATH or set CTXLOG_DB)")
+    if Path(db).is_file() and Path(db).stat().st_size > 0:
+        try:
+            check_log_file(db)
+        except (es.EventStoreError, OSError) as e:
+            raise failure(e) or e from e
+
+
+@contextlib.asynccontextmanager
+async def open_store(db: str, *, must_exist: bool = True) -> AsyncIterator[es.EventStore]:
+    """The event store at ``db`` (a SQLite file or a ``postgresql://`` DSN), closed after."""
+    if not is_postgres(db):
+        check_sqlite_path(db, must_exist=must_exist)
+    store = await es.EventStore.open_url(db)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def db_option(fn: F) -> F:
+    """``--db PATH``: as for ``serve``, env CTXLOG_DB, else ./ctxlog.db."""
+    return click.option(
+        "--db",
+        metavar="PATH",
+        envvar="CTXLOG_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        help="SQLite file or postgresql:// DSN (env CTXLOG_DB).",
+    )(fn)
+
+
+def format_option(fn: F) -> F:
+    """``--format text|json|ndjson``."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "ndjson"]),
+        default="text",
+        show_default=True,
+        help="text for people (tables, colours on a terminal); json or ndjson for scripts.",
+    )(fn)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class TimeParam(click.ParamType):
+    """A point in time: ISO 8601 (``2026-05-01``, ``2026-05-01T12:00:00Z``; UTC unless an
+    offset is given) or a time ago (``90s``, ``15m``, ``2h``, ``7d``, ``1w``)."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value as an aware datetime."""
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        unit = _UNITS.get(text[-1:].lower())
+        if unit is not None and text[:-1].isdigit():
+            return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * unit)
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is neither ISO 8601 nor a time ago like 15m, 2h, 7d", param, ctx)
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+TIME = TimeParam()
