@@ -1,0 +1,173 @@
+"""What each tool does: decode nothing, decide nothing, call the contexts service and shape
+its answer into the tool's result Struct (the REST API's bodies where it has them)."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+import projections as pj
+from projections.service import Caller, Contexts
+
+from .. import render, schemas
+from . import schemas as s
+
+
+def _id(value: uuid.UUID) -> str:
+    return str(value)
+
+
+async def create(contexts: Contexts, caller: Caller, a: s.CreateContextArgs) -> msgspec.Struct:
+    written = await contexts.create(
+        caller,
+        metadata=a.metadata,
+        window=None if a.window is None else a.window.settings(),
+        idempotency_key=a.idempotency_key,
+    )
+    state = await contexts.get(caller, written.context_id, version=written.version)
+    return render.render_context(state)
+
+
+async def append(contexts: Contexts, caller: Caller, a: s.AppendMessagesArgs) -> msgspec.Struct:
+    written = await contexts.append(
+        caller,
+        _id(a.context_id),
+        [render.new_message(m) for m in a.messages],
+        expected_version=a.expected_version,
+        idempotency_key=a.idempotency_key,
+    )
+    return s.Change(
+        context_id=written.context_id, version=written.version, message_ids=written.message_ids
+    )
+
+
+async def get(contexts: Contexts, caller: Caller, a: s.GetContextArgs) -> msgspec.Struct:
+    if a.version is not None and a.at is not None:
+        raise pj.InvalidCommand("give version or at, not both")
+    state = await contexts.get(caller, _id(a.context_id), version=a.version, at=a.at)
+    return render.render_context(state)
+
+
+async def window(contexts: Contexts, caller: Caller, a: s.GetWindowArgs) -> msgspec.Struct:
+    return await contexts.window(
+        caller,
+        _id(a.context_id),
+        max_tokens=a.max_tokens,
+        model=a.model,
+        policy=a.policy,
+        last_n=a.last_n,
+        record=a.record,
+    )
+
+
+async def history(contexts: Contexts, caller: Caller, a: s.GetHistoryArgs) -> msgspec.Struct:
+    backward = a.direction == "backward"
+    events = await contexts.history(
+        caller, _id(a.context_id), from_version=a.from_version, limit=a.limit, backward=backward
+    )
+    following = None
+    if len(events) == a.limit:
+        following = events[-1].version + (-1 if backward else 1)
+        following = following if following >= 1 else None
+    return schemas.EventPage(
+        events=[render.render_event(e) for e in events], next_from_version=following
+    )
+
+
+async def rollback(contexts: Contexts, caller: Caller, a: s.RollbackArgs) -> msgspec.Struct:
+    written = await contexts.rollback(
+        caller,
+        _id(a.context_id),
+        a.to_version,
+        reason=a.reason,
+        expected_version=a.expected_version,
+        idempotency_key=a.idempotency_key,
+    )
+    return s.Change(context_id=written.context_id, version=written.version)
+
+
+async def fork(contexts: Contexts, caller: Caller, a: s.ForkArgs) -> msgspec.Struct:
+    written = await contexts.fork(
+        caller,
+        _id(a.context_id),
+        at_version=a.at_version,
+        metadata=a.metadata,
+        idempotency_key=a.idempotency_key,
+    )
+    state = await contexts.get(
+        caller, written.context_id, version=written.version, include_messages=False
+    )
+    parent = state.parent
+    assert parent is not None  # a fork's first event names its parent
+    return s.Forked(
+        context_id=written.context_id,
+        version=written.version,
+        parent_id=parent.context_id,
+        parent_version=parent.version,
+    )
+
+
+async def diff(contexts: Contexts, caller: Caller, a: s.DiffArgs) -> msgspec.Struct:
+    return await contexts.diff(caller, _id(a.context_id), a.from_version, a.to_version)
+
+
+async def summary(contexts: Contexts, caller: Caller, a: s.AddSummaryArgs) -> msgspec.Struct:
+    # Named here so the result can say which summary it added.
+    summary_id = str(uuid.uuid4()) if a.idempotency_key is None else None
+    written = await contexts.add_summary(
+        caller,
+        _id(a.context_id),
+        a.text,
+        _id(a.through_message_id),
+        expected_version=a.expected_version,
+        idempotency_key=a.idempotency_key,
+        summary_id=summary_id,
+    )
+    if summary_id is None:
+        state = await contexts.get(caller, written.context_id, version=written.version)
+        summary_id = state.summaries[-1].summary_id if state.summaries else None
+    return s.Change(context_id=written.context_id, version=written.version, summary_id=summary_id)
+
+
+async def edit(contexts: Contexts, caller: Caller, a: s.EditMessageArgs) -> msgspec.Struct:
+    written = await contexts.edit(
+        caller,
+        _id(a.context_id),
+        _id(a.message_id),
+        a.content,
+        expected_version=a.expected_version,
+        idempotency_key=a.idempotency_key,
+    )
+    return s.Change(
+        context_id=written.context_id, version=written.version, message_ids=[_id(a.message_id)]
+    )
+
+
+async def redact(contexts: Contexts, caller: Caller, a: s.RedactMessageArgs) -> msgspec.Struct:
+    written = await contexts.redact(
+        caller,
+        _id(a.context_id),
+        _id(a.message_id),
+        reason=a.reason,
+        expected_version=a.expected_version,
+        idempotency_key=a.idempotency_key,
+    )
+    return s.Change(
+        context_id=written.context_id, version=written.version, message_ids=[_id(a.message_id)]
+    )
+
+
+async def search(contexts: Contexts, caller: Caller, a: s.SearchMessagesArgs) -> msgspec.Struct:
+    return await contexts.search(
+        caller,
+        a.query,
+        context_id=None if a.context_id is None else _id(a.context_id),
+        limit=a.limit,
+        cursor=a.cursor,
+    )
+
+
+async def list(contexts: Contexts, caller: Caller, a: s.ListContextsArgs) -> msgspec.Struct:
+    page = await contexts.list(caller, cursor=a.cursor, limit=a.limit, metadata=a.metadata or None)
+    return render.render_list(page)
