@@ -19,7 +19,7 @@ from aiohttp import web
 from eventstore import EventStore
 from projections.service import Contexts
 
-from . import appkeys, openapi
+from . import appkeys, errors, mcp, openapi, ratelimit
 from .auth import KeyRing, auth_middleware
 from .errors import error_middleware
 from .routes import routes
@@ -42,13 +42,17 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(keys)],
         client_max_size=settings.max_body_bytes,
+        handler_args={"keepalive_timeout": settings.keepalive_timeout},
     )
+    ratelimit.setup(app, settings)
+    errors.quiet_protocol_errors()
     app[appkeys.SETTINGS] = settings
     app[appkeys.KEYRING] = keys
     app[appkeys.LIVE] = appkeys.Live()
     app[appkeys.VERSION] = _version()
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
     app.add_routes(routes)
+    mcp.setup(app)  # /mcp: the Model Context Protocol (api/mcp/)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_contexts)
     app.on_shutdown.append(_close_live)

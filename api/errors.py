@@ -14,7 +14,10 @@ Status codes (also in the OpenAPI document and the README):
   ``details.current_version`` says what it is.
 - 422 ``invalid_command`` (well-formed but impossible, e.g. an unknown model) and
   ``idempotency_key_reused`` (the same Idempotency-Key with a different request).
-- 503 ``unavailable`` (the database failed; nothing was written) and ``starting``.
+- 429 ``rate_limited`` (the key's request rate; ``Retry-After``) and
+  ``too_many_connections`` (the key's open WebSockets/event streams); see ``ratelimit.py``.
+- 503 ``unavailable`` (the database failed, nothing was written; or no room for another live
+  connection) and ``starting``; with ``Retry-After``.
 - 500 ``internal``: anything else; the traceback goes to the log with ``details.request_id``.
 """
 
@@ -22,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 import eventstore as es
 import projections as pj
@@ -159,14 +162,44 @@ def error_response(error: ApiError, request_id: str) -> web.Response:
     response.headers["X-Request-ID"] = request_id
     if error.status == 405 and "allowed_methods" in error.details:
         response.headers["Allow"] = ", ".join(error.details["allowed_methods"])
-    if error.status == 503:
-        response.headers["Retry-After"] = "1"
+    if error.status in (429, 503):
+        response.headers["Retry-After"] = str(error.details.get("retry_after", 1))
     return response
 
 
 def internal(request_id: str) -> ApiError:
     """The only thing a client learns about a bug: that it happened, and its request id."""
     return ApiError(500, "internal", "internal error", {"request_id": request_id})
+
+
+class QuietProtocolErrors(logging.Filter):
+    """Logs a request aiohttp cannot parse (bad framing, oversized lines) as one line.
+
+    aiohttp logs it at ERROR with a traceback and the offending raw bytes, which can hold the
+    client's API key; a client's garbage is neither a server error nor something to keep.
+    (aiohttp itself answers such requests with a plain-text 400 and closes the connection:
+    they never reach the application, so they cannot get the JSON error shape.)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite records carrying an HttpProcessingError; let everything else through."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "unparsable HTTP request from %s: %s"
+            record.args = (remote, type(exc).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+QUIET_PROTOCOL_ERRORS = QuietProtocolErrors()
+"""One instance, so that creating many apps adds it to aiohttp's logger once."""
+
+
+def quiet_protocol_errors() -> None:
+    """Install ``QuietProtocolErrors`` on aiohttp's server logger (idempotent)."""
+    logging.getLogger("aiohttp.server").addFilter(QUIET_PROTOCOL_ERRORS)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -176,7 +209,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id; turn every exception into a JSON error response."""
     given = request.headers.get("X-Request-ID", "")
-    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request_id = given if _REQUEST_ID.fullmatch(given) else es.new_id().replace("-", "")
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)

@@ -74,10 +74,7 @@ async def list_contexts(request: web.Request) -> web.Response:
         )
     except pj.InvalidCommand as e:  # the only one list raises: a cursor it did not issue
         raise invalid(str(e), "$.cursor", "query") from None
-    body = schemas.ContextList(
-        contexts=[render.render_list_item(s) for s in page.contexts], next_cursor=page.next_cursor
-    )
-    return wire.json_response(body)
+    return wire.json_response(render.render_list(page))
 
 
 @operation(
@@ -154,7 +151,7 @@ async def append_messages(request: web.Request) -> web.Response:
     body=schemas.EditMessage,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
-    errors=(404, 409, 412, 422),
+    errors=(404, 412, 422),
 )
 async def edit_message(request: web.Request) -> web.Response:
     """Replace one message's content."""
@@ -178,7 +175,7 @@ async def edit_message(request: web.Request) -> web.Response:
     body_required=False,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
-    errors=(404, 409, 412, 422),
+    errors=(404, 412, 422),
 )
 async def redact_message(request: web.Request) -> web.Response:
     """Blank one message's content, keeping a hash of what it held."""
@@ -201,7 +198,7 @@ async def redact_message(request: web.Request) -> web.Response:
     body=schemas.Metadata,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
-    errors=(404, 409, 412, 422),
+    errors=(404, 412, 422),
 )
 async def patch_metadata(request: web.Request) -> web.Response:
     """Merge-patch the context's metadata (``null`` removes a key)."""
@@ -222,7 +219,7 @@ async def patch_metadata(request: web.Request) -> web.Response:
     body=schemas.WindowIn,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
-    errors=(404, 409, 412, 422),
+    errors=(404, 412, 422),
 )
 async def configure_window(request: web.Request) -> web.Response:
     """Replace the context's default window settings."""
@@ -244,7 +241,7 @@ async def configure_window(request: web.Request) -> web.Response:
     response=schemas.ContextOut,
     status=201,
     headers=_WRITE_HEADERS,
-    errors=(404, 409, 412, 422),
+    errors=(404, 412, 422),
 )
 async def add_summary(request: web.Request) -> web.Response:
     """Add a summary; windows show it instead of the messages it covers."""
@@ -304,3 +301,31 @@ async def fork(request: web.Request) -> web.Response:
         idempotency_key=wire.idempotency_key(request),
     )
     return await _context(request, written, 201)
+
+
+# -- data subjects ----------------------------------------------------------------------------
+
+
+@operation(
+    "Erase a data subject in the caller's tenant (crypto-shredding; idempotent)",
+    response=schemas.SubjectErasedOut,
+    errors=(400,),
+    description=(
+        "Destroys the key of `subject` (a `metadata.subject` of messages or contexts) in the"
+        " caller's tenant: that content reads as `[erased]` everywhere from now on, while the"
+        " log, its hash chain and history stay intact. Each affected context records a"
+        " `subject.erased` event. An unknown or already erased subject is not an error."
+    ),
+)
+async def erase_subject(request: web.Request) -> web.Response:
+    """Crypto-shred a subject; answers with what was erased."""
+    subject = request.match_info["subject"]
+    if not 1 <= len(subject) <= 256 or "\x00" in subject:
+        raise invalid("a subject is 1-256 characters, without NUL", "subject", "path")
+    done = await appkeys.contexts(request).erase(caller(request), subject)
+    return wire.json_response(
+        schemas.SubjectErasedOut(
+            subject=done.subject, tenant=done.tenant, keys_destroyed=done.keys_destroyed,
+            contexts=done.contexts,
+        )
+    )  # fmt: skip

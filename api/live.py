@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -19,7 +20,7 @@ from aiohttp import WSMsgType, web
 import projections as pj
 from eventstore import EventStore, InvalidStreamId, LogFilter
 
-from . import appkeys, render, schemas, wire
+from . import appkeys, ratelimit, render, schemas, wire
 from .auth import caller
 from .errors import ApiError, error_body, internal, invalid, translate
 from .openapi import operation
@@ -28,6 +29,7 @@ from .schemas import AppendFrame, ClientFrame, PingFrame
 log = logging.getLogger("ctxlog.api")
 
 _encoder = msgspec.json.Encoder()
+_POSITION = re.compile(r"[0-9]{1,19}")
 POLICY_VIOLATION = 1008
 
 
@@ -37,7 +39,10 @@ POLICY_VIOLATION = 1008
 @operation(
     "Follow a context over a WebSocket",
     tag="live",
-    errors=(404,),
+    # 101 on the handshake; a plain GET (no Upgrade) is a 400. An unknown context is not a
+    # 404: the socket opens and closes with 1008.
+    status=101,
+    errors=(400,),
     description=(
         "Upgrade to a WebSocket. The server sends {type: 'context', context} first, then "
         "{type: 'event', event} for every change. Send {type: 'append', id?, message | "
@@ -48,6 +53,11 @@ POLICY_VIOLATION = 1008
 )
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """Send the context, then every change; take append frames and answer each."""
+    with ratelimit.live_slot(request):  # refused (429/503) before the handshake when full
+        return await _websocket(request)
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
     who = caller(request)
     service = appkeys.contexts(request)
     store = appkeys.store(request)
@@ -112,6 +122,7 @@ async def _pump(
 async def _answer(request: web.Request, context_id: str, data: str) -> dict[str, Any]:
     frame_id = None
     try:
+        ratelimit.take(request)  # frames draw on the same bucket as requests
         # The same checks as request bodies: shape, unknown fields, NUL, nesting.
         frame = wire.decode(data.encode("utf-8", "surrogatepass"), ClientFrame)
         frame_id = frame.id
@@ -170,6 +181,11 @@ def _error_frame(error: ApiError, frame_id: str | None) -> dict[str, Any]:
 )
 async def event_stream(request: web.Request) -> web.StreamResponse:
     """Every event of the caller's tenant after a position, then live, until the client leaves."""
+    with ratelimit.live_slot(request):  # refused (429/503) before the stream starts when full
+        return await _event_stream(request)
+
+
+async def _event_stream(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     params = wire.query(request, schemas.StreamQuery)
     store = appkeys.store(request)
@@ -178,7 +194,8 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     after = params.after
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None:
-        if not last_id.strip().isdigit():
+        # ASCII digits only (str.isdigit takes "²", which int() refuses), within 64 bits.
+        if not _POSITION.fullmatch(last_id.strip()) or int(last_id) > schemas.MAX_INT:
             raise invalid("Last-Event-ID must be a log position", "Last-Event-ID", "header")
         after = int(last_id)
     if after is None:

@@ -25,16 +25,19 @@ REF = "#/components/schemas/{name}"
 _PARAM = re.compile(r"{(\w+)}")
 
 ERRORS: dict[int, str] = {
+    101: "Switching Protocols: the WebSocket is open",
     304: "Not modified: If-None-Match is the current ETag",
     400: "Malformed or invalid request (details.path names the field)",
     401: "Missing or unknown API key",
     404: "Not found (or another tenant's: never told apart)",
     405: "Method not allowed",
+    408: "The request body did not arrive in time",
     409: "Conflicts with the context's state",
     412: "If-Match / expected_version is not the current version",
     413: "Body over the size limit",
     415: "Body is not application/json",
     422: "Well-formed but impossible, or an Idempotency-Key reused for another request",
+    429: "Too many requests (or live connections) for this API key; see Retry-After",
     500: "Internal error (details.request_id is in the server log)",
     503: "Database unavailable, or the server is still starting",
 }
@@ -58,6 +61,8 @@ class Operation:
     description: str | None = None
     also: tuple[int, ...] = ()
     """Other statuses answered with the same body as the success one (e.g. 503 starting)."""
+    database: bool = True
+    """Whether answering needs the database (else no 503 when it is down or starting)."""
 
 
 def operation(summary: str, **kwargs: Any) -> Callable[[F], F]:
@@ -73,11 +78,11 @@ def operation(summary: str, **kwargs: Any) -> Callable[[F], F]:
 _HEADERS: dict[str, dict[str, Any]] = {
     "If-Match": {
         "description": 'The version the write expects, as an ETag ("3"); 412 otherwise',
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'},
     },
     "Idempotency-Key": {
         "description": "Retries with the same key return the first result and write nothing",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
     },
     "Prefer": {
         "description": "return=minimal answers with {version, message_ids} only",
@@ -85,7 +90,7 @@ _HEADERS: dict[str, dict[str, Any]] = {
     },
     "Last-Event-ID": {
         "description": "Resume the stream after this log position",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": r"^\s*[0-9]{1,19}\s*$"},
     },
 }
 
@@ -132,6 +137,17 @@ def document(routes: Iterable[web.AbstractRouteDef], version: str) -> dict[str, 
     }
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without its ``null``: an optional one is left out, and a
+    query string cannot say null (an empty value is a string)."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema
+    kept = [o for o in options if o.get("type") != "null"]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
 def _operation(
     method: str,
     path: str,
@@ -153,7 +169,12 @@ def _operation(
         required = set(component.get("required", ()))
         for name, schema in component["properties"].items():
             params.append(
-                {"name": name, "in": "query", "required": name in required, "schema": schema}
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": _not_null(schema),
+                }
             )
     params += [{"name": h, "in": "header", **_HEADERS[h]} for h in op.headers]
     result: dict[str, Any] = {
@@ -183,9 +204,9 @@ def _operation(
     error = {"application/json": {"schema": schema_of[schemas.ErrorOut]}}
     codes = set(op.errors) | {500}
     if not op.public:
-        codes |= {401, 503}
+        codes |= {401, 429, 503} if op.database else {401, 429}
     if op.body is not None:
-        codes |= {400, 413, 415}
+        codes |= {400, 408, 413, 415}
     if op.query is not None:
         codes |= {400}
     for code in sorted(codes - set(op.also)):

@@ -7,12 +7,13 @@ import msgspec
 
 from eventstore import RecordedEvent
 from projections import ContextState, Message
-from projections.service import Lineage, NewMessage
+from projections.service import ContextPage, ContextSize, Lineage, NewMessage
 
 from .errors import invalid
 from .schemas import (
     MCP_DEFAULT_MAX_TOKENS,
     AppendMessages,
+    ContextList,
     ContextListItem,
     ContextOut,
     EventOut,
@@ -81,15 +82,23 @@ def render_context(state: ContextState, *, mcp: bool = False) -> ContextOut:
     )
 
 
-def render_list_item(state: ContextState) -> ContextListItem:
-    """A state as an entry of a listing."""
+def render_list(page: ContextPage) -> ContextList:
+    """A page of contexts as the listing body (sizes from the page, not from messages: a
+    listing does not load them)."""
+    return ContextList(
+        contexts=[_list_item(c, z) for c, z in zip(page.contexts, page.sizes, strict=True)],
+        next_cursor=page.next_cursor,
+    )
+
+
+def _list_item(state: ContextState, size: ContextSize) -> ContextListItem:
     return ContextListItem(
         id=state.context_id,
         version=state.version,
         metadata=state.metadata,
         window=state.window,
-        message_count=len(state.messages),
-        total_tokens=state.total_tokens,
+        message_count=size.message_count,
+        total_tokens=size.total_tokens,
         parent=_parent(state),
         created_at=state.created_at,
         updated_at=state.updated_at,

@@ -80,6 +80,7 @@ _TABLE = [
     ("GET", "/contexts/{id}/diff", views.get_diff),
     ("GET", "/contexts/{id}/lineage", views.get_lineage),
     ("GET", "/events", views.audit),
+    ("POST", "/subjects/{subject}/erase", handlers.erase_subject),
     ("GET", "/events/stream", live.event_stream),
     ("GET", "/ws/{id}", live.websocket),
     ("POST", "/mcp/contexts", views.mcp_create),

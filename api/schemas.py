@@ -18,8 +18,12 @@ from msgspec import Meta
 from eventstore import Content, Event, EventMetadata, Role, WindowSettings
 from projections import Policy, StateDiff, Window
 
-PositiveInt = Annotated[int, Meta(ge=1)]
-Version = Annotated[int, Meta(ge=0, description="a context version (0: before it existed)")]
+MAX_INT = 2**63 - 1
+"""The largest integer a request may carry where the log keeps numbers (SQLite's INTEGER)."""
+PositiveInt = Annotated[int, Meta(ge=1, le=MAX_INT)]
+Version = Annotated[
+    int, Meta(ge=0, le=MAX_INT, description="a context version (0: before it existed)")
+]
 Limit = Annotated[int, Meta(ge=1, le=1000)]
 Metadata = dict[str, Any]
 
@@ -376,3 +380,13 @@ class PingFrame(Frame, tag="ping"):
 
 
 ClientFrame = AppendFrame | PingFrame
+
+
+class SubjectErasedOut(Response, kw_only=True):
+    """``POST /subjects/{subject}/erase``: the subject's key was destroyed (0 keys when it
+    was unknown or already erased), and the contexts whose content of it reads "[erased]"."""
+
+    subject: str
+    tenant: str | None
+    keys_destroyed: int
+    contexts: list[str]

@@ -8,6 +8,7 @@ Values come from command-line flags, then ``CTXLOG_*`` environment variables, th
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,19 @@ class Settings:
     shutdown_timeout: float = 10.0
     # Comment lines keep idle SSE streams and their proxies from timing out.
     sse_heartbeat: float = 15.0
+    # Requests per second per API key (0: no rate limiting) and the bucket's size (0: one
+    # second's worth); see api/ratelimit.py for why it is off by default.
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+    # Open WebSockets and event streams, per API key and in all.
+    max_live_per_key: int = 100
+    max_live: int = 1000
+    # Seconds a client has to send a request body (408 after), and to send a request's
+    # headers or its next request on an idle connection (closed after).
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    # Browser origins (besides loopback ones) that may use /mcp; "*" allows any.
+    mcp_allowed_origins: tuple[str, ...] = ()
 
     @property
     def open(self) -> bool:
@@ -58,6 +72,12 @@ class Settings:
             raise SettingsError(f"port must be 0-65535, not {self.port}")
         if self.max_body_bytes < 1:
             raise SettingsError("the body limit must be at least 1 byte")
+        if self.rate_limit < 0 or self.rate_burst < 0:
+            raise SettingsError("the rate limit and its burst cannot be negative")
+        if self.max_live_per_key < 1 or self.max_live < 1:
+            raise SettingsError("the live connection limits must be at least 1")
+        if self.body_timeout <= 0 or self.keepalive_timeout <= 0:
+            raise SettingsError("the body and keep-alive timeouts must be positive")
         if self.open and not is_loopback(self.host):
             raise SettingsError(
                 f"refusing to serve without API keys on {self.host!r}, which is not a loopback"
@@ -97,6 +117,15 @@ class Settings:
                 if max_body_bytes is not None
                 else _int(env, "CTXLOG_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
             ),
+            rate_limit=_float(env, "CTXLOG_RATE_LIMIT", 0.0),
+            rate_burst=_int(env, "CTXLOG_RATE_BURST", 0),
+            max_live_per_key=_int(env, "CTXLOG_MAX_LIVE_PER_KEY", 100),
+            max_live=_int(env, "CTXLOG_MAX_LIVE", 1000),
+            body_timeout=_float(env, "CTXLOG_BODY_TIMEOUT", 30.0),
+            keepalive_timeout=_float(env, "CTXLOG_KEEPALIVE_TIMEOUT", 75.0),
+            mcp_allowed_origins=tuple(
+                o.strip() for o in env.get("CTXLOG_MCP_ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
         )
 
 
@@ -108,6 +137,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, not {raw!r}")
+    return value
 
 
 def parse_keys(text: str, *, source: str) -> list[ApiKey]:

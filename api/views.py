@@ -6,7 +6,8 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from eventstore import LogFilter, WindowSettings, to_micros
+from eventstore import WindowSettings
+from projections.audit import audit_filter
 
 from . import appkeys, render, schemas, wire
 from .auth import caller
@@ -102,13 +103,13 @@ async def audit(request: web.Request) -> web.Response:
     """Events after a log position, filtered by type, context, actor and time."""
     who = caller(request)
     params = wire.query(request, schemas.AuditQuery)
-    flt = LogFilter(
-        types=tuple(params.type.split(",")) if params.type else None,
-        stream_id=None if params.context_id is None else str(params.context_id),
+    flt = audit_filter(  # the same filter as ``ctxlog audit``
+        types=params.type,
+        context_id=None if params.context_id is None else str(params.context_id),
         tenant=who.tenant,
         actor=params.actor,
-        since=None if params.since is None else to_micros(params.since),
-        until=None if params.until is None else to_micros(params.until),
+        since=params.since,
+        until=params.until,
     )
     events, through = await appkeys.store(request).read_all(params.after, params.limit, flt)
     body = schemas.AuditPage(events=[render.render_event(e) for e in events], next_after=through)
@@ -164,7 +165,12 @@ async def mcp_get(request: web.Request) -> web.Response:
     return wire.json_response(render.render_context(state, mcp=True), version=state.version)
 
 
-@operation("What this server can do (MCP view)", response=schemas.Capabilities, tag="mcp")
+@operation(
+    "What this server can do (MCP view)",
+    response=schemas.Capabilities,
+    tag="mcp",
+    database=False,
+)
 async def mcp_capabilities(request: web.Request) -> web.Response:
     """The capability list MCP clients look for."""
     body = schemas.Capabilities(

@@ -211,6 +211,8 @@ async def test_configure_window(api: ApiClient) -> None:
 
 async def test_list_is_newest_first_paginated_and_filterable(api: ApiClient) -> None:
     ids = [await new_context(api, metadata={"n": str(i), "even": i % 2 == 0}) for i in range(5)]
+    two = {"messages": [{"role": "user", "content": "hello"}, {"role": "user", "content": "you"}]}
+    await api.post(f"{CTX}/{ids[3]}/messages", two, expect=201)
     seen: list[str] = []
     cursor = None
     while True:
@@ -225,7 +227,9 @@ async def test_list_is_newest_first_paginated_and_filterable(api: ApiClient) -> 
     filtered = (await api.get(f"{CTX}?metadata.n=3", expect=200)).json
     assert [c["id"] for c in filtered["contexts"]] == [ids[3]]
     item = filtered["contexts"][0]
-    assert item["message_count"] == 0
+    assert item["message_count"] == 2  # from the read model's counts, not loaded messages
+    full = (await api.get(f"{CTX}/{ids[3]}", expect=200)).json
+    assert item["total_tokens"] == full["total_tokens"] > 0
     await api.get(f"{CTX}?cursor=@@@", expect=400)
     await api.get(f"{CTX}?limit=0", expect=400)
 
