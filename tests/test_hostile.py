@@ -1,0 +1,376 @@
+"""Hostile input against the real server: every case gets a 4xx that the OpenAPI document lists
+for that operation, in the one error shape, and writes nothing (the log's head is the same
+before and after); the server keeps serving everyone else.
+
+The corpus is generated from a table of endpoints, each with a valid body that is accepted as
+it is: malformed JSON, a 10 MB body, 10,000-deep nesting, NUL, invalid UTF-8 and lone
+surrogates in every string field and key, numbers past 64 bits, repeated keys, wrong content
+types, bad headers; then SQL- and path-looking ids and query values. Adding an endpoint is one
+row in ``ENDPOINTS``. Malformed HTTP, header injection, slow clients and idle live connections
+are in ``tests/test_hostile_connections.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from api import appkeys, create_app, testing
+from api.testing import ApiClient, Checker
+from tests.server_process import (
+    ServerProcess,
+    key_secrets,
+    openapi_checker,
+    seed_context,
+    serving,
+)
+
+V1 = "/api/v1"
+CTX = f"{V1}/contexts"
+ALICE = {"X-API-Key": "key-alice"}
+JSON = {**ALICE, "Content-Type": "application/json"}
+PLACEHOLDER = "\u2603HOSTILE\u2603"
+LIMITS = {"CTXLOG_BODY_TIMEOUT": "1", "CTXLOG_KEEPALIVE_TIMEOUT": "2"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A write endpoint: method, path ({ctx}, {mid} filled in) and a body it accepts."""
+
+    name: str
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+CREATE = {
+    "metadata": {"m": "v", "n": {"deep": ["x"]}},
+    "window": {"max_tokens": 9, "model": "gpt-4"},
+}
+PARTS = [
+    {"type": "text", "text": "t"},
+    {"type": "tool_call", "id": "c1", "name": "f", "arguments": {"k": "v", "n": 1}},
+]
+MESSAGE = {"role": "assistant", "name": "nm", "metadata": {"mk": "mv"}, "content": PARTS}
+ENDPOINTS = [
+    Endpoint("create", "POST", CTX, CREATE),
+    Endpoint("mcp_create", "POST", f"{V1}/mcp/contexts", CREATE),
+    Endpoint("append", "POST", "{ctx}/messages", {"messages": [MESSAGE], "expected_version": 2}),
+    Endpoint(
+        "append_one", "POST", "{ctx}/messages",
+        {"role": "user", "content": "hi", "name": "n", "metadata": {"a": "b"}},
+    ),
+    Endpoint("edit", "PATCH", "{ctx}/messages/{mid}", {"content": "new", "expected_version": 2}),
+    Endpoint("redact", "POST", "{ctx}/messages/{mid}/redact", {"reason": "why"}),
+    Endpoint("metadata", "PATCH", "{ctx}/metadata", {"k": "v", "o": {"p": "q", "n": 3}}),
+    Endpoint("window", "PUT", "{ctx}/window", {"max_tokens": 50, "model": "gpt-4"}),
+    Endpoint("summary", "POST", "{ctx}/summaries", {"text": "s", "through_message_id": "{mid}"}),
+    Endpoint("rollback", "POST", "{ctx}/rollback", {"to_version": 1, "reason": "r"}),
+    Endpoint("fork", "POST", "{ctx}/fork", {"at_version": 1, "metadata": {"f": "g"}}),
+    Endpoint("delete", "DELETE", "{ctx}", {"reason": "gone"}),
+]  # fmt: skip
+
+# Paths that name a context (and a message): hostile ids in them name nothing.
+ID_PATHS = [
+    ("GET", "{ctx}"),
+    ("GET", "{ctx}/events"),
+    ("GET", "{ctx}/window"),
+    ("GET", "{ctx}/diff?from=1"),
+    ("GET", "{ctx}/lineage"),
+    ("GET", f"{V1}/mcp/contexts/{{id}}"),
+    ("POST", "{ctx}/messages"),
+    ("PATCH", "{ctx}/messages/{mid}"),
+    ("POST", "{ctx}/rollback"),
+    ("DELETE", "{ctx}"),
+]
+HOSTILE_IDS = [
+    "..",
+    "../../../../etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e%2f",
+    "'; DROP TABLE events;--",
+    "1 OR 1=1",
+    "00000000-0000-4000-8000-000000000000' OR '1'='1",
+    "%00",
+    "*",
+    "x" * 2000,
+]
+
+
+# -- the server and helpers -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    db = tmp_path_factory.mktemp("hostile") / "hostile.db"
+    with serving(db, env=LIMITS, secrets=key_secrets()) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def checker(server: ServerProcess) -> Checker:
+    return openapi_checker(server)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+def fill(text: str, cid: str, mid: str) -> str:
+    return text.replace("{ctx}", f"{CTX}/{cid}").replace("{id}", cid).replace("{mid}", mid)
+
+
+def filled(body: Any, cid: str, mid: str) -> Any:
+    return msgspec.json.decode(fill(msgspec.json.encode(body).decode(), cid, mid))
+
+
+@dataclass
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body) if self.content_type == "application/json" else None
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    skip = ["Content-Type"] if headers is None or "Content-Type" not in headers else []
+    # Large bodies as a stream: aiohttp warns (an error here) about big raw bytes.
+    payload = io.BytesIO(data) if data is not None and len(data) > 1 << 20 else data
+    async with session.request(
+        method, url, data=payload, headers=headers, skip_auto_headers=skip
+    ) as r:
+        return Answer(r.status, r.content_type, await r.read(), dict(r.headers))
+
+
+def refused(checker: Checker, method: str, path: str, answer: Answer) -> str | None:
+    """Why ``answer`` is not a documented 4xx in the error shape (None: it is)."""
+    if not 400 <= answer.status < 500:
+        return f"status {answer.status}: {answer.body[:200]!r}"
+    if answer.content_type != "application/json":
+        return f"{answer.status} is {answer.content_type}, not JSON"
+    try:
+        checker.check(
+            method, path.partition("?")[0], answer.status, answer.json, "application/json"
+        )
+    except AssertionError as e:
+        return str(e)
+    if b"key-alice" in answer.body:
+        return "the API key is echoed"
+    return None
+
+
+# -- the generated corpus ---------------------------------------------------------------------
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+
+
+def _replace(body: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(body) if isinstance(body, dict) else list(body)
+    copy[path[0]] = _replace(body[path[0]], path[1:], new)  # type: ignore[index]
+    return copy
+
+
+def _rename(body: Any, path: tuple[Any, ...], new_key: str) -> Any:
+    """``body`` with the key at ``path`` renamed."""
+    parent = body
+    for step in path[:-1]:
+        parent = parent[step]
+    renamed = {(new_key if k == path[-1] else k): v for k, v in parent.items()}
+    return _replace(body, path[:-1], renamed)
+
+
+def _with(body: Any, path: tuple[Any, ...], raw: bytes) -> bytes:
+    """The body encoded, with the value at ``path`` replaced by raw JSON bytes."""
+    marked = msgspec.json.encode(_replace(body, path, PLACEHOLDER))
+    return marked.replace(msgspec.json.encode(PLACEHOLDER), raw)
+
+
+def corpus(
+    body: dict[str, Any], headers_taken: set[str]
+) -> Iterator[tuple[str, bytes, dict[str, str]]]:
+    """(what, body bytes, headers) of every hostile variant of a valid ``body``, and of the
+    headers the operation takes (``headers_taken``)."""
+    valid = msgspec.json.encode(body)
+    for text in (b"{", b'{"a": }', b"nul", valid + b"}", b"\xef\xbb\xbf" + valid, b"[]", b'"s"'):
+        yield f"malformed {text[:20]!r}", text, JSON
+    first = next(iter(body))
+    dup = b"{" + msgspec.json.encode(first) + b":" + msgspec.json.encode(body[first]) + b","
+    yield "repeated key", dup + valid[1:], JSON
+    yield "10 MB body", b'{"k": "' + b"x" * (10 << 20) + b'"}', JSON
+    leaves = list(_leaves(body))
+    for path, value in leaves:
+        where = "$" + "".join(f"[{p!r}]" for p in path)
+        if isinstance(value, str) and path:
+            yield f"NUL in {where}", msgspec.json.encode(_replace(body, path, "a\x00b")), JSON
+            yield f"invalid UTF-8 in {where}", _with(body, path, b'"a\xff\xfeb"'), JSON
+            yield f"lone surrogate in {where}", _with(body, path, b'"a\\ud800b"'), JSON
+            deep = b"[" * 10_000 + b"]" * 10_000
+            yield f"10,000-deep array at {where}", _with(body, path, deep), JSON
+            deep = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+            yield f"10,000-deep object at {where}", _with(body, path, deep), JSON
+        if isinstance(value, int) and not isinstance(value, bool):
+            for huge in (b"1" + b"0" * 30, b"-" + b"9" * 25, b"1e999", b"9223372036854775808"):
+                yield f"{huge[:12]!r} at {where}", _with(body, path, huge), JSON
+        if isinstance(value, dict):
+            for key in value:
+                bad = _rename(body, (*path, key), f"{key}\x00")
+                yield f"NUL in the key {where}[{key!r}]", msgspec.json.encode(bad), JSON
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/json",
+        None,
+    ):
+        headers = {**ALICE, "Content-Type": content_type} if content_type else dict(ALICE)
+        yield f"content type {content_type}", valid, headers
+    for name, value in (
+        ("Idempotency-Key", "has space"),
+        ("Idempotency-Key", "k" * 256),
+        ("Idempotency-Key", "ключ"),
+        ("If-Match", '"1", "2"'),
+        ("If-Match", "W/nonsense"),
+    ):
+        if name in headers_taken:
+            yield f"{name}: {value[:20]!r}", valid, {**JSON, name: value}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
+async def test_the_valid_body_is_accepted(
+    endpoint: Endpoint, server: ServerProcess, session: aiohttp.ClientSession
+) -> None:
+    # The corpus only means something if the body it mutates is good as it is.
+    cid, mid = await seed_context(session, server)
+    data = msgspec.json.encode(filled(endpoint.body, cid, mid))
+    url = server.url + fill(endpoint.path, cid, mid)
+    answer = await send(session, endpoint.method, url, data, JSON)
+    assert 200 <= answer.status < 300, answer.body
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
+async def test_hostile_bodies_get_a_documented_4xx_and_write_nothing(
+    endpoint: Endpoint, server: ServerProcess, checker: Checker, session: aiohttp.ClientSession
+) -> None:
+    cid, mid = await seed_context(session, server)
+    body = filled(endpoint.body, cid, mid)
+    path = fill(endpoint.path, cid, mid)
+    before = server.head()
+    failures = []
+    cases = 0
+    found = checker.operation(endpoint.method, path)
+    assert found is not None
+    taken = {p["name"] for p in found[1]["parameters"] if p["in"] == "header"}
+    for what, data, headers in corpus(body, taken):
+        cases += 1
+        try:
+            answer = await send(session, endpoint.method, server.url + path, data, headers)
+        except aiohttp.ClientError as e:  # the server may stop reading an oversized body
+            failures.append(f"{what}: {type(e).__name__}")
+            continue
+        why = refused(checker, endpoint.method, path, answer)
+        if why is not None:
+            failures.append(f"{what}: {why}")
+    assert not failures, "\n".join(failures)
+    assert server.head() == before, "a hostile request wrote to the log"
+    assert cases > 20
+
+
+async def test_hostile_ids_name_nothing(
+    server: ServerProcess, checker: Checker, session: aiohttp.ClientSession
+) -> None:
+    cid, mid = await seed_context(session, server)
+    before = server.head()
+    failures = []
+    for method, template in ID_PATHS:
+        for bad in HOSTILE_IDS:
+            for which in ("ctx", "mid") if "{mid}" in template else ("ctx",):
+                path = fill(
+                    template, bad if which == "ctx" else cid, bad if which == "mid" else mid
+                )
+                if which == "ctx" and "{id}" in template:
+                    path = template.replace("{id}", bad)
+                data = b"{}" if method != "GET" else None
+                answer = await send(session, method, server.url + path, data, JSON)
+                # Ids that are not UUIDs name no resource (404). ".." is resolved by the client
+                # first (RFC 3986), so those land on another route: a read there may succeed,
+                # a write must not.
+                normalized = ".." in bad and "%" not in bad
+                if answer.status >= 500 or (
+                    answer.status != 404
+                    and not (normalized and (method == "GET" or answer.status >= 400))
+                ):
+                    failures.append(f"{method} {path[:80]}: {answer.status}")
+                elif answer.status >= 400 and (why := refused(checker, method, path, answer)):
+                    failures.append(f"{method} {path[:80]}: {why}")
+    assert not failures, "\n".join(failures)
+    assert server.head() == before
+
+
+async def test_sql_looking_query_values_are_only_values(
+    server: ServerProcess, session: aiohttp.ClientSession
+) -> None:
+    cid, _ = await seed_context(session, server)
+    drop = "'; DROP TABLE events;--"
+    for query in (
+        {"type": drop},
+        {"actor": "' OR '1'='1"},
+        {"actor": drop, "type": "message.appended"},
+    ):
+        async with session.get(f"{server.url}{V1}/events", params=query, headers=ALICE) as r:
+            assert r.status == 200
+            assert (await r.json())["events"] == []
+    async with session.get(
+        f"{server.url}{CTX}", params={f"metadata.{drop}": drop}, headers=ALICE
+    ) as r:
+        assert r.status == 200
+        assert (await r.json())["contexts"] == []
+    for query in ({"context_id": drop}, {"after": "1; DROP"}, {"since": drop}):
+        async with session.get(f"{server.url}{V1}/events", params=query, headers=ALICE) as r:
+            assert r.status == 400
+    # The log is still all there.
+    async with session.get(f"{server.url}{CTX}/{cid}/events", headers=ALICE) as r:
+        assert r.status == 200
+        assert len((await r.json())["events"]) == 2
+
+
+async def test_a_forged_list_cursor_is_400(aiohttp_client: Any, tmp_path: Path) -> None:
+    # Cursors are opaque, but a client can forge one: a position past 64 bits must be a 400
+    # like any other cursor the server did not issue, not an OverflowError in SQLite (500).
+    app = create_app(testing.settings(str(tmp_path / "ctx.db")))
+    api = ApiClient(await aiohttp_client(app), app[appkeys.OPENAPI], "key-alice")
+    await api.wait_ready()
+    forged = base64.urlsafe_b64encode(b"p" + b"9" * 30).decode().rstrip("=")
+    r = await api.get(f"{CTX}?cursor={forged}")
+    assert r.status == 400, r.json
+    assert r.json["error"]["details"]["path"] == "$.cursor"
