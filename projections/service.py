@@ -2,9 +2,10 @@
 
 Commands validate against the read model (cheap point lookups, never a whole history) and
 append events with an expected version; they answer once the log has the events, and
-whatever reads the read model next waits for the projector to have applied them
-(``Contexts._settle``), so a caller reads its own writes. Queries read the read model (current
-state, windows: O(window)) or history (snapshots + at most K events folded).
+whatever reads that context from the read model next waits for the projector to have
+applied them (``Contexts._settle``), so a caller reads its own writes. Queries read the
+read model (current state, windows: O(window)) or history (snapshots + at most K events
+folded).
 
 Every method takes the caller's ``tenant``: a context of another tenant reads as not found.
 """
@@ -48,6 +49,7 @@ from eventstore import (
 )
 from eventstore.sealing import sealable
 
+from .acks import Acks
 from .caches import WindowCache
 from .context import validate
 from .cursors import decode_cursor, encode_cursor
@@ -207,8 +209,8 @@ class Contexts:
             batch_size=batch_size, snapshot_every=snapshot_every, poll_interval=poll_interval,
         )  # fmt: skip
         self._windows = WindowCache(window_cache)
-        self._acked = 0
-        """The newest log position this service acknowledged to a caller (see ``_settle``)."""
+        self._acks = Acks()
+        """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()
         self._ready = False
 
@@ -253,20 +255,24 @@ class Contexts:
             raise ContextNotFound(context_id)
         return ctx
 
-    async def _settle(self) -> None:
-        """Wait until the read model holds every write this service has acknowledged.
+    async def _settle(self, context_id: str | None = None) -> None:
+        """Wait until the read model holds every write this service acknowledged for
+        ``context_id`` (None: for any context).
 
         A command answers as soon as the log has its events (durable), without waiting for the
         projector; whatever reads the read model afterwards (a query, the next command's
-        validation) waits here instead, so every caller still reads its own writes. When the
-        projector is caught up, as it mostly is, this is one comparison."""
-        if self.projector.checkpoint < self._acked:
-            await self.projector.wait_for(self._acked)
+        validation) waits here instead, so every caller still reads its own writes. What
+        reads one context waits only for that context's writes: the projector's checkpoint
+        is one position in the log, so reaching them means everything before them too. When
+        the projector is caught up, as it mostly is, this is one comparison."""
+        target = self._acks.newest if context_id is None else self._acks.of(context_id)
+        if self.projector.checkpoint < target:
+            await self.projector.wait_for(target)
 
     async def _row(self, context_id: str) -> ContextRow | None:
         """The context's committed row: from memory when recently touched (no read-model
         round trip on the hot path), else read and remembered."""
-        await self._settle()
+        await self._settle(context_id)
         headers = self.projector.headers
         ctx = headers.get(context_id)
         if ctx is None:
@@ -297,7 +303,7 @@ class Contexts:
             stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
             subject=subject,
         )  # fmt: skip
-        self._acked = max(self._acked, result.positions[-1])
+        self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
 
     async def _replayed(self, ids: list[str] | None) -> bool:
@@ -789,6 +795,7 @@ class Contexts:
         while row is not None and row.parent_id is not None and row.parent_version is not None:
             ancestors.append((row.parent_id, row.parent_version))
             row = await self._row(row.parent_id)
+        await self._settle()  # forks are other contexts, written after this one perhaps
         forks = await self.readmodel.read(forks_sync, context_id)
         visible = [(fid, at) for fid, at, tenant in forks if tenant == caller.tenant]
         return Lineage(context_id, ancestors, visible)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from eventstore import DuplicateEventId, EventStore, VersionConflict, WindowSettings
+from eventstore import (
+    ContextForked,
+    DuplicateEventId,
+    EventStore,
+    RecordedEvent,
+    VersionConflict,
+    WindowSettings,
+)
 from projections import (
     Caller,
     ContextIsDeleted,
@@ -273,3 +280,63 @@ async def test_a_forged_cursor_beyond_64_bits_is_refused(svc: Contexts) -> None:
     huge = base64.urlsafe_b64encode(b"p" + b"9" * 30).decode().rstrip("=")
     with pytest.raises(InvalidCommand):
         await svc.list(ACME, cursor=huge)
+
+
+class _GatedProjector:
+    """Holds back the projector's batches with an event that ``held`` picks until ``gate``
+    opens, so a test can see which reads wait for which acknowledged writes."""
+
+    def __init__(self, svc: Contexts, held: Callable[[RecordedEvent], bool]) -> None:
+        import asyncio
+
+        self.gate = asyncio.Event()
+        self.reached = asyncio.Event()
+        apply = svc.projector.apply
+
+        async def gated(batch, tokens=None, *, search=True):  # type: ignore[no-untyped-def]
+            if any(held(rec) for rec in batch):
+                self.reached.set()
+                await self.gate.wait()
+            await apply(batch, tokens, search=search)
+
+        svc.projector.apply = gated  # type: ignore[method-assign]
+
+
+async def test_a_read_waits_for_its_own_contexts_writes_not_for_others(svc: Contexts) -> None:
+    import asyncio
+
+    a = (await svc.create(ACME)).context_id
+    b = (await svc.create(ACME)).context_id
+    await svc.append(ACME, a, [user("a1")])
+    held = _GatedProjector(svc, lambda rec: rec.stream_id == b)
+    await svc.append(ACME, b, [user("b1")])  # acknowledged: the log has it
+    await held.reached.wait()  # ... and the projector is held before applying it
+    # A read of another context does not wait for b's write (it would wait forever here).
+    state = await asyncio.wait_for(svc.get(ACME, a), 30)
+    assert [m.content for m in state.messages] == ["a1"]
+    written = await asyncio.wait_for(svc.append(ACME, a, [user("a2")]), 30)
+    assert written.version == 3
+    # A read of b waits until b's write is applied: it still reads its own write.
+    reading = asyncio.ensure_future(svc.get(ACME, b))
+    await asyncio.sleep(0)
+    assert not reading.done()
+    held.gate.set()
+    assert [m.content for m in (await reading).messages] == ["b1"]
+    # Behind b's held write, a's second append was applied too, in log order.
+    assert (await svc.get(ACME, a)).version == 3
+
+
+async def test_lineage_sees_a_fork_acknowledged_just_before(svc: Contexts) -> None:
+    """Forks are other contexts: lineage waits for every acknowledged write, not only the
+    parent's."""
+    import asyncio
+
+    parent = (await svc.create(ACME)).context_id
+    await svc.append(ACME, parent, [user("p")])
+    held = _GatedProjector(svc, lambda rec: isinstance(rec.event, ContextForked))
+    fork = await svc.fork(ACME, parent)
+    await held.reached.wait()
+    asking = asyncio.ensure_future(svc.lineage(ACME, parent))
+    await asyncio.sleep(0)
+    held.gate.set()
+    assert [f for f, _ in (await asking).forks] == [fork.context_id]
