@@ -11,7 +11,11 @@ a context already holding 10,000 messages against appends to a fresh one. Target
 c=64 >= 40% of the ceiling, window reads >= 60%, and the 10k-message append within 1.5x of the
 fresh one.
 
-Usage: .venv/bin/python scripts/bench_api.py [--seconds 5] [--concurrency 1,16,64]
+Every comparison runs ``--repeats`` rounds (default 3), the reference and the measured phase
+back to back in alternating order, and reports the median ratio with each round's: this
+machine is shared, and a single pair of phases can land on either side of a noisy moment.
+
+Usage: .venv/bin/python scripts/bench_api.py [--seconds 5] [--concurrency 1,16,64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +101,11 @@ async def run_phase(
     return len(latencies) / elapsed, latencies
 
 
+def _median_run(runs: list[tuple[float, list[float]]]) -> tuple[float, list[float]]:
+    """The run with the median rate (its latencies are that run's own)."""
+    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -112,6 +122,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds per comparison (median)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="ctxlog-bench-"))
@@ -128,7 +139,7 @@ def main() -> int:
     trivial = f"http://127.0.0.1:{trivial_port}"
     api = f"http://127.0.0.1:{api_port}"
     try:
-        return asyncio.run(run(trivial, api, levels, args.seconds))
+        return asyncio.run(run(trivial, api, levels, args.seconds, args.repeats))
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -136,10 +147,10 @@ def main() -> int:
             proc.wait(60)
 
 
-async def run(trivial: str, api: str, levels: list[int], seconds: float) -> int:
+async def run(trivial: str, api: str, levels: list[int], seconds: float, repeats: int) -> int:
     await wait_up(f"{trivial}/get")
     await wait_up(f"{api}/healthz")
-    return await bench(trivial, api, levels, seconds)
+    return await bench(trivial, api, levels, seconds, repeats)
 
 
 async def new_context(session: aiohttp.ClientSession, api: str, messages: int = 0) -> str:
@@ -158,7 +169,7 @@ async def new_context(session: aiohttp.ClientSession, api: str, messages: int = 
     return cid
 
 
-async def bench(trivial: str, api: str, levels: list[int], seconds: float) -> int:
+async def bench(trivial: str, api: str, levels: list[int], seconds: float, repeats: int) -> int:
     rows: list[tuple[str, int, float, float, float, str]] = []
 
     def row(name: str, c: int, result: tuple[float, list[float]], ratio: str = "") -> float:
@@ -212,23 +223,46 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float) -> in
 
         return turn
 
+    async def compare(
+        c: int, reference: tuple[str, Request], measured: tuple[str, Request], label: str
+    ) -> float:
+        """Median over ``repeats`` rounds of measured/reference, each round running both
+        back to back (in alternating order, so a drift of the machine hits both alike)."""
+        ref_runs: list[tuple[float, list[float]]] = []
+        runs: list[tuple[float, list[float]]] = []
+        ratios = []
+        for r in range(repeats):
+            order = [(reference, ref_runs), (measured, runs)]
+            for (_, request), results in order if r % 2 == 0 else order[::-1]:
+                results.append(await run_phase(c, seconds, request))
+            ratios.append(runs[-1][0] / ref_runs[-1][0])
+        ratio = statistics.median(ratios)
+        rounds = ", ".join(f"{x:.2f}" for x in ratios)
+        row(reference[0], c, _median_run(ref_runs))
+        row(measured[0], c, _median_run(runs), f"{label.format(ratio)} (rounds: {rounds})")
+        return ratio
+
     verdicts = []
-    print(f"phases of {seconds:g} s each")
+    print(f"phases of {seconds:g} s, {repeats} rounds each; req/s and latencies are medians")
     for c in levels:
-        ceiling_post = row("trivial POST (ceiling)", c, await run_phase(c, seconds, trivial_post))
-        appends = await run_phase(c, seconds, append_to(contexts))
-        ratio = appends[0] / ceiling_post
-        row("durable append", c, appends, f"{ratio:.0%} of ceiling")
-        ceiling_get = row("trivial GET (ceiling)", c, await run_phase(c, seconds, trivial_get))
-        reads = await run_phase(c, seconds, window)
-        wratio = reads[0] / ceiling_get
-        row("window read", c, reads, f"{wratio:.0%} of ceiling")
+        ratio = await compare(
+            c, ("trivial POST (ceiling)", trivial_post), ("durable append", append_to(contexts)),
+            "{:.0%} of ceiling",
+        )  # fmt: skip
+        wratio = await compare(
+            c, ("trivial GET (ceiling)", trivial_get), ("window read", window),
+            "{:.0%} of ceiling",
+        )  # fmt: skip
         # A repeated read of an unchanged context is served from the version-keyed window
         # cache; a conversation reads its window right after each write, which always
         # computes it. Measure that too: each worker appends, then reads its window.
-        misses: list[float] = []
-        pairs, _ = await run_phase(c, seconds, write_then_read(misses))
-        row("window read after a write", c, (pairs, misses), "(cache miss; req/s = pairs/s)")
+        miss_runs = []
+        for _ in range(repeats):
+            misses: list[float] = []
+            pairs, _ = await run_phase(c, seconds, write_then_read(misses))
+            miss_runs.append((pairs, misses))
+        row("window read after a write", c, _median_run(miss_runs),
+            "(cache miss; req/s = pairs/s)")  # fmt: skip
         if c == 64:
             verdicts.append(("appends at c=64 >= 40% of ceiling", ratio >= 0.40, f"{ratio:.0%}"))
             verdicts.append(("window reads at c=64 >= 60%", wratio >= 0.60, f"{wratio:.0%}"))
@@ -237,10 +271,11 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float) -> in
         fresh = [await new_context(s, api)]
         print("  filling a context with 10,000 messages …", flush=True)
         big = [await new_context(s, api, messages=10_000)]
-    fresh_rate = row("append, fresh context", 1, await run_phase(1, seconds, append_to(fresh)))
-    big_result = await run_phase(1, seconds, append_to(big))
-    slowdown = fresh_rate / big_result[0]
-    row("append, 10k-message context", 1, big_result, f"{slowdown:.2f}x the fresh cost")
+    # fresh/big rates = how many times a fresh context's append the 10k one costs
+    slowdown = await compare(
+        1, ("append, 10k-message context", append_to(big)),
+        ("append, fresh context", append_to(fresh)), "a 10k-message append costs {:.2f}x this",
+    )  # fmt: skip
     verdicts.append(("10k-message append within 1.5x", slowdown <= 1.5, f"{slowdown:.2f}x"))
 
     print()
