@@ -1,0 +1,132 @@
+"""The ground every command and query of the contexts service stands on: its parts, and
+reading one's own writes (a command answers once the log has its events; what reads the read
+model afterwards waits here for the projector to have applied them)."""
+
+from __future__ import annotations
+
+from eventstore import (
+    ANY,
+    STREAM_EXISTS,
+    EventBase,
+    EventMetadata,
+    EventStore,
+    ExpectedVersion,
+    SQLiteRecorder,
+)
+from eventstore.sealing import sealable
+
+from .acks import Acks
+from .caches import WindowCache
+from .calls import Caller, Written
+from .errors import (
+    ContextNotFound,
+)
+from .history import SNAPSHOT_EVERY, History
+from .readmodel import (
+    ContextRow,
+    ReadModel,
+    context_sync,
+)
+from .runner import Projector
+from .tokens import TokenCounter
+from .turns import Turns
+
+RETRIES = 5
+KEEP = (None, ANY, STREAM_EXISTS)
+"""Expected versions that let the service use the version it validated against (and retry
+on a conflict with another writer) instead of failing the caller."""
+
+
+class ServiceBase:
+    """The service's parts and the plumbing its commands and queries share (see
+    ``service.Contexts`` for the arguments)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        readmodel_path: str | None = None,
+        counter: TokenCounter | None = None,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        batch_size: int = 1000,
+        poll_interval: float = 1.0,
+        window_cache: int = 1024,
+    ) -> None:
+        self.store = store
+        self.counter = counter or TokenCounter()
+        self.readmodel = ReadModel(readmodel_path or _default_path(store))
+        self.time_travel = History(store, self.readmodel, self.counter)
+        self.projector = Projector(
+            store, self.readmodel, self.time_travel, self.counter,
+            batch_size=batch_size, snapshot_every=snapshot_every, poll_interval=poll_interval,
+        )  # fmt: skip
+        self._windows = WindowCache(window_cache)
+        self._acks = Acks()
+        """What this service acknowledged to callers (see ``_settle``)."""
+        self._turns = Turns()
+        self._ready = False
+
+    async def _visible(self, caller: Caller, context_id: str) -> ContextRow:
+        """The context's row if the caller may see it; ContextNotFound otherwise."""
+        ctx = await self._row(context_id)
+        if ctx is None or ctx.tenant != caller.tenant:
+            raise ContextNotFound(context_id)
+        return ctx
+
+    async def _settle(self, context_id: str | None = None) -> None:
+        """Wait until the read model holds every write this service acknowledged for
+        ``context_id`` (None: for any context).
+
+        A command answers as soon as the log has its events (durable), without waiting for the
+        projector; whatever reads the read model afterwards (a query, the next command's
+        validation) waits here instead, so every caller still reads its own writes. What
+        reads one context waits only for that context's writes: the projector's checkpoint
+        is one position in the log, so reaching them means everything before them too. When
+        the projector is caught up, as it mostly is, this is one comparison."""
+        target = self._acks.newest if context_id is None else self._acks.of(context_id)
+        if self.projector.checkpoint < target:
+            await self.projector.wait_for(target)
+
+    async def _row(self, context_id: str) -> ContextRow | None:
+        """The context's committed row: from memory when recently touched (no read-model
+        round trip on the hot path), else read and remembered."""
+        await self._settle(context_id)
+        headers = self.projector.headers
+        ctx = headers.get(context_id)
+        if ctx is None:
+            ctx = await self.readmodel.read(context_sync, context_id)
+            if ctx is not None:
+                headers.put_row(ctx)
+        return ctx
+
+    def _metadata(self, caller: Caller) -> EventMetadata:
+        return EventMetadata(actor=caller.actor, tenant=caller.tenant, request_id=caller.request_id)
+
+    async def _append(
+        self,
+        caller: Caller,
+        stream_id: str,
+        events: list[EventBase],
+        expected: ExpectedVersion,
+        ids: list[str] | None,
+        message_ids: list[str],
+    ) -> Written:
+        subject = None
+        if any(sealable(event) for event in events):
+            # Content of the context's data subject is sealed with that subject's key.
+            ctx = await self._row(stream_id)
+            found = ctx.metadata.get("subject") if ctx is not None else None
+            subject = found if isinstance(found, str) and found else None
+        result = await self.store.append(
+            stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
+            subject=subject,
+        )  # fmt: skip
+        self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
+        return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
+
+
+def _default_path(store: EventStore) -> str:
+    recorder = store.recorder
+    if isinstance(recorder, SQLiteRecorder) and recorder.path != ":memory:":
+        return recorder.path + ".readmodel"
+    return ":memory:"

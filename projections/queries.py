@@ -1,0 +1,274 @@
+"""The contexts service's queries: the read model for what is current (a window costs
+O(window)), history (a snapshot and at most K events folded) for what was."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventstore import (
+    RecordedEvent,
+    VersionConflict,
+)
+
+from .base import RETRIES, ServiceBase
+from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage
+from .cursors import decode_cursor, encode_cursor
+from .diff import StateDiff, diff
+from .errors import (
+    ContextIsDeleted,
+    ContextNotFound,
+    InvalidCommand,
+    InvalidVersion,
+)
+from .readmodel import (
+    ContextRow,
+    context_sync,
+    forks_sync,
+    message_page_sync,
+    page_sync,
+    state_sync,
+    window_sync,
+)
+from .search import SearchPage, search_sync
+from .state import ContextState
+from .window import Policy, Window, served_event
+
+
+class Queries(ServiceBase):
+    """Every query of the contexts service (``window(record=True)`` also writes a record of
+    what it served)."""
+
+    async def get(
+        self,
+        caller: Caller,
+        context_id: str,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        include_messages: bool = True,
+    ) -> ContextState:
+        """The context now, at a version, or as it was at a time.
+
+        Now: from the read model (ContextIsDeleted for a deleted context). At a version or
+        time: from history (snapshot + at most K events; deleted contexts' pasts included).
+        ``include_messages=False`` leaves ``messages`` empty (O(1) in the context's length).
+        """
+        ctx = await self._visible(caller, context_id)
+        if at is not None:
+            state = await self.time_travel.state_at_time(context_id, at)
+            if version is None or version == state.version:
+                return state
+            raise InvalidCommand("give a version or a time, not both")
+        if version is not None and version != ctx.version:
+            if not 1 <= version <= ctx.version:
+                raise InvalidVersion(context_id, version, ctx.version)
+            return await self.time_travel.state_at(context_id, version)
+        if ctx.deleted and version is None:
+            raise ContextIsDeleted(context_id)
+        state = await self.readmodel.read(state_sync, context_id, include_messages)
+        if state is None:  # pragma: no cover (rows are never removed)
+            raise ContextNotFound(context_id)
+        return state
+
+    async def messages(
+        self,
+        caller: Caller,
+        context_id: str,
+        *,
+        after: int = -1,
+        limit: int = 100,
+        backward: bool = False,
+    ) -> MessagePage:
+        """A page of current messages: those after seq ``after``, oldest first, or with
+        ``backward`` those before seq ``after`` (default: the end), newest first. O(limit)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidCommand("limit must be between 1 and 1000")
+        ctx = await self._visible(caller, context_id)
+        if ctx.deleted:
+            raise ContextIsDeleted(context_id)
+        start = (ctx.message_count if after < 0 else after) if backward else after
+        rows = await self.readmodel.read(message_page_sync, context_id, start, limit, backward)
+        more = (rows[-1][0] > 0) if backward else (rows[-1][0] < ctx.message_count - 1)
+        return MessagePage(
+            context_id, ctx.version, [m for _, m in rows], [s for s, _ in rows],
+            rows[-1][0] if rows and more else None,
+        )  # fmt: skip
+
+    async def window(
+        self,
+        caller: Caller,
+        context_id: str,
+        *,
+        max_tokens: int | None = None,
+        model: str | None = None,
+        policy: Policy | None = None,
+        last_n: int | None = None,
+        record: bool = False,
+    ) -> Window:
+        """The current window, O(window); ``record`` appends WindowServed right after the
+        version it was computed from (recomputed if another write got in between)."""
+        if record:  # the record is a write: it takes its turn like any other command
+            async with self._turns.turn(context_id):
+                return await self._window(
+                    caller, context_id, max_tokens, model, policy, last_n, record=True
+                )
+        return await self._window(caller, context_id, max_tokens, model, policy, last_n)
+
+    async def _window(
+        self,
+        caller: Caller,
+        context_id: str,
+        max_tokens: int | None,
+        model: str | None,
+        policy: Policy | None,
+        last_n: int | None,
+        *,
+        record: bool = False,
+    ) -> Window:
+        for attempt in range(RETRIES):
+            ctx = await self._visible(caller, context_id)
+            if ctx.deleted:
+                raise ContextIsDeleted(context_id)
+            result = self._windows.get((context_id, ctx.version, max_tokens, model, policy, last_n))
+            if result is None:
+                result = await self.readmodel.read(
+                    _window_sync, context_id, max_tokens, model, policy, last_n
+                )
+                if result is None:  # pragma: no cover (deleted between the two reads)
+                    continue
+                key = (context_id, result.version, max_tokens, model, policy, last_n)
+                self._windows.put(key, result)
+            if not record:
+                return result
+            try:
+                await self._append(
+                    caller, context_id, [served_event(result)], result.version, None, []
+                )
+            except VersionConflict:
+                if attempt == RETRIES - 1:
+                    raise
+                await self.projector.catch_up()
+                continue
+            return result
+        raise ContextNotFound(context_id)  # pragma: no cover
+
+    async def history(
+        self,
+        caller: Caller,
+        context_id: str,
+        *,
+        from_version: int | None = None,
+        limit: int = 100,
+        backward: bool = False,
+    ) -> list[RecordedEvent]:
+        """The context's raw events."""
+        await self._visible(caller, context_id)
+        return await self.store.read_stream(
+            context_id, from_version, backward=backward, limit=limit
+        )
+
+    async def _state(self, caller: Caller, context_id: str, version: int | None) -> ContextState:
+        """The state at ``version`` (None: current), deleted or not."""
+        ctx = await self._visible(caller, context_id)
+        if version is None or version == ctx.version:
+            state = await self.readmodel.read(state_sync, context_id, True)
+            assert state is not None
+            return state
+        if not 1 <= version <= ctx.version:
+            raise InvalidVersion(context_id, version, ctx.version)
+        return await self.time_travel.state_at(context_id, version)
+
+    async def diff(
+        self, caller: Caller, context_id: str, from_version: int, to_version: int | None = None
+    ) -> StateDiff:
+        """What changed between two versions (``to_version`` default: current)."""
+        a = await self._state(caller, context_id, from_version)
+        return diff(a, await self._state(caller, context_id, to_version))
+
+    async def diff_parent(
+        self, caller: Caller, context_id: str, *, parent_version: int | None = None
+    ) -> StateDiff:
+        """What a fork has that its parent (at ``parent_version``, default: the parent's
+        current version) has not; InvalidCommand if the context is not a fork."""
+        ctx = await self._visible(caller, context_id)
+        if ctx.parent_id is None:
+            raise InvalidCommand(f"context {context_id!r} is not a fork")
+        a = await self._state(caller, ctx.parent_id, parent_version)
+        return diff(a, await self._state(caller, context_id, None))
+
+    async def lineage(self, caller: Caller, context_id: str) -> Lineage:
+        """Where the context came from (parent first) and its direct forks (oldest first)."""
+        ctx = await self._visible(caller, context_id)
+        ancestors: list[tuple[str, int]] = []
+        row: ContextRow | None = ctx
+        while row is not None and row.parent_id is not None and row.parent_version is not None:
+            ancestors.append((row.parent_id, row.parent_version))
+            row = await self._row(row.parent_id)
+        await self._settle()  # forks are other contexts, written after this one perhaps
+        forks = await self.readmodel.read(forks_sync, context_id)
+        visible = [(fid, at) for fid, at, tenant in forks if tenant == caller.tenant]
+        return Lineage(context_id, ancestors, visible)
+
+    async def list(
+        self,
+        caller: Caller,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        metadata: dict[str, str] | None = None,
+    ) -> ContextPage:
+        """The caller's live contexts, newest first, optionally by metadata key = value.
+
+        The states are headers: ``messages`` and ``summaries`` are empty (``get`` one for
+        them). A filter value matches a string equal to it or a JSON value whose text it is.
+        """
+        if not 1 <= limit <= 1000:
+            raise InvalidCommand("limit must be between 1 and 1000")
+        before = 2**62 if cursor is None else decode_cursor("p", cursor)
+        await self._settle()
+        rows = await self.readmodel.read(
+            page_sync, caller.tenant, before, limit + 1, metadata or {}
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return ContextPage(
+            [r.state() for r in rows],
+            encode_cursor("p", rows[-1].position) if more else None,
+            [ContextSize(r.message_count, r.total_tokens) for r in rows],
+        )
+
+    async def search(
+        self,
+        caller: Caller,
+        query: str,
+        *,
+        context_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Messages of the caller's live contexts (or of one context) holding every word of
+        ``query``, best match first (SQLite FTS5, bm25); a trailing ``*`` matches a prefix."""
+        if not 1 <= limit <= 100:
+            raise InvalidCommand("limit must be between 1 and 100")
+        if context_id is not None:
+            await self._visible(caller, context_id)
+        offset = 0 if cursor is None else decode_cursor("s", cursor)
+        await self._settle()
+        return await self.readmodel.read(
+            search_sync, caller.tenant, query, context_id, limit, offset
+        )
+
+
+def _window_sync(
+    conn: Any,
+    context_id: str,
+    max_tokens: int | None,
+    model: str | None,
+    policy: Policy | None,
+    last_n: int | None,
+) -> Window | None:
+    ctx = context_sync(conn, context_id)
+    if ctx is None or ctx.deleted:
+        return None
+    return window_sync(conn, ctx, max_tokens, model, policy, last_n)
