@@ -94,7 +94,7 @@ class ServiceBase:
         headers = self.projector.headers
         ctx = headers.get(context_id)
         if ctx is None:
-            ctx = await self.readmodel.read(context_sync, context_id)
+            ctx = await self.readmodel.read_small(context_sync, context_id)
             if ctx is not None:
                 headers.put_row(ctx)
         return ctx

@@ -84,7 +84,7 @@ class Commands(ServiceBase):
         if ids is None:
             return False
         await self._settle()
-        return await self.readmodel.read(event_id_sync, ids[0]) is not None
+        return await self.readmodel.read_small(event_id_sync, ids[0]) is not None
 
     async def _command(
         self,
@@ -206,7 +206,7 @@ class Commands(ServiceBase):
         async def check(ctx: ContextRow) -> None:
             if not chosen:
                 return
-            found = await self.readmodel.read(_messages_sync, context_id, chosen)
+            found = await self.readmodel.read_small(_messages_sync, context_id, chosen)
             for mid, info in zip(chosen, found, strict=True):
                 if info is not None:
                     raise DuplicateMessage(context_id, mid)
@@ -227,7 +227,7 @@ class Commands(ServiceBase):
         editable: bool = False,
     ) -> Written:
         async def check(ctx: ContextRow) -> None:
-            info = await self.readmodel.read(message_info_sync, context_id, message_id)
+            info = await self.readmodel.read_small(message_info_sync, context_id, message_id)
             if info is None:
                 raise MessageNotFound(context_id, message_id)
             if editable and info[3]:

@@ -88,7 +88,8 @@ class Queries(ServiceBase):
         if ctx.deleted:
             raise ContextIsDeleted(context_id)
         start = (ctx.message_count if after < 0 else after) if backward else after
-        rows = await self.readmodel.read(message_page_sync, context_id, start, limit, backward)
+        page = (context_id, start, limit, backward)
+        rows = await self.readmodel.read_small(message_page_sync, *page)
         more = (rows[-1][0] > 0) if backward else (rows[-1][0] < ctx.message_count - 1)
         return MessagePage(
             context_id, ctx.version, [m for _, m in rows], [s for s, _ in rows],
@@ -132,7 +133,7 @@ class Queries(ServiceBase):
                 raise ContextIsDeleted(context_id)
             result = self._windows.get((context_id, ctx.version, max_tokens, model, policy, last_n))
             if result is None:
-                result = await self.readmodel.read(
+                result = await self.readmodel.read_small(
                     _window_sync, context_id, max_tokens, model, policy, last_n
                 )
                 if result is None:  # pragma: no cover (deleted between the two reads)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from eventstore import (
     ContextCreated,
     EventMetadata,
@@ -117,4 +119,59 @@ async def test_read_model_window_stops_at_a_summary_through_a_system_message(
         assert [e.id for e in got.entries] == ["m2", "s1"]
     finally:
         await svc.close()
+        await store.close()
+
+
+class _Locked:
+    """An inline connection that finds the file locked (or worse) on every statement."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def execute(self, *args: object) -> None:
+        raise sqlite3.OperationalError(self.message)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_small_reads_run_inline_and_fall_back_to_a_reader_when_busy(tmp_path: Path) -> None:
+    from projections.readmodel import context_sync
+
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    await service.start()
+    try:
+        cid = (await service.create(Caller(tenant="t"))).context_id
+        await service.projector.catch_up()
+        readmodel = service.readmodel
+        threaded = await readmodel.read(context_sync, cid)
+        assert threaded is not None
+        assert await readmodel.read_small(context_sync, cid) == threaded
+        inline = readmodel._inline
+        readmodel._inline = _Locked("database is locked")  # type: ignore[assignment]
+        assert await readmodel.read_small(context_sync, cid) == threaded
+        readmodel._inline = _Locked("no such table: contexts")  # type: ignore[assignment]
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await readmodel.read_small(context_sync, cid)
+        readmodel._inline = inline
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_small_reads_of_a_read_model_in_memory_use_its_one_connection() -> None:
+    from projections.readmodel import context_sync
+
+    store = await EventStore.open_sqlite(":memory:")
+    service = Contexts(store)
+    await service.start()
+    try:
+        cid = (await service.create(Caller(tenant="t"))).context_id
+        await service.projector.catch_up()
+        row = await service.readmodel.read_small(context_sync, cid)
+        assert row is not None
+        assert row.context_id == cid
+    finally:
+        await service.close()
         await store.close()
