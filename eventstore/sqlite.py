@@ -118,6 +118,7 @@ class SQLiteRecorder(Recorder):
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._inline: sqlite3.Connection | None = None
         self._versions = _VersionCache()
         # An in-memory database is private to its connection, so it reads on the writer.
         self.supports_concurrent_reads = path != ":memory:"
@@ -144,6 +145,11 @@ class SQLiteRecorder(Recorder):
                     await reader.execute("PRAGMA query_only = 1")
                     self._readers.append(reader)
                     self._idle.put_nowait(reader)
+                # For reads of a few rows, run on the event loop's thread (see ``_small``);
+                # busy only in rare moments (WAL recovery), when a reader thread waits instead.
+                self._inline = sqlite3.connect(self.path, isolation_level=None)
+                self._inline.execute("PRAGMA busy_timeout = 0")
+                self._inline.execute("PRAGMA query_only = 1")
             else:
                 self._idle.put_nowait(self._writer)
 
@@ -173,6 +179,9 @@ class SQLiteRecorder(Recorder):
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers.clear()
         self._writer = None
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         for conn in connections:
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
@@ -253,9 +262,32 @@ class SQLiteRecorder(Recorder):
             sql, start = SELECT_STREAM_BACKWARD, (2**62 if from_version is None else from_version)
         else:
             sql, start = SELECT_STREAM_FORWARD, (from_version or 1)
-        async with self._reader() as conn:
-            rows = await conn.execute_fetchall(sql, (stream_id, start, limit))
+        rows = await self._read(
+            _fetch, sql, (stream_id, start, limit), inline=limit <= _INLINE_ROWS
+        )
         return [StoredEvent(*row) for row in rows]
+
+    async def _read(self, fn: Callable[..., T], *args: Any, inline: bool) -> T:
+        """``fn(connection, *args)``; with ``inline`` (a read of at most ``_INLINE_ROWS``
+        rows: a page of a stream) here, on the event loop's thread, else on a reader's.
+
+        Why: the GIL serialises the Python half of a read wherever it runs, so a reader
+        thread buys no parallelism for a small one, only two GIL hand-offs and a queue behind
+        other reads; under load those cost many times the read itself. Reads that can be
+        large (pages of the global log, a rebuild's) keep the reader threads.
+        """
+        conn = self._inline if inline else None
+        if conn is not None:
+            try:
+                with _translated():
+                    return fn(conn, *args)
+            except StoreUnavailable as e:
+                if not isinstance(e.__cause__, sqlite3.OperationalError) or not _busy(e.__cause__):
+                    raise
+        if self._writer is None:
+            raise StoreClosed("the store is closed")
+        async with self._reader() as reader:
+            return await _run(reader, fn, *args)
 
     async def read_all(self, after: int, limit: int, filter: LogFilter) -> LogPage:
         """Head and page read in one snapshot, so ``through`` is exact."""
@@ -380,6 +412,17 @@ def _import_rows(conn: sqlite3.Connection, rows: list[StoredEvent], cache: _Vers
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+_INLINE_ROWS = 1000
+
+
+def _busy(e: sqlite3.OperationalError) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, args).fetchall()
 
 
 def _rows_by_ids(conn: sqlite3.Connection, ids: list[str]) -> Iterator[StoredEvent]:

@@ -13,6 +13,7 @@ from eventstore import (
     EventStore,
     MessageAppended,
     SchemaTooNew,
+    SQLiteRecorder,
     StoreClosed,
     StoreUnavailable,
 )
@@ -104,3 +105,40 @@ async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
     assert len(results) == 50
     async with await EventStore.open_sqlite(path) as reopened:
         assert await reopened.head() == 50
+
+
+class _Failing:
+    """An inline connection on which every statement fails with ``message``."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def execute(self, *args: object) -> None:
+        raise sqlite3.OperationalError(self.message)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_stream_pages_read_inline_and_on_a_reader_when_the_file_is_busy(
+    tmp_path: Path,
+) -> None:
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    try:
+        await store.append("s", [message(str(i)) for i in range(5)])
+        recorder = store.recorder
+        assert isinstance(recorder, SQLiteRecorder)
+        inline = recorder._inline
+        assert inline is not None
+        expected = [e.version for e in await store.read_stream("s")]
+        assert expected == [1, 2, 3, 4, 5]
+        recorder._inline = _Failing("database is locked")  # type: ignore[assignment]
+        assert [e.version for e in await store.read_stream("s")] == expected
+        recorder._inline = _Failing("disk I/O error")  # type: ignore[assignment]
+        with pytest.raises(StoreUnavailable, match="disk I/O error"):
+            await store.read_stream("s")
+        # Pages too big to read inline go to a reader thread whatever the inline connection.
+        assert len(await store.read_stream("s", limit=5000)) == 5
+        recorder._inline = inline
+    finally:
+        await store.close()
