@@ -1,7 +1,9 @@
-"""Builders for RecordedEvents and states, for the pure projection tests (no store involved)."""
+"""Builders for RecordedEvents and states, for the pure projection tests (no store involved),
+and stand-ins the storage tests put in a real object's place."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -76,3 +78,17 @@ def resolver(*streams: Stream) -> Callable[[str, int], ContextState]:
         return by_id[context_id].state(version, resolve)
 
     return resolve
+
+
+class FailingConnection:
+    """Stands in for a sqlite3 connection on which every statement fails with ``message``
+    ("database is locked" for a busy file)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def execute(self, *args: object) -> None:
+        raise sqlite3.OperationalError(self.message)
+
+    def close(self) -> None:
+        pass

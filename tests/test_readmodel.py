@@ -22,7 +22,7 @@ from eventstore import (
 )
 from projections import Caller, Contexts, fold, window
 from projections.readmodel import SCHEMA_VERSION, ReadModel
-from tests.factories import COUNTER
+from tests.factories import COUNTER, FailingConnection
 
 META = EventMetadata(tenant="t")
 
@@ -122,19 +122,6 @@ async def test_read_model_window_stops_at_a_summary_through_a_system_message(
         await store.close()
 
 
-class _Locked:
-    """An inline connection that finds the file locked (or worse) on every statement."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def execute(self, *args: object) -> None:
-        raise sqlite3.OperationalError(self.message)
-
-    def close(self) -> None:
-        pass
-
-
 async def test_small_reads_run_inline_and_fall_back_to_a_reader_when_busy(tmp_path: Path) -> None:
     from projections.readmodel import context_sync
 
@@ -149,9 +136,9 @@ async def test_small_reads_run_inline_and_fall_back_to_a_reader_when_busy(tmp_pa
         assert threaded is not None
         assert await readmodel.read_small(context_sync, cid) == threaded
         inline = readmodel._inline
-        readmodel._inline = _Locked("database is locked")  # type: ignore[assignment]
+        readmodel._inline = FailingConnection("database is locked")  # type: ignore[assignment]
         assert await readmodel.read_small(context_sync, cid) == threaded
-        readmodel._inline = _Locked("no such table: contexts")  # type: ignore[assignment]
+        readmodel._inline = FailingConnection("no such table: contexts")  # type: ignore[assignment]
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             await readmodel.read_small(context_sync, cid)
         readmodel._inline = inline

@@ -17,6 +17,7 @@ from eventstore import (
     StoreClosed,
     StoreUnavailable,
 )
+from tests.factories import FailingConnection
 
 
 def message(text: str) -> MessageAppended:
@@ -107,19 +108,6 @@ async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
         assert await reopened.head() == 50
 
 
-class _Failing:
-    """An inline connection on which every statement fails with ``message``."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def execute(self, *args: object) -> None:
-        raise sqlite3.OperationalError(self.message)
-
-    def close(self) -> None:
-        pass
-
-
 async def test_stream_pages_read_inline_and_on_a_reader_when_the_file_is_busy(
     tmp_path: Path,
 ) -> None:
@@ -132,9 +120,9 @@ async def test_stream_pages_read_inline_and_on_a_reader_when_the_file_is_busy(
         assert inline is not None
         expected = [e.version for e in await store.read_stream("s")]
         assert expected == [1, 2, 3, 4, 5]
-        recorder._inline = _Failing("database is locked")  # type: ignore[assignment]
+        recorder._inline = FailingConnection("database is locked")  # type: ignore[assignment]
         assert [e.version for e in await store.read_stream("s")] == expected
-        recorder._inline = _Failing("disk I/O error")  # type: ignore[assignment]
+        recorder._inline = FailingConnection("disk I/O error")  # type: ignore[assignment]
         with pytest.raises(StoreUnavailable, match="disk I/O error"):
             await store.read_stream("s")
         # Pages too big to read inline go to a reader thread whatever the inline connection.
