@@ -145,7 +145,7 @@ class SQLiteRecorder(Recorder):
                     await reader.execute("PRAGMA query_only = 1")
                     self._readers.append(reader)
                     self._idle.put_nowait(reader)
-                # For reads of a few rows, run on the event loop's thread (see ``_small``);
+                # For reads of a few rows, run on the event loop's thread (see ``_read``);
                 # busy only in rare moments (WAL recovery), when a reader thread waits instead.
                 self._inline = sqlite3.connect(self.path, isolation_level=None)
                 self._inline.execute("PRAGMA busy_timeout = 0")

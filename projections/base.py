@@ -18,15 +18,9 @@ from eventstore.sealing import sealable
 from .acks import Acks
 from .caches import WindowCache
 from .calls import Caller, Written
-from .errors import (
-    ContextNotFound,
-)
+from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
-from .readmodel import (
-    ContextRow,
-    ReadModel,
-    context_sync,
-)
+from .readmodel import ContextRow, ReadModel, context_sync
 from .runner import Projector
 from .tokens import TokenCounter
 from .turns import Turns

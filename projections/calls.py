@@ -6,10 +6,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore import (
-    Content,
-    Role,
-)
+from eventstore import Content, Role
 
 from .state import ContextState, Message
 

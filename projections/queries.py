@@ -6,21 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from eventstore import (
-    RecordedEvent,
-    VersionConflict,
-)
+from eventstore import RecordedEvent, VersionConflict
 
 from .base import RETRIES, ServiceBase
 from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
-from .errors import (
-    ContextIsDeleted,
-    ContextNotFound,
-    InvalidCommand,
-    InvalidVersion,
-)
+from .errors import ContextIsDeleted, ContextNotFound, InvalidCommand, InvalidVersion
 from .readmodel import (
     ContextRow,
     context_sync,

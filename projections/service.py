@@ -15,15 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from .calls import (
-    Caller,
-    ContextPage,
-    ContextSize,
-    Lineage,
-    MessagePage,
-    NewMessage,
-    Written,
-)
+from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage, NewMessage, Written
 from .commands import Commands
 from .erasure import Erased, erase_subject
 from .queries import Queries
