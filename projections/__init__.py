@@ -18,11 +18,12 @@ from .errors import (
     UnknownModel,
 )
 from .history import CHUNK, SNAPSHOT_EVERY, History
-from .readmodel import ContextRow, ReadModel
+from .readmodel import ReadModel
 from .runner import Projector, ProjectorFailed
 from .search import SearchHit, SearchPage, plain_text
 from .service import Caller, ContextPage, Contexts, Lineage, MessagePage, NewMessage, Written
 from .state import ContextState, Message, ParentRef, Summary, TokenCounting
+from .tables import ContextRow
 from .tokens import REPLY_PRIMING, TokenCounter, encoding_name_for_model, load_encoding
 from .window import (
     LeftOut,

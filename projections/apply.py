@@ -30,18 +30,17 @@ from eventstore import (
 
 from .context import content_hash, merge_patch
 from .history import CHUNK, write_snapshot_sync
-from .readmodel import (
+from .reads import context_sync, message_info_sync
+from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
+from .state import ContextState, TokenCounting
+from .tables import (
     UPSERT_CHECKPOINT,
     UPSERT_CONTEXT,
     ContextRow,
     content_decoder,
-    context_sync,
     json_encode,
-    message_info_sync,
     message_to_row,
 )
-from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
-from .state import ContextState, TokenCounting
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"

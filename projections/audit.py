@@ -29,8 +29,9 @@ from eventstore import (
 
 from .context import fold
 from .errors import ContextNotFound, InvalidVersion
-from .readmodel import SCHEMA_VERSION, SELECT_CHECKPOINT, context_sync, state_sync
+from .reads import context_sync, state_sync
 from .state import ContextState, TokenCounting
+from .tables import SCHEMA_VERSION, SELECT_CHECKPOINT
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]

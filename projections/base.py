@@ -20,8 +20,10 @@ from .caches import WindowCache
 from .calls import Caller, Written
 from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
-from .readmodel import ContextRow, ReadModel, context_sync
+from .readmodel import ReadModel
+from .reads import context_sync
 from .runner import Projector
+from .tables import ContextRow
 from .tokens import TokenCounter
 from .turns import Turns
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
-from .readmodel import ContextRow
+from .tables import ContextRow
 from .window import Policy, Window
 
 K = TypeVar("K", bound=Hashable)

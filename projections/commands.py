@@ -50,7 +50,8 @@ from .errors import (
     MessageNotFound,
     ProjectionError,
 )
-from .readmodel import ContextRow, event_id_sync, message_info_sync
+from .reads import event_id_sync, message_info_sync
+from .tables import ContextRow
 
 NAMESPACE = uuid.UUID("6f1c3a2e-5b8d-4c1e-9a7f-2d4e8b0c9a31")
 """Name-based event ids (UUID v5) derive from (tenant, idempotency key, index) in this space."""

@@ -37,8 +37,10 @@ from eventstore import ContextForked, ContextRolledBack, EventStore, RecordedEve
 
 from .context import fold
 from .errors import ContextNotFound, InvalidVersion
-from .readmodel import ContextRow, ReadModel, summaries_sync
+from .readmodel import ReadModel
+from .reads import summaries_sync
 from .state import ContextState, Message, TokenCounting
+from .tables import ContextRow
 
 SNAPSHOT_EVERY = 256
 """K: a time-travel read folds at most K-1 events after its snapshot."""

@@ -13,17 +13,10 @@ from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
 from .errors import ContextIsDeleted, ContextNotFound, InvalidCommand, InvalidVersion
-from .readmodel import (
-    ContextRow,
-    context_sync,
-    forks_sync,
-    message_page_sync,
-    page_sync,
-    state_sync,
-    window_sync,
-)
+from .reads import context_sync, forks_sync, message_page_sync, page_sync, state_sync, window_sync
 from .search import SearchPage, search_sync
 from .state import ContextState
+from .tables import ContextRow
 from .window import Policy, Window, served_event
 
 

@@ -201,7 +201,7 @@ def _search_agrees(conn: sqlite3.Connection) -> None:
 
 
 def _state(conn: object, stream: str) -> ContextState | None:
-    from projections.readmodel import state_sync
+    from projections.reads import state_sync
 
     return state_sync(conn, stream)  # type: ignore[arg-type]
 

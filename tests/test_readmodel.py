@@ -21,7 +21,8 @@ from eventstore import (
     WindowSettings,
 )
 from projections import Caller, Contexts, fold, window
-from projections.readmodel import SCHEMA_VERSION, ReadModel
+from projections.readmodel import ReadModel
+from projections.tables import SCHEMA_VERSION
 from tests.factories import COUNTER, FailingConnection
 
 META = EventMetadata(tenant="t")
@@ -123,7 +124,7 @@ async def test_read_model_window_stops_at_a_summary_through_a_system_message(
 
 
 async def test_small_reads_run_inline_and_fall_back_to_a_reader_when_busy(tmp_path: Path) -> None:
-    from projections.readmodel import context_sync
+    from projections.reads import context_sync
 
     store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
     service = Contexts(store)
@@ -148,7 +149,7 @@ async def test_small_reads_run_inline_and_fall_back_to_a_reader_when_busy(tmp_pa
 
 
 async def test_small_reads_of_a_read_model_in_memory_use_its_one_connection() -> None:
-    from projections.readmodel import context_sync
+    from projections.reads import context_sync
 
     store = await EventStore.open_sqlite(":memory:")
     service = Contexts(store)

@@ -159,7 +159,7 @@ async def test_a_rebuild_cut_off_before_its_search_index_starts_over(tmp_path: P
 
 
 def _set_checkpoint(conn: object, position: int) -> None:
-    from projections.readmodel import UPSERT_CHECKPOINT
+    from projections.tables import UPSERT_CHECKPOINT
 
     conn.execute(UPSERT_CHECKPOINT, (position, COUNTER.encoding))  # type: ignore[attr-defined]
 

@@ -1,0 +1,296 @@
+"""The read model's tables: their schema, every statement on them, and rows as values.
+
+The read model: SQLite tables the projector keeps current, so reads cost O(window).
+
+It lives in its own database (``<log>.readmodel`` beside a SQLite log, ``:memory:`` or a given
+path otherwise), so the projector's transactions never contend with the event writer's. It is
+disposable: a schema or token-encoding mismatch on open drops it and the projector replays the
+log (``Projector.rebuild``).
+
+Tables (every row is derived from the log, up to ``checkpoint.position``):
+
+- ``checkpoint``: one row, the last log position applied and the token encoding of the counts.
+  It is written in the same transaction as the rows of each batch, so a batch is applied
+  exactly once across crashes and restarts.
+- ``contexts``: one row per context: tenant, version, deleted, metadata and window (JSON),
+  parent, times (µs), ``message_count``, ``total_tokens``, ``position`` (its first event, the
+  listing order) and ``dirty`` (snapshot chunks changed since the last snapshot, see
+  ``history``).
+- ``messages``: one row per message of the current state; ``seq`` is its 0-based place in
+  ``ContextState.messages`` and is dense (appends take ``message_count``; only a rollback or a
+  fork rewrites a context's rows), so counting a seq range is arithmetic, not a scan.
+  Each row keeps its own ``tokens``; there is deliberately no running token sum: an edit of
+  an old message would have to rewrite every later sum (O(context)), while a window is read
+  newest-first through ``window.select_tail`` and stops one unit past the budget, which is
+  already O(window). Pinned system messages come from a partial index.
+- ``summaries``: the context's summaries in order.
+- ``snapshots`` and ``snapshot_chunks``: time-travel snapshots (owned by ``history``).
+- ``messages_fts``: the full-text index of the messages, and ``search_deferred``, a row while a
+  rebuild leaves that index for its end (see ``search``).
+- ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
+  keys), so a retried command finds its first result with one lookup.
+
+All SQL is in the constants below; the reads are in ``reads``, the connections in ``readmodel``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from eventstore import Content, Role, WindowSettings, to_datetime
+
+from . import search
+from .state import ContextState, Message, ParentRef, Summary
+
+SCHEMA_VERSION = 4
+"""Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL,
+    encoding TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contexts (
+    context_id     TEXT    PRIMARY KEY,
+    tenant         TEXT,
+    position       INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    deleted        INTEGER NOT NULL,
+    metadata       TEXT    NOT NULL,
+    window         TEXT    NOT NULL,
+    parent_id      TEXT,
+    parent_version INTEGER,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    message_count  INTEGER NOT NULL,
+    total_tokens   INTEGER NOT NULL,
+    token_encoding TEXT    NOT NULL,
+    dirty          TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contexts_by_tenant ON contexts (tenant, deleted, position);
+CREATE INDEX IF NOT EXISTS contexts_by_parent ON contexts (parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS messages (
+    context_id     TEXT    NOT NULL,
+    seq            INTEGER NOT NULL,
+    message_id     TEXT    NOT NULL,
+    role           TEXT    NOT NULL,
+    content        TEXT    NOT NULL,
+    name           TEXT,
+    metadata       TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    tokens         INTEGER NOT NULL,
+    edited_version INTEGER,
+    redacted       INTEGER NOT NULL,
+    content_hash   TEXT,
+    PRIMARY KEY (context_id, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (context_id, message_id);
+CREATE INDEX IF NOT EXISTS messages_pinned ON messages (context_id, seq) WHERE role = 'system';
+CREATE TABLE IF NOT EXISTS summaries (
+    context_id         TEXT    NOT NULL,
+    seq                INTEGER NOT NULL,
+    summary_id         TEXT    NOT NULL,
+    text               TEXT    NOT NULL,
+    through_message_id TEXT    NOT NULL,
+    version            INTEGER NOT NULL,
+    tokens             INTEGER NOT NULL,
+    PRIMARY KEY (context_id, seq)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    context_id    TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    message_count INTEGER NOT NULL,
+    header        BLOB    NOT NULL,
+    PRIMARY KEY (context_id, version)
+);
+CREATE TABLE IF NOT EXISTS snapshot_chunks (
+    context_id TEXT    NOT NULL,
+    chunk      INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    messages   BLOB    NOT NULL,
+    PRIMARY KEY (context_id, chunk, version)
+);
+CREATE TABLE IF NOT EXISTS event_ids (
+    event_id   TEXT    PRIMARY KEY,
+    context_id TEXT    NOT NULL,
+    position   INTEGER NOT NULL
+);
+"""
+SCHEMA += search.SCHEMA
+TABLES = (
+    "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
+    *search.TABLES,
+)  # fmt: skip
+DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
+
+CONTEXT_COLUMNS = (
+    "context_id, tenant, position, version, deleted, metadata, window, parent_id, parent_version,"
+    " created_at, updated_at, message_count, total_tokens, token_encoding, dirty"
+)
+MESSAGE_COLUMNS = (
+    "message_id, role, content, name, metadata, version, tokens, edited_version, redacted,"
+    " content_hash"
+)
+SELECT_CHECKPOINT = "SELECT position, encoding FROM checkpoint WHERE id = 1"
+UPSERT_CHECKPOINT = (
+    "INSERT INTO checkpoint (id, position, encoding) VALUES (1, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET position = excluded.position, encoding = excluded.encoding"
+)
+SELECT_CONTEXT = f"SELECT {CONTEXT_COLUMNS} FROM contexts WHERE context_id = ?"
+UPSERT_CONTEXT = (
+    f"INSERT OR REPLACE INTO contexts ({CONTEXT_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY seq"
+SELECT_MESSAGE_RANGE = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? AND seq >= ? AND seq < ?"
+    " ORDER BY seq"
+)
+SELECT_MESSAGES_BACKWARD = (
+    f"SELECT {MESSAGE_COLUMNS}, seq FROM messages WHERE context_id = ? AND seq < ?"
+    " ORDER BY seq DESC LIMIT ?"
+)
+# The tail skips pinned (system) messages, except the one a summary covers through: the
+# tail must reach it to know where the summary's coverage starts.
+SELECT_TAIL = (
+    f"SELECT {MESSAGE_COLUMNS}, seq FROM messages"
+    " WHERE context_id = ? AND (role != 'system' OR seq = ?) ORDER BY seq DESC"
+)
+SELECT_PINNED = (
+    f"SELECT {MESSAGE_COLUMNS}, seq FROM messages INDEXED BY messages_pinned"
+    " WHERE context_id = ? AND role = 'system' ORDER BY seq"
+)
+SELECT_MESSAGE_INFO = (
+    "SELECT seq, role, name, redacted, content, content_hash, tokens, rowid FROM messages"
+    " WHERE context_id = ? AND message_id = ?"
+)
+SELECT_NEWEST_UNPINNED_UPTO = (
+    "SELECT message_id FROM messages WHERE context_id = ? AND seq <= ? AND role != 'system'"
+    " ORDER BY seq DESC LIMIT 1"
+)
+SELECT_SUMMARIES = (
+    "SELECT summary_id, text, through_message_id, version, tokens FROM summaries"
+    " WHERE context_id = ? ORDER BY seq"
+)
+# The newest summary whose covered message is still there (ContextState.latest_summary).
+SELECT_LATEST_SUMMARY = (
+    "SELECT s.summary_id, s.text, s.through_message_id, s.version, s.tokens, m.seq"
+    " FROM summaries s JOIN messages m"
+    " ON m.context_id = s.context_id AND m.message_id = s.through_message_id"
+    " WHERE s.context_id = ? ORDER BY s.seq DESC LIMIT 1"
+)
+SELECT_FORKS = (
+    "SELECT context_id, parent_version, tenant FROM contexts INDEXED BY contexts_by_parent"
+    " WHERE parent_id = ? ORDER BY position"
+)
+SELECT_PAGE = (
+    f"SELECT {CONTEXT_COLUMNS} FROM contexts INDEXED BY contexts_by_tenant"
+    " WHERE tenant IS ? AND deleted = 0 AND position < ?"
+)
+# A filter value matches a string equal to it, or another JSON value whose text it is.
+FILTER_METADATA = (
+    " AND (CASE json_type(metadata, ?) WHEN 'text' THEN json_extract(metadata, ?)"
+    " WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
+    " ELSE CAST(json_extract(metadata, ?) AS TEXT) END) = ?"
+)
+ORDER_PAGE = " ORDER BY position DESC LIMIT ?"
+SELECT_EVENT_ID = "SELECT context_id, position FROM event_ids WHERE event_id = ?"
+
+json_encode = msgspec.json.Encoder().encode
+content_decoder = msgspec.json.Decoder(Content)
+metadata_decoder = msgspec.json.Decoder(dict[str, Any])
+window_decoder = msgspec.json.Decoder(WindowSettings)
+
+
+class ContextRow(msgspec.Struct, kw_only=True):
+    """A context's row: everything about it but its messages and summaries (mutable: the
+    projector updates one per batch and writes it back once)."""
+
+    context_id: str
+    tenant: str | None
+    position: int
+    version: int
+    deleted: bool
+    metadata: dict[str, Any]
+    window: WindowSettings
+    parent_id: str | None
+    parent_version: int | None
+    created_at: int
+    updated_at: int
+    message_count: int
+    total_tokens: int
+    token_encoding: str
+    dirty: set[int]
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ContextRow:
+        """Decode a ``SELECT {CONTEXT_COLUMNS}`` row."""
+        return cls(
+            context_id=row[0], tenant=row[1], position=row[2], version=row[3],
+            deleted=bool(row[4]), metadata=metadata_decoder.decode(row[5]),
+            window=window_decoder.decode(row[6]), parent_id=row[7], parent_version=row[8],
+            created_at=row[9], updated_at=row[10], message_count=row[11], total_tokens=row[12],
+            token_encoding=row[13], dirty=set(msgspec.json.decode(row[14], type=list[int])),
+        )  # fmt: skip
+
+    def to_row(self) -> tuple[Any, ...]:
+        """The values of ``UPSERT_CONTEXT``."""
+        return (
+            self.context_id, self.tenant, self.position, self.version, int(self.deleted),
+            json_encode(self.metadata).decode(), json_encode(self.window).decode(),
+            self.parent_id, self.parent_version, self.created_at, self.updated_at,
+            self.message_count, self.total_tokens, self.token_encoding,
+            json_encode(sorted(self.dirty)).decode(),
+        )  # fmt: skip
+
+    def state(
+        self, messages: tuple[Message, ...] = (), summaries: tuple[Summary, ...] = ()
+    ) -> ContextState:
+        """A ContextState of this row with the given messages and summaries."""
+        parent = None if self.parent_id is None else ParentRef(self.parent_id, self.parent_version)
+        return ContextState(
+            context_id=self.context_id,
+            version=self.version,
+            messages=messages,
+            metadata=self.metadata,
+            window=self.window,
+            summaries=summaries,
+            parent=parent,
+            deleted=self.deleted,
+            created_at=to_datetime(self.created_at),
+            updated_at=to_datetime(self.updated_at),
+            tenant=self.tenant,
+            token_encoding=self.token_encoding,
+        )
+
+
+def message_from_row(row: tuple[Any, ...]) -> Message:
+    """Decode a ``SELECT {MESSAGE_COLUMNS}`` row (extra trailing columns are ignored)."""
+    role: Role = row[1]
+    return Message(
+        message_id=row[0], role=role, content=content_decoder.decode(row[2]), name=row[3],
+        metadata=metadata_decoder.decode(row[4]), version=row[5], tokens=row[6],
+        edited_version=row[7], redacted=bool(row[8]), content_hash=row[9],
+    )  # fmt: skip
+
+
+def message_to_row(context_id: str, seq: int, m: Message) -> tuple[Any, ...]:
+    """The values of an INSERT into ``messages``."""
+    return (
+        context_id, seq, m.message_id, m.role, json_encode(m.content).decode(), m.name,
+        json_encode(m.metadata).decode(), m.version, m.tokens, m.edited_version,
+        int(m.redacted), m.content_hash,
+    )  # fmt: skip
+
+
+def summary_from_row(row: tuple[Any, ...]) -> Summary:
+    """Decode a ``SELECT_SUMMARIES`` row."""
+    return Summary(
+        summary_id=row[0], text=row[1], through_message_id=row[2], version=row[3], tokens=row[4]
+    )
+
+
+# -- reads, run on a connection's thread --------------------------------------------------
