@@ -1,4 +1,5 @@
-"""Shared fixtures: event stores on every backend, and a clean temp database."""
+"""Shared fixtures: event stores on every backend, a clean temp database, and for the
+end-to-end modules (each defines its own ``server``) a response checker and a client."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from api.testing import Checker
 from eventstore import EventStore
+from tests.server_process import ServerProcess, openapi_checker
 
 PG_DSN = os.environ.get("CTXLOG_TEST_PG_DSN")
 
@@ -87,3 +91,16 @@ def tamper(backend: str, store: EventStore, tmp_path: Path) -> Tamper:
     return {"sqlite-file": sqlite_file, "sqlite-memory": sqlite_memory, "postgres": postgres}[
         backend
     ]
+
+
+@pytest.fixture(scope="module")
+def checker(server: ServerProcess) -> Checker:
+    """Checks answers against the OpenAPI document of the module's ``server``."""
+    return openapi_checker(server)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client for the module's ``server`` (30 s per request at most)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from api.testing import ApiClient, Checker
 from tests.server_process import (
     ServerProcess,
     key_secrets,
-    openapi_checker,
     seed_context,
     serving,
 )
@@ -113,17 +112,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db = tmp_path_factory.mktemp("hostile") / "hostile.db"
     with serving(db, env=LIMITS, secrets=key_secrets()) as proc:
         yield proc
-
-
-@pytest.fixture(scope="module")
-def checker(server: ServerProcess) -> Checker:
-    return openapi_checker(server)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 def fill(text: str, cid: str, mid: str) -> str:

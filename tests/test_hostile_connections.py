@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,6 @@ from api.testing import Checker
 from tests.server_process import (
     ServerProcess,
     key_secrets,
-    openapi_checker,
     seed_context,
     serving,
 )
@@ -44,17 +43,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db = tmp_path_factory.mktemp("connections") / "connections.db"
     with serving(db, env=LIMITS, secrets=key_secrets()) as proc:
         yield proc
-
-
-@pytest.fixture(scope="module")
-def checker(server: ServerProcess) -> Checker:
-    return openapi_checker(server)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 # -- raw HTTP: header injection and slow clients ----------------------------------------------

@@ -28,7 +28,6 @@ from api.testing import ApiClient, Checker
 from tests.server_process import (
     ServerProcess,
     key_secrets,
-    openapi_checker,
     seed_context,
     serving,
 )
@@ -103,11 +102,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db = tmp_path_factory.mktemp("hostile-mcp") / "hostile.db"
     with serving(db, env=LIMITS, secrets=key_secrets()) as proc:
         yield proc
-
-
-@pytest.fixture(scope="module")
-def checker(server: ServerProcess) -> Checker:
-    return openapi_checker(server)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from api.testing import KEYS, Checker
-from tests.server_process import ServerProcess, openapi_checker, serving
+from tests.server_process import ServerProcess, serving
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
@@ -104,17 +104,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     stored = b"".join(d + m + (a or "").encode() + (t or "").encode() for d, m, a, t in rows)
     for secret in SECRETS:
         assert secret.encode() not in stored, "an API key was stored in an event"
-
-
-@pytest.fixture(scope="module")
-def checker(server: ServerProcess) -> Checker:
-    return openapi_checker(server)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 async def call(
