@@ -205,14 +205,7 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
         stream_id=None if params.context_id is None else str(params.context_id),
         tenant=who.tenant,
     )
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
+    response = await wire.open_event_stream(request)
     await response.write(b"retry: 1000\n: connected\n\n")
     task = asyncio.current_task()
     assert task is not None

@@ -265,3 +265,18 @@ def json_response(
 def new_uuid() -> str:
     """A fresh random UUID as text."""
     return str(uuid.uuid4())
+
+
+async def open_event_stream(request: web.Request, **headers: str) -> web.StreamResponse:
+    """A prepared text/event-stream response (server-sent events) with ``headers``; no
+    transformation or buffering by proxies, so each event reaches the client as written."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache, no-transform",
+            "X-Accel-Buffering": "no",
+            **headers,
+        }
+    )
+    await response.prepare(request)
+    return response

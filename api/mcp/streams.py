@@ -19,6 +19,7 @@ from aiohttp import web
 
 from .. import appkeys, ratelimit
 from ..errors import ApiError
+from ..wire import open_event_stream
 from .protocol import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -43,19 +44,6 @@ POLL = 1.0
 def frame(message: dict[str, Any]) -> bytes:
     """One server-sent event carrying a JSON-RPC message."""
     return b"event: message\ndata: " + encode(message) + b"\n\n"
-
-
-async def _prepare(request: web.Request, **headers: str) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache, no-transform",
-            "X-Accel-Buffering": "no",
-            **headers,
-        }
-    )
-    await response.prepare(request)
-    return response
 
 
 async def _pump(
@@ -112,7 +100,7 @@ async def _event_stream(request: web.Request, session: Session) -> web.StreamRes
     task = asyncio.current_task()
     assert task is not None
     session.streaming = True
-    response = await _prepare(request, **{"Mcp-Session-Id": session.id})
+    response = await open_event_stream(request, **{"Mcp-Session-Id": session.id})
     live.streams.add(task)
     try:
         await _pump(request, response, session.outbox)
@@ -172,7 +160,7 @@ async def _listen(
     except Exception:
         error = RpcError(INTERNAL_ERROR, "could not follow the log")
         return error_response(500, error, message.id)
-    response = await _prepare(request)
+    response = await open_event_stream(request)
     live.streams.add(task)
     try:
         ack = {"_meta": dict(meta), "notifications": honored}
