@@ -6,6 +6,8 @@ Kept apart from ``app.py`` so that handlers can reach the state without importin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +20,13 @@ from .errors import ApiError
 from .settings import Settings
 
 
+class StreamEnd:
+    """How an event stream run under ``Live.streaming`` ended."""
+
+    shutdown = False
+    """True when the server's shutdown ended it."""
+
+
 class Live:
     """The open WebSockets and event streams, so that a shutdown can end them instead of
     waiting for clients that never hang up."""
@@ -26,6 +35,28 @@ class Live:
         self.websockets: set[web.WebSocketResponse] = set()
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = False
+
+    @contextlib.contextmanager
+    def streaming(self) -> Iterator[StreamEnd]:
+        """Run the body as one of the open event streams. A shutdown (``close``) cancels it:
+        that cancellation ends the body quietly, with ``shutdown`` set, so the response can
+        still finish normally; a client that left ends it quietly too. Any other
+        cancellation propagates."""
+        task = asyncio.current_task()
+        assert task is not None
+        end = StreamEnd()
+        self.streams.add(task)
+        try:
+            yield end
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
+            task.uncancel()
+            end.shutdown = True
+        except ConnectionResetError:
+            pass  # the client left
+        finally:
+            self.streams.discard(task)
 
     async def close(self) -> None:
         """Close every WebSocket (1001, going away) and end every event stream."""

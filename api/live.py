@@ -207,25 +207,16 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     )
     response = await wire.open_event_stream(request)
     await response.write(b"retry: 1000\n: connected\n\n")
-    task = asyncio.current_task()
-    assert task is not None
-    live.streams.add(task)
     beat = asyncio.create_task(_heartbeat(response, settings.sse_heartbeat))
     try:
-        async with contextlib.aclosing(store.subscribe(after, flt)) as events:
-            async for rec in events:
-                data = _encoder.encode(render.render_event(rec))
-                await response.write(
-                    b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, rec.type.encode(), data)
-                )
-    except asyncio.CancelledError:
-        if not live.closing:
-            raise
-        task.uncancel()  # our own shutdown ended the stream: finish the response normally
-    except ConnectionResetError:
-        pass  # the client left
+        with live.streaming():
+            async with contextlib.aclosing(store.subscribe(after, flt)) as events:
+                async for rec in events:
+                    data = _encoder.encode(render.render_event(rec))
+                    await response.write(
+                        b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, rec.type.encode(), data)
+                    )
     finally:
-        live.streams.discard(task)
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat

@@ -96,22 +96,12 @@ async def event_stream(request: web.Request, session: Session) -> web.StreamResp
 
 
 async def _event_stream(request: web.Request, session: Session) -> web.StreamResponse:
-    live = request.app[appkeys.LIVE]
-    task = asyncio.current_task()
-    assert task is not None
     session.streaming = True
     response = await open_event_stream(request, **{"Mcp-Session-Id": session.id})
-    live.streams.add(task)
     try:
-        await _pump(request, response, session.outbox)
-    except asyncio.CancelledError:
-        if not live.closing:
-            raise
-        task.uncancel()  # our own shutdown ended the stream: finish the response normally
-    except ConnectionResetError:
-        pass  # the client left
+        with request.app[appkeys.LIVE].streaming():
+            await _pump(request, response, session.outbox)
     finally:
-        live.streams.discard(task)
         session.streaming = False
         session.last_seen = time.monotonic()
     return response
@@ -152,31 +142,23 @@ async def _listen(
     meta: dict[str, Any],
     honored: Any,
 ) -> web.StreamResponse:
-    live = request.app[appkeys.LIVE]
-    task = asyncio.current_task()
-    assert task is not None
     try:
         await follower.start()
     except Exception:
         error = RpcError(INTERNAL_ERROR, "could not follow the log")
         return error_response(500, error, message.id)
     response = await open_event_stream(request)
-    live.streams.add(task)
     try:
-        ack = {"_meta": dict(meta), "notifications": honored}
-        await response.write(frame(notification("notifications/subscriptions/acknowledged", ack)))
-        await _pump(request, response, queue)
-    except asyncio.CancelledError:
-        if not live.closing:
-            raise
-        task.uncancel()
-        # A shutdown ends the subscription gracefully: its (empty) result says so.
-        done = server.finish(call, {"_meta": dict(meta)})
-        with contextlib.suppress(ConnectionResetError):
-            await response.write(frame(result_message(message.id, done)))
-    except ConnectionResetError:
-        pass
+        with request.app[appkeys.LIVE].streaming() as end:
+            ack = {"_meta": dict(meta), "notifications": honored}
+            await response.write(
+                frame(notification("notifications/subscriptions/acknowledged", ack))
+            )
+            await _pump(request, response, queue)
+        if end.shutdown:  # the subscription ends gracefully: its (empty) result says so
+            done = server.finish(call, {"_meta": dict(meta)})
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(frame(result_message(message.id, done)))
     finally:
-        live.streams.discard(task)
         await follower.close()
     return response
