@@ -1,7 +1,8 @@
-"""The SQLite recorder: one write connection, a pool of WAL readers, driver errors translated here.
+"""The SQLite recorder: a write connection, a pool of WAL readers, driver errors translated here.
 
-Every aiosqlite call costs a thread hand-off (about 100 µs on a small VM), so the write path
-runs a whole batch as one function on the connection's thread, and readers fetch in chunks.
+Every aiosqlite call costs a thread hand-off (about 100 µs on a small VM), so a write runs a
+whole batch as one function, and readers fetch in chunks. Group commits and small reads run on
+the event loop's thread instead when that pays (``inline``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .batch import Head, plan_batch
 from .chain import GENESIS
 from .continuity import Continuity
 from .errors import EventStoreError, SchemaTooNew, StoreClosed, StoreUnavailable
+from .inline import CommitPlacement, busy
 from .recorder import (
     AppendOutcome,
     LogFilter,
@@ -119,6 +121,8 @@ class SQLiteRecorder(Recorder):
         self._readers: list[aiosqlite.Connection] = []
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._inline: sqlite3.Connection | None = None
+        self._committer: sqlite3.Connection | None = None
+        self._placement = CommitPlacement()
         self._versions = _VersionCache()
         # An in-memory database is private to its connection, so it reads on the writer.
         self.supports_concurrent_reads = path != ":memory:"
@@ -150,6 +154,12 @@ class SQLiteRecorder(Recorder):
                 self._inline = sqlite3.connect(self.path, isolation_level=None)
                 self._inline.execute("PRAGMA busy_timeout = 0")
                 self._inline.execute("PRAGMA query_only = 1")
+                # Group commits on the loop's thread (see ``inline``): never waits for a lock,
+                # and leaves WAL checkpoints to the writer's thread.
+                self._committer = sqlite3.connect(self.path, isolation_level=None)
+                self._committer.execute("PRAGMA busy_timeout = 0")
+                self._committer.execute(f"PRAGMA synchronous = {self.synchronous}")
+                self._committer.execute("PRAGMA wal_autocheckpoint = 0")
             else:
                 self._idle.put_nowait(self._writer)
 
@@ -179,9 +189,10 @@ class SQLiteRecorder(Recorder):
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers.clear()
         self._writer = None
-        if self._inline is not None:
-            self._inline.close()
-            self._inline = None
+        for inline in (self._inline, self._committer):
+            if inline is not None:
+                inline.close()
+        self._inline = self._committer = None
         for conn in connections:
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
@@ -191,10 +202,22 @@ class SQLiteRecorder(Recorder):
     async def commit(
         self, batch: list[PendingAppend], now_us: int
     ) -> list[AppendOutcome | EventStoreError]:
-        """Plan and insert the batch in one BEGIN IMMEDIATE transaction, on the writer's thread."""
+        """Plan and insert the batch in one BEGIN IMMEDIATE transaction: on the event loop's
+        thread when that pays (``inline``), else on the writer's thread."""
         if self._writer is None:
             raise StoreClosed("the store is closed")
         with _translated():
+            conn, placement = self._committer, self._placement
+            if conn is not None and placement.inline():
+                try:
+                    outcomes = _commit_batch(conn, batch, now_us, self._versions, placement.commit)
+                except sqlite3.OperationalError as e:
+                    if not busy(e):
+                        raise
+                else:
+                    if placement.checkpoint_due():
+                        await _run(self._writer, _checkpoint)
+                    return outcomes
             return await _run(self._writer, _commit_batch, batch, now_us, self._versions)
 
     async def import_rows(self, rows: list[StoredEvent]) -> None:
@@ -282,7 +305,7 @@ class SQLiteRecorder(Recorder):
                 with _translated():
                     return fn(conn, *args)
             except StoreUnavailable as e:
-                if not isinstance(e.__cause__, sqlite3.OperationalError) or not _busy(e.__cause__):
+                if not isinstance(e.__cause__, sqlite3.OperationalError) or not busy(e.__cause__):
                     raise
         if self._writer is None:
             raise StoreClosed("the store is closed")
@@ -365,8 +388,21 @@ class _VersionCache:
         self.head = head
 
 
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    # PASSIVE: copies what it can without waiting for readers or blocking the next commit.
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def _commit_batch(
-    conn: sqlite3.Connection, batch: list[PendingAppend], now_us: int, cache: _VersionCache
+    conn: sqlite3.Connection,
+    batch: list[PendingAppend],
+    now_us: int,
+    cache: _VersionCache,
+    commit: Callable[[sqlite3.Connection], None] = _commit,
 ) -> list[AppendOutcome | EventStoreError]:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -385,7 +421,7 @@ def _commit_batch(
         rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, stream_version)
         if rows:
             conn.executemany(INSERT, [astuple(row) for row in rows])
-        conn.execute("COMMIT")
+        commit(conn)
     except BaseException:
         cache.head = -1
         if conn.in_transaction:
@@ -415,10 +451,6 @@ def _import_rows(conn: sqlite3.Connection, rows: list[StoredEvent], cache: _Vers
 
 
 _INLINE_ROWS = 1000
-
-
-def _busy(e: sqlite3.OperationalError) -> bool:
-    return "locked" in str(e) or "busy" in str(e)
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from eventstore import (
     StoreClosed,
     StoreUnavailable,
 )
+from eventstore.inline import CommitPlacement
 from tests.factories import FailingConnection
 
 
@@ -45,6 +47,9 @@ async def test_the_file_is_wal_with_the_chosen_synchronous_mode(tmp_path: Path) 
             writer = store.recorder._writer  # type: ignore[attr-defined]
             assert (await (await writer.execute("PRAGMA journal_mode")).fetchone())[0] == "wal"
             assert (await (await writer.execute("PRAGMA synchronous")).fetchone())[0] == number
+            # Group commits run on their own connection (``inline``): as durable as the writer.
+            committer = store.recorder._committer  # type: ignore[attr-defined]
+            assert committer.execute("PRAGMA synchronous").fetchone()[0] == number
 
 
 async def test_rows_cannot_be_updated_or_deleted(tmp_path: Path) -> None:
@@ -130,3 +135,34 @@ async def test_stream_pages_read_inline_and_on_a_reader_when_the_file_is_busy(
         recorder._inline = inline
     finally:
         await store.close()
+
+
+async def test_a_commit_waits_for_another_writers_lock_and_then_lands(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.db")
+    async with await EventStore.open_sqlite(path) as store:
+        await store.append("s", [ContextCreated()])
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        appending = asyncio.ensure_future(store.append("s", [message("after the lock")], 1))
+        # The inline connection does not wait for the lock; the writer's thread does.
+        await asyncio.sleep(0.05)
+        assert not appending.done()
+        other.execute("COMMIT")
+        other.close()
+        assert (await appending).version == 2
+        assert [e.version for e in await store.read_stream("s")] == [1, 2]
+
+
+async def test_inline_commits_reach_the_database_file_through_checkpoints(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await EventStore.open_sqlite(str(path)) as store:
+        recorder = store.recorder
+        assert isinstance(recorder, SQLiteRecorder)
+        recorder._placement = CommitPlacement(checkpoint_every=4)
+        for i in range(6):
+            await store.append(f"s{i}", [ContextCreated()])
+        # ``immutable`` reads the database file alone, not the WAL: what was checkpointed.
+        main_file = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        (in_file,) = main_file.execute("SELECT count(*) FROM events").fetchone()
+        main_file.close()
+        assert 4 <= in_file < 6
