@@ -79,6 +79,8 @@ class Projector:
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._advanced = asyncio.Event()
+        self._waiting = 0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def running(self) -> bool:
@@ -108,19 +110,44 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._wake()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     async def wait_for(self, position: int) -> None:
         """Return once everything up to ``position`` is applied; ProjectorFailed if the
-        projector stopped, TimeoutError after ``wait_timeout`` seconds."""
+        projector stopped, TimeoutError after about ``wait_timeout`` seconds.
+
+        No timer per wait: arming and cancelling one cost 4% of an append's throughput
+        under load (most appends wait here for the one before them). One shared watchdog
+        wakes every waiter each quarter of ``wait_timeout`` while anyone waits, and each
+        checks its own deadline.
+        """
         if self.checkpoint >= position:
-            return  # the common case under load: no timer to arm
-        async with asyncio.timeout(self.wait_timeout):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_timeout
+        self._waiting += 1
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
+        try:
             while self.checkpoint < position:
                 if self.error is not None:
                     raise ProjectorFailed(f"the projector stopped: {self.error!r}") from self.error
                 if not self.running:
                     raise ProjectorFailed("the projector is not running")
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"the read model did not reach position {position}")
                 await self._advanced.wait()
+        finally:
+            self._waiting -= 1
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self._waiting:
+            self._wake()
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
 
     async def catch_up(self) -> None:
         """Wait until the read model has everything the log held when called."""

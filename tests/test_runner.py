@@ -180,3 +180,24 @@ async def test_the_projector_stops_while_an_append_is_arriving(tmp_path: Path) -
     finally:
         await svc.close()
         await store.close()
+
+
+async def test_a_wait_for_a_position_never_applied_times_out(tmp_path: Path) -> None:
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        await fill(store, 1, 3)
+        head = await store.head()
+        await svc.projector.wait_for(head)
+        svc.projector.wait_timeout = 0.2
+        # Running and caught up, but nothing will ever reach head + 1: no hang.
+        with pytest.raises(TimeoutError):
+            await svc.projector.wait_for(head + 1)
+        svc.projector.wait_timeout = 30
+        waits = [asyncio.ensure_future(svc.projector.wait_for(head + 1)) for _ in range(3)]
+        await store.append("s0", [appended(99)], metadata=META)  # every waiter is released
+        await asyncio.wait_for(asyncio.gather(*waits), timeout=5)
+    finally:
+        await svc.close()
+        await store.close()
