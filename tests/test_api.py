@@ -452,3 +452,16 @@ async def test_restart_on_the_same_file_serves_the_same_state(connect: Connect) 
     assert (await api.get(f"{CTX}/{cid}/window", expect=200)).json == window
     await add(api, cid, "and me")
     assert (await api.get(f"{CTX}/{cid}")).json["version"] == 3
+
+
+async def test_a_ready_server_keeps_its_startup_heap_out_of_full_collections(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    import gc
+
+    app = create_app(testing.settings(str(tmp_path / "ctx.db")))
+    client: TestClient = await aiohttp_client(app)
+    await ApiClient(client, app[appkeys.OPENAPI], "key-alice").wait_ready()
+    assert gc.get_freeze_count() > 0  # frozen once ready: the collector skips it
+    await client.close()
+    assert gc.get_freeze_count() == 0  # and back to normal when the server is gone
