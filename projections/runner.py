@@ -128,7 +128,9 @@ class Projector:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_timeout
         self._waiting += 1
-        if self._watchdog is None:
+        if self._watchdog is None or self._watchdog.when() > deadline:
+            if self._watchdog is not None:  # armed for a longer wait_timeout than this one's
+                self._watchdog.cancel()
             self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
         try:
             while self.checkpoint < position:

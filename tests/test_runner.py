@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -83,17 +84,24 @@ async def test_a_crash_mid_batch_applies_nothing_and_a_restart_applies_it_once(
     await store.close()
 
 
-async def test_live_events_are_applied_and_waited_for(tmp_path: Path) -> None:
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[EventStore, Contexts]]:
+    """A store on file and a started service on it, closed after the test."""
     store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
     svc = Contexts(store)
     await svc.start()
-    try:
-        await fill(store, 2, 10)
-        await svc.projector.wait_for(await store.head())
-        await assert_matches_fold(svc, store, 2)
-    finally:
-        await svc.close()
-        await store.close()
+    yield store, svc
+    await svc.close()
+    await store.close()
+
+
+async def test_live_events_are_applied_and_waited_for(
+    running: tuple[EventStore, Contexts],
+) -> None:
+    store, svc = running
+    await fill(store, 2, 10)
+    await svc.projector.wait_for(await store.head())
+    await assert_matches_fold(svc, store, 2)
 
 
 async def test_rebuild_replays_everything_with_progress(tmp_path: Path) -> None:
@@ -182,22 +190,18 @@ async def test_the_projector_stops_while_an_append_is_arriving(tmp_path: Path) -
         await store.close()
 
 
-async def test_a_wait_for_a_position_never_applied_times_out(tmp_path: Path) -> None:
-    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
-    svc = Contexts(store)
-    await svc.start()
-    try:
-        await fill(store, 1, 3)
-        head = await store.head()
-        await svc.projector.wait_for(head)
-        svc.projector.wait_timeout = 0.2
-        # Running and caught up, but nothing will ever reach head + 1: no hang.
-        with pytest.raises(TimeoutError):
-            await svc.projector.wait_for(head + 1)
-        svc.projector.wait_timeout = 30
-        waits = [asyncio.ensure_future(svc.projector.wait_for(head + 1)) for _ in range(3)]
-        await store.append("s0", [appended(99)], metadata=META)  # every waiter is released
-        await asyncio.wait_for(asyncio.gather(*waits), timeout=5)
-    finally:
-        await svc.close()
-        await store.close()
+async def test_a_wait_for_a_position_never_applied_times_out(
+    running: tuple[EventStore, Contexts],
+) -> None:
+    store, svc = running
+    await fill(store, 1, 3)
+    head = await store.head()
+    await svc.projector.wait_for(head)
+    svc.projector.wait_timeout = 0.2
+    # Running and caught up, but nothing will ever reach head + 1: no hang.
+    with pytest.raises(TimeoutError):
+        await svc.projector.wait_for(head + 1)
+    svc.projector.wait_timeout = 30
+    waits = [asyncio.ensure_future(svc.projector.wait_for(head + 1)) for _ in range(3)]
+    await store.append("s0", [appended(99)], metadata=META)  # every waiter is released
+    await asyncio.wait_for(asyncio.gather(*waits), timeout=5)
