@@ -23,7 +23,7 @@ import msgspec
 
 from .errors import SchemaTooNew, StoreUnavailable
 from .recorder import Progress
-from .sqlite import SCHEMA_VERSION
+from .sqlite_schema import SCHEMA_VERSION
 
 SELECT_HEAD = "SELECT position FROM events ORDER BY position DESC LIMIT 1"
 HAS_EVENTS = "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'events'"

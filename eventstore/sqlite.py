@@ -1,8 +1,9 @@
 """The SQLite recorder: a write connection, a pool of WAL readers, driver errors translated here.
 
 Every aiosqlite call costs a thread hand-off (about 100 µs on a small VM), so a write runs a
-whole batch as one function, and readers fetch in chunks. Group commits and small reads run on
-the event loop's thread instead when that pays (``inline``).
+whole batch as one function (``sqlite_writes``), and readers fetch in chunks. Group commits and
+small reads run on the event loop's thread instead when that pays (``inline``). The schema and
+statements are in ``sqlite_schema``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
-from msgspec.structs import astuple
 
 from . import keystore
-from .batch import Head, plan_batch
 from .chain import GENESIS
-from .continuity import Continuity
 from .errors import EventStoreError, SchemaTooNew, StoreClosed, StoreUnavailable
 from .inline import CommitPlacement, busy
 from .recorder import (
@@ -31,70 +29,25 @@ from .recorder import (
     StoredEvent,
     StreamInfo,
 )
-
-SCHEMA_VERSION = 1
-"""Kept in ``PRAGMA user_version``; a database with a higher number is refused."""
-
-# position is the rowid: the global log is read by position far more than anything else.
-# (stream_id, version) is unique, so optimistic concurrency is enforced by the table itself.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY,
-    stream_id   TEXT    NOT NULL,
-    version     INTEGER NOT NULL,
-    event_id    TEXT    NOT NULL UNIQUE,
-    type        TEXT    NOT NULL,
-    data        BLOB    NOT NULL,
-    metadata    BLOB    NOT NULL,
-    tenant      TEXT,
-    actor       TEXT,
-    recorded_at INTEGER NOT NULL,
-    hash        BLOB    NOT NULL,
-    UNIQUE (stream_id, version)
-);
--- One entry per stream (its first event): listing streams never scans the log.
-CREATE INDEX IF NOT EXISTS events_stream_starts ON events (position) WHERE version = 1;
-CREATE INDEX IF NOT EXISTS events_tenant_stream_starts
-    ON events (tenant, position) WHERE version = 1;
--- The log is append-only; the hash chain catches whoever drops these triggers first.
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-    BEGIN SELECT RAISE(ABORT, 'events are immutable'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-    BEGIN SELECT RAISE(ABORT, 'events are immutable'); END;
-"""
-
-COLUMNS = (
-    "position, stream_id, version, event_id, type, data, metadata, tenant, actor, recorded_at, hash"
+from .sqlite_schema import (
+    FILTER_ACTOR,
+    FILTER_STREAM,
+    FILTER_TENANT,
+    FILTER_TYPES,
+    ORDER_BY_POSITION,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SELECT_ALL,
+    SELECT_HEAD,
+    SELECT_RECORDED_AT,
+    SELECT_STREAM_BACKWARD,
+    SELECT_STREAM_FORWARD,
+    SELECT_STREAM_RECORDED_AT,
+    SELECT_STREAM_VERSION,
+    SELECT_STREAMS,
+    SELECT_TENANT_STREAMS,
 )
-INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-SELECT_HEAD = "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
-SELECT_BY_IDS = f"SELECT {COLUMNS} FROM events WHERE event_id IN ({{marks}})"
-SELECT_STREAM_VERSION = "SELECT max(version) FROM events WHERE stream_id = ?"
-SELECT_STREAM_FORWARD = (
-    f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?"
-)
-SELECT_STREAM_BACKWARD = (
-    f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version <= ?"
-    " ORDER BY version DESC LIMIT ?"
-)
-SELECT_RECORDED_AT = "SELECT recorded_at FROM events WHERE position = ?"
-SELECT_STREAM_RECORDED_AT = "SELECT recorded_at FROM events WHERE stream_id = ? AND version = ?"
-SELECT_ALL = f"SELECT {COLUMNS} FROM events WHERE position > ? AND position <= ?"
-FILTER_TYPES = " AND type IN ({marks})"
-FILTER_STREAM = " AND stream_id = ?"
-FILTER_TENANT = " AND tenant = ?"
-FILTER_ACTOR = " AND actor = ?"
-ORDER_BY_POSITION = " ORDER BY position LIMIT ?"
-SELECT_STREAMS = (
-    "SELECT stream_id, position, tenant, recorded_at FROM events"
-    " INDEXED BY events_stream_starts WHERE version = 1"
-)
-SELECT_TENANT_STREAMS = (
-    "SELECT stream_id, position, tenant, recorded_at FROM events"
-    " INDEXED BY events_tenant_stream_starts WHERE version = 1 AND tenant = ?"
-)
-
-_MAX_VARIABLES = 500
+from .sqlite_writes import VersionCache, checkpoint, commit_batch, import_rows
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
@@ -123,7 +76,7 @@ class SQLiteRecorder(Recorder):
         self._inline: sqlite3.Connection | None = None
         self._committer: sqlite3.Connection | None = None
         self._placement = CommitPlacement()
-        self._versions = _VersionCache()
+        self._versions = VersionCache()
         # An in-memory database is private to its connection, so it reads on the writer.
         self.supports_concurrent_reads = path != ":memory:"
 
@@ -210,22 +163,22 @@ class SQLiteRecorder(Recorder):
             conn, placement = self._committer, self._placement
             if conn is not None and placement.inline():
                 try:
-                    outcomes = _commit_batch(conn, batch, now_us, self._versions, placement.commit)
+                    outcomes = commit_batch(conn, batch, now_us, self._versions, placement.commit)
                 except sqlite3.OperationalError as e:
                     if not busy(e):
                         raise
                 else:
                     if placement.checkpoint_due():
-                        await _run(self._writer, _checkpoint)
+                        await _run(self._writer, checkpoint)
                     return outcomes
-            return await _run(self._writer, _commit_batch, batch, now_us, self._versions)
+            return await _run(self._writer, commit_batch, batch, now_us, self._versions)
 
     async def import_rows(self, rows: list[StoredEvent]) -> None:
         """Check and insert the rows as given in one BEGIN IMMEDIATE transaction."""
         if self._writer is None:
             raise StoreClosed("the store is closed")
         with _translated():
-            await _run(self._writer, _import_rows, rows, self._versions)
+            await _run(self._writer, import_rows, rows, self._versions)
 
     async def subject_key(
         self, tenant: str, subject: str, candidate: tuple[str, bytes], now_us: int
@@ -361,108 +314,11 @@ async def _run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> 
     return await conn._execute(lambda: fn(conn._conn, *args))
 
 
-class _VersionCache:
-    """Stream versions as this writer last left them, valid while nobody else has written.
-
-    Reading each stream's version costs a query per append; when the head of the log is still
-    the one this writer committed, no other process has written since, so the cached versions
-    are exact. Any other head (or a failed transaction) empties the cache.
-    """
-
-    LIMIT = 100_000
-
-    def __init__(self) -> None:
-        self.head = -1
-        self.versions: dict[str, int] = {}
-
-    def valid_at(self, head: int) -> dict[str, int]:
-        if head != self.head:
-            self.versions.clear()
-        return self.versions
-
-    def update(self, head: int, rows: list[StoredEvent]) -> None:
-        if len(self.versions) > self.LIMIT:
-            self.versions.clear()
-        for row in rows:
-            self.versions[row.stream_id] = row.version
-        self.head = head
-
-
-def _commit(conn: sqlite3.Connection) -> None:
-    conn.execute("COMMIT")
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    # PASSIVE: copies what it can without waiting for readers or blocking the next commit.
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-def _commit_batch(
-    conn: sqlite3.Connection,
-    batch: list[PendingAppend],
-    now_us: int,
-    cache: _VersionCache,
-    commit: Callable[[sqlite3.Connection], None] = _commit,
-) -> list[AppendOutcome | EventStoreError]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute(SELECT_HEAD).fetchone()
-        head = Head(*row) if row else Head(0, GENESIS, 0)
-        known = cache.valid_at(head.position)
-        ids = [event.event_id for append in batch for event in append.events]
-        stored_by_id = {row.event_id: row for row in _rows_by_ids(conn, ids)}
-
-        def stream_version(stream_id: str) -> int:
-            version = known.get(stream_id)
-            if version is None:
-                version = conn.execute(SELECT_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0
-            return version
-
-        rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, stream_version)
-        if rows:
-            conn.executemany(INSERT, [astuple(row) for row in rows])
-        commit(conn)
-    except BaseException:
-        cache.head = -1
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    cache.update(head.position, rows)
-    return outcomes
-
-
-def _import_rows(conn: sqlite3.Connection, rows: list[StoredEvent], cache: _VersionCache) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # The writer's cached versions are of the log before these rows: forget them.
-        cache.head = -1
-        head = conn.execute(SELECT_HEAD).fetchone()
-        end = Continuity(*head) if head else Continuity()
-        stored = {row.event_id for row in _rows_by_ids(conn, [row.event_id for row in rows])}
-        end.check(
-            rows, stored, lambda s: conn.execute(SELECT_STREAM_VERSION, (s,)).fetchone()[0] or 0
-        )
-        conn.executemany(INSERT, [astuple(row) for row in rows])
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 _INLINE_ROWS = 1000
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
     return conn.execute(sql, args).fetchall()
-
-
-def _rows_by_ids(conn: sqlite3.Connection, ids: list[str]) -> Iterator[StoredEvent]:
-    for start in range(0, len(ids), _MAX_VARIABLES):
-        chunk = ids[start : start + _MAX_VARIABLES]
-        sql = SELECT_BY_IDS.format(marks=",".join("?" * len(chunk)))
-        for row in conn.execute(sql, chunk):
-            yield StoredEvent(*row)
 
 
 def _read_all(conn: sqlite3.Connection, after: int, limit: int, filter: LogFilter) -> LogPage:

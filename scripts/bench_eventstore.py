@@ -28,7 +28,7 @@ import msgspec
 
 from eventstore import EventMetadata, EventStore, MessageAppended
 from eventstore.ids import new_id
-from eventstore.sqlite import INSERT, SCHEMA
+from eventstore.sqlite_schema import INSERT, SCHEMA
 
 CONTENT = "lorem ipsum dolor sit amet " * 36  # ~1 KB encoded event
 
