@@ -49,7 +49,7 @@ class VersionCache:
         self.head = head
 
 
-def commit(conn: sqlite3.Connection) -> None:
+def _commit(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
@@ -63,8 +63,10 @@ def commit_batch(
     batch: list[PendingAppend],
     now_us: int,
     cache: VersionCache,
-    commit: Callable[[sqlite3.Connection], None] = commit,
+    commit: Callable[[sqlite3.Connection], None] = _commit,
 ) -> list[AppendOutcome | EventStoreError]:
+    """Plan and insert the batch in one transaction; ``commit`` ends it (the inline
+    connection's is timed, see ``inline``)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute(SELECT_HEAD).fetchone()
