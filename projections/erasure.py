@@ -4,9 +4,9 @@ The log never changes: the subject's content is sealed in it with the subject's 
 (``eventstore.sealing``). Erasing destroys the key, records a SubjectErased event on each
 context that held the subject's content (the audit trail: who erased, when, which
 contexts), and rebuilds the read model from the log, where that content now decodes as
-"[erased]": message rows, summaries, snapshots and the full-text index all forget it. The
-read model's SQLite connection deletes securely (freed pages are zeroed) and its WAL is
-checkpointed and truncated, so no copy of the plaintext stays in its files either.
+"[erased]": message rows, summaries, snapshots and the full-text index all forget it. No copy
+of the plaintext stays in the read model's files either: the rebuild writes a new file and
+unlinks the old one whole, write-ahead log included (a read model in memory has no files).
 
 Affected contexts are found in the read model: those whose metadata names the subject,
 those with a message whose metadata names it, and every fork descending from them (a fork
@@ -52,14 +52,6 @@ def _affected_sync(conn: sqlite3.Connection, tenant: str | None, subject: str) -
     return [row[0] for row in conn.execute(AFFECTED, {"subject": subject, "tenant": tenant})]
 
 
-def _secure_delete_sync(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA secure_delete = ON")
-
-
-def _checkpoint_sync(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-
-
 async def erase_subject(service: Contexts, caller: Caller, subject: str) -> Erased:
     """Destroy ``subject``'s key in the caller's tenant, record it, and re-project.
 
@@ -79,9 +71,7 @@ async def erase_subject(service: Contexts, caller: Caller, subject: str) -> Eras
                 context_id, [SubjectErased(subject=subject)], ANY, metadata=metadata
             )
     if destroyed or contexts:
-        await service.readmodel.write(_secure_delete_sync)
         await service.rebuild()
-        await service.readmodel.write(_checkpoint_sync)
     return Erased(
         subject=subject, tenant=caller.tenant, keys_destroyed=destroyed, contexts=contexts
     )

@@ -5,12 +5,18 @@ It lives in its own database (``<log>.readmodel`` beside a SQLite log, ``:memory
 path otherwise), so the projector's transactions never contend with the event writer's. It is
 disposable: a schema or token-encoding mismatch on open drops it and the projector replays the
 log (``Projector.rebuild``). The tables are described in ``tables``.
+
+A rebuild of a read model on file writes a new file beside it (``<path>.rebuilding``) and
+then swaps it in (``adopt``), so reads go on being served by the old one until the swap, and
+nothing of the old one is carried over (erasure relies on that: the old file is unlinked, not
+emptied page by page). A rebuild in memory empties the tables in place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -22,6 +28,9 @@ from .errors import ProjectionError
 from .tables import DROP, SCHEMA, SCHEMA_VERSION, SELECT_CHECKPOINT, UPSERT_CHECKPOINT
 
 T = TypeVar("T")
+
+REBUILDING = ".rebuilding"
+"""The suffix of the file a rebuild writes before it replaces the read model's."""
 
 
 class ReadModel:
@@ -38,10 +47,14 @@ class ReadModel:
         self._readers: list[aiosqlite.Connection] = []
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._inline: sqlite3.Connection | None = None
+        self._encoding = ""
+        self._swapped: asyncio.Event | None = None
+        """Unset while ``adopt`` swaps the files: reads wait for it."""
 
     async def open(self, encoding: str) -> int:
         """Open (creating or, on a schema or encoding mismatch, recreating) the tables;
         returns the checkpoint position (0 when empty)."""
+        self._encoding = encoding
         self._writer = await self._connect()
         position = await self.write(_init_sync, self.path, encoding)
         if self.path != ":memory:":
@@ -56,6 +69,56 @@ class ReadModel:
             self._inline.execute("PRAGMA query_only = 1")
         else:
             self._idle.put_nowait(self._writer)
+        return position
+
+    @property
+    def on_file(self) -> bool:
+        """False for ``:memory:`` (a rebuild then empties the tables in place)."""
+        return self.path != ":memory:"
+
+    async def fresh(self) -> ReadModel:
+        """A new, empty read model in ``<path>.rebuilding`` (what a crashed rebuild left
+        there is discarded), with one connection and no rollback journal until ``adopt``:
+        it is thrown away whole if the rebuild fails."""
+        fresh = ReadModel(self.path + REBUILDING, readers=0)
+        _remove(fresh.path)
+        fresh._encoding = self._encoding
+        fresh._writer = await fresh._connect()
+        await fresh.write(_init_fresh_sync, self._encoding)
+        fresh._idle.put_nowait(fresh._writer)  # its reads (history of a fork) go there too
+        return fresh
+
+    async def discard(self) -> None:
+        """Close and delete this (fresh) read model."""
+        await self.close()
+        _remove(self.path)
+
+    async def adopt(self, fresh: ReadModel) -> int:
+        """Replace this read model with ``fresh`` (a finished rebuild); returns its checkpoint.
+
+        Reads in flight finish first and reads that arrive meanwhile wait. Refused (the old
+        read model stays) while another process has this one open: the file would change
+        under it, and its write-ahead log would be replayed onto the new file.
+        """
+        await fresh.write(_finish_fresh_sync)
+        await fresh.close()
+        # The rebuild ran without syncs: its pages reach the disk before the rename makes
+        # them the read model, and the rename before anything builds on it.
+        await asyncio.to_thread(_fsync, fresh.path)
+        gate = self._swapped = asyncio.Event()
+        try:
+            for _ in self._readers:  # wait until every reader is back, then close them all
+                await self._idle.get()
+            await self.close()
+            swapped = await asyncio.to_thread(_swap_files, fresh.path, self.path)
+            position = await self.open(self._encoding)
+        finally:
+            self._swapped = None
+            gate.set()
+        if not swapped:
+            raise ProjectionError(
+                f"{self.path} is open in another process: stop it, then rebuild again"
+            )
         return position
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -84,6 +147,8 @@ class ReadModel:
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(sqlite3_connection, *args)`` in one read transaction on a reader."""
+        if self._swapped is not None:
+            await self._swapped.wait()
         if self._writer is None:
             raise ProjectionError("the read model is closed")
         async with self._reader() as conn:
@@ -143,6 +208,50 @@ def _init_sync(conn: sqlite3.Connection, path: str, encoding: str) -> int:
         reset_sync(conn, encoding)
         return 0
     return 0 if row is None else int(row[0])
+
+
+def _init_fresh_sync(conn: sqlite3.Connection, encoding: str) -> None:
+    # No journal: a failed rebuild throws the whole file away, so nothing is rolled back
+    # (ROLLBACK without a journal leaves the file undefined; it is never used again).
+    # Without WAL every page is written once, not twice (WAL, then the checkpoint).
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute(UPSERT_CHECKPOINT, (0, encoding))
+
+
+def _finish_fresh_sync(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA locking_mode = NORMAL")
+    conn.execute("PRAGMA journal_mode = WAL")  # also hands the exclusive lock back
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
+
+
+def _swap_files(fresh: str, path: str) -> bool:
+    """Rename ``fresh`` over ``path`` (every connection to it closed); False, and ``fresh``
+    removed, if ``path`` still has a write-ahead log: the last connection to close deletes
+    it, so another process holds it open."""
+    if os.path.exists(path + "-wal"):
+        _remove(fresh)
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path + "-shm")  # the index of a log that is gone
+    os.replace(fresh, path)
+    _fsync(os.path.dirname(os.path.abspath(path)))
+    return True
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def bulk_sync(conn: sqlite3.Connection, on: bool) -> None:

@@ -39,6 +39,7 @@ from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
 from .search import defer_sync, index_all_sync
 from .state import TokenCounting
+from .tables import ContextRow
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in the log) during a rebuild."""
@@ -158,26 +159,59 @@ class Projector:
             while self.checkpoint < head:
                 await self.wait_for(min(head, self.checkpoint + 1))
 
-    async def rebuild(self, progress: Progress | None = None, *, batch_size: int = 10_000) -> int:
-        """Drop the read model and replay the whole log; returns the events applied.
+    async def rebuild(self, progress: Progress | None = None, *, batch_size: int = 2000) -> int:
+        """Replay the whole log into a new read model; returns the events applied.
 
-        The live loop (if running) is stopped for the duration and restarted after.
+        The live loop (if running) is stopped for the duration and restarted after. On file,
+        the new read model is built beside the old one, which goes on serving reads (as of
+        its checkpoint: a read waiting for a newer write waits for the swap), and replaces it
+        at the end; in memory, the tables are emptied and refilled in place.
         """
         was_running = self.running
         await self.stop()
-        await self.readmodel.write(reset_sync, self.counter.encoding)
+        if self.readmodel.on_file:
+            target = await self.readmodel.fresh()
+            history = History(self.store, target, self.counter)
+        else:
+            target, history = self.readmodel, self.history
+            await target.write(reset_sync, self.counter.encoding)
+            self._forget(0)
+        try:
+            done, through = await self._replay(target, history, progress, batch_size)
+            if target is not self.readmodel:
+                await self.readmodel.adopt(target)
+        except BaseException:
+            if target is not self.readmodel:  # the old read model stands: follow on with it
+                with contextlib.suppress(Exception):
+                    await target.discard()
+                if was_running:
+                    await self.start(self.checkpoint)
+            raise
+        self._forget(through)
+        if was_running:
+            await self.start(self.checkpoint)
+        return done
+
+    def _forget(self, checkpoint: int) -> None:
+        """The read model was replaced or reset: drop what was cached from it."""
         self.history.clear_cache()
         self.headers.clear()
-        self.checkpoint = 0
+        self.checkpoint = checkpoint
+        self._wake()
+
+    async def _replay(
+        self, target: ReadModel, history: History, progress: Progress | None, batch_size: int
+    ) -> tuple[int, int]:
+        """Apply the whole log to ``target`` (empty); returns (events applied, checkpoint)."""
         total = await self.store.head()
-        done = 0
+        done = through = 0
         # A pipeline of three: while the read model's thread applies page N, the log's
         # reader fetches page N+2 and this thread decodes and tokenizes page N+1 (tiktoken
         # releases the GIL while it encodes).
         reading = asyncio.ensure_future(self.store.read_all(0, batch_size))
         applying: asyncio.Future[None] | None = None
-        await self.readmodel.write(defer_sync)  # a crash before index_all_sync: start over
-        await self.readmodel.write(bulk_sync, True)
+        await target.write(defer_sync)  # a crash before index_all_sync: start over
+        await target.write(bulk_sync, True)
         try:
             while True:
                 events, through = await reading
@@ -187,7 +221,9 @@ class Projector:
                 if applying is not None:
                     await applying
                 if events:
-                    applying = asyncio.ensure_future(self.apply(events, tokens, search=False))
+                    applying = asyncio.ensure_future(
+                        self._apply_to(target, history, events, tokens, search=False)
+                    )
                     done += len(events)
                 if progress is not None:
                     progress(through, max(total, through))
@@ -195,37 +231,46 @@ class Projector:
                     break
             if applying is not None:
                 await applying
-            await self.readmodel.write(index_all_sync)
+            await target.write(index_all_sync)
         finally:
             for pending in (reading, applying):
                 if pending is not None and not pending.done():
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pending
-            await self.readmodel.write(bulk_sync, False)
-        if was_running:
-            await self.start(self.checkpoint)
-        return done
+            await target.write(bulk_sync, False)
+        return done, through
 
     async def apply(
         self, batch: list[RecordedEvent], tokens: Tokens | None = None, *, search: bool = True
     ) -> None:
         """Apply consecutive log events in one transaction with the checkpoint; ``tokens``
         may hold the messages' counts already (``count_batch``)."""
+        rows = await self._apply_to(self.readmodel, self.history, batch, tokens, search=search)
+        self.headers.put_rows(rows)
+        self.checkpoint = batch[-1].position
+        self._wake()
+
+    async def _apply_to(
+        self,
+        target: ReadModel,
+        history: History,
+        batch: list[RecordedEvent],
+        tokens: Tokens | None,
+        *,
+        search: bool,
+    ) -> list[ContextRow]:
         resolved: Resolved = {}
         for rec in batch:
             match rec.event:
                 case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
-                    resolved[parent, at] = await self.history.state_at(parent, at)
-                case ContextRolledBack(to_version=target) if 1 <= target < rec.version:
-                    key = (rec.stream_id, target)
-                    resolved[key] = await self.history.state_at(*key)
-        rows = await self.readmodel.write(
+                    resolved[parent, at] = await history.state_at(parent, at)
+                case ContextRolledBack(to_version=to) if 1 <= to < rec.version:
+                    key = (rec.stream_id, to)
+                    resolved[key] = await history.state_at(*key)
+        return await target.write(
             apply_sync, batch, resolved, self._counting, self.snapshot_every, tokens or {}, search
         )
-        self.headers.put_rows(rows)
-        self.checkpoint = batch[-1].position
-        self._wake()
 
     def count_batch(self, batch: list[RecordedEvent]) -> Tokens:
         """The token counts of the batch's appended messages (what ``apply`` would count)."""

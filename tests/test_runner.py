@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
-from projections import Caller, Contexts, ProjectorFailed, apply, fold
+from projections import Caller, Contexts, ProjectionError, ProjectorFailed, apply, fold
+from projections.readmodel import REBUILDING
 from tests.factories import COUNTER
 
 META = EventMetadata(tenant="t")
@@ -205,3 +208,98 @@ async def test_a_wait_for_a_position_never_applied_times_out(
     waits = [asyncio.ensure_future(svc.projector.wait_for(head + 1)) for _ in range(3)]
     await store.append("s0", [appended(99)], metadata=META)  # every waiter is released
     await asyncio.wait_for(asyncio.gather(*waits), timeout=5)
+
+
+def rebuilding_file(svc: Contexts) -> bool:
+    """Whether a rebuild's new read model lies beside the read model's file."""
+    return os.path.exists(svc.readmodel.path + REBUILDING)
+
+
+async def test_a_rebuild_on_file_serves_the_old_read_model_until_it_swaps_the_new_one_in(
+    running: tuple[EventStore, Contexts], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, svc = running
+    await fill(store, 3, 20)
+    await svc.projector.wait_for(await store.head())
+    path = svc.readmodel.path
+    inode = os.stat(path).st_ino
+    half_built, go_on = asyncio.Event(), asyncio.Event()
+    real = svc.projector._apply_to
+
+    async def pausing(*args: Any, **kwargs: Any) -> Any:
+        rows = await real(*args, **kwargs)
+        half_built.set()
+        await go_on.wait()
+        return rows
+
+    monkeypatch.setattr(svc.projector, "_apply_to", pausing)
+    rebuilding = asyncio.create_task(svc.projector.rebuild(batch_size=10))
+    await half_built.wait()
+    assert rebuilding_file(svc)
+    await assert_matches_fold(svc, store, 3)  # the old model, whole, while the new one fills
+    go_on.set()
+    assert await rebuilding == await store.head()
+    assert not rebuilding_file(svc)
+    assert os.stat(path).st_ino != inode
+    assert svc.projector.running
+    await store.append("s0", [appended(99)], metadata=META)  # followed on the new file
+    await svc.projector.wait_for(await store.head())
+    await assert_matches_fold(svc, store, 3)
+
+
+async def test_a_failed_rebuild_leaves_the_old_read_model_serving_and_followed(
+    running: tuple[EventStore, Contexts], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, svc = running
+    await fill(store, 2, 30)
+    await svc.projector.wait_for(await store.head())
+    real = apply._apply_event
+    seen = 0
+
+    def crash_after_40(*args: object) -> object:
+        nonlocal seen
+        seen += 1
+        if seen > 40:
+            raise RuntimeError("disk full")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apply, "_apply_event", crash_after_40)
+    with pytest.raises(RuntimeError, match="disk full"):
+        await svc.projector.rebuild(batch_size=25)
+    monkeypatch.setattr(apply, "_apply_event", real)
+    assert not rebuilding_file(svc)
+    assert svc.projector.running
+    await store.append("s1", [appended(99)], metadata=META)
+    await svc.projector.wait_for(await store.head())
+    await assert_matches_fold(svc, store, 2)
+
+
+async def test_a_rebuild_is_refused_while_another_process_has_the_read_model_open(
+    running: tuple[EventStore, Contexts],
+) -> None:
+    """Its connection would go on with the unlinked file, and its write-ahead log would be
+    replayed onto the new one: the old read model stays."""
+    store, svc = running
+    await fill(store, 2, 5)
+    await svc.projector.wait_for(await store.head())
+    other = sqlite3.connect(svc.readmodel.path)  # what another process's connection leaves
+    try:
+        other.execute("SELECT count(*) FROM messages").fetchone()
+        with pytest.raises(ProjectionError, match="open in another process"):
+            await svc.rebuild()
+    finally:
+        other.close()
+    assert not rebuilding_file(svc)
+    assert svc.projector.running
+    await assert_matches_fold(svc, store, 2)
+    assert await svc.rebuild() == await store.head()  # once it is closed
+
+
+async def test_a_rebuild_replaces_what_a_crashed_one_left_beside_the_read_model(
+    running: tuple[EventStore, Contexts],
+) -> None:
+    store, svc = running
+    await fill(store, 2, 5)
+    await asyncio.to_thread(Path(svc.readmodel.path + REBUILDING).write_bytes, b"half a db")
+    assert await svc.rebuild() == await store.head()
+    await assert_matches_fold(svc, store, 2)
