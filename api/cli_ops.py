@@ -298,7 +298,8 @@ def erase(subject: str, tenant: str | None, db: str, fmt: str) -> None:
     message or its context) reads as "[erased]" from now on, in the log, the read model,
     exports and later backups. The log, its hash chain and history stay intact; each
     affected context records a subject.erased event. Idempotent. With a server running,
-    erase through its API instead (POST /api/v1/subjects/{subject}/erase), or restart it."""
+    erase through its API instead (POST /api/v1/subjects/{subject}/erase), or stop it first:
+    the read model it holds open is not replaced under it (exit 6; run this again)."""
     run(_erase(db, subject, tenant, Output(fmt)))
 
 

@@ -88,7 +88,7 @@ def failure(e: BaseException) -> CliError | None:
             return CliError(Exit.SCHEMA_TOO_NEW, f"{e}: written by a newer ctxlog?")
         case es.SchemaTooNew():
             return CliError(Exit.SCHEMA_TOO_NEW, str(e))
-        case TargetNotEmpty() | PartialExport() | FileExistsError():
+        case TargetNotEmpty() | PartialExport() | FileExistsError() | pj.ReadModelInUse():
             return CliError(Exit.REFUSED, str(e))
         case pj.ContextNotFound() | pj.ContextIsDeleted() | pj.InvalidVersion():
             return CliError(Exit.NOT_FOUND, str(e))

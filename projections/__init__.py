@@ -15,6 +15,7 @@ from .errors import (
     MessageNotFound,
     MissingHistory,
     ProjectionError,
+    ReadModelInUse,
     UnknownModel,
 )
 from .history import CHUNK, SNAPSHOT_EVERY, History
@@ -70,6 +71,7 @@ __all__ = [
     "Projector",
     "ProjectorFailed",
     "ReadModel",
+    "ReadModelInUse",
     "Reason",
     "Resolver",
     "SearchHit",

@@ -85,3 +85,14 @@ class EncodingUnavailable(ProjectionError):
 
 class UnknownModel(ProjectionError):
     """No encoding is known for this model name."""
+
+
+class ReadModelInUse(ProjectionError):
+    """A rebuild could not replace the read model's file: another process has it open."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the read model {path} is open in another process (a running server?):"
+            " stop it, then run this again"
+        )
+        self.path = path

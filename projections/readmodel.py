@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from . import search
-from .errors import ProjectionError
+from .errors import ProjectionError, ReadModelInUse
 from .tables import DROP, SCHEMA, SCHEMA_VERSION, SELECT_CHECKPOINT, UPSERT_CHECKPOINT
 
 T = TypeVar("T")
@@ -116,9 +116,7 @@ class ReadModel:
             self._swapped = None
             gate.set()
         if not swapped:
-            raise ProjectionError(
-                f"{self.path} is open in another process: stop it, then rebuild again"
-            )
+            raise ReadModelInUse(self.path)
         return position
 
     async def _connect(self) -> aiosqlite.Connection:

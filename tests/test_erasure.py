@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
+from api.cli_support import Exit
 from api.testing import ApiClient
 from eventstore import ERASED, EventMetadata, EventStore, MessageAppended, SubjectErased
 from projections import Caller, Contexts, NewMessage
@@ -298,3 +300,30 @@ async def test_api_erase_is_tenant_scoped_and_idempotent(
     assert unknown.json == {
         "subject": "nobody", "tenant": "tenant-a", "keys_destroyed": 0, "contexts": []
     }  # fmt: skip
+
+
+async def test_erase_on_the_command_line_beside_a_running_server_is_refused_then_completed(
+    tmp_path: Path,
+) -> None:
+    """The server holds the read model open: the erase destroys the key and records it, but
+    does not swap the rebuilt read model under the server; it says so, and run again once the
+    server is stopped it completes (the old read model still held the content until then)."""
+    db = tmp_path / "log.db"
+    ids = await _story(str(db))
+    server = sqlite3.connect(f"{db}.readmodel")  # what a server's connection leaves open
+    try:
+        server.execute("SELECT count(*) FROM messages").fetchone()
+        refused = await asyncio.to_thread(
+            invoke, "erase", "--subject", "ada", "--tenant", "acme", "--db", db
+        )
+    finally:
+        server.close()
+    assert refused.exit_code == Exit.REFUSED
+    assert "open in another process" in refused.stderr
+    again = await asyncio.to_thread(
+        invoke, "erase", "--subject", "ada", "--tenant", "acme", "--db", db, "--format", "json"
+    )
+    assert again.exit_code == 0, again.stderr
+    assert as_json(again)["keys_destroyed"] == 0  # the first run destroyed it
+    assert set(await _contents(db, ids["ada"])) == {ERASED}
+    assert SECRET.encode() not in await asyncio.to_thread(_files, db)

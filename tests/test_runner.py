@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
-from projections import Caller, Contexts, ProjectionError, ProjectorFailed, apply, fold
+from projections import Caller, Contexts, ProjectorFailed, ReadModelInUse, apply, fold
 from projections.readmodel import REBUILDING
 from tests.factories import COUNTER
 
@@ -285,7 +285,7 @@ async def test_a_rebuild_is_refused_while_another_process_has_the_read_model_ope
     other = sqlite3.connect(svc.readmodel.path)  # what another process's connection leaves
     try:
         other.execute("SELECT count(*) FROM messages").fetchone()
-        with pytest.raises(ProjectionError, match="open in another process"):
+        with pytest.raises(ReadModelInUse, match="open in another process"):
             await svc.rebuild()
     finally:
         other.close()
