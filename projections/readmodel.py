@@ -57,7 +57,7 @@ class ReadModel:
         self._encoding = encoding
         self._writer = await self._connect()
         position = await self.write(_init_sync, self.path, encoding)
-        if self.path != ":memory:":
+        if self.on_file:
             for _ in range(self._reader_count):
                 reader = await self._connect()
                 await reader.execute("PRAGMA query_only = 1")
@@ -110,8 +110,10 @@ class ReadModel:
             for _ in self._readers:  # wait until every reader is back, then close them all
                 await self._idle.get()
             await self.close()
-            swapped = await asyncio.to_thread(_swap_files, fresh.path, self.path)
-            position = await self.open(self._encoding)
+            try:
+                swapped = await asyncio.to_thread(_swap_files, fresh.path, self.path)
+            finally:  # swapped, refused or failed: this read model serves again
+                position = await self.open(self._encoding)
         finally:
             self._swapped = None
             gate.set()

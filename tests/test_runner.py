@@ -47,23 +47,30 @@ async def assert_matches_fold(svc: Contexts, store: EventStore, streams: int) ->
         assert await svc.get(Caller(tenant="t"), f"s{s}") == fold(events, counter=COUNTER)
 
 
+def crash_applying_after(events: int, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Make the projector fail ("killed") on the event after ``events`` applied ones;
+    returns the real function, to put back."""
+    real = apply._apply_event
+    seen = 0
+
+    def crashing(*args: object) -> object:
+        nonlocal seen
+        seen += 1
+        if seen > events:
+            raise RuntimeError("killed")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apply, "_apply_event", crashing)
+    return real
+
+
 async def test_a_crash_mid_batch_applies_nothing_and_a_restart_applies_it_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = str(tmp_path / "log.db")
     store = await EventStore.open_sqlite(log)
     await fill(store, 3, 40)
-    real = apply._apply_event
-    seen = 0
-
-    def crash_after_50(*args: object) -> object:
-        nonlocal seen
-        seen += 1
-        if seen > 50:
-            raise RuntimeError("killed")
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(apply, "_apply_event", crash_after_50)
+    real = crash_applying_after(50, monkeypatch)
     svc = Contexts(store, batch_size=1000)
     with pytest.raises(ProjectorFailed):
         await svc.start()  # the one batch of 123 events fails at the 51st
@@ -253,18 +260,8 @@ async def test_a_failed_rebuild_leaves_the_old_read_model_serving_and_followed(
     store, svc = running
     await fill(store, 2, 30)
     await svc.projector.wait_for(await store.head())
-    real = apply._apply_event
-    seen = 0
-
-    def crash_after_40(*args: object) -> object:
-        nonlocal seen
-        seen += 1
-        if seen > 40:
-            raise RuntimeError("disk full")
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(apply, "_apply_event", crash_after_40)
-    with pytest.raises(RuntimeError, match="disk full"):
+    real = crash_applying_after(40, monkeypatch)
+    with pytest.raises(RuntimeError, match="killed"):
         await svc.projector.rebuild(batch_size=25)
     monkeypatch.setattr(apply, "_apply_event", real)
     assert not rebuilding_file(svc)
@@ -302,4 +299,25 @@ async def test_a_rebuild_replaces_what_a_crashed_one_left_beside_the_read_model(
     await fill(store, 2, 5)
     await asyncio.to_thread(Path(svc.readmodel.path + REBUILDING).write_bytes, b"half a db")
     assert await svc.rebuild() == await store.head()
+    await assert_matches_fold(svc, store, 2)
+
+
+async def test_a_swap_that_fails_leaves_the_old_read_model_open_and_followed(
+    running: tuple[EventStore, Contexts], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projections import readmodel
+
+    store, svc = running
+    await fill(store, 2, 5)
+
+    def rename_fails(fresh: str, path: str) -> bool:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(readmodel, "_swap_files", rename_fails)
+    with pytest.raises(OSError, match="read-only"):
+        await svc.rebuild()
+    assert not rebuilding_file(svc)
+    assert svc.projector.running
+    await store.append("s0", [appended(99)], metadata=META)
+    await svc.projector.wait_for(await store.head())
     await assert_matches_fold(svc, store, 2)
