@@ -217,6 +217,14 @@ async def test_a_wait_for_a_position_never_applied_times_out(
     await asyncio.wait_for(asyncio.gather(*waits), timeout=5)
 
 
+async def assert_followed(svc: Contexts, store: EventStore, streams: int) -> None:
+    """The projector runs after a rebuild (done or failed) and applies a new append."""
+    assert svc.projector.running
+    await store.append("s0", [appended(99)], metadata=META)
+    await svc.projector.wait_for(await store.head())
+    await assert_matches_fold(svc, store, streams)
+
+
 def rebuilding_file(svc: Contexts) -> bool:
     """Whether a rebuild's new read model lies beside the read model's file."""
     return os.path.exists(svc.readmodel.path + REBUILDING)
@@ -248,10 +256,7 @@ async def test_a_rebuild_on_file_serves_the_old_read_model_until_it_swaps_the_ne
     assert await rebuilding == await store.head()
     assert not rebuilding_file(svc)
     assert os.stat(path).st_ino != inode
-    assert svc.projector.running
-    await store.append("s0", [appended(99)], metadata=META)  # followed on the new file
-    await svc.projector.wait_for(await store.head())
-    await assert_matches_fold(svc, store, 3)
+    await assert_followed(svc, store, 3)
 
 
 async def test_a_failed_rebuild_leaves_the_old_read_model_serving_and_followed(
@@ -265,10 +270,7 @@ async def test_a_failed_rebuild_leaves_the_old_read_model_serving_and_followed(
         await svc.projector.rebuild(batch_size=25)
     monkeypatch.setattr(apply, "_apply_event", real)
     assert not rebuilding_file(svc)
-    assert svc.projector.running
-    await store.append("s1", [appended(99)], metadata=META)
-    await svc.projector.wait_for(await store.head())
-    await assert_matches_fold(svc, store, 2)
+    await assert_followed(svc, store, 2)
 
 
 async def test_a_rebuild_is_refused_while_another_process_has_the_read_model_open(
@@ -287,8 +289,7 @@ async def test_a_rebuild_is_refused_while_another_process_has_the_read_model_ope
     finally:
         other.close()
     assert not rebuilding_file(svc)
-    assert svc.projector.running
-    await assert_matches_fold(svc, store, 2)
+    await assert_followed(svc, store, 2)
     assert await svc.rebuild() == await store.head()  # once it is closed
 
 
@@ -317,7 +318,4 @@ async def test_a_swap_that_fails_leaves_the_old_read_model_open_and_followed(
     with pytest.raises(OSError, match="read-only"):
         await svc.rebuild()
     assert not rebuilding_file(svc)
-    assert svc.projector.running
-    await store.append("s0", [appended(99)], metadata=META)
-    await svc.projector.wait_for(await store.head())
-    await assert_matches_fold(svc, store, 2)
+    await assert_followed(svc, store, 2)
