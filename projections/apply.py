@@ -9,7 +9,9 @@ checkpoint, so a batch is applied exactly once.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+import msgspec
 
 from eventstore import (
     Content,
@@ -110,16 +112,19 @@ def apply_sync(
     snapshot_every: int,
     tokens: Tokens,
     search: bool = True,
+    known: Mapping[str, ContextRow] | None = None,
 ) -> list[ContextRow]:
     """Apply the batch; returns the committed rows of the contexts it touched. ``search``
-    False leaves the full-text index alone (a rebuild indexes everything once at its end)."""
+    False leaves the full-text index alone (a rebuild indexes everything once at its end).
+    ``known``: committed rows the caller has at hand (the projector's header cache); each
+    is used, copied, only if it is the row just before the event that touches it."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         touched: dict[str, ContextRow | None] = {}
         recorded, at = None, 0
         for rec in batch:
             cid = rec.stream_id
-            ctx = touched[cid] if cid in touched else context_sync(conn, cid)
+            ctx = touched[cid] if cid in touched else _row_before(conn, rec, known)
             if rec.recorded_at != recorded:  # one group commit: one time for many events
                 recorded, at = rec.recorded_at, to_micros(rec.recorded_at)
             ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, search)
@@ -137,6 +142,20 @@ def apply_sync(
             conn.execute("ROLLBACK")
         raise
     return rows
+
+
+def _row_before(
+    conn: sqlite3.Connection, rec: RecordedEvent, known: Mapping[str, ContextRow] | None
+) -> ContextRow | None:
+    """The committed row of ``rec``'s context, which must be at the version before it.
+
+    A row is the fold of its context's events up to its version, so a known row at that
+    version is the committed one: no SELECT and decode. The copy is the one that changes.
+    """
+    row = known.get(rec.stream_id) if known else None
+    if row is not None and row.version == rec.version - 1:
+        return msgspec.structs.replace(row, dirty=set(row.dirty))
+    return context_sync(conn, rec.stream_id)
 
 
 def _apply_event(

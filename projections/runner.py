@@ -268,9 +268,14 @@ class Projector:
                 case ContextRolledBack(to_version=to) if 1 <= to < rec.version:
                     key = (rec.stream_id, to)
                     resolved[key] = await history.state_at(*key)
+        known = None
+        if target is self.readmodel:  # a rebuild's fresh target has none of these rows
+            cached = self.headers.get
+            known = {cid: row for rec in batch if (row := cached(cid := rec.stream_id))}
         return await target.write(
-            apply_sync, batch, resolved, self._counting, self.snapshot_every, tokens or {}, search
-        )
+            apply_sync, batch, resolved, self._counting, self.snapshot_every, tokens or {},
+            search, known,
+        )  # fmt: skip
 
     def count_batch(self, batch: list[RecordedEvent]) -> Tokens:
         """The token counts of the batch's appended messages (what ``apply`` would count)."""

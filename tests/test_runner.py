@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
@@ -112,6 +113,34 @@ async def test_live_events_are_applied_and_waited_for(
     await fill(store, 2, 10)
     await svc.projector.wait_for(await store.head())
     await assert_matches_fold(svc, store, 2)
+
+
+async def test_a_live_batch_starts_from_a_cached_row_only_at_the_version_before_it(
+    running: tuple[EventStore, Contexts],
+) -> None:
+    store, svc = running
+    await fill(store, 1, 3)
+    await svc.projector.wait_for(await store.head())
+    cached = svc.projector.headers.get("s0")
+    assert cached is not None
+    assert cached.version == 4
+    seen = msgspec.structs.asdict(cached)
+
+    # The cached row, at the version before the next event: used as a copy, never changed.
+    await store.append("s0", [appended(3)], metadata=META)
+    await svc.projector.wait_for(await store.head())
+    assert msgspec.structs.asdict(cached) == seen
+    await assert_matches_fold(svc, store, 1)
+
+    # A row of another version in the cache (here an older one) is not the row before the
+    # next event: the committed row is read instead, or this message would be numbered 3.
+    svc.projector.headers.put("s0", cached)
+    await store.append("s0", [appended(4)], metadata=META)
+    await svc.projector.wait_for(await store.head())
+    await assert_matches_fold(svc, store, 1)
+    now = svc.projector.headers.get("s0")
+    assert now is not None
+    assert (now.version, now.message_count) == (6, 5)
 
 
 async def test_rebuild_replays_everything_with_progress(tmp_path: Path) -> None:
