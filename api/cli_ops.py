@@ -19,6 +19,7 @@ from eventstore.backup import backup_sqlite
 from eventstore.transfer import ALL, export_log, import_log
 from projections import Caller, Contexts, TokenCounter
 from projections.audit import ReadModelReport, audit_filter, verify_readmodel
+from projections.openmarks import remove_files
 
 from .cli_output import Output
 from .cli_support import (
@@ -188,9 +189,7 @@ def import_(file: str, db: str, fmt: str) -> None:
             run(_import(db, source, Output(fmt)))
     except BaseException:
         if created:  # leave no empty database behind for a refused import
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(db + suffix)
+            remove_files(db)
         raise
 
 
@@ -217,10 +216,7 @@ async def _import(db: str, source: IO[bytes], out: Output) -> None:
 
 
 def _remove_readmodel(db: str) -> None:
-    path = readmodel_path(db)
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(f"{path}{suffix}")
+    remove_files(readmodel_path(db))
 
 
 @click.command(

@@ -25,6 +25,7 @@ import aiosqlite
 
 from . import search
 from .errors import ProjectionError, ReadModelInUse
+from .openmarks import OpenMark, fsync_path, remove_files
 from .tables import DROP, SCHEMA, SCHEMA_VERSION, SELECT_CHECKPOINT, UPSERT_CHECKPOINT
 
 T = TypeVar("T")
@@ -50,13 +51,18 @@ class ReadModel:
         self._encoding = ""
         self._swapped: asyncio.Event | None = None
         """Unset while ``adopt`` swaps the files: reads wait for it."""
+        self._mark = OpenMark(path)
 
     async def open(self, encoding: str) -> int:
         """Open (creating or, on a schema or encoding mismatch, recreating) the tables;
         returns the checkpoint position (0 when empty)."""
         self._encoding = encoding
+        unsynced = False
+        if self.on_file:
+            await asyncio.to_thread(self._mark.claim)
+            unsynced = self._mark.unsynced
         self._writer = await self._connect()
-        position = await self.write(_init_sync, self.path, encoding)
+        position = await self.write(_init_sync, self.path, encoding, unsynced)
         if self.on_file:
             for _ in range(self._reader_count):
                 reader = await self._connect()
@@ -81,7 +87,7 @@ class ReadModel:
         there is discarded), with one connection and no rollback journal until ``adopt``:
         it is thrown away whole if the rebuild fails."""
         fresh = ReadModel(self.path + REBUILDING, readers=0)
-        _remove(fresh.path)
+        remove_files(fresh.path)
         fresh._encoding = self._encoding
         fresh._writer = await fresh._connect()
         await fresh.write(_init_fresh_sync, self._encoding)
@@ -91,7 +97,7 @@ class ReadModel:
     async def discard(self) -> None:
         """Close and delete this (fresh) read model."""
         await self.close()
-        _remove(self.path)
+        remove_files(self.path)
 
     async def adopt(self, fresh: ReadModel) -> int:
         """Replace this read model with ``fresh`` (a finished rebuild); returns its checkpoint.
@@ -104,7 +110,7 @@ class ReadModel:
         await fresh.close()
         # The rebuild ran without syncs: its pages reach the disk before the rename makes
         # them the read model, and the rename before anything builds on it.
-        await asyncio.to_thread(_fsync, fresh.path)
+        await asyncio.to_thread(fsync_path, fresh.path)
         gate = self._swapped = asyncio.Event()
         try:
             for _ in self._readers:  # wait until every reader is back, then close them all
@@ -137,6 +143,7 @@ class ReadModel:
         for conn in connections:
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
+        await asyncio.to_thread(self._mark.release)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(sqlite3_connection, *args)`` on the write connection's thread."""
@@ -191,12 +198,13 @@ def _in_read_txn(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any
         conn.execute("COMMIT")
 
 
-def _init_sync(conn: sqlite3.Connection, path: str, encoding: str) -> int:
+def _init_sync(conn: sqlite3.Connection, path: str, encoding: str, unsynced: bool) -> int:
     if path != ":memory:":
         conn.execute("PRAGMA journal_mode = WAL")
     # Disposable data: a lost tail of transactions is replayed from the log (the checkpoint
-    # is lost with it), so fsync at checkpoints only.
-    conn.execute("PRAGMA synchronous = NORMAL")
+    # is lost with it). No syncs at all where a machine crash can be told (``openmarks``),
+    # else fsync at checkpoints only.
+    conn.execute(f"PRAGMA synchronous = {'OFF' if unsynced else 'NORMAL'}")
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found != SCHEMA_VERSION:
         conn.executescript(DROP)
@@ -226,32 +234,18 @@ def _finish_fresh_sync(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")  # also hands the exclusive lock back
 
 
-def _remove(path: str) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path + suffix)
-
-
 def _swap_files(fresh: str, path: str) -> bool:
     """Rename ``fresh`` over ``path`` (every connection to it closed); False, and ``fresh``
     removed, if ``path`` still has a write-ahead log: the last connection to close deletes
     it, so another process holds it open."""
     if os.path.exists(path + "-wal"):
-        _remove(fresh)
+        remove_files(fresh)
         return False
     with contextlib.suppress(FileNotFoundError):
         os.remove(path + "-shm")  # the index of a log that is gone
     os.replace(fresh, path)
-    _fsync(os.path.dirname(os.path.abspath(path)))
+    fsync_path(os.path.dirname(os.path.abspath(path)))
     return True
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def bulk_sync(conn: sqlite3.Connection, on: bool) -> None:
