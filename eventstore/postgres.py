@@ -33,6 +33,7 @@ from .recorder import (
     Recorder,
     StoredEvent,
     StreamInfo,
+    ids_to_look_up,
 )
 
 SCHEMA_VERSION = 1
@@ -291,8 +292,8 @@ class PostgresRecorder(Recorder):
             # takes a fresh snapshot, so it sees everything committed before the lock was ours.
             row = await conn.fetchrow(self._sql(SELECT_HEAD))
             head = Head(*row) if row else Head(0, GENESIS, 0)
-            ids = [event.event_id for append in batch for event in append.events]
-            stored = await conn.fetch(self._sql(SELECT_BY_IDS), ids)
+            ids = ids_to_look_up(batch)
+            stored = await conn.fetch(self._sql(SELECT_BY_IDS), ids) if ids else []
             stored_by_id = {row["event_id"]: StoredEvent(*row) for row in stored}
             # plan_batch asks for versions synchronously, so every stream of the batch is
             # read up front, in one query.

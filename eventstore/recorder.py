@@ -80,6 +80,15 @@ class PendingAppend(msgspec.Struct, frozen=True):
     stream_id: str
     events: list[NewEvent]
     expected: ExpectedVersion
+    minted: bool = False
+    """Whether the store minted the event ids just now (``new_id``: 74 random bits after a
+    timestamp): such ids cannot be in the log, so a commit does not look them up."""
+
+
+def ids_to_look_up(batch: list[PendingAppend]) -> list[str]:
+    """The event ids of a batch that may be stored already (the ones callers chose): their
+    appends are replays, answered with what was stored."""
+    return [event.event_id for append in batch if not append.minted for event in append.events]
 
 
 class StoredEvent(msgspec.Struct, frozen=True):

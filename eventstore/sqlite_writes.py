@@ -12,7 +12,7 @@ from .batch import Head, plan_batch
 from .chain import GENESIS
 from .continuity import Continuity
 from .errors import EventStoreError
-from .recorder import AppendOutcome, PendingAppend, StoredEvent
+from .recorder import AppendOutcome, PendingAppend, StoredEvent, ids_to_look_up
 from .sqlite_schema import (
     INSERT,
     MAX_VARIABLES,
@@ -72,8 +72,7 @@ def commit_batch(
         row = conn.execute(SELECT_HEAD).fetchone()
         head = Head(*row) if row else Head(0, GENESIS, 0)
         known = cache.valid_at(head.position)
-        ids = [event.event_id for append in batch for event in append.events]
-        stored_by_id = {row.event_id: row for row in rows_by_ids(conn, ids)}
+        stored_by_id = {row.event_id: row for row in rows_by_ids(conn, ids_to_look_up(batch))}
 
         def stream_version(stream_id: str) -> int:
             version = known.get(stream_id)

@@ -275,7 +275,7 @@ class EventStore:
             encoded.append(
                 NewEvent(event_id, event_type(event), data, meta_bytes, meta.tenant, meta.actor)
             )
-        return PendingAppend(stream_id, encoded, expected_version)
+        return PendingAppend(stream_id, encoded, expected_version, minted=event_ids is None)
 
     def _publish(self, rows: list[StoredEvent]) -> None:
         for feed in self._feeds:
