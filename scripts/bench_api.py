@@ -237,7 +237,7 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float, repea
                 results.append(await run_phase(c, seconds, request))
             ratios.append(runs[-1][0] / ref_runs[-1][0])
         ratio = statistics.median(ratios)
-        rounds = ", ".join(f"{x:.2f}" for x in ratios)
+        rounds = ", ".join(f"{x:.3f}" for x in ratios)
         row(reference[0], c, _median_run(ref_runs))
         row(measured[0], c, _median_run(runs), f"{label.format(ratio)} (rounds: {rounds})")
         return ratio
@@ -247,11 +247,11 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float, repea
     for c in levels:
         ratio = await compare(
             c, ("trivial POST (ceiling)", trivial_post), ("durable append", append_to(contexts)),
-            "{:.0%} of ceiling",
+            "{:.1%} of ceiling",
         )  # fmt: skip
         wratio = await compare(
             c, ("trivial GET (ceiling)", trivial_get), ("window read", window),
-            "{:.0%} of ceiling",
+            "{:.1%} of ceiling",
         )  # fmt: skip
         # A repeated read of an unchanged context is served from the version-keyed window
         # cache; a conversation reads its window right after each write, which always
@@ -264,8 +264,8 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float, repea
         row("window read after a write", c, _median_run(miss_runs),
             "(cache miss; req/s = pairs/s)")  # fmt: skip
         if c == 64:
-            verdicts.append(("appends at c=64 >= 40% of ceiling", ratio >= 0.40, f"{ratio:.0%}"))
-            verdicts.append(("window reads at c=64 >= 60%", wratio >= 0.60, f"{wratio:.0%}"))
+            verdicts.append(("appends at c=64 >= 40% of ceiling", ratio >= 0.40, f"{ratio:.1%}"))
+            verdicts.append(("window reads at c=64 >= 60%", wratio >= 0.60, f"{wratio:.1%}"))
 
     async with aiohttp.ClientSession() as s:
         fresh = [await new_context(s, api)]

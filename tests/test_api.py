@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
+from api.app import YOUNG_OBJECTS
 from api.testing import ApiClient
 
 V1 = "/api/v1"
@@ -459,9 +460,12 @@ async def test_a_ready_server_keeps_its_startup_heap_out_of_full_collections(
 ) -> None:
     import gc
 
+    thresholds = gc.get_threshold()
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
     client: TestClient = await aiohttp_client(app)
     await ApiClient(client, app[appkeys.OPENAPI], "key-alice").wait_ready()
     assert gc.get_freeze_count() > 0  # frozen once ready: the collector skips it
+    assert gc.get_threshold()[0] == YOUNG_OBJECTS  # and collects young objects less often
     await client.close()
     assert gc.get_freeze_count() == 0  # and back to normal when the server is gone
+    assert gc.get_threshold() == thresholds
