@@ -20,10 +20,11 @@ from aiohttp import web
 from eventstore import EventStore
 from projections.service import Contexts
 
-from . import appkeys, errors, mcp, openapi, ratelimit
+from . import appkeys, errors, mcp, ratelimit
 from .auth import KeyRing, auth_middleware
 from .errors import error_middleware
-from .routes import routes
+from .rest import openapi
+from .rest.routes import routes
 from .settings import Settings
 
 log = logging.getLogger("ctxlog.api")

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from api.render import render_context
+from api.rest.render import render_context
 from eventstore import EventStore, RecordedEvent
 from projections import ContextState, TokenCounter, fold
 from tests.server_process import ServerProcess

@@ -10,7 +10,7 @@ import msgspec
 import projections as pj
 from projections.service import Caller, Contexts
 
-from .. import render, schemas
+from ..rest import render, schemas
 from . import schemas as s
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import appkeys, openapi
-from ..openapi import operation
-from ..routes import routes
+from .. import appkeys
+from ..rest import openapi
+from ..rest.openapi import operation
+from ..rest.routes import routes
 from . import handshake, stateless, streams
 from .endpoint import ENDPOINT, PATH, SESSION_HEADER, VERSION_HEADER, Endpoint, accepts, gate
 from .protocol import HANDSHAKE_VERSIONS, MODERN_VERSIONS, RpcError, decode, has_envelope

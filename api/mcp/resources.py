@@ -18,7 +18,7 @@ import msgspec
 import projections as pj
 from projections.service import Caller, Contexts
 
-from .. import render, schemas
+from ..rest import render, schemas
 from .protocol import invalid_params
 
 SCHEME = "ctxlog://contexts/"

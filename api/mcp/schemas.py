@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from api.schemas import Limit, MessageIn, PositiveInt, Version, WindowIn
+from api.rest.schemas import Limit, MessageIn, PositiveInt, Version, WindowIn
 from eventstore import Content
 
 ContextId = Annotated[uuid.UUID, Meta(description="The context's id (a UUID)")]

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from .. import appkeys, ratelimit
 from ..errors import ApiError
-from ..wire import open_event_stream
+from ..rest.wire import open_event_stream
 from .protocol import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,

@@ -18,8 +18,8 @@ import eventstore as es
 import projections as pj
 from projections.service import Caller, Contexts
 
-from .. import schemas
 from ..errors import translate
+from ..rest import schemas
 from . import actions
 from . import schemas as s
 from .json_schema import object_schema

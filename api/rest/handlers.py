@@ -14,9 +14,10 @@ from aiohttp import web
 import projections as pj
 from projections.service import Written
 
-from . import appkeys, render, schemas, wire
-from .auth import caller
-from .errors import invalid
+from .. import appkeys
+from ..auth import caller
+from ..errors import invalid
+from . import render, schemas, wire
 from .openapi import operation
 
 _WRITE_HEADERS = ("If-Match", "Idempotency-Key")

@@ -9,8 +9,9 @@ from aiohttp import web
 from eventstore import WindowSettings
 from projections.audit import audit_filter
 
-from . import appkeys, render, schemas, wire
-from .auth import caller
+from .. import appkeys
+from ..auth import caller
+from . import render, schemas, wire
 from .openapi import operation
 from .schemas import MCP_DEFAULT_MAX_TOKENS
 

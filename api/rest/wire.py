@@ -20,8 +20,8 @@ from aiohttp import web
 
 from eventstore import STREAM_EXISTS, ExpectedVersion
 
-from . import appkeys
-from .errors import ApiError, from_validation, invalid, not_found
+from .. import appkeys
+from ..errors import ApiError, from_validation, invalid, not_found
 
 T = TypeVar("T")
 

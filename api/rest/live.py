@@ -20,9 +20,10 @@ from aiohttp import WSMsgType, web
 import projections as pj
 from eventstore import EventStore, InvalidStreamId, LogFilter
 
-from . import appkeys, ratelimit, render, schemas, wire
-from .auth import caller
-from .errors import ApiError, error_body, internal, invalid, translate
+from .. import appkeys, ratelimit
+from ..auth import caller
+from ..errors import ApiError, error_body, internal, invalid, translate
+from . import render, schemas, wire
 from .openapi import operation
 from .schemas import AppendFrame, ClientFrame, PingFrame
 

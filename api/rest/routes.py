@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from . import appkeys, docs, handlers, live, schemas, views, wire
+from .. import appkeys
+from . import docs, handlers, live, schemas, views, wire
 from .openapi import operation
 
 routes = web.RouteTableDef()

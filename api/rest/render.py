@@ -9,7 +9,7 @@ from eventstore import RecordedEvent
 from projections import ContextState, Message
 from projections.service import ContextPage, ContextSize, Lineage, NewMessage
 
-from .errors import invalid
+from ..errors import invalid
 from .schemas import (
     MCP_DEFAULT_MAX_TOKENS,
     AppendMessages,
