@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
-from api.cli_support import Exit
+from api.cli.support import Exit
 from api.testing import ApiClient
 from eventstore import ERASED, EventMetadata, EventStore, MessageAppended, SubjectErased
 from projections import Caller, Contexts, NewMessage

@@ -21,8 +21,8 @@ from projections import Caller, Contexts, TokenCounter
 from projections.audit import ReadModelReport, audit_filter, verify_readmodel
 from projections.openmarks import remove_files
 
-from .cli_output import Output
-from .cli_support import (
+from .output import Output
+from .support import (
     EXIT_CODES,
     CliError,
     Exit,

@@ -26,8 +26,8 @@ from eventstore import (
 from projections import ContextState, Message, TokenCounter, Window, window
 from projections.audit import Refold
 
-from .cli_output import Output
-from .cli_render import (
+from .output import Output
+from .render import (
     describe,
     event_record,
     event_type_text,
@@ -36,7 +36,7 @@ from .cli_render import (
     state_record,
     window_text,
 )
-from .cli_support import EXIT_CODES, TIME, db_option, format_option, open_store, run
+from .support import EXIT_CODES, TIME, db_option, format_option, open_store, run
 
 _context_id = click.argument("context_id", metavar="ID")
 

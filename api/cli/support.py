@@ -21,7 +21,7 @@ from eventstore.backup import check_log_file
 from eventstore.continuity import ChainBroken
 from eventstore.transfer import BadExport, PartialExport, TargetNotEmpty
 
-from .settings import DEFAULT_DB
+from ..settings import DEFAULT_DB
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

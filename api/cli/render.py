@@ -33,7 +33,7 @@ from eventstore import (
 )
 from projections import ContextState
 
-from .rest.render import render_context, render_event
+from ..rest.render import render_context, render_event
 
 
 def excerpt(content: Content, width: int = 72) -> str:

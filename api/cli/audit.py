@@ -18,9 +18,9 @@ import msgspec
 from eventstore import LogFilter, RecordedEvent, WindowServed
 from projections.audit import audit_filter, log_stats
 
-from .cli_output import Output
-from .cli_render import describe, event_record, event_type_text
-from .cli_support import (
+from .output import Output
+from .render import describe, event_record, event_type_text
+from .support import (
     EXIT_CODES,
     TIME,
     db_option,

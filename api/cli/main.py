@@ -1,6 +1,6 @@
-"""The ``ctxlog`` command (click): ``serve`` and ``mcp`` here; the audit and operations
-commands in ``cli_inspect`` (history, replay, show), ``cli_audit`` (audit, stats) and
-``cli_ops`` (verify, export, import, backup, rebuild)."""
+"""The ``ctxlog`` group (click) with ``serve`` and ``mcp``; the audit and operations commands
+join it from ``inspect`` (history, replay, show), ``audit`` (audit, stats) and ``ops`` (verify,
+export, import, backup, rebuild, erase)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 import click
 from aiohttp import web
 
-from .cli_audit import audit, stats
-from .cli_inspect import history, replay, show
-from .cli_ops import backup, erase, export, import_, rebuild, verify
-from .cli_support import EXIT_CODES, CliError, Exit
+from .audit import audit, stats
+from .inspect import history, replay, show
+from .ops import backup, erase, export, import_, rebuild, verify
+from .support import EXIT_CODES, CliError, Exit
 
 log = logging.getLogger("ctxlog")
 
@@ -53,8 +53,8 @@ def serve(
 ) -> None:
     """Run the HTTP API server until SIGTERM/SIGINT, then shut down cleanly."""
     # Imported here: the other commands need neither aiohttp's app nor its settings checks.
-    from .app import create_app  # noqa: PLC0415
-    from .settings import Settings, SettingsError  # noqa: PLC0415
+    from ..app import create_app  # noqa: PLC0415
+    from ..settings import Settings, SettingsError  # noqa: PLC0415
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -96,7 +96,7 @@ def mcp(db: str | None) -> None:
     ctxlog themselves); the API key comes from CTXLOG_API_KEY."""
     try:
         # Imported when asked for: the MCP server is a separate part of the API.
-        from .mcp.stdio import run_stdio  # noqa: PLC0415
+        from ..mcp.stdio import run_stdio  # noqa: PLC0415
     except ImportError as e:
         raise CliError(Exit.UNAVAILABLE, f"the MCP server is not available: {e}") from None
     raise click.exceptions.Exit(run_stdio(db))
