@@ -1,7 +1,7 @@
 """The recorder contract: what a storage backend must do, in raw rows.
 
 The store encodes and decodes; a recorder only keeps rows. Every backend passes the same
-contract suite (``tests/test_recorder_contract.py``).
+contract suite (``tests/test_eventstore_recorder_contract.py``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crash cycles against the real server (``tests/crash_cycles.py`` says what each checks):
+"""Crash cycles against the real server (``tests/support/crash_cycles.py`` says what each checks):
 SIGKILL ``ctxlog serve`` at random moments under concurrent writes, restart it on the same
 file, and check that nothing answered 2xx is lost or doubled, the log is gap-free and its hash
 chain verifies, the read model equals a fresh fold, and idempotent retries replay.
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
-from tests.crash_cycles import run  # noqa: E402
+from tests.support.crash_cycles import run  # noqa: E402
 
 
 def main() -> int:

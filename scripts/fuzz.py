@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""A longer schemathesis run than CI's: the same test (``tests/test_fuzz.py``: requests
+"""A longer schemathesis run than CI's: the same test (``tests/test_rest_fuzz.py``: requests
 generated from the OpenAPI document against a real ``ctxlog serve``, no 5xx, every answer as
 documented, invalid data refused) with many more examples per operation and fresh random
 ones each run, then the check that every documented status is reachable
-(``tests/test_statuses.py``).
+(``tests/test_rest_statuses.py``).
 
 Usage: .venv/bin/python scripts/fuzz.py [--examples 1000] [-- extra pytest args]
 Exit status: pytest's (0 when everything held).
@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "CTXLOG_FUZZ_EXAMPLES": str(args.examples)}
     command = [
-        sys.executable, "-m", "pytest", "tests/test_fuzz.py", "tests/test_statuses.py",
+        sys.executable, "-m", "pytest", "tests/test_rest_fuzz.py", "tests/test_rest_statuses.py",
         "-q", "-p", "no:cacheprovider", *args.pytest_args,
     ]  # fmt: skip
     print(f"fuzz.py: up to {args.examples} examples per operation (random seed each run)")

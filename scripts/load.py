@@ -49,7 +49,7 @@ from eventstore import (  # noqa: E402
     EventStore,
     MessageAppended,
 )
-from tests.server_process import ServerProcess  # noqa: E402
+from tests.support.server_process import ServerProcess  # noqa: E402
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"

@@ -13,7 +13,7 @@ import pytest
 
 from api.testing import Checker
 from eventstore import EventStore
-from tests.server_process import ServerProcess, openapi_checker
+from tests.support.server_process import ServerProcess, openapi_checker
 
 PG_DSN = os.environ.get("CTXLOG_TEST_PG_DSN")
 

@@ -13,7 +13,7 @@ import pytest
 from api import Settings, SettingsError
 from api.cli import cli, main
 from api.settings import is_loopback, parse_keys
-from tests.cli_helpers import child_env, invoke
+from tests.support.cli_helpers import child_env, invoke
 
 
 def test_defaults() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventMetadata, EventStore, MessageAppended, to_datetime
-from tests.cli_helpers import as_json, child_env, command, invoke, ndjson, rows, story
+from tests.support.cli_helpers import as_json, child_env, command, invoke, ndjson, rows, story
 
 
 @pytest.fixture

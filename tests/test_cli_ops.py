@@ -19,7 +19,8 @@ import pytest
 
 from eventstore import EventStore, MessageAppended
 from projections import Contexts, NewMessage
-from tests.cli_helpers import (
+from tests.conftest import PG_DSN
+from tests.support.cli_helpers import (
     ADA,
     as_json,
     child_env,
@@ -30,7 +31,6 @@ from tests.cli_helpers import (
     tamper,
     tell_story,
 )
-from tests.conftest import PG_DSN
 
 
 @pytest.fixture

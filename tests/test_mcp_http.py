@@ -12,10 +12,19 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from mcp_helpers import ACCEPT, ALICE, BOB, initialize, next_event, post, request, start
 
 from api.mcp.sessions import Sessions
 from projections.service import Caller
+from tests.support.mcp_helpers import (
+    ACCEPT,
+    ALICE,
+    BOB,
+    initialize,
+    next_event,
+    post,
+    request,
+    start,
+)
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from mcp_helpers import (
+
+from api.mcp import resources
+from tests.support.mcp_helpers import (
     ACCEPT,
     ALICE,
     ENVELOPE,
@@ -25,8 +27,6 @@ from mcp_helpers import (
     request,
     start,
 )
-
-from api.mcp import resources
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Each handler is tagged with ``@operation(...)`` naming its request, query and response Structs;
 ``document(routes)`` walks the route table and asks msgspec for the JSON Schemas of those
 Structs (``msgspec.json.schema_components``), so the document cannot drift from what the
-handlers decode and encode. ``tests/test_api_openapi.py`` checks that every route is here and
+handlers decode and encode. ``tests/test_rest_openapi.py`` checks that every route is here and
 that real responses validate against it.
 """
 

@@ -20,8 +20,8 @@ from api.cli.support import Exit
 from api.testing import ApiClient
 from eventstore import ERASED, EventMetadata, EventStore, MessageAppended, SubjectErased
 from projections import Caller, Contexts, NewMessage
-from tests.cli_helpers import as_json, invoke
 from tests.conftest import PG_DSN
+from tests.support.cli_helpers import as_json, invoke
 
 ADA = Caller(tenant="acme", actor="ada")
 SECRET = "ada-lives-at-42-secret-street"

@@ -7,13 +7,12 @@ it is: malformed JSON, a 10 MB body, 10,000-deep nesting, NUL, invalid UTF-8 and
 surrogates in every string field and key, numbers past 64 bits, repeated keys, wrong content
 types, bad headers; then SQL- and path-looking ids and query values. Adding an endpoint is one
 row in ``ENDPOINTS``. Malformed HTTP, header injection, slow clients and idle live connections
-are in ``tests/test_hostile_connections.py``.
+are in ``tests/test_rest_hostile_connections.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ import pytest
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient, Checker
-from tests.server_process import (
+from tests.support.hostile import ALICE, HOSTILE_IDS, JSON, Answer, corpus, send
+from tests.support.server_process import (
     ServerProcess,
     key_secrets,
     seed_context,
@@ -34,9 +34,6 @@ from tests.server_process import (
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
-ALICE = {"X-API-Key": "key-alice"}
-JSON = {**ALICE, "Content-Type": "application/json"}
-PLACEHOLDER = "\u2603HOSTILE\u2603"
 LIMITS = {"CTXLOG_BODY_TIMEOUT": "1", "CTXLOG_KEEPALIVE_TIMEOUT": "2"}
 
 
@@ -90,18 +87,6 @@ ID_PATHS = [
     ("POST", "{ctx}/rollback"),
     ("DELETE", "{ctx}"),
 ]
-HOSTILE_IDS = [
-    "..",
-    "../../../../etc/passwd",
-    "..%2F..%2Fetc%2Fpasswd",
-    "%2e%2e%2f%2e%2e%2f",
-    "'; DROP TABLE events;--",
-    "1 OR 1=1",
-    "00000000-0000-4000-8000-000000000000' OR '1'='1",
-    "%00",
-    "*",
-    "x" * 2000,
-]
 
 
 # -- the server and helpers -------------------------------------------------------------------
@@ -122,34 +107,6 @@ def filled(body: Any, cid: str, mid: str) -> Any:
     return msgspec.json.decode(fill(msgspec.json.encode(body).decode(), cid, mid))
 
 
-@dataclass
-class Answer:
-    status: int
-    content_type: str
-    body: bytes
-    headers: dict[str, str]
-
-    @property
-    def json(self) -> Any:
-        return msgspec.json.decode(self.body) if self.content_type == "application/json" else None
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    data: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> Answer:
-    skip = ["Content-Type"] if headers is None or "Content-Type" not in headers else []
-    # Large bodies as a stream: aiohttp warns (an error here) about big raw bytes.
-    payload = io.BytesIO(data) if data is not None and len(data) > 1 << 20 else data
-    async with session.request(
-        method, url, data=payload, headers=headers, skip_auto_headers=skip
-    ) as r:
-        return Answer(r.status, r.content_type, await r.read(), dict(r.headers))
-
-
 def refused(checker: Checker, method: str, path: str, answer: Answer) -> str | None:
     """Why ``answer`` is not a documented 4xx in the error shape (None: it is)."""
     if not 400 <= answer.status < 500:
@@ -165,93 +122,6 @@ def refused(checker: Checker, method: str, path: str, answer: Answer) -> str | N
     if b"key-alice" in answer.body:
         return "the API key is echoed"
     return None
-
-
-# -- the generated corpus ---------------------------------------------------------------------
-
-
-def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    yield path, value
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaves(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _leaves(v, (*path, i))
-
-
-def _replace(body: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    copy = dict(body) if isinstance(body, dict) else list(body)
-    copy[path[0]] = _replace(body[path[0]], path[1:], new)  # type: ignore[index]
-    return copy
-
-
-def _rename(body: Any, path: tuple[Any, ...], new_key: str) -> Any:
-    """``body`` with the key at ``path`` renamed."""
-    parent = body
-    for step in path[:-1]:
-        parent = parent[step]
-    renamed = {(new_key if k == path[-1] else k): v for k, v in parent.items()}
-    return _replace(body, path[:-1], renamed)
-
-
-def _with(body: Any, path: tuple[Any, ...], raw: bytes) -> bytes:
-    """The body encoded, with the value at ``path`` replaced by raw JSON bytes."""
-    marked = msgspec.json.encode(_replace(body, path, PLACEHOLDER))
-    return marked.replace(msgspec.json.encode(PLACEHOLDER), raw)
-
-
-def corpus(
-    body: dict[str, Any], headers_taken: set[str]
-) -> Iterator[tuple[str, bytes, dict[str, str]]]:
-    """(what, body bytes, headers) of every hostile variant of a valid ``body``, and of the
-    headers the operation takes (``headers_taken``)."""
-    valid = msgspec.json.encode(body)
-    for text in (b"{", b'{"a": }', b"nul", valid + b"}", b"\xef\xbb\xbf" + valid, b"[]", b'"s"'):
-        yield f"malformed {text[:20]!r}", text, JSON
-    first = next(iter(body))
-    dup = b"{" + msgspec.json.encode(first) + b":" + msgspec.json.encode(body[first]) + b","
-    yield "repeated key", dup + valid[1:], JSON
-    yield "10 MB body", b'{"k": "' + b"x" * (10 << 20) + b'"}', JSON
-    leaves = list(_leaves(body))
-    for path, value in leaves:
-        where = "$" + "".join(f"[{p!r}]" for p in path)
-        if isinstance(value, str) and path:
-            yield f"NUL in {where}", msgspec.json.encode(_replace(body, path, "a\x00b")), JSON
-            yield f"invalid UTF-8 in {where}", _with(body, path, b'"a\xff\xfeb"'), JSON
-            yield f"lone surrogate in {where}", _with(body, path, b'"a\\ud800b"'), JSON
-            deep = b"[" * 10_000 + b"]" * 10_000
-            yield f"10,000-deep array at {where}", _with(body, path, deep), JSON
-            deep = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
-            yield f"10,000-deep object at {where}", _with(body, path, deep), JSON
-        if isinstance(value, int) and not isinstance(value, bool):
-            for huge in (b"1" + b"0" * 30, b"-" + b"9" * 25, b"1e999", b"9223372036854775808"):
-                yield f"{huge[:12]!r} at {where}", _with(body, path, huge), JSON
-        if isinstance(value, dict):
-            for key in value:
-                bad = _rename(body, (*path, key), f"{key}\x00")
-                yield f"NUL in the key {where}[{key!r}]", msgspec.json.encode(bad), JSON
-    for content_type in (
-        "text/plain",
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=x",
-        "application/xml",
-        "text/json",
-        None,
-    ):
-        headers = {**ALICE, "Content-Type": content_type} if content_type else dict(ALICE)
-        yield f"content type {content_type}", valid, headers
-    for name, value in (
-        ("Idempotency-Key", "has space"),
-        ("Idempotency-Key", "k" * 256),
-        ("Idempotency-Key", "ключ"),
-        ("If-Match", '"1", "2"'),
-        ("If-Match", "W/nonsense"),
-    ):
-        if name in headers_taken:
-            yield f"{name}: {value[:20]!r}", valid, {**JSON, name: value}
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from api.testing import KEYS, Checker
-from tests.server_process import ServerProcess, serving
+from tests.support.server_process import ServerProcess, serving
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
@@ -32,7 +32,7 @@ SUBJECT = "subject-alice"
 WRONG = "key-mallory-not-configured"
 SECRETS = [k.key for k in KEYS] + [WRONG]
 EXCLUDED_PREFIXES = ("/mcp",)
-"""The MCP endpoint (``/mcp``) has its rows in ``tests/test_isolation_mcp.py``: its answers
+"""The MCP endpoint (``/mcp``) has its rows in ``tests/test_mcp_isolation.py``: its answers
 are JSON-RPC, not HTTP statuses. (The REST views under /api/v1/mcp/ are in this matrix.)"""
 
 

@@ -30,7 +30,7 @@ from projections import (
     served_event,
     window,
 )
-from tests.factories import Stream, created, msg
+from tests.support.factories import Stream, created, msg
 
 
 def conversation() -> Stream:

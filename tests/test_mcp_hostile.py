@@ -4,7 +4,7 @@ requests: every case is refused — a 4xx the OpenAPI document lists for ``POST 
 JSON-RPC error, or a tool result with ``isError: true`` — never a 5xx, and writes nothing (the
 log's head is the same before and after).
 
-As in ``tests/test_hostile.py`` the corpus is generated from valid requests (each checked to be
+As in ``tests/test_rest_hostile.py`` the corpus is generated from valid requests (each checked to be
 accepted and to write): malformed JSON-RPC, a 10 MB body, 10,000-deep nesting, NUL, invalid
 UTF-8 and lone surrogates in every string and key, numbers past 64 bits, out-of-range versions,
 wrong content types, hostile ids, URIs and headers, and batch abuse. The last test shows the
@@ -25,13 +25,13 @@ from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient, Checker
-from tests.server_process import (
+from tests.support.hostile import HOSTILE_IDS, Answer, corpus, send
+from tests.support.server_process import (
     ServerProcess,
     key_secrets,
     seed_context,
     serving,
 )
-from tests.test_hostile import HOSTILE_IDS, Answer, corpus, send
 
 ALICE = {"X-API-Key": "key-alice"}
 JSON = {**ALICE, "Content-Type": "application/json"}

@@ -14,7 +14,7 @@ from eventstore.events import (
     WindowSettings,
 )
 from projections import MetadataChange, WindowChange, diff, metadata_changes
-from tests.factories import Stream, created, msg, resolver
+from tests.support.factories import Stream, created, msg, resolver
 
 
 def test_same_state_has_an_empty_diff() -> None:

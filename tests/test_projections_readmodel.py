@@ -23,7 +23,7 @@ from eventstore import (
 from projections import Caller, Contexts, fold, window
 from projections.readmodel import ReadModel
 from projections.tables import SCHEMA_VERSION
-from tests.factories import COUNTER, FailingConnection
+from tests.support.factories import COUNTER, FailingConnection
 
 META = EventMetadata(tenant="t")
 

@@ -2,7 +2,7 @@
 lines, slow clients (slowloris headers, trickled bodies), idle WebSockets and event streams
 past their limits, and hostile WebSocket frames. Each is refused (a documented 4xx where the
 application sees it, a clean close where only aiohttp's parser does), writes nothing, and
-leaves the server serving everyone else. ``tests/test_hostile.py`` holds the body corpus.
+leaves the server serving everyone else. ``tests/test_rest_hostile.py`` holds the body corpus.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from api.testing import Checker
-from tests.server_process import (
+from tests.support.server_process import (
     ServerProcess,
     key_secrets,
     seed_context,

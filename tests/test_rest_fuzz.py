@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api import Settings, appkeys, create_app
-from tests.server_process import ServerProcess, serving
+from tests.support.server_process import ServerProcess, serving
 
 EXAMPLES = int(os.environ.get("CTXLOG_FUZZ_EXAMPLES", "15"))
 # CI runs the same examples every time; a longer run (scripts/fuzz.py) explores new ones.

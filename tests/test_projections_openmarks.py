@@ -17,7 +17,7 @@ import pytest
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
 from projections import Caller, Contexts, fold, openmarks
 from projections.readmodel import ReadModel
-from tests.factories import COUNTER
+from tests.support.factories import COUNTER
 
 ENCODING = "cl100k_base"
 BOOT = "this-boot"

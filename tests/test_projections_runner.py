@@ -15,7 +15,7 @@ import pytest
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
 from projections import Caller, Contexts, ProjectorFailed, ReadModelInUse, apply, fold
 from projections.readmodel import REBUILDING
-from tests.factories import COUNTER
+from tests.support.factories import COUNTER
 
 META = EventMetadata(tenant="t")
 

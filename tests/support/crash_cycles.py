@@ -19,8 +19,8 @@ replay their first answer (``Idempotent-Replayed: true``, same version) and none
 Writers spread over several contexts: appends without If-Match to one hot context from 20+
 writers are a known source of 412s (the service's retry budget), not what this measures.
 
-``scripts/crash.py`` runs 20 or more cycles and prints the summary; ``tests/test_server_crash.py``
-runs a few.
+``scripts/crash.py`` runs 20 or more cycles and prints the summary;
+``tests/test_rest_server_crash.py`` runs a few.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import msgspec
 from api.rest.render import render_context
 from eventstore import EventStore, RecordedEvent
 from projections import ContextState, TokenCounter, fold
-from tests.server_process import ServerProcess
+from tests.support.server_process import ServerProcess
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_and_kill(db: Path, acks: Path, cycle: int) -> None:
     before = acks.stat().st_size if acks.exists() else 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_writer", str(db), str(acks), str(cycle)],
+        [sys.executable, "-m", "tests.support.crash_writer", str(db), str(acks), str(cycle)],
         cwd=ROOT,
         stderr=subprocess.PIPE,
     )

@@ -46,7 +46,7 @@ from projections import (
     search,
     window,
 )
-from tests.factories import COUNTER
+from tests.support.factories import COUNTER
 
 STREAMS = ["a", "b", "c"]
 _ids = st.sampled_from(["m1", "m2", "m3"])

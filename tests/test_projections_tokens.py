@@ -12,7 +12,7 @@ import tiktoken.load
 from eventstore.events import FilePart, ImagePart, TextPart, ToolCallPart, ToolResultPart
 from projections import EncodingUnavailable, TokenCounter, UnknownModel, encoding_name_for_model
 from projections import tokens as tk
-from tests.factories import COUNTER
+from tests.support.factories import COUNTER
 
 REAL_TEXTS = [
     "Hello, world!",

@@ -4,7 +4,7 @@ operation and each documented status, a request that gets exactly that status (a
 leave the document; a new one needs a way to reach it here.
 
 500 is the exception: it is the documented answer to a bug, which no correct request reaches
-(``tests/test_api_input.py`` shows its shape). The MCP endpoint (``/mcp``) answers JSON-RPC, so
+(``tests/test_rest_input.py`` shows its shape). The MCP endpoint (``/mcp``) answers JSON-RPC, so
 its statuses have a table of their own (``MCP``): one request per documented status.
 """
 

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
-from tests import crash_cycles as crash
+from tests.support import crash_cycles as crash
 
 CTX = "/api/v1/contexts"
 

@@ -1,5 +1,5 @@
 """Tenant isolation of the MCP endpoint (``/mcp``) on the real server, in both protocol eras
-(a 2025-11-25 session, and stateless 2026-07-28 requests): the rows of ``tests/test_isolation``
+(a 2025-11-25 session, and stateless 2026-07-28 requests): the rows of ``tests/test_rest_isolation``
 for MCP.
 
 Another tenant's key finds nothing: a tool answers with the result ``isError: true`` it gives
@@ -24,7 +24,7 @@ import pytest
 
 from api.mcp import resources, tools
 from api.testing import KEYS
-from tests.server_process import ServerProcess, serving
+from tests.support.server_process import ServerProcess, serving
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"

@@ -29,7 +29,7 @@ from projections import (
     fold,
     history,
 )
-from tests.factories import COUNTER
+from tests.support.factories import COUNTER
 
 
 @pytest.fixture

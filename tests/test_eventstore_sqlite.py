@@ -19,7 +19,7 @@ from eventstore import (
     StoreUnavailable,
 )
 from eventstore.inline import CommitPlacement
-from tests.factories import FailingConnection
+from tests.support.factories import FailingConnection
 
 
 def message(text: str) -> MessageAppended:

@@ -44,7 +44,7 @@ from projections import (
     merge_patch,
     validate,
 )
-from tests.factories import COUNTER, T0, Stream, created, msg, resolver
+from tests.support.factories import COUNTER, T0, Stream, created, msg, resolver
 
 
 def content_of(state: ContextState) -> ContextState:

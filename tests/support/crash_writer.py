@@ -1,6 +1,6 @@
 """A writer process for the crash test: appends under load and logs each acknowledged append.
 
-Usage: python -m tests.crash_writer DB ACK_FILE CYCLE. Each line of ACK_FILE is written only
+Usage: python -m tests.support.crash_writer DB ACK_FILE CYCLE. Each line of ACK_FILE is written only
 after the append's await returned, so it lists appends the store acknowledged.
 """
 
