@@ -20,11 +20,11 @@ from aiohttp import web
 from eventstore import EventStore
 from projections.service import Contexts
 
-from . import appkeys, errors, mcp, ratelimit
-from .auth import KeyRing, auth_middleware
+from . import appkeys, errors, mcp, ratelimit, rest
+from .auth import KeyRing
 from .errors import error_middleware
+from .gate import gate_middleware
 from .rest import openapi
-from .rest.routes import routes
 from .settings import Settings
 
 log = logging.getLogger("ctxlog.api")
@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     settings.check()
     keys = KeyRing(settings.api_keys)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(keys)],
+        middlewares=[error_middleware, gate_middleware],
         client_max_size=settings.max_body_bytes,
         handler_args={"keepalive_timeout": settings.keepalive_timeout},
     )
@@ -52,9 +52,12 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.KEYRING] = keys
     app[appkeys.LIVE] = appkeys.Live()
     app[appkeys.VERSION] = _version()
+    app[errors.RENDERERS] = {}
+    # Every door's routes in one table, and the one OpenAPI document of all of them.
+    routes = [*rest.routes, *mcp.routes]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
     app.add_routes(routes)
-    mcp.setup(app)  # /mcp: the Model Context Protocol (api/mcp/)
+    mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_contexts)
     app.on_shutdown.append(_close_live)

@@ -16,13 +16,10 @@ from aiohttp import web
 
 from projections.service import Caller
 
-from .errors import REQUEST_ID, ApiError, Handler
+from .errors import REQUEST_ID, ApiError
 from .settings import ApiKey
 
 CALLER = web.RequestKey("caller", Caller)
-
-# Everything under /api/ needs a key; the root, /healthz, /openapi.json and /docs do not.
-PROTECTED_PREFIX = "/api/"
 
 
 class KeyRing:
@@ -71,18 +68,6 @@ def authenticate(keys: KeyRing, request: web.Request) -> Caller:
     return Caller(found[0], found[1], request_id)
 
 
-def auth_middleware(keys: KeyRing) -> web.Middleware:
-    """Authenticate every request under /api/ and keep its Caller on the request."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(PROTECTED_PREFIX):
-            request[CALLER] = authenticate(keys, request)
-        return await handler(request)
-
-    return middleware
-
-
 def caller(request: web.Request) -> Caller:
-    """The authenticated caller of a request (set by the auth middleware)."""
+    """The authenticated caller of a request (set by the gate, ``gate.py``)."""
     return request[CALLER]

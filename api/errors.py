@@ -38,6 +38,8 @@ import projections as pj
 log = logging.getLogger("ctxlog.api")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+AUTHENTICATE = 'Bearer realm="ctxlog"'
+"""The challenge every 401 carries (a key goes in ``X-API-Key`` or as a Bearer token)."""
 
 _encoder = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
@@ -156,17 +158,32 @@ def error_body(error: ApiError) -> bytes:
     )
 
 
+def error_headers(error: ApiError, request_id: str) -> dict[str, str]:
+    """The headers an error answer carries, whatever its body's shape."""
+    headers = {"X-Request-ID": request_id}
+    if error.status == 405 and "allowed_methods" in error.details:
+        headers["Allow"] = ", ".join(error.details["allowed_methods"])
+    if error.status in (429, 503):
+        headers["Retry-After"] = str(error.details.get("retry_after", 1))
+    if error.status == 401:
+        headers["WWW-Authenticate"] = AUTHENTICATE
+    return headers
+
+
 def error_response(error: ApiError, request_id: str) -> web.Response:
     """An error as a JSON response carrying the request id."""
-    response = web.Response(
-        status=error.status, body=error_body(error), content_type="application/json"
+    return web.Response(
+        status=error.status,
+        body=error_body(error),
+        content_type="application/json",
+        headers=error_headers(error, request_id),
     )
-    response.headers["X-Request-ID"] = request_id
-    if error.status == 405 and "allowed_methods" in error.details:
-        response.headers["Allow"] = ", ".join(error.details["allowed_methods"])
-    if error.status in (429, 503):
-        response.headers["Retry-After"] = str(error.details.get("retry_after", 1))
-    return response
+
+
+Renderer = Callable[[ApiError, str], web.Response]
+RENDERERS = web.AppKey("error_renderers", dict[str, Renderer])
+"""A door that answers errors in its own shape registers its renderer under its path (MCP:
+JSON-RPC error objects at ``/mcp``); every other path gets ``error_response``."""
 
 
 def internal(request_id: str) -> ApiError:
@@ -224,7 +241,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             error = internal(request_id)
         elif error.code == "unavailable":
             log.warning("request %s: %s (%s)", request_id, error.message, type(exc).__name__)
-        return error_response(error, request_id)
+        render = request.app[RENDERERS].get(request.path, error_response)
+        return render(error, request_id)
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
     return response

@@ -3,9 +3,9 @@ caller, and a cap on each caller's (and the whole server's) open WebSockets and 
 
 Requests: each caller (an API key's tenant and actor; the client address on an open server)
 has a bucket of ``rate_burst`` tokens refilled at ``rate_limit`` per second; a request under
-``/api/`` (and each WebSocket frame, and each request to the MCP endpoint, which calls ``take``
-after its own authentication) takes one. An empty bucket answers 429 ``rate_limited``
-with ``Retry-After`` (whole seconds until a token is back) and ``details.retry_after``.
+``/api/`` or to ``/mcp`` (the gate takes it, ``gate.py``), and each WebSocket frame, takes
+one. An empty bucket answers 429 ``rate_limited`` with ``Retry-After`` (whole seconds until a
+token is back) and ``details.retry_after``.
 Rate limiting is off by default (``rate_limit = 0``): ctxlog mostly runs beside one
 application on loopback, where a default would only be a guess at its workload and would
 distort benchmarks; a shared deployment turns it on with ``CTXLOG_RATE_LIMIT``.
@@ -26,8 +26,8 @@ from collections.abc import Callable, Hashable, Iterator
 
 from aiohttp import web
 
-from .auth import CALLER, PROTECTED_PREFIX
-from .errors import ApiError, Handler
+from .auth import CALLER
+from .errors import ApiError
 from .settings import Settings
 
 Clock = Callable[[], float]
@@ -144,20 +144,9 @@ def take(request: web.Request) -> None:
         )
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse an authenticated request whose caller has used up its tokens (429)."""
-    if request.path.startswith(PROTECTED_PREFIX):
-        take(request)
-    return await handler(request)
-
-
 def setup(app: web.Application, settings: Settings) -> None:
-    """Keep the limits in the app; the middleware runs after authentication (it needs the
-    caller), and only when rate limiting is on."""
+    """Keep the limits in the app (the gate, ``gate.py``, takes each request's token)."""
     app[LIMITS] = Limits(settings)
-    if settings.rate_limit > 0:
-        app.middlewares.append(rate_limit_middleware)
 
 
 @contextlib.contextmanager

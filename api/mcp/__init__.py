@@ -8,6 +8,6 @@ contexts service (``projections.service.Contexts``), with the REST API's keys an
 
 from __future__ import annotations
 
-from .http import setup
+from .http import routes, setup
 
-__all__ = ["setup"]
+__all__ = ["routes", "setup"]

@@ -1,28 +1,23 @@
-"""What every MCP request over HTTP goes through: the endpoint's state, the gates, and the
-running of one request with the HTTP status its era gives the outcome.
+"""What every MCP request over HTTP goes through: the endpoint's state, and the running of one
+request with the HTTP status its era gives the outcome.
 
-The gates come first, in order: ``Origin`` (403 unless absent, a loopback origin, or
-configured: DNS rebinding protection), then the API key (401, as the REST API: same keys, same
-tenants), then the key's request rate (429 with ``Retry-After``: the REST API's buckets, so a
-key cannot get round its limit by speaking MCP). A JSON-RPC error is answered with 200 in the
-handshake era, and in the stateless era with the status the 2026-07-28 revision gives it (400;
-404 for an unknown method).
+Before any of it, every request has passed the gate all doors share (``api/gate.py``: Origin,
+API key, request rate). A JSON-RPC error is answered with 200 in the handshake era, and in the
+stateless era with the status the 2026-07-28 revision gives it (400; 404 for an unknown
+method).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
 from typing import Any
 
 from aiohttp import web
 
-from projections.service import Caller, Contexts
+from projections.service import Contexts
 
-from .. import appkeys, ratelimit
-from ..auth import CALLER, authenticate
-from ..errors import ApiError
+from .. import appkeys
 from .protocol import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -32,7 +27,6 @@ from .protocol import (
     error_message,
     result_message,
 )
-from .replies import refuse
 from .server import Call, Server
 from .sessions import Sessions
 
@@ -44,18 +38,16 @@ VERSION_HEADER = "MCP-Protocol-Version"
 STARTUP_WAIT = 5.0
 """How long a request that needs the contexts service waits for the projector's catch-up at
 start before it is answered 503."""
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _MODERN_STATUS = {METHOD_NOT_FOUND: 404, INTERNAL_ERROR: 500}
 
 
 class Endpoint:
-    """What ``/mcp`` keeps between requests: the server, the sessions, the allowed origins."""
+    """What ``/mcp`` keeps between requests: the server and the sessions."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.server = Server(app[appkeys.VERSION], self.contexts)
         self.sessions = Sessions()
-        self.origins = frozenset(app[appkeys.SETTINGS].mcp_allowed_origins)
 
     async def contexts(self) -> Contexts:
         """The contexts service once it has caught up (waiting a little at start)."""
@@ -67,18 +59,6 @@ class Endpoint:
         if status == "failed":
             raise Unavailable("the server could not catch up with the log")
         return self.app[appkeys.CONTEXTS]
-
-    def origin_allowed(self, request: web.Request) -> bool:
-        """No Origin (not a browser), a loopback origin, or a configured one (``*``: any)."""
-        origin = request.headers.get("Origin")
-        if origin is None or origin in self.origins or "*" in self.origins:
-            return True
-        try:
-            parts = urllib.parse.urlsplit(origin)
-            host = parts.hostname
-        except ValueError:
-            return False
-        return parts.scheme in ("http", "https") and host in _LOOPBACK
 
 
 ENDPOINT = web.AppKey("mcp_endpoint", Endpoint)
@@ -92,24 +72,6 @@ def accepts(request: web.Request, media_type: str) -> bool:
     family = media_type.split("/", maxsplit=1)[0] + "/*"
     kinds = {part.split(";")[0].strip().lower() for part in header.split(",")}
     return bool(kinds & {media_type, family, "*/*"})
-
-
-def gate(request: web.Request) -> Caller | web.Response:
-    """The caller, or the refusal: 403 for a foreign Origin, 401 without a valid key, 429
-    when the key has used up its requests."""
-    endpoint = request.app[ENDPOINT]
-    if not endpoint.origin_allowed(request):
-        return refuse(403, "this Origin may not use the MCP endpoint")
-    try:
-        caller = authenticate(request.app[appkeys.KEYRING], request)
-    except ApiError as e:
-        return refuse(401, e.message, {"WWW-Authenticate": 'Bearer realm="ctxlog"'})
-    request[CALLER] = caller  # whose bucket the request draws on, as under /api/
-    try:
-        ratelimit.take(request)
-    except ApiError as e:
-        return refuse(429, e.message, {"Retry-After": str(e.details["retry_after"])})
-    return caller
 
 
 async def run(call: Call, message: Request, server: Server) -> tuple[int, dict[str, Any]]:

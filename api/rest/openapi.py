@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -63,6 +63,15 @@ class Operation:
     """Other statuses answered with the same body as the success one (e.g. 503 starting)."""
     database: bool = True
     """Whether answering needs the database (else no 503 when it is down or starting)."""
+    answers: tuple[int, ...] | None = None
+    """Exactly the statuses answered with, when the usual rules do not say (a protocol
+    endpoint such as /mcp); None: derived from the other fields."""
+    notes: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    """What a status means for this operation, where ``ERRORS`` says it too generally."""
+    error_schema: Mapping[str, Any] | None = None
+    """The schema of this operation's error bodies (None: ``ErrorOut``)."""
+    contents: Mapping[str, Mapping[str, Any]] | None = None
+    """The success body's schema per media type, where one Struct cannot say it."""
 
 
 def operation(summary: str, **kwargs: Any) -> Callable[[F], F]:
@@ -194,23 +203,29 @@ def _operation(
             "content": {"application/json": {"schema": schema_of[op.body]}},
         }
     responses = result["responses"]
-    if op.response is None:
+    if op.contents is not None:
+        responses[str(op.status)] = {"description": "Success", "content": dict(op.contents)}
+    elif op.response is None:
         responses[str(op.status)] = {"description": "Done"}
     else:
         responses[str(op.status)] = {
             "description": "Success",
             "content": {op.content_type: {"schema": schema_of[op.response]}},
         }
-    error = {"application/json": {"schema": schema_of[schemas.ErrorOut]}}
-    codes = set(op.errors) | {500}
-    if not op.public:
-        codes |= {401, 429, 503} if op.database else {401, 429}
-    if op.body is not None:
-        codes |= {400, 408, 413, 415}
-    if op.query is not None:
-        codes |= {400}
+    error_schema = op.error_schema or schema_of[schemas.ErrorOut]
+    error = {"application/json": {"schema": error_schema}}
+    if op.answers is not None:
+        codes = set(op.answers) - {op.status}
+    else:
+        codes = set(op.errors) | {500}
+        if not op.public:
+            codes |= {401, 429, 503} if op.database else {401, 429}
+        if op.body is not None:
+            codes |= {400, 408, 413, 415}
+        if op.query is not None:
+            codes |= {400}
     for code in sorted(codes - set(op.also)):
-        responses[str(code)] = {"description": ERRORS[code]}
+        responses[str(code)] = {"description": op.notes.get(code) or ERRORS[code]}
         if code >= 400:
             responses[str(code)]["content"] = error
     for code in op.also:
