@@ -22,7 +22,7 @@ from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel
 from .reads import context_sync
-from .runner import Projector
+from .runner import Progress, Projector
 from .tables import ContextRow
 from .tokens import TokenCounter
 from .turns import Turns
@@ -61,6 +61,11 @@ class ServiceBase:
         """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()
         self._ready = False
+
+    async def rebuild(self, progress: Progress | None = None) -> int:
+        """Drop the read model and replay the log; returns the number of events applied."""
+        self._windows.clear()
+        return await self.projector.rebuild(progress)
 
     async def _visible(self, caller: Caller, context_id: str) -> ContextRow:
         """The context's row if the caller may see it; ContextNotFound otherwise."""

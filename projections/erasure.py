@@ -16,14 +16,13 @@ shares its parent's messages).
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
 
 import msgspec
 
-from eventstore import ANY, EventMetadata, SubjectErased
+from eventstore import ANY, SubjectErased
 
-if TYPE_CHECKING:
-    from .service import Caller, Contexts
+from .base import ServiceBase
+from .calls import Caller
 
 AFFECTED = """
 WITH RECURSIVE affected (context_id) AS (
@@ -52,26 +51,28 @@ def _affected_sync(conn: sqlite3.Connection, tenant: str | None, subject: str) -
     return [row[0] for row in conn.execute(AFFECTED, {"subject": subject, "tenant": tenant})]
 
 
-async def erase_subject(service: Contexts, caller: Caller, subject: str) -> Erased:
-    """Destroy ``subject``'s key in the caller's tenant, record it, and re-project.
+class Erasure(ServiceBase):
+    """Erasing a data subject (a mixin of ``service.Contexts``)."""
 
-    Idempotent: an unknown or already erased subject destroys nothing and records nothing;
-    the read model is still rebuilt when contexts name the subject, so an erasure cut short
-    (key gone, read model not yet rebuilt) is completed by running it again.
-    """
-    await service.projector.catch_up()
-    contexts = await service.readmodel.read(_affected_sync, caller.tenant, subject)
-    destroyed = await service.store.erase_subject(caller.tenant, subject)
-    if destroyed:
-        metadata = EventMetadata(
-            actor=caller.actor, tenant=caller.tenant, request_id=caller.request_id
+    async def erase(self, caller: Caller, subject: str) -> Erased:
+        """Destroy ``subject``'s key in the caller's tenant, record it, and re-project.
+
+        Idempotent: an unknown or already erased subject destroys nothing and records
+        nothing; the read model is still rebuilt when contexts name the subject, so an
+        erasure cut short (key gone, read model not yet rebuilt) is completed by running it
+        again.
+        """
+        await self.projector.catch_up()
+        contexts = await self.readmodel.read(_affected_sync, caller.tenant, subject)
+        destroyed = await self.store.erase_subject(caller.tenant, subject)
+        if destroyed:
+            metadata = self._metadata(caller)
+            for context_id in contexts:
+                await self.store.append(
+                    context_id, [SubjectErased(subject=subject)], ANY, metadata=metadata
+                )
+        if destroyed or contexts:
+            await self.rebuild()
+        return Erased(
+            subject=subject, tenant=caller.tenant, keys_destroyed=destroyed, contexts=contexts
         )
-        for context_id in contexts:
-            await service.store.append(
-                context_id, [SubjectErased(subject=subject)], ANY, metadata=metadata
-            )
-    if destroyed or contexts:
-        await service.rebuild()
-    return Erased(
-        subject=subject, tenant=caller.tenant, keys_destroyed=destroyed, contexts=contexts
-    )

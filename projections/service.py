@@ -17,9 +17,8 @@ import contextlib
 
 from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage, NewMessage, Written
 from .commands import Commands
-from .erasure import Erased, erase_subject
+from .erasure import Erasure
 from .queries import Queries
-from .runner import Progress
 
 __all__ = [
     "Caller",
@@ -33,9 +32,9 @@ __all__ = [
 ]
 
 
-class Contexts(Commands, Queries):
+class Contexts(Commands, Queries, Erasure):
     """Commands and queries over contexts, on one event store and its read model
-    (``commands``: idempotency keys and expected versions; ``queries``).
+    (``commands``: idempotency keys and expected versions; ``queries``; ``erasure``).
 
     The read model is ``readmodel_path`` (default: ``<log>.readmodel`` beside a SQLite log
     file, else ``:memory:``, rebuilt from the log at each start). ``window_cache`` windows are
@@ -64,12 +63,3 @@ class Contexts(Commands, Queries):
     def ready(self) -> bool:
         """True once the projector caught up at start (``/healthz`` says ``starting`` before)."""
         return self._ready and self.projector.running
-
-    async def erase(self, caller: Caller, subject: str) -> Erased:
-        """Crypto-shred ``subject`` in the caller's tenant (see ``erasure``); idempotent."""
-        return await erase_subject(self, caller, subject)
-
-    async def rebuild(self, progress: Progress | None = None) -> int:
-        """Drop the read model and replay the log; returns the number of events applied."""
-        self._windows.clear()
-        return await self.projector.rebuild(progress)
