@@ -50,7 +50,7 @@ async def get(contexts: Contexts, caller: Caller, a: s.GetContextArgs) -> msgspe
 
 
 async def window(contexts: Contexts, caller: Caller, a: s.GetWindowArgs) -> msgspec.Struct:
-    return await contexts.window(
+    window = await contexts.window(
         caller,
         _id(a.context_id),
         max_tokens=a.max_tokens,
@@ -59,6 +59,7 @@ async def window(contexts: Contexts, caller: Caller, a: s.GetWindowArgs) -> msgs
         last_n=a.last_n,
         record=a.record,
     )
+    return render.render_window(window)
 
 
 async def history(contexts: Contexts, caller: Caller, a: s.GetHistoryArgs) -> msgspec.Struct:
@@ -109,7 +110,8 @@ async def fork(contexts: Contexts, caller: Caller, a: s.ForkArgs) -> msgspec.Str
 
 
 async def diff(contexts: Contexts, caller: Caller, a: s.DiffArgs) -> msgspec.Struct:
-    return await contexts.diff(caller, _id(a.context_id), a.from_version, a.to_version)
+    result = await contexts.diff(caller, _id(a.context_id), a.from_version, a.to_version)
+    return render.render_diff(result)
 
 
 async def summary(contexts: Contexts, caller: Caller, a: s.AddSummaryArgs) -> msgspec.Struct:
@@ -159,13 +161,14 @@ async def redact(contexts: Contexts, caller: Caller, a: s.RedactMessageArgs) -> 
 
 
 async def search(contexts: Contexts, caller: Caller, a: s.SearchMessagesArgs) -> msgspec.Struct:
-    return await contexts.search(
+    page = await contexts.search(
         caller,
         a.query,
         context_id=None if a.context_id is None else _id(a.context_id),
         limit=a.limit,
         cursor=a.cursor,
     )
+    return render.render_search(page)
 
 
 async def list(contexts: Contexts, caller: Caller, a: s.ListContextsArgs) -> msgspec.Struct:

@@ -147,7 +147,7 @@ async def read(contexts: Contexts, caller: Caller, target: Target) -> dict[str, 
     caller maps them to "not found")."""
     body: msgspec.Struct
     if target.kind == "window":
-        body = await contexts.window(caller, target.context_id)
+        body = render.render_window(await contexts.window(caller, target.context_id))
     elif target.kind == "events":
         events = await contexts.history(
             caller, target.context_id, from_version=target.from_version, limit=target.limit

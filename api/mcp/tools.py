@@ -107,7 +107,7 @@ _TOOLS = (
             "record=true logs exactly what was served."
         ),
         args=s.GetWindowArgs,
-        output=pj.Window,
+        output=schemas.Window,
         run=actions.window,
     ),
     Tool(
@@ -153,7 +153,7 @@ _TOOLS = (
             "or redacted, metadata, window settings and summaries."
         ),
         args=s.DiffArgs,
-        output=pj.StateDiff,
+        output=schemas.StateDiff,
         run=actions.diff,
         read_only=True,
         idempotent=True,
@@ -198,7 +198,7 @@ _TOOLS = (
             "every word must appear; best matches first, with snippets."
         ),
         args=s.SearchMessagesArgs,
-        output=pj.SearchPage,
+        output=schemas.SearchPage,
         run=actions.search,
         read_only=True,
         idempotent=True,

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document, generated from the route table and ``api/schemas.py``.
+"""The OpenAPI 3.1 document, generated from the route table and ``api/rest/schemas``.
 
 Each handler is tagged with ``@operation(...)`` naming its request, query and response Structs;
 ``document(routes)`` walks the route table and asks msgspec for the JSON Schemas of those

@@ -6,10 +6,11 @@ from __future__ import annotations
 import msgspec
 
 from eventstore import RecordedEvent
-from projections import ContextState, Message
+from projections import ContextState, Message, SearchPage, StateDiff, Window
 from projections.service import ContextPage, ContextSize, Lineage, NewMessage
 
 from ..errors import invalid
+from . import schemas
 from .schemas import (
     MCP_DEFAULT_MAX_TOKENS,
     AppendMessages,
@@ -23,6 +24,21 @@ from .schemas import (
     SummaryOut,
     VersionRef,
 )
+
+
+def render_window(window: Window) -> schemas.Window:
+    """A window as the API's answer (its twin in ``schemas.reads``, field for field)."""
+    return msgspec.convert(window, schemas.Window, from_attributes=True)
+
+
+def render_diff(diff: StateDiff) -> schemas.StateDiff:
+    """A diff as the API's answer."""
+    return msgspec.convert(diff, schemas.StateDiff, from_attributes=True)
+
+
+def render_search(page: SearchPage) -> schemas.SearchPage:
+    """A page of search hits as the API's answer."""
+    return msgspec.convert(page, schemas.SearchPage, from_attributes=True)
 
 
 def render_message(m: Message) -> MessageOut:

@@ -50,7 +50,7 @@ async def history(request: web.Request) -> web.Response:
 @operation(
     "The context window a model would be shown, with its accounting",
     query=schemas.WindowQuery,
-    response=schemas.WindowOut,
+    response=schemas.Window,
     errors=(404, 422),
     description="`record=true` appends a WindowServed event recording exactly what was shown.",
 )
@@ -67,13 +67,13 @@ async def get_window(request: web.Request) -> web.Response:
         last_n=params.last_n,
         record=params.record,
     )
-    return wire.json_response(window, version=window.version)
+    return wire.json_response(render.render_window(window), version=window.version)
 
 
 @operation(
     "What changed between two versions",
     query=schemas.DiffQuery,
-    response=schemas.DiffOut,
+    response=schemas.StateDiff,
     errors=(404,),
 )
 async def get_diff(request: web.Request) -> web.Response:
@@ -83,7 +83,7 @@ async def get_diff(request: web.Request) -> web.Response:
     result = await appkeys.contexts(request).diff(
         caller(request), context_id, params.from_, params.to
     )
-    return wire.json_response(result)
+    return wire.json_response(render.render_diff(result))
 
 
 @operation("Where the context came from, and its forks", response=schemas.LineageOut, errors=(404,))

@@ -1,0 +1,38 @@
+"""What the API's schemas share: bounded numbers, and the bases of requests and responses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+MAX_INT = 2**63 - 1
+"""The largest integer a request may carry where the log keeps numbers (SQLite's INTEGER)."""
+PositiveInt = Annotated[int, Meta(ge=1, le=MAX_INT)]
+Version = Annotated[
+    int, Meta(ge=0, le=MAX_INT, description="a context version (0: before it existed)")
+]
+Limit = Annotated[int, Meta(ge=1, le=1000)]
+Metadata = dict[str, Any]
+
+MCP_DEFAULT_MAX_TOKENS = 4096
+MCP_CAPABILITIES = [
+    "context_management",
+    "message_history",
+    "token_counting",
+    "context_window_management",
+    "time_travel",
+    "fork",
+    "rollback",
+    "summaries",
+    "live_updates",
+]
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The base of request bodies and query strings: unknown fields are an error."""
+
+
+class Response(msgspec.Struct, frozen=True, kw_only=True):
+    """The base of response bodies."""

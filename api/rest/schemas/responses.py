@@ -1,0 +1,170 @@
+"""What the API answers with: one Struct per response body, built from the layers' results by
+``api/rest/render.py`` (handlers never build JSON by hand)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from eventstore import Content, Event, EventMetadata, Role, WindowSettings
+
+from .base import Metadata, Response
+
+
+class MessageOut(Response, kw_only=True):
+    """A message as it is now; ``version`` is the version that appended it."""
+
+    id: str
+    role: Role
+    content: Content
+    name: str | None = None
+    metadata: Metadata = {}
+    version: int
+    tokens: int
+    edited_version: int | None = None
+    redacted: bool = False
+    content_hash: str | None = None
+
+
+class SummaryOut(Response, kw_only=True):
+    """A summary standing in for every message through ``through_message_id``."""
+
+    id: str
+    text: str
+    through_message_id: str
+    version: int
+    tokens: int
+
+
+class VersionRef(Response, kw_only=True):
+    """A context at a version (a fork's parent, a fork)."""
+
+    context_id: str
+    version: int
+
+
+class ContextOut(Response, kw_only=True):
+    """A context: its messages, metadata and window; ``version`` is also the ETag."""
+
+    id: str
+    version: int
+    messages: list[MessageOut]
+    metadata: Metadata
+    window: WindowSettings
+    summaries: list[SummaryOut] = []
+    parent: VersionRef | None = None
+    token_encoding: str
+    total_tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContextListItem(Response, kw_only=True):
+    """A context in a listing: everything but its messages."""
+
+    id: str
+    version: int
+    metadata: Metadata
+    window: WindowSettings
+    message_count: int
+    total_tokens: int
+    parent: VersionRef | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContextList(Response, kw_only=True):
+    """A page of contexts, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    contexts: list[ContextListItem]
+    next_cursor: str | None
+
+
+class Appended(Response, kw_only=True):
+    """The minimal answer to an append (``Prefer: return=minimal``)."""
+
+    version: int
+    message_ids: list[str]
+
+
+class EventOut(Response, kw_only=True):
+    """One event of the log: where it is, what happened, who did it, and its chain hash."""
+
+    position: int
+    context_id: str
+    version: int
+    id: str
+    type: str
+    data: Event
+    actor: str | None
+    metadata: EventMetadata
+    recorded_at: datetime
+    hash: str
+
+
+class EventPage(Response, kw_only=True):
+    """Events of one context; ``next_from_version`` continues (None: no more)."""
+
+    events: list[EventOut]
+    next_from_version: int | None
+
+
+class AuditPage(Response, kw_only=True):
+    """Events of the whole log (the caller's tenant); ``next_after`` continues from there."""
+
+    events: list[EventOut]
+    next_after: int
+
+
+class LineageOut(Response, kw_only=True):
+    """Where a context came from (parent first) and its direct forks."""
+
+    id: str
+    ancestors: list[VersionRef]
+    forks: list[VersionRef]
+
+
+class Root(Response, kw_only=True):
+    """``GET /``: what this server is."""
+
+    name: str
+    version: str
+    docs_url: str
+
+
+class Health(Response, kw_only=True):
+    """``GET /healthz``: ``ok`` once the projector has caught up, ``starting`` before."""
+
+    status: Literal["ok", "starting", "failed"]
+    version: str
+
+
+class Capabilities(Response, kw_only=True):
+    """``GET /mcp/capabilities``."""
+
+    version: str
+    capabilities: list[str]
+
+
+class ErrorDetail(Response, kw_only=True):
+    """What went wrong: a stable ``code``, a message for people, and structured details."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(Response, kw_only=True):
+    """Every error response."""
+
+    error: ErrorDetail
+
+
+class SubjectErasedOut(Response, kw_only=True):
+    """``POST /subjects/{subject}/erase``: the subject's key was destroyed (0 keys when it
+    was unknown or already erased), and the contexts whose content of it reads "[erased]"."""
+
+    subject: str
+    tenant: str | None
+    keys_destroyed: int
+    contexts: list[str]
