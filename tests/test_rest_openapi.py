@@ -51,6 +51,47 @@ def test_the_document_is_openapi_3_1_and_its_refs_resolve(app: web.Application) 
             assert params == set(re.findall(r"{(\w+)}", path))
 
 
+def test_operations_are_named_after_their_handlers_and_grouped(app: web.Application) -> None:
+    doc = app[appkeys.OPENAPI]
+    handlers = {
+        (route.method.lower(), route.resource.canonical): route.handler.__name__
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    tags = [tag["name"] for tag in doc["tags"]]
+    assert {"contexts", "messages", "windows", "history", "audit", "live", "mcp"} <= set(tags)
+    names = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["operationId"] == handlers[(method, path)]
+            assert re.fullmatch(r"[a-z][a-z_]*[a-z]", op["operationId"]), op["operationId"]
+            assert op["tags"], (method, path)
+            assert set(op["tags"]) <= set(tags), (method, path)
+            names.append(op["operationId"])
+    assert len(names) == len(set(names))
+    by_path = {
+        (m, p): op["operationId"] for p, ops in doc["paths"].items() for m, op in ops.items()
+    }
+    assert by_path[("post", "/api/v1/contexts/{id}/messages")] == "append_messages"
+    assert by_path[("get", "/api/v1/contexts/{id}/window")] == "get_window"
+    assert by_path[("get", "/api/v1/contexts")] == "list_contexts"
+
+
+def test_every_request_field_is_described(app: web.Application) -> None:
+    doc = app[appkeys.OPENAPI]
+    schemas: dict[str, Any] = doc["components"]["schemas"]
+    requests = {name for name, s in schemas.items() if s.get("additionalProperties") is False}
+    assert {"CreateContext", "AppendMessages", "MessageIn", "WindowIn"} <= requests
+    for name in requests:
+        for field, prop in schemas[name]["properties"].items():
+            assert prop.get("description"), f"{name}.{field} has no description"
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for param in op["parameters"]:
+                if param["in"] == "query":
+                    assert param.get("description"), (method, path, param["name"])
+
+
 def test_request_schemas_forbid_unknown_fields(app: web.Application) -> None:
     schemas: dict[str, Any] = app[appkeys.OPENAPI]["components"]["schemas"]
     for name in ("CreateContext", "AppendMessages", "MessageIn", "Rollback", "AuditQuery"):

@@ -79,7 +79,7 @@ _NOTES = {
         "that is not allowed, 406 when the client does not accept JSON."
     ),
 )
-async def post(request: web.Request) -> web.StreamResponse:
+async def mcp_message(request: web.Request) -> web.StreamResponse:
     """One JSON-RPC message (or, for a 2025-03-26 session, a batch)."""
     if request.content_type != "application/json":
         return refuse(415, "the body must be application/json")
@@ -127,7 +127,7 @@ def _params(value: dict[str, Any]) -> dict[str, Any]:
         "the session already has one."
     ),
 )
-async def get(request: web.Request) -> web.StreamResponse:
+async def mcp_stream(request: web.Request) -> web.StreamResponse:
     """Open the event stream of the session the request names."""
     if not accepts(request, "text/event-stream"):
         return refuse(406, "the client must accept text/event-stream")
@@ -150,7 +150,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     error_schema=_ERRORS,
     description="Handshake era only: ends the session named by `Mcp-Session-Id`.",
 )
-async def delete(request: web.Request) -> web.StreamResponse:
+async def mcp_end_session(request: web.Request) -> web.StreamResponse:
     """End the session the request names."""
     if request.headers.get(VERSION_HEADER) in MODERN_VERSIONS:
         return refuse(405, "the stateless era has no sessions", {"Allow": "POST"})
@@ -171,9 +171,9 @@ def _render_error(error: ApiError, request_id: str) -> web.Response:
 
 
 routes = [
-    web.route("POST", PATH, post),
-    web.route("GET", PATH, get, allow_head=False),
-    web.route("DELETE", PATH, delete),
+    web.route("POST", PATH, mcp_message),
+    web.route("GET", PATH, mcp_stream, allow_head=False),
+    web.route("DELETE", PATH, mcp_end_session),
 ]
 """The MCP door's routes, joined with the REST API's in ``create_app``."""
 

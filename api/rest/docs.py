@@ -38,7 +38,7 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
     parts = [
         f'<div class="op" id="{escape(op["operationId"])}">',
         f'<div><span class="m {method}">{method}</span> <code>{escape(path)}</code> — '
-        f"{escape(op['summary'])}</div>",
+        f"{escape(op['summary'])} <small><code>{escape(op['operationId'])}</code></small></div>",
     ]
     if op.get("description"):
         parts.append(f"<p>{escape(op['description'])}</p>")
@@ -72,11 +72,18 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
 def render(doc: dict[str, Any]) -> str:
     """The whole reference page for an OpenAPI document."""
     info = doc["info"]
+    groups: dict[str, list[str]] = {tag["name"]: [] for tag in doc.get("tags", [])}
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            groups.setdefault(op["tags"][0], []).append(_operation(method, path, op))
+    described = {tag["name"]: tag.get("description", "") for tag in doc.get("tags", [])}
     ops = [
-        _operation(method, path, op)
-        for path, methods in doc["paths"].items()
-        for method, op in methods.items()
+        f'<h3 id="tag-{escape(tag)}">{escape(tag)}</h3><p>{escape(described.get(tag, ""))}</p>'
+        + "".join(items)
+        for tag, items in groups.items()
+        if items
     ]
+    nav = "".join(f'<a href="#tag-{escape(tag)}">{escape(tag)}</a>' for tag in groups)
     components = "".join(
         f'<h3 id="schema-{escape(name)}">{escape(name)}</h3>{_schema(schema)}'
         for name, schema in sorted(doc["components"]["schemas"].items())
@@ -89,7 +96,7 @@ def render(doc: dict[str, Any]) -> str:
         '<a href="/openapi.json">/openapi.json</a>. Authenticate with <code>X-API-Key</code> or '
         "<code>Authorization: Bearer</code>. Errors are "
         '<code>{"error": {"code", "message", "details"}}</code>.</p>'
-        '<nav><a href="#operations">Operations</a><a href="#schemas">Schemas</a></nav>'
+        f'<nav>{nav}<a href="#schemas">Schemas</a></nav>'
         f'<h2 id="operations">Operations</h2>{"".join(ops)}'
         f'<h2 id="schemas">Schemas</h2>{components}</body></html>'
     )

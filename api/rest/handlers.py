@@ -41,6 +41,7 @@ async def _context(request: web.Request, written: Written, status: int = 200) ->
 
 @operation(
     "Create a context",
+    tag="contexts",
     body=schemas.CreateContext,
     body_required=False,
     response=schemas.ContextOut,
@@ -60,7 +61,12 @@ async def create_context(request: web.Request) -> web.Response:
     return await _context(request, written, 201)
 
 
-@operation("List contexts, newest first", query=schemas.ListQuery, response=schemas.ContextList)
+@operation(
+    "List contexts, newest first",
+    query=schemas.ListQuery,
+    response=schemas.ContextList,
+    tag="contexts",
+)
 async def list_contexts(request: web.Request) -> web.Response:
     """A page of the caller's live contexts; ``metadata.<key>=<value>`` filters by metadata."""
     params = wire.query(request, schemas.ListQuery, exclude="metadata.")
@@ -80,6 +86,7 @@ async def list_contexts(request: web.Request) -> web.Response:
 
 @operation(
     "Get a context, now or as it was (?version=N or ?at=ISO-8601)",
+    tag="contexts",
     query=schemas.GetContextQuery,
     response=schemas.ContextOut,
     errors=(304, 404),
@@ -101,6 +108,7 @@ async def get_context(request: web.Request) -> web.StreamResponse:
 
 @operation(
     "Delete a context (a tombstone: its history stays for audit)",
+    tag="contexts",
     body=schemas.DeleteContext,
     body_required=False,
     status=204,
@@ -123,6 +131,7 @@ async def delete_context(request: web.Request) -> web.Response:
 
 @operation(
     "Append one message, or several atomically",
+    tag="messages",
     body=schemas.AppendMessages,
     response=(schemas.ContextOut, schemas.Appended),
     status=201,
@@ -149,6 +158,7 @@ async def append_messages(request: web.Request) -> web.Response:
 
 @operation(
     "Edit a message's content",
+    tag="messages",
     body=schemas.EditMessage,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
@@ -172,6 +182,7 @@ async def edit_message(request: web.Request) -> web.Response:
 
 @operation(
     "Redact a message (its content is blanked; it keeps its place)",
+    tag="messages",
     body=schemas.RedactMessage,
     body_required=False,
     response=schemas.ContextOut,
@@ -196,6 +207,7 @@ async def redact_message(request: web.Request) -> web.Response:
 
 @operation(
     "Change metadata by a JSON merge patch (RFC 7386)",
+    tag="contexts",
     body=schemas.Metadata,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
@@ -217,6 +229,7 @@ async def patch_metadata(request: web.Request) -> web.Response:
 
 @operation(
     "Set the context's default window",
+    tag="windows",
     body=schemas.WindowIn,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
@@ -238,6 +251,7 @@ async def configure_window(request: web.Request) -> web.Response:
 
 @operation(
     "Add a summary standing in for messages through one message",
+    tag="messages",
     body=schemas.AddSummary,
     response=schemas.ContextOut,
     status=201,
@@ -261,6 +275,7 @@ async def add_summary(request: web.Request) -> web.Response:
 
 @operation(
     "Roll the context back to an earlier version (a new event; history stays)",
+    tag="history",
     body=schemas.Rollback,
     response=schemas.ContextOut,
     headers=_WRITE_HEADERS,
@@ -283,6 +298,7 @@ async def rollback(request: web.Request) -> web.Response:
 
 @operation(
     "Fork the context into a new one",
+    tag="history",
     body=schemas.Fork,
     body_required=False,
     response=schemas.ContextOut,
@@ -309,6 +325,7 @@ async def fork(request: web.Request) -> web.Response:
 
 @operation(
     "Erase a data subject in the caller's tenant (crypto-shredding; idempotent)",
+    tag="audit",
     response=schemas.SubjectErasedOut,
     errors=(400,),
     description=(

@@ -52,7 +52,7 @@ POLICY_VIOLATION = 1008
         "{type: 'pong'}. An unknown context closes with code 1008."
     ),
 )
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def context_websocket(request: web.Request) -> web.WebSocketResponse:
     """Send the context, then every change; take append frames and answer each."""
     with ratelimit.live_slot(request):  # refused (429/503) before the handshake when full
         return await _websocket(request)
@@ -170,7 +170,7 @@ def _error_frame(error: ApiError, frame_id: str | None) -> dict[str, Any]:
 
 @operation(
     "Tail the log as Server-Sent Events",
-    tag="events",
+    tag="live",
     query=schemas.StreamQuery,
     response=schemas.EventOut,
     content_type="text/event-stream",
@@ -180,7 +180,7 @@ def _error_frame(error: ApiError, frame_id: str | None) -> dict[str, Any]:
         "Without `after` or Last-Event-ID the stream starts at the current end of the log."
     ),
 )
-async def event_stream(request: web.Request) -> web.StreamResponse:
+async def stream_events(request: web.Request) -> web.StreamResponse:
     """Every event of the caller's tenant after a position, then live, until the client leaves."""
     with ratelimit.live_slot(request):  # refused (429/503) before the stream starts when full
         return await _event_stream(request)

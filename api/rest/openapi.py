@@ -9,8 +9,13 @@ that real responses validate against it.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import itertools
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -43,6 +48,19 @@ ERRORS: dict[int, str] = {
 }
 
 
+TAGS: dict[str, str] = {
+    "contexts": "Create, list, read and delete contexts; change their metadata",
+    "messages": "Append, edit and redact messages; add summaries",
+    "windows": "What fits a model's window, and a context's window settings",
+    "history": "Versions: a context's events, diffs, lineage, rollback and forks",
+    "audit": "The whole log (the caller's tenant), and erasure of a data subject",
+    "live": "Follow changes as they happen: WebSocket and server-sent events",
+    "mcp": "The Model Context Protocol endpoint, and REST views shaped for MCP clients",
+    "meta": "The server itself: what it is, its health, this document",
+}
+"""The groups operations are listed in, in this order."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Operation:
     """What one handler takes and gives, for the document."""
@@ -55,6 +73,7 @@ class Operation:
     query: Any = None
     errors: tuple[int, ...] = ()
     tag: str = "contexts"
+    """Which group the operation is listed in (one of ``TAGS``)."""
     headers: tuple[str, ...] = ()
     content_type: str = "application/json"
     public: bool = False
@@ -105,28 +124,40 @@ _HEADERS: dict[str, dict[str, Any]] = {
 
 
 def document(routes: Iterable[web.AbstractRouteDef], version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every tagged handler in ``routes``."""
-    ops: list[tuple[str, str, Operation]] = []
+    """The OpenAPI 3.1 document of every tagged handler in ``routes``; each operation is named
+    (``operationId``) after its handler, so the code, the document and client libraries
+    generated from it use one name."""
+    ops: list[tuple[str, str, str, Operation]] = []
     for route in routes:
         if not isinstance(route, web.RouteDef):
             continue
         op = getattr(route.handler, "__operation__", None)
         if op is not None and route.method != "HEAD":
-            ops.append((route.method.lower(), route.path, op))
+            name = route.handler.__name__  # type: ignore[union-attr]
+            ops.append((name, route.method.lower(), route.path, op))
+    unknown = {op.tag for *_, op in ops} - TAGS.keys()
+    if unknown:
+        raise ValueError(f"operations tagged with no entry in TAGS: {sorted(unknown)}")
+    names = [name for name, *_ in ops]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two operations share a handler name: {sorted(names)}")
     types: list[Any] = [schemas.ErrorOut]
-    for _, _, op in ops:
+    for *_, op in ops:
         for t in (op.response, op.body, op.query):
             # A tuple is a choice of Structs that msgspec cannot put in one (untagged) union.
             types += t if isinstance(t, tuple) else [t] if t is not None else []
     unique = list(dict.fromkeys(types))
     refs, components = msgspec.json.schema_components(unique, ref_template=REF)
+    _describe_fields(components)
     schema_of: dict[Any, dict[str, Any]] = dict(zip(unique, refs, strict=True))
-    for _, _, op in ops:
+    for *_, op in ops:
         if isinstance(op.response, tuple):
             schema_of[op.response] = {"anyOf": [schema_of[t] for t in op.response]}
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, op in ops:
-        paths.setdefault(path, {})[method] = _operation(method, path, op, schema_of, components)
+    for name, method, path, op in ops:
+        paths.setdefault(path, {})[method] = _operation(
+            name, method, path, op, schema_of, components
+        )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -134,6 +165,7 @@ def document(routes: Iterable[web.AbstractRouteDef], version: str) -> dict[str, 
             "version": version,
             "description": "An event-sourced context log for AI applications.",
         },
+        "tags": [{"name": tag, "description": text} for tag, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": components,
@@ -158,6 +190,7 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(
+    name: str,
     method: str,
     path: str,
     op: Operation,
@@ -166,29 +199,25 @@ def _operation(
 ) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {
-            "name": name,
+            "name": param,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"} if name.endswith("id") else {},
+            "schema": {"type": "string", "format": "uuid"} if param.endswith("id") else {},
         }
-        for name in _PARAM.findall(path)
+        for param in _PARAM.findall(path)
     ]
     if op.query is not None:
         component = components[schema_of[op.query]["$ref"].rsplit("/", 1)[1]]
         required = set(component.get("required", ()))
-        for name, schema in component["properties"].items():
-            params.append(
-                {
-                    "name": name,
-                    "in": "query",
-                    "required": name in required,
-                    "schema": _not_null(schema),
-                }
-            )
+        for field, schema in component["properties"].items():
+            param = {"name": field, "in": "query", "required": field in required}
+            if "description" in schema:
+                param["description"] = schema["description"]
+            params.append({**param, "schema": _not_null(schema)})
     params += [{"name": h, "in": "header", **_HEADERS[h]} for h in op.headers]
     result: dict[str, Any] = {
         "summary": op.summary,
-        "operationId": f"{method}_{path}".replace("/", "_").replace("{", "").replace("}", ""),
+        "operationId": name,
         "tags": [op.tag],
         "parameters": params,
         "responses": {},
@@ -231,3 +260,55 @@ def _operation(
     for code in op.also:
         responses[str(code)] = {**responses[str(op.status)], "description": ERRORS[code]}
     return result
+
+
+def _describe_fields(components: dict[str, Any]) -> None:
+    """Give each request field in ``components`` the one-line description written under it
+    in ``schemas/requests.py`` (an attribute docstring). Kept out of the Structs' types, so
+    that MCP tool schemas built from the same Structs stay as short as a model needs them."""
+    for cls in _request_structs():
+        component = components.get(cls.__name__)
+        if component is None:
+            continue
+        # The name on the wire (``from``) may differ from the attribute's (``from_``).
+        wire = dict(zip(cls.__struct_fields__, cls.__struct_encode_fields__, strict=True))
+        for field, text in field_docs(cls).items():
+            prop = component["properties"].get(wire.get(field, field))
+            if prop is not None:
+                prop["description"] = text
+
+
+def _request_structs() -> list[type[msgspec.Struct]]:
+    found: list[type[msgspec.Struct]] = []
+    todo: list[type[msgspec.Struct]] = [schemas.Request]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of ``cls`` and its bases (field name -> first line); empty
+    when the source is not available."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body
+        if not body or not isinstance(body[0], ast.ClassDef):
+            continue
+        statements = body[0].body
+        for stmt, after in itertools.pairwise(statements):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[stmt.target.id] = after.value.value.strip().splitlines()[0]
+    return docs

@@ -21,7 +21,7 @@ V1 = "/api/v1"
 
 @routes.get("/")
 @operation("What this server is", response=schemas.Root, tag="meta", public=True)
-async def root(request: web.Request) -> web.Response:
+async def get_server_info(request: web.Request) -> web.Response:
     """Name, version and where the docs are."""
     body = schemas.Root(name="ctxlog", version=request.app[appkeys.VERSION], docs_url="/docs")
     return wire.json_response(body)
@@ -36,7 +36,7 @@ async def root(request: web.Request) -> web.Response:
     also=(503,),
     description="503 with status `starting` while the projector catches up at start.",
 )
-async def healthz(request: web.Request) -> web.Response:
+async def get_health(request: web.Request) -> web.Response:
     """200 ``ok`` when ready; 503 ``starting`` (or ``failed``) before."""
     status = appkeys.status(request.app)
     body = schemas.Health(status=status, version=request.app[appkeys.VERSION])  # type: ignore[arg-type]
@@ -45,7 +45,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 @operation("This document", response=dict[str, Any], tag="meta", public=True)
-async def openapi_json(request: web.Request) -> web.Response:
+async def get_openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document, generated from the schemas."""
     return wire.json_response(request.app[appkeys.OPENAPI])
 
@@ -58,7 +58,7 @@ async def openapi_json(request: web.Request) -> web.Response:
     tag="meta",
     public=True,
 )
-async def api_docs(request: web.Request) -> web.Response:
+async def get_docs(request: web.Request) -> web.Response:
     """A self-contained HTML page rendered from the OpenAPI document."""
     return web.Response(text=docs.render(request.app[appkeys.OPENAPI]), content_type="text/html")
 
@@ -77,15 +77,15 @@ _TABLE = [
     ("POST", "/contexts/{id}/summaries", handlers.add_summary),
     ("POST", "/contexts/{id}/rollback", handlers.rollback),
     ("POST", "/contexts/{id}/fork", handlers.fork),
-    ("GET", "/contexts/{id}/events", views.history),
+    ("GET", "/contexts/{id}/events", views.get_history),
     ("GET", "/contexts/{id}/diff", views.get_diff),
     ("GET", "/contexts/{id}/lineage", views.get_lineage),
-    ("GET", "/events", views.audit),
+    ("GET", "/events", views.list_events),
     ("POST", "/subjects/{subject}/erase", handlers.erase_subject),
-    ("GET", "/events/stream", live.event_stream),
-    ("GET", "/ws/{id}", live.websocket),
-    ("POST", "/mcp/contexts", views.mcp_create),
-    ("GET", "/mcp/contexts/{id}", views.mcp_get),
+    ("GET", "/events/stream", live.stream_events),
+    ("GET", "/ws/{id}", live.context_websocket),
+    ("POST", "/mcp/contexts", views.mcp_create_context),
+    ("GET", "/mcp/contexts/{id}", views.mcp_get_context),
     ("GET", "/mcp/capabilities", views.mcp_capabilities),
 ]
 

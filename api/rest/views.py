@@ -23,9 +23,9 @@ from .schemas import MCP_DEFAULT_MAX_TOKENS
     query=schemas.HistoryQuery,
     response=schemas.EventPage,
     errors=(404,),
-    tag="events",
+    tag="history",
 )
-async def history(request: web.Request) -> web.Response:
+async def get_history(request: web.Request) -> web.Response:
     """Events of one context, a page at a time, forward or backward."""
     context_id = wire.path_uuid(request)
     params = wire.query(request, schemas.HistoryQuery)
@@ -49,6 +49,7 @@ async def history(request: web.Request) -> web.Response:
 
 @operation(
     "The context window a model would be shown, with its accounting",
+    tag="windows",
     query=schemas.WindowQuery,
     response=schemas.Window,
     errors=(404, 422),
@@ -72,6 +73,7 @@ async def get_window(request: web.Request) -> web.Response:
 
 @operation(
     "What changed between two versions",
+    tag="history",
     query=schemas.DiffQuery,
     response=schemas.StateDiff,
     errors=(404,),
@@ -86,7 +88,12 @@ async def get_diff(request: web.Request) -> web.Response:
     return wire.json_response(render.render_diff(result))
 
 
-@operation("Where the context came from, and its forks", response=schemas.LineageOut, errors=(404,))
+@operation(
+    "Where the context came from, and its forks",
+    response=schemas.LineageOut,
+    errors=(404,),
+    tag="history",
+)
 async def get_lineage(request: web.Request) -> web.Response:
     """Ancestors (parent first) and direct forks."""
     context_id = wire.path_uuid(request)
@@ -98,9 +105,9 @@ async def get_lineage(request: web.Request) -> web.Response:
     "Audit query over the whole log (the caller's tenant)",
     query=schemas.AuditQuery,
     response=schemas.AuditPage,
-    tag="events",
+    tag="audit",
 )
-async def audit(request: web.Request) -> web.Response:
+async def list_events(request: web.Request) -> web.Response:
     """Events after a log position, filtered by type, context, actor and time."""
     who = caller(request)
     params = wire.query(request, schemas.AuditQuery)
@@ -130,7 +137,7 @@ async def audit(request: web.Request) -> web.Response:
     errors=(422,),
     tag="mcp",
 )
-async def mcp_create(request: web.Request) -> web.Response:
+async def mcp_create_context(request: web.Request) -> web.Response:
     """Like ``POST /contexts``, with a 4096-token window unless one is given."""
     body = await wire.read_optional_json(request, schemas.CreateContext)
     window = WindowSettings() if body.window is None else body.window.settings()
@@ -159,7 +166,7 @@ async def mcp_create(request: web.Request) -> web.Response:
     errors=(404,),
     tag="mcp",
 )
-async def mcp_get(request: web.Request) -> web.Response:
+async def mcp_get_context(request: web.Request) -> web.Response:
     """The context with ``metadata.mcp.window = {max_tokens, current_tokens}``."""
     context_id = wire.path_uuid(request)
     state = await appkeys.contexts(request).get(caller(request), context_id)

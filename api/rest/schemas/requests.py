@@ -22,10 +22,15 @@ class WindowIn(Request, kw_only=True):
     """A context's default window: token budget, model (or encoding), and selection policy."""
 
     max_tokens: PositiveInt | None = None
+    """Token budget of the window (none: no budget)."""
     model: str | None = None
+    """Model the window is for; picks the tokenizer (e.g. gpt-4o)."""
     encoding: str | None = None
+    """tiktoken encoding to count with when no model is given (e.g. o200k_base)."""
     policy: Policy | None = None
+    """How messages are chosen: by token budget, or the last N."""
     last_n: PositiveInt | None = None
+    """How many of the newest messages the last_n policy keeps."""
 
     def settings(self) -> WindowSettings:
         """As the event store's WindowSettings."""
@@ -36,17 +41,24 @@ class CreateContext(Request, kw_only=True):
     """``POST /contexts``: optional metadata and default window."""
 
     metadata: Metadata = {}
+    """Free-form JSON metadata; metadata.subject names a data subject for erasure."""
     window: WindowIn | None = None
+    """The context's default window settings."""
 
 
 class MessageIn(Request, kw_only=True):
     """One message to append; ``id`` (a UUID) is generated when missing."""
 
     role: Role
+    """Who the message is from."""
     content: Content
+    """Text, or a list of content parts (text, image, file, tool call, tool result)."""
     name: str | None = None
+    """Optional name of the participant."""
     metadata: Metadata = {}
+    """Free-form JSON metadata; metadata.subject names a data subject for erasure."""
     id: uuid.UUID | None = None
+    """The message's id (a UUID); generated when missing."""
 
 
 class AppendMessages(Request, kw_only=True):
@@ -54,55 +66,75 @@ class AppendMessages(Request, kw_only=True):
     ``messages: [...]``, appended atomically. ``expected_version`` works like If-Match."""
 
     role: Role | None = None
+    """One message: who it is from (or use messages)."""
     content: Content | None = None
+    """One message: its content (or use messages)."""
     name: str | None = None
+    """One message: optional name of the participant."""
     metadata: Metadata | None = None
+    """One message: free-form JSON metadata."""
     id: uuid.UUID | None = None
+    """One message: its id (a UUID); generated when missing."""
     messages: Annotated[list[MessageIn], Meta(min_length=1, max_length=1000)] | None = None
+    """Several messages, appended atomically in order."""
     expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
 
 
 class EditMessage(Request, kw_only=True):
     """``PATCH /contexts/{id}/messages/{message_id}``: the new content."""
 
     content: Content
+    """The message's new content."""
     expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
 
 
 class RedactMessage(Request, kw_only=True):
     """``POST /contexts/{id}/messages/{message_id}/redact``: why (optional)."""
 
     reason: str | None = None
+    """Why the content was redacted (kept in the log)."""
     expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
 
 
 class Rollback(Request, kw_only=True):
     """``POST /contexts/{id}/rollback``: the version whose state the context returns to."""
 
     to_version: PositiveInt
+    """The version whose state the context returns to."""
     reason: str | None = None
+    """Why (kept in the log)."""
     expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
 
 
 class Fork(Request, kw_only=True):
     """``POST /contexts/{id}/fork``: fork point (default: the current version), new metadata."""
 
     at_version: PositiveInt | None = None
+    """The version to fork from (default: the current one)."""
     metadata: Metadata | None = None
+    """The fork's metadata (default: the parent's at the fork point)."""
 
 
 class AddSummary(Request, kw_only=True):
     """``POST /contexts/{id}/summaries``: a summary covering messages through one message."""
 
     text: str
+    """The summary that stands in for the messages it covers."""
     through_message_id: uuid.UUID
+    """The last message the summary covers."""
     expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
 
 
 class DeleteContext(Request, kw_only=True):
     """``DELETE /contexts/{id}`` (optional body): why."""
 
     reason: str | None = None
+    """Why the context was deleted (kept in the log)."""
 
 
 # -- query strings ----------------------------------------------------------------------------
@@ -112,39 +144,53 @@ class GetContextQuery(Request, kw_only=True):
     """Time travel: the context as of a version, or as it was at an ISO-8601 time."""
 
     version: PositiveInt | None = None
+    """Read the context as it was at this version."""
     at: datetime | None = None
+    """Read the context as it was at this time (ISO 8601)."""
 
 
 class ListQuery(Request, kw_only=True):
     """A page of contexts (``metadata.<key>=<value>`` filters are taken apart first)."""
 
     cursor: str | None = None
+    """next_cursor of the previous page."""
     limit: Limit = 50
+    """Contexts per page."""
 
 
 class HistoryQuery(Request, kw_only=True):
     """Raw events of one context, from a version on, in either direction."""
 
     from_version: Version | None = None
+    """First version to return (default: the first, or the last going backward)."""
     limit: Limit = 100
+    """Events per page."""
     direction: Literal["forward", "backward"] = "forward"
+    """Oldest first (forward) or newest first (backward)."""
 
 
 class WindowQuery(Request, kw_only=True):
     """Overrides of the context's window settings; ``record`` appends WindowServed."""
 
     max_tokens: PositiveInt | None = None
+    """Token budget for this read (default: the context's)."""
     model: str | None = None
+    """Model for this read; picks the tokenizer (default: the context's)."""
     policy: Policy | None = None
+    """Selection policy for this read (default: the context's)."""
     last_n: PositiveInt | None = None
+    """How many newest messages the last_n policy keeps, for this read."""
     record: bool = False
+    """Append a window.served event recording exactly what was shown."""
 
 
 class DiffQuery(Request, kw_only=True):
     """Two versions to compare (``to`` defaults to the current one)."""
 
     from_: Version = msgspec.field(name="from")
+    """The version to compare from."""
     to: Version | None = None
+    """The version to compare to (default: the current one)."""
 
 
 class AuditQuery(Request, kw_only=True):
@@ -152,20 +198,30 @@ class AuditQuery(Request, kw_only=True):
     comma-separated."""
 
     after: Version = 0
+    """Return events after this log position (next_after of the previous page)."""
     limit: Limit = 100
+    """Events per page."""
     type: str | None = None
+    """Only these event types, comma-separated (e.g. message.appended)."""
     context_id: uuid.UUID | None = None
+    """Only this context's events."""
     actor: str | None = None
+    """Only events caused by this actor."""
     since: datetime | None = None
+    """Only events recorded at or after this time (ISO 8601)."""
     until: datetime | None = None
+    """Only events recorded before this time (ISO 8601)."""
 
 
 class StreamQuery(Request, kw_only=True):
     """The live tail; ``after`` (or the Last-Event-ID header) resumes from a log position."""
 
     after: Version | None = None
+    """Resume after this log position (or send Last-Event-ID)."""
     type: str | None = None
+    """Only these event types, comma-separated."""
     context_id: uuid.UUID | None = None
+    """Only this context's events."""
 
 
 # -- WebSocket frames -------------------------------------------------------------------------
@@ -175,14 +231,18 @@ class Frame(Request, kw_only=True, tag_field="type"):
     """The base of frames a WebSocket client sends; ``id`` is echoed in the answer."""
 
     id: str | None = None
+    """Echoed in the answer to this frame."""
 
 
 class AppendFrame(Frame, kw_only=True, tag="append"):
     """Append one message (or several, atomically) to the socket's context."""
 
     message: MessageIn | None = None
+    """One message to append."""
     messages: Annotated[list[MessageIn], Meta(min_length=1, max_length=1000)] | None = None
+    """Several messages, appended atomically in order."""
     expected_version: Version | None = None
+    """Write only if the context is at this version."""
 
 
 class PingFrame(Frame, tag="ping"):
