@@ -22,6 +22,7 @@ log = logging.getLogger("ctxlog")
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
+@click.version_option(package_name="ctxlog", prog_name="ctxlog", message="%(prog)s %(version)s")
 def cli() -> None:
     """ctxlog: an event-sourced context log for AI applications.
 
@@ -114,4 +115,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.main(args=None if argv is None else list(argv), prog_name="ctxlog")
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0

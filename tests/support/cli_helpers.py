@@ -98,5 +98,5 @@ def command(*args: str | Path) -> list[str]:
 
 def child_env() -> dict[str, str]:
     """The environment for a child ``ctxlog``: this one, with the project importable."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     return {**os.environ, "PYTHONPATH": root, "NO_COLOR": "1"}

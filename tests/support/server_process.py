@@ -19,14 +19,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
 
 from api.testing import KEYS, Checker
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEYS_ENV = ",".join(f"{k.key}:{k.tenant}:{k.actor}" for k in KEYS)
 """The test keys of ``api.testing`` (tenant-a: key-alice, key-ann; tenant-b: key-bob)."""
 
@@ -52,8 +52,13 @@ class ServerProcess:
         keys: str = KEYS_ENV,
         env: Mapping[str, str] | None = None,
         log: Path | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "api"),
+        cwd: Path = ROOT,
     ) -> None:
         self.db = db
+        self.command = list(command)
+        """How to run ``ctxlog`` (default: this checkout's, with this interpreter)."""
+        self.cwd = cwd
         self.keys = keys
         self.env = dict(env or {})
         self.log = log or db.with_name(db.name + ".server.log")
@@ -90,8 +95,8 @@ class ServerProcess:
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api", "serve", "--db", str(self.db)],
-                cwd=ROOT,
+                [*self.command, "serve", "--db", str(self.db)],
+                cwd=self.cwd,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
