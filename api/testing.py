@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import msgspec
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
@@ -92,7 +93,12 @@ class Checker:
 class ApiClient:
     """A TestClient that sends one key and checks each response against the document."""
 
-    def __init__(self, client: TestClient, doc: dict[str, Any], key: str | None = None) -> None:
+    def __init__(
+        self,
+        client: TestClient[web.Request, web.Application],
+        doc: dict[str, Any],
+        key: str | None = None,
+    ) -> None:
         self.client = client
         self.key = key
         self.checker = Checker(doc)

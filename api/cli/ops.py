@@ -216,7 +216,9 @@ async def _import(db: str, source: IO[bytes], out: Output) -> None:
 
 
 def _remove_readmodel(db: str) -> None:
-    remove_files(readmodel_path(db))
+    path = readmodel_path(db)
+    if path is not None:
+        remove_files(path)
 
 
 @click.command(

@@ -74,7 +74,9 @@ class CliError(click.ClickException):
 
     def __init__(self, code: Exit, message: str) -> None:
         super().__init__(message)
-        self.exit_code = int(code)
+        # click reads exit_code from the instance (ClickException.exit is per instance too);
+        # its stubs declare it a class variable only because most subclasses fix one code.
+        self.exit_code = int(code)  # type: ignore[misc]
 
 
 def failure(e: BaseException) -> CliError | None:
@@ -192,13 +194,15 @@ def format_option(fn: F) -> F:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class TimeParam(click.ParamType):
+class TimeParam(click.ParamType[datetime, Any]):
     """A point in time: ISO 8601 (``2026-05-01``, ``2026-05-01T12:00:00Z``; UTC unless an
     offset is given) or a time ago (``90s``, ``15m``, ``2h``, ``7d``, ``1w``)."""
 
     name = "TIME"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         """The value as an aware datetime."""
         if isinstance(value, datetime):
             return value

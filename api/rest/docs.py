@@ -56,15 +56,15 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
     body = op.get("requestBody")
     if body:
         parts.append(f"<p>Body: {_link(body['content']['application/json']['schema'])}</p>")
-    rows = []
+    answers = []
     for status, response in op["responses"].items():
         content = response.get("content", {})
         schema = next(iter(content.values()))["schema"] if content else None
-        rows.append(
+        answers.append(
             f"<tr><td>{escape(status)}</td><td>{escape(response['description'])}</td>"
             f"<td>{_link(schema) if schema else ''}</td></tr>"
         )
-    parts.append(f"<table><tr><th>status</th><th></th><th>body</th></tr>{''.join(rows)}</table>")
+    parts.append(f"<table><tr><th>status</th><th></th><th>body</th></tr>{''.join(answers)}</table>")
     parts.append("</div>")
     return "".join(parts)
 

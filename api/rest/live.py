@@ -125,7 +125,7 @@ async def _answer(request: web.Request, context_id: str, data: str) -> dict[str,
     try:
         ratelimit.take(request)  # frames draw on the same bucket as requests
         # The same checks as request bodies: shape, unknown fields, NUL, nesting.
-        frame = wire.decode(data.encode("utf-8", "surrogatepass"), ClientFrame)
+        frame: ClientFrame = wire.decode(data.encode("utf-8", "surrogatepass"), ClientFrame)
         frame_id = frame.id
         match frame:
             case PingFrame():

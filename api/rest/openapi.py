@@ -133,7 +133,7 @@ def document(routes: Iterable[web.AbstractRouteDef], version: str) -> dict[str, 
             continue
         op = getattr(route.handler, "__operation__", None)
         if op is not None and route.method != "HEAD":
-            name = route.handler.__name__  # type: ignore[union-attr]
+            name = route.handler.__name__
             ops.append((name, route.method.lower(), route.path, op))
     unknown = {op.tag for *_, op in ops} - TAGS.keys()
     if unknown:

@@ -9,11 +9,10 @@ malformed, nested too deeply, of the wrong shape or with unknown fields (400 wit
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 import uuid
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import msgspec
 from aiohttp import web
@@ -53,16 +52,25 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> None:
             seen.add(key)
 
 
-@functools.cache
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
 def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
     # One Decoder per request type, built once: msgspec's first performance tip.
-    return msgspec.json.Decoder(type_)
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
+    return decoder
 
 
-def decode(body: bytes, type_: type[T]) -> T:
+@overload
+def decode(body: bytes, type_: type[T]) -> T: ...
+@overload
+def decode(body: bytes, type_: Any) -> Any: ...  # a union of Structs (WebSocket frames)
+def decode(body: bytes, type_: Any) -> Any:
     """Decode and validate a JSON body as ``type_``; ApiError 400 for anything wrong."""
     try:
-        value: T = _decoder(type_).decode(body)
+        value = _decoder(type_).decode(body)
     except msgspec.ValidationError as e:
         raise from_validation(e) from None
     except msgspec.DecodeError as e:
@@ -180,22 +188,27 @@ def query(request: web.Request, type_: type[T], exclude: str | None = None) -> T
         # An unencoded '+' in a time zone offset arrives as a space.
         params[key] = value.replace(" ", "+") if key in _DATETIME_FIELDS else value
     try:
-        value = msgspec.convert(params, type_, strict=False)
+        parsed = msgspec.convert(params, type_, strict=False)
     except msgspec.ValidationError as e:
         raise from_validation(e, "query") from None
     # Lax conversion reads the text "null" as None: a parameter that is given has a value,
     # or ?context_id=null would quietly mean "no filter".
     names = _field_names(type_)
     for key in params:
-        if getattr(value, names.get(key, key), "") is None:
+        if getattr(parsed, names.get(key, key), "") is None:
             raise invalid(f"query parameter {key!r} has no value", f"$.{key}", "query")
-    return value
+    return parsed
 
 
-@functools.cache
-def _field_names(type_: type) -> dict[str, str]:
+_FIELD_NAMES: dict[Any, dict[str, str]] = {}
+
+
+def _field_names(type_: Any) -> dict[str, str]:
     # Once per type: msgspec.structs.fields evaluates the annotations on every call.
-    return {f.encode_name: f.name for f in msgspec.structs.fields(type_)}
+    names = _FIELD_NAMES.get(type_)
+    if names is None:
+        names = _FIELD_NAMES[type_] = {f.encode_name: f.name for f in msgspec.structs.fields(type_)}
+    return names
 
 
 def path_uuid(request: web.Request, name: str = "id") -> str:

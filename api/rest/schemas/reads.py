@@ -14,7 +14,7 @@ from projections.tokens import REPLY_PRIMING
 from .base import Response
 
 
-class WindowEntry(Response, kw_only=True):
+class WindowEntry(Response, frozen=True, kw_only=True):
     """One entry of a window: a pinned system message, the summary, or a message."""
 
     kind: Literal["system", "summary", "message"]
@@ -26,7 +26,7 @@ class WindowEntry(Response, kw_only=True):
     redacted: bool = False
 
 
-class LeftOut(Response, kw_only=True):
+class LeftOut(Response, frozen=True, kw_only=True):
     """Non-system messages left out for one reason: how many, and the newest of them."""
 
     reason: Literal["over_budget", "covered_by_summary", "beyond_last_n"]
@@ -34,7 +34,7 @@ class LeftOut(Response, kw_only=True):
     newest_message_id: str
 
 
-class Window(Response, kw_only=True):
+class Window(Response, frozen=True, kw_only=True):
     """A window and its accounting; ``exact`` is False when counts are in another encoding
     than the model's (they come from the state's ``token_encoding``)."""
 
@@ -56,7 +56,7 @@ class Window(Response, kw_only=True):
     window_hash: str
 
 
-class MetadataChange(Response, kw_only=True):
+class MetadataChange(Response, frozen=True, kw_only=True):
     """One metadata value that differs, at an RFC 6901 JSON pointer (``""`` is the root)."""
 
     path: str
@@ -65,7 +65,7 @@ class MetadataChange(Response, kw_only=True):
     new: Any = None
 
 
-class WindowChange(Response, kw_only=True):
+class WindowChange(Response, frozen=True, kw_only=True):
     """One window setting that differs."""
 
     field: str
@@ -73,7 +73,7 @@ class WindowChange(Response, kw_only=True):
     new: Any = None
 
 
-class StateDiff(Response, kw_only=True):
+class StateDiff(Response, frozen=True, kw_only=True):
     """How ``b`` differs from ``a``; message id lists follow the order of the state holding them.
 
     ``edited`` are messages in both whose content differs, except those redacted only in
@@ -95,7 +95,7 @@ class StateDiff(Response, kw_only=True):
     deleted: tuple[bool, bool] | None = None
 
 
-class SearchHit(Response, kw_only=True):
+class SearchHit(Response, frozen=True, kw_only=True):
     """A message that matched: where it is, a snippet of its text, and its rank (lower is
     better: SQLite's bm25)."""
 
@@ -107,7 +107,7 @@ class SearchHit(Response, kw_only=True):
     rank: float
 
 
-class SearchPage(Response):
+class SearchPage(Response, frozen=True):
     """Hits, best first, and the cursor of the next page (None at the end)."""
 
     hits: list[SearchHit]

@@ -18,7 +18,7 @@ from .base import Limit, Metadata, PositiveInt, Request, Version
 # -- request bodies ---------------------------------------------------------------------------
 
 
-class WindowIn(Request, kw_only=True):
+class WindowIn(Request, frozen=True, kw_only=True):
     """A context's default window: token budget, model (or encoding), and selection policy."""
 
     max_tokens: PositiveInt | None = None
@@ -37,7 +37,7 @@ class WindowIn(Request, kw_only=True):
         return WindowSettings(**msgspec.structs.asdict(self))
 
 
-class CreateContext(Request, kw_only=True):
+class CreateContext(Request, frozen=True, kw_only=True):
     """``POST /contexts``: optional metadata and default window."""
 
     metadata: Metadata = {}
@@ -46,7 +46,7 @@ class CreateContext(Request, kw_only=True):
     """The context's default window settings."""
 
 
-class MessageIn(Request, kw_only=True):
+class MessageIn(Request, frozen=True, kw_only=True):
     """One message to append; ``id`` (a UUID) is generated when missing."""
 
     role: Role
@@ -61,7 +61,7 @@ class MessageIn(Request, kw_only=True):
     """The message's id (a UUID); generated when missing."""
 
 
-class AppendMessages(Request, kw_only=True):
+class AppendMessages(Request, frozen=True, kw_only=True):
     """``POST /contexts/{id}/messages``: either one message (``role``, ``content``, …) or
     ``messages: [...]``, appended atomically. ``expected_version`` works like If-Match."""
 
@@ -81,7 +81,7 @@ class AppendMessages(Request, kw_only=True):
     """Write only if the context is at this version (like If-Match)."""
 
 
-class EditMessage(Request, kw_only=True):
+class EditMessage(Request, frozen=True, kw_only=True):
     """``PATCH /contexts/{id}/messages/{message_id}``: the new content."""
 
     content: Content
@@ -90,7 +90,7 @@ class EditMessage(Request, kw_only=True):
     """Write only if the context is at this version (like If-Match)."""
 
 
-class RedactMessage(Request, kw_only=True):
+class RedactMessage(Request, frozen=True, kw_only=True):
     """``POST /contexts/{id}/messages/{message_id}/redact``: why (optional)."""
 
     reason: str | None = None
@@ -99,7 +99,7 @@ class RedactMessage(Request, kw_only=True):
     """Write only if the context is at this version (like If-Match)."""
 
 
-class Rollback(Request, kw_only=True):
+class Rollback(Request, frozen=True, kw_only=True):
     """``POST /contexts/{id}/rollback``: the version whose state the context returns to."""
 
     to_version: PositiveInt
@@ -110,7 +110,7 @@ class Rollback(Request, kw_only=True):
     """Write only if the context is at this version (like If-Match)."""
 
 
-class Fork(Request, kw_only=True):
+class Fork(Request, frozen=True, kw_only=True):
     """``POST /contexts/{id}/fork``: fork point (default: the current version), new metadata."""
 
     at_version: PositiveInt | None = None
@@ -119,7 +119,7 @@ class Fork(Request, kw_only=True):
     """The fork's metadata (default: the parent's at the fork point)."""
 
 
-class AddSummary(Request, kw_only=True):
+class AddSummary(Request, frozen=True, kw_only=True):
     """``POST /contexts/{id}/summaries``: a summary covering messages through one message."""
 
     text: str
@@ -130,7 +130,7 @@ class AddSummary(Request, kw_only=True):
     """Write only if the context is at this version (like If-Match)."""
 
 
-class DeleteContext(Request, kw_only=True):
+class DeleteContext(Request, frozen=True, kw_only=True):
     """``DELETE /contexts/{id}`` (optional body): why."""
 
     reason: str | None = None
@@ -140,7 +140,7 @@ class DeleteContext(Request, kw_only=True):
 # -- query strings ----------------------------------------------------------------------------
 
 
-class GetContextQuery(Request, kw_only=True):
+class GetContextQuery(Request, frozen=True, kw_only=True):
     """Time travel: the context as of a version, or as it was at an ISO-8601 time."""
 
     version: PositiveInt | None = None
@@ -149,7 +149,7 @@ class GetContextQuery(Request, kw_only=True):
     """Read the context as it was at this time (ISO 8601)."""
 
 
-class ListQuery(Request, kw_only=True):
+class ListQuery(Request, frozen=True, kw_only=True):
     """A page of contexts (``metadata.<key>=<value>`` filters are taken apart first)."""
 
     cursor: str | None = None
@@ -158,7 +158,7 @@ class ListQuery(Request, kw_only=True):
     """Contexts per page."""
 
 
-class HistoryQuery(Request, kw_only=True):
+class HistoryQuery(Request, frozen=True, kw_only=True):
     """Raw events of one context, from a version on, in either direction."""
 
     from_version: Version | None = None
@@ -169,7 +169,7 @@ class HistoryQuery(Request, kw_only=True):
     """Oldest first (forward) or newest first (backward)."""
 
 
-class WindowQuery(Request, kw_only=True):
+class WindowQuery(Request, frozen=True, kw_only=True):
     """Overrides of the context's window settings; ``record`` appends WindowServed."""
 
     max_tokens: PositiveInt | None = None
@@ -184,7 +184,7 @@ class WindowQuery(Request, kw_only=True):
     """Append a window.served event recording exactly what was shown."""
 
 
-class DiffQuery(Request, kw_only=True):
+class DiffQuery(Request, frozen=True, kw_only=True):
     """Two versions to compare (``to`` defaults to the current one)."""
 
     from_: Version = msgspec.field(name="from")
@@ -193,7 +193,7 @@ class DiffQuery(Request, kw_only=True):
     """The version to compare to (default: the current one)."""
 
 
-class AuditQuery(Request, kw_only=True):
+class AuditQuery(Request, frozen=True, kw_only=True):
     """The audit query: events after a log position, filtered; ``type`` may list several,
     comma-separated."""
 
@@ -213,7 +213,7 @@ class AuditQuery(Request, kw_only=True):
     """Only events recorded before this time (ISO 8601)."""
 
 
-class StreamQuery(Request, kw_only=True):
+class StreamQuery(Request, frozen=True, kw_only=True):
     """The live tail; ``after`` (or the Last-Event-ID header) resumes from a log position."""
 
     after: Version | None = None
@@ -227,14 +227,14 @@ class StreamQuery(Request, kw_only=True):
 # -- WebSocket frames -------------------------------------------------------------------------
 
 
-class Frame(Request, kw_only=True, tag_field="type"):
+class Frame(Request, frozen=True, kw_only=True, tag_field="type"):
     """The base of frames a WebSocket client sends; ``id`` is echoed in the answer."""
 
     id: str | None = None
     """Echoed in the answer to this frame."""
 
 
-class AppendFrame(Frame, kw_only=True, tag="append"):
+class AppendFrame(Frame, frozen=True, kw_only=True, tag="append"):
     """Append one message (or several, atomically) to the socket's context."""
 
     message: MessageIn | None = None
@@ -245,7 +245,7 @@ class AppendFrame(Frame, kw_only=True, tag="append"):
     """Write only if the context is at this version."""
 
 
-class PingFrame(Frame, tag="ping"):
+class PingFrame(Frame, frozen=True, tag="ping"):
     """Answered with ``{"type": "pong"}``."""
 
 

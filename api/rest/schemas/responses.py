@@ -11,7 +11,7 @@ from eventstore import Content, Event, EventMetadata, Role, WindowSettings
 from .base import Metadata, Response
 
 
-class MessageOut(Response, kw_only=True):
+class MessageOut(Response, frozen=True, kw_only=True):
     """A message as it is now; ``version`` is the version that appended it."""
 
     id: str
@@ -26,7 +26,7 @@ class MessageOut(Response, kw_only=True):
     content_hash: str | None = None
 
 
-class SummaryOut(Response, kw_only=True):
+class SummaryOut(Response, frozen=True, kw_only=True):
     """A summary standing in for every message through ``through_message_id``."""
 
     id: str
@@ -36,14 +36,14 @@ class SummaryOut(Response, kw_only=True):
     tokens: int
 
 
-class VersionRef(Response, kw_only=True):
+class VersionRef(Response, frozen=True, kw_only=True):
     """A context at a version (a fork's parent, a fork)."""
 
     context_id: str
     version: int
 
 
-class ContextOut(Response, kw_only=True):
+class ContextOut(Response, frozen=True, kw_only=True):
     """A context: its messages, metadata and window; ``version`` is also the ETag."""
 
     id: str
@@ -59,7 +59,7 @@ class ContextOut(Response, kw_only=True):
     updated_at: datetime
 
 
-class ContextListItem(Response, kw_only=True):
+class ContextListItem(Response, frozen=True, kw_only=True):
     """A context in a listing: everything but its messages."""
 
     id: str
@@ -73,21 +73,21 @@ class ContextListItem(Response, kw_only=True):
     updated_at: datetime
 
 
-class ContextList(Response, kw_only=True):
+class ContextList(Response, frozen=True, kw_only=True):
     """A page of contexts, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
 
     contexts: list[ContextListItem]
     next_cursor: str | None
 
 
-class Appended(Response, kw_only=True):
+class Appended(Response, frozen=True, kw_only=True):
     """The minimal answer to an append (``Prefer: return=minimal``)."""
 
     version: int
     message_ids: list[str]
 
 
-class EventOut(Response, kw_only=True):
+class EventOut(Response, frozen=True, kw_only=True):
     """One event of the log: where it is, what happened, who did it, and its chain hash."""
 
     position: int
@@ -102,21 +102,21 @@ class EventOut(Response, kw_only=True):
     hash: str
 
 
-class EventPage(Response, kw_only=True):
+class EventPage(Response, frozen=True, kw_only=True):
     """Events of one context; ``next_from_version`` continues (None: no more)."""
 
     events: list[EventOut]
     next_from_version: int | None
 
 
-class AuditPage(Response, kw_only=True):
+class AuditPage(Response, frozen=True, kw_only=True):
     """Events of the whole log (the caller's tenant); ``next_after`` continues from there."""
 
     events: list[EventOut]
     next_after: int
 
 
-class LineageOut(Response, kw_only=True):
+class LineageOut(Response, frozen=True, kw_only=True):
     """Where a context came from (parent first) and its direct forks."""
 
     id: str
@@ -124,7 +124,7 @@ class LineageOut(Response, kw_only=True):
     forks: list[VersionRef]
 
 
-class Root(Response, kw_only=True):
+class Root(Response, frozen=True, kw_only=True):
     """``GET /``: what this server is."""
 
     name: str
@@ -132,21 +132,21 @@ class Root(Response, kw_only=True):
     docs_url: str
 
 
-class Health(Response, kw_only=True):
+class Health(Response, frozen=True, kw_only=True):
     """``GET /healthz``: ``ok`` once the projector has caught up, ``starting`` before."""
 
     status: Literal["ok", "starting", "failed"]
     version: str
 
 
-class Capabilities(Response, kw_only=True):
+class Capabilities(Response, frozen=True, kw_only=True):
     """``GET /mcp/capabilities``."""
 
     version: str
     capabilities: list[str]
 
 
-class ErrorDetail(Response, kw_only=True):
+class ErrorDetail(Response, frozen=True, kw_only=True):
     """What went wrong: a stable ``code``, a message for people, and structured details."""
 
     code: str
@@ -154,13 +154,13 @@ class ErrorDetail(Response, kw_only=True):
     details: dict[str, Any]
 
 
-class ErrorOut(Response, kw_only=True):
+class ErrorOut(Response, frozen=True, kw_only=True):
     """Every error response."""
 
     error: ErrorDetail
 
 
-class SubjectErasedOut(Response, kw_only=True):
+class SubjectErasedOut(Response, frozen=True, kw_only=True):
     """``POST /subjects/{subject}/erase``: the subject's key was destroyed (0 keys when it
     was unknown or already erased), and the contexts whose content of it reads "[erased]"."""
 
