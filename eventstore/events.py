@@ -84,14 +84,14 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """The tagged base of every event; the tag is the stable name stored with each row."""
 
 
-class ContextCreated(EventBase, tag="context.created"):
+class ContextCreated(EventBase, frozen=True, tag="context.created"):
     """A new, empty context; the first event of its stream."""
 
     metadata: dict[str, Any] = {}
     window: WindowSettings | None = None
 
 
-class MessageAppended(EventBase, tag="message.appended"):
+class MessageAppended(EventBase, frozen=True, tag="message.appended"):
     """A message joined the conversation."""
 
     message_id: str
@@ -103,7 +103,7 @@ class MessageAppended(EventBase, tag="message.appended"):
     """When set, ``content`` is stored as "" and this holds it, encrypted."""
 
 
-class MessageEdited(EventBase, tag="message.edited"):
+class MessageEdited(EventBase, frozen=True, tag="message.edited"):
     """A message's content was replaced."""
 
     message_id: str
@@ -112,26 +112,26 @@ class MessageEdited(EventBase, tag="message.edited"):
     """When set, ``content`` is stored as "" and this holds it, encrypted."""
 
 
-class MessageRedacted(EventBase, tag="message.redacted"):
+class MessageRedacted(EventBase, frozen=True, tag="message.redacted"):
     """A message's content was blanked; it keeps its place and id."""
 
     message_id: str
     reason: str | None = None
 
 
-class MetadataUpdated(EventBase, tag="metadata.updated"):
+class MetadataUpdated(EventBase, frozen=True, tag="metadata.updated"):
     """The context's metadata changed by an RFC 7386 JSON merge patch."""
 
     patch: dict[str, Any]
 
 
-class WindowConfigured(EventBase, tag="window.configured"):
+class WindowConfigured(EventBase, frozen=True, tag="window.configured"):
     """The context's default window settings changed."""
 
     window: WindowSettings
 
 
-class SummaryAdded(EventBase, tag="summary.added"):
+class SummaryAdded(EventBase, frozen=True, tag="summary.added"):
     """A summary now stands in for every message up to and including ``through_message_id``."""
 
     summary_id: str
@@ -141,14 +141,14 @@ class SummaryAdded(EventBase, tag="summary.added"):
     """When set, ``text`` is stored as "" and this holds it, encrypted."""
 
 
-class ContextRolledBack(EventBase, tag="context.rolled_back"):
+class ContextRolledBack(EventBase, frozen=True, tag="context.rolled_back"):
     """The context returned to its state as of ``to_version``; history is kept."""
 
     to_version: int
     reason: str | None = None
 
 
-class ContextForked(EventBase, tag="context.forked"):
+class ContextForked(EventBase, frozen=True, tag="context.forked"):
     """A new context began as ``parent_id`` at ``parent_version``; the first event of its stream."""
 
     parent_id: str
@@ -156,13 +156,13 @@ class ContextForked(EventBase, tag="context.forked"):
     metadata: dict[str, Any] = {}
 
 
-class ContextDeleted(EventBase, tag="context.deleted"):
+class ContextDeleted(EventBase, frozen=True, tag="context.deleted"):
     """A tombstone: the context reads as gone, its history stays for audit."""
 
     reason: str | None = None
 
 
-class WindowServed(EventBase, tag="window.served"):
+class WindowServed(EventBase, frozen=True, tag="window.served"):
     """A window was handed to a model: exactly which messages, under which budget."""
 
     policy: str
@@ -175,7 +175,7 @@ class WindowServed(EventBase, tag="window.served"):
     window_hash: str = ""
 
 
-class SubjectErased(EventBase, tag="subject.erased"):
+class SubjectErased(EventBase, frozen=True, tag="subject.erased"):
     """The key of a data subject (``metadata.subject``) was destroyed: this context's content
     of that subject now reads as "[erased]". Recorded for audit; changes nothing else."""
 
