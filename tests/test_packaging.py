@@ -10,6 +10,7 @@ this environment's site-packages. A ``.pth`` line only adds a directory to ``sys
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,9 +30,19 @@ pytestmark = pytest.mark.slow
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     build = tmp_path_factory.mktemp("build")
+    # From a copy of the sources: setuptools builds in the source tree, and a build/ left
+    # there by an earlier build could carry modules that no longer exist into the wheel.
+    source = build / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.db*"
+        ),
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "--disable-pip-version-check", "-w", str(out), str(ROOT)],
+         "--quiet", "--disable-pip-version-check", "-w", str(out), str(source)],
         check=True,
         cwd=build,
         env={"PATH": "/usr/bin:/bin", "HOME": str(build), "TMPDIR": str(build)},
