@@ -57,8 +57,13 @@ class Settings:
     # headers or its next request on an idle connection (closed after).
     body_timeout: float = 30.0
     keepalive_timeout: float = 75.0
-    # Browser origins (besides loopback ones) that may use /mcp; "*" allows any.
-    mcp_allowed_origins: tuple[str, ...] = ()
+    # Browser origins (besides loopback ones and the server's own) that may call /api/ and
+    # /mcp; "*" allows any.
+    allowed_origins: tuple[str, ...] = ()
+    # Host names (with or without a port) that requests to /api/ and /mcp may name, besides
+    # loopback names and the address the server binds; "*" allows any. A DNS-rebinding page
+    # names its own host, so it is refused.
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def open(self) -> bool:
@@ -83,6 +88,12 @@ class Settings:
                 f"refusing to serve without API keys on {self.host!r}, which is not a loopback"
                 " address: set CTXLOG_API_KEYS (key:tenant:actor,…) or --api-keys-file, or"
                 " bind to 127.0.0.1"
+            )
+        if is_wildcard(self.host) and not self.allowed_hosts:
+            raise SettingsError(
+                f"serving on {self.host!r} (every address) needs the host names clients use:"
+                " set CTXLOG_ALLOWED_HOSTS (e.g. ctxlog.internal,10.0.0.5:8080), or * to"
+                " accept any Host header"
             )
 
     @classmethod
@@ -123,10 +134,16 @@ class Settings:
             max_live=_int(env, "CTXLOG_MAX_LIVE", 1000),
             body_timeout=_float(env, "CTXLOG_BODY_TIMEOUT", 30.0),
             keepalive_timeout=_float(env, "CTXLOG_KEEPALIVE_TIMEOUT", 75.0),
-            mcp_allowed_origins=tuple(
-                o.strip() for o in env.get("CTXLOG_MCP_ALLOWED_ORIGINS", "").split(",") if o.strip()
-            ),
+            # CTXLOG_MCP_ALLOWED_ORIGINS is the name from when only /mcp checked origins.
+            allowed_origins=_names(env, "CTXLOG_ALLOWED_ORIGINS", "CTXLOG_MCP_ALLOWED_ORIGINS"),
+            allowed_hosts=_names(env, "CTXLOG_ALLOWED_HOSTS"),
         )
+
+
+def _names(env: Mapping[str, str], *variables: str) -> tuple[str, ...]:
+    """The comma-separated entries of the variables, in order, without blanks or repeats."""
+    names = [n.strip() for v in variables for n in env.get(v, "").split(",")]
+    return tuple(dict.fromkeys(n for n in names if n))
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -175,6 +192,14 @@ def read_keys_file(path: str) -> list[ApiKey]:
     except OSError as e:
         raise SettingsError(f"cannot read the API keys file {path}: {e.strerror}") from e
     return parse_keys(text, source=path)
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether binding ``host`` listens on every address (``0.0.0.0``, ``::``)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return host == ""
 
 
 def is_loopback(host: str) -> bool:

@@ -30,7 +30,7 @@ from tests.support.mcp_helpers import (
 @pytest.fixture
 async def client(tmp_path: Path, aiohttp_client: Any) -> TestClient:
     return await start(
-        aiohttp_client, tmp_path, max_body_bytes=4096, mcp_allowed_origins=("https://ok.test",)
+        aiohttp_client, tmp_path, max_body_bytes=4096, allowed_origins=("https://ok.test",)
     )
 
 

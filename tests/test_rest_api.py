@@ -367,10 +367,16 @@ async def test_window_with_accounting_and_record(api: ApiClient) -> None:
     await api.get(f"{CTX}/{cid}/window?policy=last_n", expect=422)
     await api.get(f"{CTX}/{cid}/window?policy=most", expect=400)
     await api.get(f"{CTX}/{cid}/window?model=no-such-model-xyz", expect=200)
-    recorded = await api.get(f"{CTX}/{cid}/window?record=true&max_tokens=30", expect=200)
+    before = (await api.get(f"{CTX}/{cid}/events?direction=backward&limit=1")).json["events"]
+    refused = await api.get(f"{CTX}/{cid}/window?record=true&max_tokens=30", expect=400)
+    assert "POST" in refused.json["error"]["message"]
+    after = (await api.get(f"{CTX}/{cid}/events?direction=backward&limit=1")).json["events"]
+    assert after == before  # a GET never writes
+    recorded = await api.post(f"{CTX}/{cid}/window", {"max_tokens": 30}, expect=200)
     events = (await api.get(f"{CTX}/{cid}/events?direction=backward&limit=1")).json["events"]
     assert events[0]["type"] == "window.served"
     assert events[0]["data"]["window_hash"] == recorded.json["window_hash"]
+    assert recorded.json["max_tokens"] == 30
 
 
 async def test_summaries_shape_the_window(api: ApiClient) -> None:

@@ -68,6 +68,7 @@ ENDPOINTS = [
     Endpoint("redact", "POST", "{ctx}/messages/{mid}/redact", {"reason": "why"}),
     Endpoint("metadata", "PATCH", "{ctx}/metadata", {"k": "v", "o": {"p": "q", "n": 3}}),
     Endpoint("window", "PUT", "{ctx}/window", {"max_tokens": 50, "model": "gpt-4"}),
+    Endpoint("record_window", "POST", "{ctx}/window", {"max_tokens": 50, "model": "gpt-4"}),
     Endpoint("summary", "POST", "{ctx}/summaries", {"text": "s", "through_message_id": "{mid}"}),
     Endpoint("rollback", "POST", "{ctx}/rollback", {"to_version": 1, "reason": "r"}),
     Endpoint("fork", "POST", "{ctx}/fork", {"at_version": 1, "metadata": {"f": "g"}}),

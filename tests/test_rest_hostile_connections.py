@@ -77,19 +77,19 @@ def _status_and_headers(answer: bytes) -> tuple[int, list[str]]:
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\x01\r\n\r\n",
-        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\x00x\r\n\r\n",
-        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: key-al\rice\r\n\r\n",
-        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: key-\r\n alice\r\n\r\n",
-        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice"
+        b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\x01\r\n\r\n",
+        b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\x00x\r\n\r\n",
+        b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-al\rice\r\n\r\n",
+        b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-\r\n alice\r\n\r\n",
+        b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice"
         + b"a" * 9000
         + b"\r\n\r\n",
-        b"POST /api/v1/contexts HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\r\n"
+        b"POST /api/v1/contexts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\r\n"
         b"Content-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-        b"POST /api/v1/contexts HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\r\n"
+        b"POST /api/v1/contexts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\r\n"
         b"Content-Type: application/json\r\nContent-Length: 2\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST /api/v1/contexts HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\r\n"
+        b"POST /api/v1/contexts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\r\n"
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"zz\r\n{}\r\n0\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
@@ -115,7 +115,8 @@ async def test_injected_header_lines_are_not_reflected(
 ) -> None:
     answer = await raw(
         server,
-        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: key-alice\r\n"
+        b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"X-API-Key: key-alice\r\n"
         b"X-Request-ID: abc\r\nSet-Cookie: stolen=1\r\n\r\n",
     )
     status, headers = _status_and_headers(answer)
@@ -134,7 +135,7 @@ async def test_a_slowloris_client_is_cut_off_and_others_are_served(
     slow = []
     for _ in range(30):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"POST /api/v1/contexts HTTP/1.1\r\nHost: x\r\nX-A")
+        writer.write(b"POST /api/v1/contexts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A")
         slow.append((reader, writer))
 
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -172,7 +173,7 @@ async def test_a_body_that_trickles_in_gets_408_and_writes_nothing(
     before = server.head()
     answer = await raw(
         server,
-        b"POST /api/v1/contexts HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\r\n"
+        b"POST /api/v1/contexts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\r\n"
         b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"metadata": ',
     )
     status, _ = _status_and_headers(answer)

@@ -65,7 +65,7 @@ ROWS = [
     Row("POST", "{ctx}/messages/{mid}/redact", {}),
     Row("PATCH", "{ctx}/metadata", {"a": 1}),
     Row("GET", "{ctx}/window"),
-    Row("GET", "{ctx}/window?record=true"),
+    Row("POST", "{ctx}/window", {"max_tokens": 10}),
     Row("PUT", "{ctx}/window", {"max_tokens": 10}),
     Row("POST", "{ctx}/summaries", {"text": "s", "through_message_id": "{mid}"}),
     Row("POST", "{ctx}/rollback", {"to_version": 1}),

@@ -34,6 +34,7 @@ EXEMPT = {500}
 BAD_SUBJECT = "bad-subject"
 MCP_PATH = "/mcp"
 JSON = {"Content-Type": "application/json"}
+FOREIGN_ORIGIN = "http://evil.example"
 
 # A request each operation accepts: (query suffix, body); {mid} is the context's message.
 VALID: dict[tuple[str, str], tuple[str, Any]] = {
@@ -51,6 +52,7 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("PATCH", f"{CTX}/{{id}}/metadata"): ("", {"a": 1}),
     ("GET", f"{CTX}/{{id}}/window"): ("", None),
     ("PUT", f"{CTX}/{{id}}/window"): ("", {"max_tokens": 10}),
+    ("POST", f"{CTX}/{{id}}/window"): ("", {"max_tokens": 10}),
     ("POST", f"{CTX}/{{id}}/summaries"): ("", {"text": "s", "through_message_id": "{mid}"}),
     ("POST", f"{CTX}/{{id}}/rollback"): ("", {"to_version": 1}),
     ("POST", f"{CTX}/{{id}}/fork"): ("", {}),
@@ -71,6 +73,7 @@ SPECIAL: dict[tuple[str, str, int], tuple[str, Any]] = {
     ("POST", f"{CTX}/{{id}}/rollback", 409): ("", {"to_version": 99}),
     ("POST", f"{CTX}/{{id}}/fork", 409): ("", {"at_version": 99}),
     ("GET", f"{CTX}/{{id}}/window", 422): ("?policy=last_n", None),
+    ("POST", f"{CTX}/{{id}}/window", 422): ("", {"policy": "last_n"}),
     ("GET", f"{CTX}/{{id}}", 400): ("?version=zero", None),
 }
 
@@ -110,7 +113,7 @@ async def slow_body(client: TestClient, method: str, path: str) -> int:
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
         writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: key-alice\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: key-alice\r\n"
             "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
         )
         await writer.drain()
@@ -145,6 +148,8 @@ async def status_of(api: ApiClient, method: str, template: str, status: int) -> 
                 body, data, headers = None, b"{", JSON
         case 401:
             send = api.as_key(None)
+        case 403:
+            headers["Origin"] = FOREIGN_ORIGIN
         case 404:
             path = fill(template, UNKNOWN, UNKNOWN)
         case 408:
@@ -189,6 +194,8 @@ async def _websocket(api: ApiClient, path: str, status: int) -> int:
     if status == 400:  # a plain GET, no Upgrade
         return (await api.get(path)).status
     key = {} if status == 401 else {"X-API-Key": "key-alice"}
+    if status == 403:
+        key["Origin"] = FOREIGN_ORIGIN
     if status == 404:
         path = fill(WS, UNKNOWN, UNKNOWN)
     try:
@@ -201,6 +208,8 @@ async def _websocket(api: ApiClient, path: str, status: int) -> int:
 
 async def _stream(api: ApiClient, path: str, status: int) -> int:
     key = {} if status == 401 else {"X-API-Key": "key-alice"}
+    if status == 403:
+        key["Origin"] = FOREIGN_ORIGIN
     suffix = "?after=nope" if status == 400 else ""
     async with api.client.get(path + suffix, headers=key) as r:
         return r.status

@@ -28,7 +28,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("POST", "/messages/{mid}/redact", {}),
     ("PATCH", "/metadata", {"a": 1}),
     ("GET", "/window", None),
-    ("GET", "/window?record=true", None),
+    ("POST", "/window", {"max_tokens": 10}),
     ("PUT", "/window", {"max_tokens": 10}),
     ("POST", "/summaries", {"text": "s", "through_message_id": "{mid}"}),
     ("POST", "/rollback", {"to_version": 1}),

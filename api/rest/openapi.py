@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from ..gate import WRITES
 from . import schemas
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,6 +35,7 @@ ERRORS: dict[int, str] = {
     304: "Not modified: If-None-Match is the current ETag",
     400: "Malformed or invalid request (details.path names the field)",
     401: "Missing or unknown API key",
+    403: "The Host or the Origin may not use this server (DNS rebinding, cross-site pages)",
     404: "Not found (or another tenant's: never told apart)",
     405: "Method not allowed",
     408: "The request body did not arrive in time",
@@ -248,7 +250,9 @@ def _operation(
     else:
         codes = set(op.errors) | {500}
         if not op.public:
-            codes |= {401, 429, 503} if op.database else {401, 429}
+            codes |= {401, 403, 429, 503} if op.database else {401, 403, 429}
+            if method.upper() in WRITES:
+                codes |= {415}
         if op.body is not None:
             codes |= {400, 408, 413, 415}
         if op.query is not None:

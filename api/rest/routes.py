@@ -73,6 +73,7 @@ _TABLE = [
     ("POST", "/contexts/{id}/messages/{message_id}/redact", handlers.redact_message),
     ("PATCH", "/contexts/{id}/metadata", handlers.patch_metadata),
     ("GET", "/contexts/{id}/window", views.get_window),
+    ("POST", "/contexts/{id}/window", views.record_window),
     ("PUT", "/contexts/{id}/window", handlers.configure_window),
     ("POST", "/contexts/{id}/summaries", handlers.add_summary),
     ("POST", "/contexts/{id}/rollback", handlers.rollback),

@@ -11,6 +11,7 @@ from projections.audit import audit_filter
 
 from .. import appkeys
 from ..auth import caller
+from ..errors import invalid
 from . import render, schemas, wire
 from .openapi import operation
 from .schemas import MCP_DEFAULT_MAX_TOKENS
@@ -53,20 +54,49 @@ async def get_history(request: web.Request) -> web.Response:
     query=schemas.WindowQuery,
     response=schemas.Window,
     errors=(404, 422),
-    description="`record=true` appends a WindowServed event recording exactly what was shown.",
+    description=(
+        "Reads only: to record what a model is shown (a window.served event), POST the same "
+        "parameters to this path (`record_window`)."
+    ),
 )
 async def get_window(request: web.Request) -> web.Response:
     """The window under the context's settings or the query's overrides; O(window)."""
-    context_id = wire.path_uuid(request)
+    if "record" in request.query:
+        # It once was a query parameter; a GET must not write (a link or a prefetch would).
+        raise invalid(
+            "a GET never writes: POST these parameters to this path to record the window",
+            "$.record",
+            "query",
+        )
     params = wire.query(request, schemas.WindowQuery)
+    return await _window(request, params, record=False)
+
+
+@operation(
+    "Serve a window and record it: what the model is shown, as a window.served event",
+    tag="windows",
+    body=schemas.RecordWindow,
+    body_required=False,
+    response=schemas.Window,
+    errors=(404, 422),
+)
+async def record_window(request: web.Request) -> web.Response:
+    """The window under the body's overrides, recorded in the context's history; O(window)."""
+    params = await wire.read_optional_json(request, schemas.RecordWindow)
+    return await _window(request, params, record=True)
+
+
+async def _window(
+    request: web.Request, params: schemas.WindowQuery, *, record: bool
+) -> web.Response:
     window = await appkeys.contexts(request).window(
         caller(request),
-        context_id,
+        wire.path_uuid(request),
         max_tokens=params.max_tokens,
         model=params.model,
         policy=params.policy,
         last_n=params.last_n,
-        record=params.record,
+        record=record,
     )
     return wire.json_response(render.render_window(window), version=window.version)
 

@@ -196,11 +196,16 @@ async def seed_context(
 
 @contextlib.contextmanager
 def serving(
-    db: Path, *, env: Mapping[str, str] | None = None, secrets: Iterable[str] = ()
+    db: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    keys: str = KEYS_ENV,
 ) -> Iterator[ServerProcess]:
-    """A real server on ``db`` for the block (a module fixture's body). When it ends the
-    server must stop cleanly, and its log hold no traceback and none of ``secrets``."""
-    proc = ServerProcess(db, env=env)
+    """A real server on ``db`` for the block (a module fixture's body); ``keys=""`` serves
+    open. When it ends the server must stop cleanly, and its log hold no traceback and none
+    of ``secrets``."""
+    proc = ServerProcess(db, env=env, keys=keys)
     proc.start()
     try:
         proc.ready_sync()

@@ -170,7 +170,7 @@ class HistoryQuery(Request, frozen=True, kw_only=True):
 
 
 class WindowQuery(Request, frozen=True, kw_only=True):
-    """Overrides of the context's window settings; ``record`` appends WindowServed."""
+    """Overrides of the context's window settings, for one read."""
 
     max_tokens: PositiveInt | None = None
     """Token budget for this read (default: the context's)."""
@@ -180,8 +180,11 @@ class WindowQuery(Request, frozen=True, kw_only=True):
     """Selection policy for this read (default: the context's)."""
     last_n: PositiveInt | None = None
     """How many newest messages the last_n policy keeps, for this read."""
-    record: bool = False
-    """Append a window.served event recording exactly what was shown."""
+
+
+class RecordWindow(WindowQuery, frozen=True, kw_only=True):
+    """``POST /contexts/{id}/window``: the window under these overrides, recorded as a
+    window.served event (what the model was shown), as one write."""
 
 
 class DiffQuery(Request, frozen=True, kw_only=True):
