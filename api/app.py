@@ -19,6 +19,7 @@ from aiohttp import web
 
 from eventstore import EventStore
 from projections.service import Contexts
+from projections.tokens import load_offline_encodings
 
 from . import appkeys, errors, mcp, ratelimit, rest
 from .auth import KeyRing
@@ -106,6 +107,13 @@ async def _start(contexts: Contexts) -> None:
         await contexts.start()
     except Exception:
         log.exception("the projector failed to catch up; /healthz reports failed")
+        raise
+    try:
+        # A window for a model in another encoding recounts in it: load them all now, not
+        # in the first such read (and before the freeze below, which then covers them).
+        await asyncio.to_thread(load_offline_encodings)
+    except Exception:
+        log.exception("an offline encoding failed to load; /healthz reports failed")
         raise
     # What is alive now (modules, the tokenizer's rank tables, what the catch-up cached)
     # lives as long as the server: out of the collector's full passes with it. Those

@@ -73,8 +73,10 @@ class HeaderCache(LRU[str, ContextRow]):
             self.put_row(row)
 
 
-WindowKey = tuple[str, int, int | None, str | None, Policy | None, int | None]
-"""(context id, version, max_tokens, model, policy, last_n) of a window request."""
+WindowParams = tuple[int | None, str | None, Policy | None, int | None, str]
+"""(max_tokens, model, policy, last_n, format) of a window request."""
+WindowKey = tuple[str, int, int | None, str | None, Policy | None, int | None, str]
+"""(context id, version, *WindowParams) of a window request."""
 
 
 class WindowCache(LRU[WindowKey, Window]):

@@ -9,10 +9,12 @@ from typing import Any
 from eventstore import RecordedEvent, VersionConflict
 
 from .base import RETRIES, ServiceBase
+from .caches import WindowParams
 from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
 from .errors import ContextIsDeleted, ContextNotFound, InvalidCommand, InvalidVersion
+from .overhead import DEFAULT_FORMAT
 from .reads import context_sync, forks_sync, message_page_sync, page_sync, state_sync, window_sync
 from .search import SearchPage, search_sync
 from .state import ContextState
@@ -91,40 +93,30 @@ class Queries(ServiceBase):
         policy: Policy | None = None,
         last_n: int | None = None,
         record: bool = False,
+        format_name: str = DEFAULT_FORMAT,
     ) -> Window:
-        """The current window, O(window); ``record`` appends WindowServed right after the
-        version it was computed from (recomputed if another write got in between)."""
+        """The current window, O(window), its framing that of request format ``format_name``;
+        ``record`` appends WindowServed right after the version it was computed from
+        (recomputed if another write got in between)."""
+        params = (max_tokens, model, policy, last_n, format_name)
         if record:  # the record is a write: it takes its turn like any other command
             async with self._turns.turn(context_id):
-                return await self._window(
-                    caller, context_id, max_tokens, model, policy, last_n, record=True
-                )
-        return await self._window(caller, context_id, max_tokens, model, policy, last_n)
+                return await self._window(caller, context_id, params, record=True)
+        return await self._window(caller, context_id, params)
 
     async def _window(
-        self,
-        caller: Caller,
-        context_id: str,
-        max_tokens: int | None,
-        model: str | None,
-        policy: Policy | None,
-        last_n: int | None,
-        *,
-        record: bool = False,
+        self, caller: Caller, context_id: str, params: WindowParams, *, record: bool = False
     ) -> Window:
         for attempt in range(RETRIES):
             ctx = await self._visible(caller, context_id)
             if ctx.deleted:
                 raise ContextIsDeleted(context_id)
-            result = self._windows.get((context_id, ctx.version, max_tokens, model, policy, last_n))
+            result = self._windows.get((context_id, ctx.version, *params))
             if result is None:
-                result = await self.readmodel.read_small(
-                    _window_sync, context_id, max_tokens, model, policy, last_n
-                )
+                result = await self.readmodel.read_small(_window_sync, context_id, *params)
                 if result is None:  # pragma: no cover (deleted between the two reads)
                     continue
-                key = (context_id, result.version, max_tokens, model, policy, last_n)
-                self._windows.put(key, result)
+                self._windows.put((context_id, result.version, *params), result)
             if not record:
                 return result
             try:
@@ -253,8 +245,9 @@ def _window_sync(
     model: str | None,
     policy: Policy | None,
     last_n: int | None,
+    format_name: str,
 ) -> Window | None:
     ctx = context_sync(conn, context_id)
     if ctx is None or ctx.deleted:
         return None
-    return window_sync(conn, ctx, max_tokens, model, policy, last_n)
+    return window_sync(conn, ctx, max_tokens, model, policy, last_n, format_name)

