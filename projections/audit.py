@@ -19,7 +19,6 @@ from urllib.parse import quote
 import msgspec
 
 from eventstore import (
-    ContextForked,
     EventStore,
     LogFilter,
     RecordedEvent,
@@ -29,6 +28,7 @@ from eventstore import (
 
 from .context import fold
 from .errors import ContextNotFound, InvalidVersion
+from .lineage import Pending, needs, resolve
 from .reads import context_sync, state_sync
 from .state import ContextState, TokenCounting
 from .tables import SCHEMA_VERSION, SELECT_CHECKPOINT
@@ -71,7 +71,8 @@ class Refold:
     """Context states folded afresh from the log: no read model, no snapshots.
 
     A fork's parent is folded the same way (and remembered, since forks of one parent share
-    it). O(events of the context and its ancestors).
+    it), its ancestors first, by ``lineage.resolve`` (no recursion, whatever the depth).
+    O(events of the context and its ancestors).
     """
 
     def __init__(self, store: EventStore, counter: TokenCounting) -> None:
@@ -104,18 +105,14 @@ class Refold:
 
     async def fold(self, events: Sequence[RecordedEvent]) -> ContextState:
         """The state after ``events`` (one stream from version 1, consecutive)."""
-        resolved: dict[tuple[str, int], ContextState] = {}
-        for rec in events:
-            match rec.event:
-                case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
-                    resolved[parent, at] = await self._parent(parent, at)
-        return fold(events, counter=self.counter, resolve=lambda c, v: resolved[c, v])
+        for key in sorted(needs(events, 1)):
+            await resolve(key, self._load, self.counter, self._parents)
+        parents = self._parents
+        return fold(events, counter=self.counter, resolve=lambda c, v: parents[c, v])
 
-    async def _parent(self, context_id: str, version: int) -> ContextState:
-        key = (context_id, version)
-        if key not in self._parents:
-            self._parents[key] = await self.state(context_id, version)
-        return self._parents[key]
+    async def _load(self, context_id: str, version: int) -> Pending:
+        events = await self.events(context_id, version)
+        return Pending(None, events, needs(events, 1))
 
 
 class ReadOnlyDatabase:

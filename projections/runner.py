@@ -15,7 +15,7 @@ one update; other events touch only the context row, which is read once per batc
 back once. A rollback or a fork needs a state from elsewhere (the target version, the parent
 at the fork point): it is resolved through ``History`` before the transaction, and the
 context's message and summary rows are rewritten (O(context), rare). Every ``SNAPSHOT_EVERY``
-versions a snapshot is written in the same transaction.
+versions, and at a fork's version 1, a snapshot is written in the same transaction.
 """
 
 from __future__ import annotations
@@ -261,13 +261,14 @@ class Projector:
         search: bool,
     ) -> list[ContextRow]:
         resolved: Resolved = {}
+        memo: Resolved = {}  # states resolved on the way, shared by the batch's forks
         for rec in batch:
             match rec.event:
                 case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
-                    resolved[parent, at] = await history.state_at(parent, at)
+                    resolved[parent, at] = await history.state_at(parent, at, memo)
                 case ContextRolledBack(to_version=to) if 1 <= to < rec.version:
                     key = (rec.stream_id, to)
-                    resolved[key] = await history.state_at(*key)
+                    resolved[key] = await history.state_at(*key, memo)
         known = None
         if target is self.readmodel:  # a rebuild's fresh target has none of these rows
             cached = self.headers.get
