@@ -39,6 +39,7 @@ JSON = {"Content-Type": "application/json"}
 VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/"): ("", None),
     ("GET", "/healthz"): ("", None),
+    ("GET", "/readyz"): ("", None),
     ("GET", "/openapi.json"): ("", None),
     ("GET", "/docs"): ("", None),
     ("POST", CTX): ("", {}),
@@ -230,7 +231,7 @@ async def apis(
     real_start = Contexts.start
     never = asyncio.Event()
 
-    async def stuck(self: Contexts) -> None:
+    async def stuck(self: Contexts, **_: Any) -> None:
         await never.wait()
 
     monkeypatch.setattr(Contexts, "start", stuck)
