@@ -30,6 +30,7 @@ from .context import fold
 from .errors import ContextNotFound, InvalidVersion
 from .lineage import Pending, needs, resolve
 from .reads import context_sync, state_sync
+from .retry import transient
 from .state import ContextState, TokenCounting
 from .tables import SCHEMA_VERSION, SELECT_CHECKPOINT
 
@@ -165,9 +166,11 @@ class ReadModelReport(msgspec.Struct, frozen=True, kw_only=True):
     """How the read model compares with a fresh fold of the log.
 
     ``status``: ``ok``; ``differs`` (see ``mismatches``, the first ones found, and
-    ``differing``, how many in all); ``absent`` (no read model yet: it is built when the
-    database is served or rebuilt); ``stale`` (another schema, encoding or log: a server
-    drops and rebuilds it at start, ``note`` says why).
+    ``differing``, how many in all); ``damaged`` (the file cannot be read as a read model:
+    ``note`` says why; a server sets it aside and rebuilds it at start, as does
+    ``ctxlog rebuild``); ``absent`` (no read model yet: it is built when the database is
+    served or rebuilt); ``stale`` (another schema, encoding or log: a server drops and
+    rebuilds it at start, ``note`` says why).
     """
 
     status: str
@@ -180,8 +183,8 @@ class ReadModelReport(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def ok(self) -> bool:
-        """False only when the read model differs from the fold."""
-        return self.status != "differs"
+        """False only when the read model differs from the fold or is damaged."""
+        return self.status not in ("differs", "damaged")
 
 
 def _header_sync(conn: sqlite3.Connection) -> tuple[int, tuple[int, str] | None]:
@@ -222,6 +225,10 @@ async def verify_readmodel(
         if stale is not None:
             return ReadModelReport(status="stale", path=path, note=stale)
         return await _compare(store, db, path, counter, progress, keep)
+    except sqlite3.DatabaseError as e:
+        if transient(e):
+            raise
+        return ReadModelReport(status="damaged", path=path, note=str(e) or type(e).__name__)
     finally:
         await db.close()
 
@@ -369,7 +376,12 @@ async def _sizes(path: str, sizes: list[ContextSize]) -> tuple[list[ContextSize]
     except FileNotFoundError:
         return sizes, None
     try:
-        version, _ = await db.read(_header_sync)
+        try:
+            version, _ = await db.read(_header_sync)
+        except sqlite3.DatabaseError as e:
+            if transient(e):
+                raise
+            return sizes, None  # damaged: the log's counts stand alone
         if version != SCHEMA_VERSION:
             return sizes, None
 
