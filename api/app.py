@@ -104,7 +104,9 @@ async def _contexts(app: web.Application) -> AsyncIterator[None]:
 
 async def _start(contexts: Contexts) -> None:
     try:
-        await contexts.start()
+        # Patient: while the projector retries after an error, the server waits with it
+        # (health says why) instead of giving up on a database it could serve later.
+        await contexts.start(patient=True)
     except Exception:
         log.exception("the projector failed to catch up; /healthz reports failed")
         raise

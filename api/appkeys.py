@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from eventstore import EventStore
+from projections.retry import Health
 from projections.service import Contexts
 
 from .auth import KeyRing
@@ -86,6 +87,26 @@ def status(app: web.Application) -> str:
     if task.cancelled() or task.exception() is not None:
         return "failed"
     return "ok"
+
+
+def health(app: web.Application) -> Health:
+    """``status`` (the startup gate) with the projector's own health: ``behind`` or
+    ``failed`` with a reason while it retries after an error, whether at start or later."""
+    service = app.get(CONTEXTS)
+    projector = service.projector.health() if service is not None else None
+    if projector is not None and projector.status != "ok":
+        return projector
+    task = app.get(STARTUP)
+    if task is None or not task.done():
+        return Health(status="starting", reason="catching up with the log", retry_after=1)
+    if task.cancelled():
+        return Health(status="failed", reason="the start was cancelled")
+    error = task.exception()
+    if error is not None:
+        return Health(status="failed", reason=f"{type(error).__name__}: {error}"[:500])
+    if service is not None and not service.projector.running:
+        return Health(status="failed", reason="the projector is not running")
+    return Health()
 
 
 def contexts(request: web.Request) -> Contexts:

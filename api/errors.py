@@ -17,7 +17,9 @@ Status codes (also in the OpenAPI document and the README):
 - 429 ``rate_limited`` (the key's request rate; ``Retry-After``) and
   ``too_many_connections`` (the key's open WebSockets/event streams); see ``ratelimit.py``.
 - 503 ``unavailable`` (the database failed, nothing was written; or no room for another live
-  connection) and ``starting``; with ``Retry-After``.
+  connection), ``starting``, and ``behind`` (the projector retries after an error: what
+  the read must see is not in the read model yet; a write is refused before it is written;
+  ``details.status``/``reason`` as in ``/healthz``); with ``Retry-After``.
 - 500 ``internal``: anything else; the traceback goes to the log with ``details.request_id``.
 """
 
@@ -134,6 +136,12 @@ def translate(exc: BaseException, method: str = "GET") -> ApiError | None:
             return ApiError(503, "unavailable", "the database is unavailable; nothing was written")
         case pj.ReadModelInUse():
             return ApiError(503, "unavailable", str(exc))
+        case pj.ProjectorBehind():
+            details = {"status": exc.status, "reason": exc.reason, "retry_after": exc.retry_after}
+            message = "the read model is behind the log; nothing acknowledged is lost, retry later"
+            return ApiError(503, "behind", message, details)
+        case pj.ProjectorFailed():
+            return ApiError(503, "unavailable", "the read model is not being kept; retry later")
         case pj.ContextNotFound() | pj.ContextIsDeleted():
             return not_found("context not found")
         case pj.MessageNotFound():

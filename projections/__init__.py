@@ -15,6 +15,7 @@ from .errors import (
     MessageNotFound,
     MissingHistory,
     ProjectionError,
+    ProjectorBehind,
     ReadModelInUse,
     UnknownModel,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Policy",
     "ProjectionError",
     "Projector",
+    "ProjectorBehind",
     "ProjectorFailed",
     "ReadModel",
     "ReadModelInUse",

@@ -129,7 +129,11 @@ def apply_sync(
                 recorded, at = rec.recorded_at, to_micros(rec.recorded_at)
             ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, search)
             touched[cid] = ctx
-            if rec.version % snapshot_every == 0:
+            if rec.version % snapshot_every == 0 or (
+                rec.version == 1 and isinstance(rec.event, ContextForked)
+            ):
+                # A fork's first state is its own snapshot: resolving it never walks up
+                # the fork's ancestors again (a chain of forks would make that O(depth)).
                 write_snapshot_sync(conn, ctx)
             if rec.event_id[14] == "5":  # a name-based UUID: the service's idempotency key
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))

@@ -19,7 +19,6 @@ from urllib.parse import quote
 import msgspec
 
 from eventstore import (
-    ContextForked,
     EventStore,
     LogFilter,
     RecordedEvent,
@@ -29,7 +28,9 @@ from eventstore import (
 
 from .context import fold
 from .errors import ContextNotFound, InvalidVersion
+from .lineage import Pending, needs, resolve
 from .reads import context_sync, state_sync
+from .retry import transient
 from .state import ContextState, TokenCounting
 from .tables import SCHEMA_VERSION, SELECT_CHECKPOINT
 
@@ -71,7 +72,8 @@ class Refold:
     """Context states folded afresh from the log: no read model, no snapshots.
 
     A fork's parent is folded the same way (and remembered, since forks of one parent share
-    it). O(events of the context and its ancestors).
+    it), its ancestors first, by ``lineage.resolve`` (no recursion, whatever the depth).
+    O(events of the context and its ancestors).
     """
 
     def __init__(self, store: EventStore, counter: TokenCounting) -> None:
@@ -104,18 +106,14 @@ class Refold:
 
     async def fold(self, events: Sequence[RecordedEvent]) -> ContextState:
         """The state after ``events`` (one stream from version 1, consecutive)."""
-        resolved: dict[tuple[str, int], ContextState] = {}
-        for rec in events:
-            match rec.event:
-                case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
-                    resolved[parent, at] = await self._parent(parent, at)
-        return fold(events, counter=self.counter, resolve=lambda c, v: resolved[c, v])
+        for key in sorted(needs(events, 1)):
+            await resolve(key, self._load, self.counter, self._parents)
+        parents = self._parents
+        return fold(events, counter=self.counter, resolve=lambda c, v: parents[c, v])
 
-    async def _parent(self, context_id: str, version: int) -> ContextState:
-        key = (context_id, version)
-        if key not in self._parents:
-            self._parents[key] = await self.state(context_id, version)
-        return self._parents[key]
+    async def _load(self, context_id: str, version: int) -> Pending:
+        events = await self.events(context_id, version)
+        return Pending(None, events, needs(events, 1))
 
 
 class ReadOnlyDatabase:
@@ -168,9 +166,11 @@ class ReadModelReport(msgspec.Struct, frozen=True, kw_only=True):
     """How the read model compares with a fresh fold of the log.
 
     ``status``: ``ok``; ``differs`` (see ``mismatches``, the first ones found, and
-    ``differing``, how many in all); ``absent`` (no read model yet: it is built when the
-    database is served or rebuilt); ``stale`` (another schema, encoding or log: a server
-    drops and rebuilds it at start, ``note`` says why).
+    ``differing``, how many in all); ``damaged`` (the file cannot be read as a read model:
+    ``note`` says why; a server sets it aside and rebuilds it at start, as does
+    ``ctxlog rebuild``); ``absent`` (no read model yet: it is built when the database is
+    served or rebuilt); ``stale`` (another schema, encoding or log: a server drops and
+    rebuilds it at start, ``note`` says why).
     """
 
     status: str
@@ -183,8 +183,8 @@ class ReadModelReport(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def ok(self) -> bool:
-        """False only when the read model differs from the fold."""
-        return self.status != "differs"
+        """False only when the read model differs from the fold or is damaged."""
+        return self.status not in ("differs", "damaged")
 
 
 def _header_sync(conn: sqlite3.Connection) -> tuple[int, tuple[int, str] | None]:
@@ -225,6 +225,10 @@ async def verify_readmodel(
         if stale is not None:
             return ReadModelReport(status="stale", path=path, note=stale)
         return await _compare(store, db, path, counter, progress, keep)
+    except sqlite3.DatabaseError as e:
+        if transient(e):
+            raise
+        return ReadModelReport(status="damaged", path=path, note=str(e) or type(e).__name__)
     finally:
         await db.close()
 
@@ -372,7 +376,12 @@ async def _sizes(path: str, sizes: list[ContextSize]) -> tuple[list[ContextSize]
     except FileNotFoundError:
         return sizes, None
     try:
-        version, _ = await db.read(_header_sync)
+        try:
+            version, _ = await db.read(_header_sync)
+        except sqlite3.DatabaseError as e:
+            if transient(e):
+                raise
+            return sizes, None  # damaged: the log's counts stand alone
         if version != SCHEMA_VERSION:
             return sizes, None
 

@@ -112,6 +112,10 @@ class ServiceBase:
         ids: list[str] | None,
         message_ids: list[str],
     ) -> Written:
+        # A write is acknowledged once the log has it, and its answer reads it back from the
+        # read model: while the projector cannot apply anything, refuse before writing
+        # (503, nothing written) rather than write what cannot be read back.
+        self.projector.check()
         subject = None
         if any(sealable(event) for event in events):
             # Content of the context's data subject is sealed with that subject's key.

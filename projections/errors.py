@@ -96,3 +96,16 @@ class ReadModelInUse(ProjectionError):
             " stop it, then run this again"
         )
         self.path = path
+
+
+class ProjectorBehind(ProjectionError, TimeoutError):
+    """The read model cannot reach what a read or write needs right now: the projector is
+    retrying after an error (``status`` ``behind`` for a transient one such as a full disk,
+    ``failed`` for any other), or it did not get there in time. Retry after ``retry_after``
+    seconds; nothing was lost (the log holds every acknowledged write)."""
+
+    def __init__(self, status: str, reason: str, retry_after: int) -> None:
+        super().__init__(f"the read model is {status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after

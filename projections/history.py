@@ -18,8 +18,11 @@ Chunk rows never change once written, so decoded chunks are kept in an LRU cache
 (context, chunk, version) and shared by every state built from them: on a warm cache a read
 of a 100,000-message state costs O(chunks) seeks plus the fold, not 100,000 decodes.
 
-Rollback targets older than the snapshot and a fork's parent are resolved the same way,
-recursively, before folding (``fold`` takes a synchronous resolver).
+Rollback targets older than the snapshot and a fork's parent are resolved the same way
+before folding (``fold`` takes a synchronous resolver), by an explicit stack
+(``lineage.resolve``): a chain of forks of any depth costs heap, not Python's stack. The
+projector writes a snapshot at a fork's version 1 as well, so a chain is walked once, when
+each fork is projected, and never again.
 """
 
 from __future__ import annotations
@@ -27,16 +30,15 @@ from __future__ import annotations
 import collections
 import math
 import sqlite3
-from collections.abc import Sequence
 from datetime import datetime
 from itertools import chain
 
 import msgspec
 
-from eventstore import ContextForked, ContextRolledBack, EventStore, RecordedEvent
+from eventstore import EventStore
 
-from .context import fold
 from .errors import ContextNotFound, InvalidVersion
+from .lineage import Key, Pending, needs, resolve
 from .readmodel import ReadModel
 from .reads import summaries_sync
 from .state import ContextState, Message, TokenCounting
@@ -142,12 +144,23 @@ class History:
         self._cache.clear()
         self._cached = 0
 
-    async def state_at(self, context_id: str, version: int) -> ContextState:
+    async def state_at(
+        self, context_id: str, version: int, memo: dict[Key, ContextState] | None = None
+    ) -> ContextState:
         """The state as of ``version``; InvalidVersion if the stream has not reached it.
 
         Cost: one snapshot (chunks from the cache when warm) plus at most K-1 events folded,
-        plus the same again for each older rollback target or fork parent it depends on.
+        plus the same again for each older rollback target or fork parent it depends on
+        (resolved by ``lineage.resolve``, without recursion; a fork has a snapshot at its
+        version 1, so its parent is not needed again once the fork is projected). ``memo``
+        keeps the states resolved on the way, for calls that share ancestors.
         """
+        memo = {} if memo is None else memo
+        return await resolve((context_id, version), self._load, self.counter, memo)
+
+    async def _load(self, context_id: str, version: int) -> ContextState | Pending:
+        """The snapshot at ``version`` itself, or the fold that reaches it from the newest
+        snapshot before it (from version 1 without one)."""
         if version < 1:
             raise InvalidVersion(context_id, version, await self.store.stream_version(context_id))
         base = await self._snapshot(context_id, version)
@@ -160,22 +173,7 @@ class History:
             if current == 0:
                 raise ContextNotFound(context_id)
             raise InvalidVersion(context_id, version, current)
-        resolved = await self.resolve_all(events, 1 if base is None else base.version)
-        return fold(events, counter=self.counter, base=base, resolve=lambda c, v: resolved[c, v])
-
-    async def resolve_all(
-        self, events: Sequence[RecordedEvent], folded_from: int
-    ) -> dict[tuple[str, int], ContextState]:
-        """The states folding ``events`` needs from elsewhere: forks' parents, and rollback
-        targets before ``folded_from`` (the first version the fold itself passes)."""
-        needed: set[tuple[str, int]] = set()
-        for rec in events:
-            match rec.event:
-                case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
-                    needed.add((parent, at))
-                case ContextRolledBack(to_version=target) if 1 <= target < folded_from:
-                    needed.add((rec.stream_id, target))
-        return {key: await self.state_at(*key) for key in sorted(needed)}
+        return Pending(base, events, needs(events, 1 if base is None else base.version))
 
     async def state_at_time(self, context_id: str, at: datetime) -> ContextState:
         """The state as of ``at`` (its last event recorded at or before); ContextNotFound if

@@ -10,25 +10,35 @@ A rebuild of a read model on file writes a new file beside it (``<path>.rebuildi
 then swaps it in (``adopt``), so reads go on being served by the old one until the swap, and
 nothing of the old one is carried over (erasure relies on that: the old file is unlinked, not
 emptied page by page). A rebuild in memory empties the tables in place.
+
+A file that cannot be opened as a read model (not a database, a damaged header or schema)
+is set aside as ``<path>.damaged-<UTC time>`` (renamed, never deleted: someone may want to
+look at it), a warning names it, and a new one is built from the log: it is derived data,
+and a damaged copy of it must not make the log unservable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 
 from . import search
 from .errors import ProjectionError, ReadModelInUse
 from .openmarks import OpenMark, fsync_path, remove_files
+from .retry import transient
 from .tables import DROP, SCHEMA, SCHEMA_VERSION, SELECT_CHECKPOINT, UPSERT_CHECKPOINT
 
 T = TypeVar("T")
+
+log = logging.getLogger("ctxlog.readmodel")
 
 REBUILDING = ".rebuilding"
 """The suffix of the file a rebuild writes before it replaces the read model's."""
@@ -52,6 +62,8 @@ class ReadModel:
         self._swapped: asyncio.Event | None = None
         """Unset while ``adopt`` swaps the files: reads wait for it."""
         self._mark = OpenMark(path)
+        self.damaged: Damaged | None = None
+        """The damaged file the last ``open`` set aside, if it did."""
 
     async def open(self, encoding: str) -> int:
         """Open (creating or, on a schema or encoding mismatch, recreating) the tables;
@@ -61,8 +73,16 @@ class ReadModel:
         if self.on_file:
             await asyncio.to_thread(self._mark.claim)
             unsynced = self._mark.unsynced
-        self._writer = await self._connect()
-        position = await self.write(_init_sync, self.path, encoding, unsynced)
+        self.damaged = None
+        try:
+            self._writer = await self._connect()
+            position = await self.write(_init_sync, self.path, encoding, unsynced)
+        except sqlite3.DatabaseError as e:
+            if not self.on_file or transient(e):
+                raise
+            await self._set_aside(e)
+            self._writer = await self._connect()
+            position = await self.write(_init_sync, self.path, encoding, unsynced)
         if self.on_file:
             for _ in range(self._reader_count):
                 reader = await self._connect()
@@ -76,6 +96,20 @@ class ReadModel:
         else:
             self._idle.put_nowait(self._writer)
         return position
+
+    async def _set_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Rename the file that cannot be opened (and its write-ahead log) out of the way."""
+        if self._writer is not None:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self._writer.close()
+            self._writer = None
+        reason = str(error) or type(error).__name__
+        moved = await asyncio.to_thread(_set_aside_files, self.path)
+        self.damaged = Damaged(self.path, moved, reason)
+        log.warning(
+            "the read model %s cannot be opened (%s): set aside as %s; rebuilding it from"
+            " the log", self.path, reason, moved,
+        )  # fmt: skip
 
     @property
     def on_file(self) -> bool:
@@ -188,6 +222,31 @@ class ReadModel:
             yield conn
         finally:
             self._idle.put_nowait(conn)
+
+
+class Damaged(NamedTuple):
+    """A read model file that could not be opened, and where it was set aside."""
+
+    path: str
+    moved_to: str
+    reason: str
+
+
+def _set_aside_files(path: str) -> str:
+    """Rename ``path`` (and its ``-wal``) to a new ``<path>.damaged-<time>``; drop its
+    ``-shm`` (an index of that log, rebuilt by SQLite); returns the new name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target, n = f"{path}.damaged-{stamp}", 1
+    while os.path.exists(target):
+        n += 1
+        target = f"{path}.damaged-{stamp}-{n}"
+    os.replace(path, target)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path + "-wal", target + "-wal")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path + "-shm")
+    fsync_path(os.path.dirname(os.path.abspath(path)))
+    return target
 
 
 def _in_read_txn(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

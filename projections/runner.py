@@ -9,19 +9,26 @@ Batching: a pump task reads ``store.subscribe(after=checkpoint)`` into a bounded
 apply loop takes everything queued (up to ``batch_size``) as one transaction, so a burst costs
 few commits, and a lone append is applied at once.
 
+Errors: a batch that fails rolls back whole, and the projector tries again from its
+checkpoint after a bounded exponential backoff (``retry``), logging once when it falls
+behind and once when it recovers, never once per attempt. Meanwhile ``health`` says
+``behind`` or ``failed`` with the reason, and a wait for a position it has not reached
+raises ProjectorBehind at once (the API answers 503 with Retry-After) instead of hanging.
+
 Per event (see ``readmodel`` for the tables): an append is one ``INSERT OR IGNORE`` (a
 duplicate message id is ignored, as the fold does); an edit or redaction one point lookup and
 one update; other events touch only the context row, which is read once per batch and written
 back once. A rollback or a fork needs a state from elsewhere (the target version, the parent
 at the fork point): it is resolved through ``History`` before the transaction, and the
 context's message and summary rows are rewritten (O(context), rare). Every ``SNAPSHOT_EVERY``
-versions a snapshot is written in the same transaction.
+versions, and at a fork's version 1, a snapshot is written in the same transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 from eventstore import (
@@ -34,12 +41,15 @@ from eventstore import (
 
 from .apply import MessageCounter, Resolved, Tokens, apply_sync
 from .caches import HeaderCache
-from .errors import ProjectionError
+from .errors import ProjectionError, ProjectorBehind
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
+from .retry import OK, Backoff, Health, health
 from .search import defer_sync, index_all_sync
 from .state import TokenCounting
 from .tables import ContextRow
+
+log = logging.getLogger("ctxlog.projector")
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in the log) during a rebuild."""
@@ -63,6 +73,8 @@ class Projector:
         snapshot_every: int = SNAPSHOT_EVERY,
         poll_interval: float = 1.0,
         wait_timeout: float = 30.0,
+        retry_initial: float = 0.05,
+        retry_cap: float = 5.0,
     ) -> None:
         self.store = store
         self.readmodel = readmodel
@@ -78,10 +90,26 @@ class Projector:
         self.headers = HeaderCache()
         """The rows of recently touched contexts, as committed."""
         self.error: BaseException | None = None
+        """What the last attempt failed on; None once a batch applies again."""
+        self.backoff = Backoff(retry_initial, retry_cap)
+        self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._advanced = asyncio.Event()
         self._waiting = 0
         self._watchdog: asyncio.TimerHandle | None = None
+
+    def health(self) -> Health:
+        """``ok``, or ``behind``/``failed`` with the reason while it retries after an error."""
+        error = self.error
+        if error is None:
+            return OK
+        return health(error, self._retry_at - asyncio.get_running_loop().time())
+
+    def check(self) -> None:
+        """ProjectorBehind while the projector retries after an error."""
+        if self.error is not None:
+            now = self.health()
+            raise ProjectorBehind(now.status, now.reason or "", now.retry_after)
 
     @property
     def running(self) -> bool:
@@ -100,6 +128,7 @@ class Projector:
             checkpoint = 0
         self.checkpoint = checkpoint
         self.error = None
+        self.backoff.reset()
         self._task = asyncio.create_task(self._follow(), name="ctxlog-projector")
 
     async def stop(self) -> None:
@@ -116,8 +145,9 @@ class Projector:
             self._watchdog = None
 
     async def wait_for(self, position: int) -> None:
-        """Return once everything up to ``position`` is applied; ProjectorFailed if the
-        projector stopped, TimeoutError after about ``wait_timeout`` seconds.
+        """Return once everything up to ``position`` is applied; ProjectorBehind at once
+        while the projector retries after an error, and after about ``wait_timeout``
+        seconds; ProjectorFailed if it is not running.
 
         No timer per wait: arming and cancelling one cost 4% of an append's throughput
         under load (most appends wait here for the one before them). One shared watchdog
@@ -135,12 +165,12 @@ class Projector:
             self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
         try:
             while self.checkpoint < position:
-                if self.error is not None:
-                    raise ProjectorFailed(f"the projector stopped: {self.error!r}") from self.error
+                self.check()
                 if not self.running:
                     raise ProjectorFailed("the projector is not running")
                 if loop.time() >= deadline:
-                    raise TimeoutError(f"the read model did not reach position {position}")
+                    reason = f"it did not reach position {position} in {self.wait_timeout:g} s"
+                    raise ProjectorBehind("behind", reason, 1)
                 await self._advanced.wait()
         finally:
             self._waiting -= 1
@@ -152,12 +182,17 @@ class Projector:
             loop = asyncio.get_running_loop()
             self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
 
-    async def catch_up(self) -> None:
-        """Wait until the read model has everything the log held when called."""
+    async def catch_up(self, *, patient: bool = False) -> None:
+        """Wait until the read model has everything the log held when called; a long
+        catch-up is not a stuck projector. On an error: ProjectorBehind, or, when
+        ``patient`` (a server starting), wait on while the projector retries."""
         head = await self.store.head()
-        async with asyncio.timeout(None):  # a long catch-up is not a stuck projector
-            while self.checkpoint < head:
-                await self.wait_for(min(head, self.checkpoint + 1))
+        while self.checkpoint < head:
+            if not self.running:
+                raise ProjectorFailed("the projector is not running")
+            if not patient:
+                self.check()
+            await self._advanced.wait()
 
     async def rebuild(self, progress: Progress | None = None, *, batch_size: int = 2000) -> int:
         """Replay the whole log into a new read model; returns the events applied.
@@ -249,6 +284,8 @@ class Projector:
         rows = await self._apply_to(self.readmodel, self.history, batch, tokens, search=search)
         self.headers.put_rows(rows)
         self.checkpoint = batch[-1].position
+        if self.error is not None:
+            self._recovered()
         self._wake()
 
     async def _apply_to(
@@ -261,13 +298,14 @@ class Projector:
         search: bool,
     ) -> list[ContextRow]:
         resolved: Resolved = {}
+        memo: Resolved = {}  # states resolved on the way, shared by the batch's forks
         for rec in batch:
             match rec.event:
                 case ContextForked(parent_id=parent, parent_version=at) if rec.version == 1:
-                    resolved[parent, at] = await history.state_at(parent, at)
+                    resolved[parent, at] = await history.state_at(parent, at, memo)
                 case ContextRolledBack(to_version=to) if 1 <= to < rec.version:
                     key = (rec.stream_id, to)
-                    resolved[key] = await history.state_at(*key)
+                    resolved[key] = await history.state_at(*key, memo)
         known = None
         if target is self.readmodel:  # a rebuild's fresh target has none of these rows
             cached = self.headers.get
@@ -291,6 +329,40 @@ class Projector:
         woken.set()
 
     async def _follow(self) -> None:
+        """Apply the log as it grows; after an error, try again from the checkpoint."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._follow_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                delay = self.backoff.next()
+                self._retry_at = loop.time() + delay
+                self._failed(e)
+                await asyncio.sleep(delay)
+
+    def _failed(self, error: Exception) -> None:
+        before = self.health()
+        self.error = error
+        now = self.health()
+        if (before.status, before.reason) != (now.status, now.reason):
+            log.error(
+                "the projector is %s at position %d: %s; retrying with backoff (up to %g s)",
+                now.status, self.checkpoint, now.reason, self.backoff.cap,
+                exc_info=error if now.status == "failed" else None,
+            )  # fmt: skip
+        self._wake()
+
+    def _recovered(self) -> None:
+        log.warning(
+            "the projector recovered after %d attempts (%s); at position %d",
+            self.backoff.attempts, self.health().reason, self.checkpoint,
+        )  # fmt: skip
+        self.error = None
+        self.backoff.reset()
+
+    async def _follow_once(self) -> None:
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=4 * self.batch_size)
         events = self.store.subscribe(self.checkpoint, poll_interval=self.poll_interval)
 
@@ -302,12 +374,6 @@ class Projector:
         try:
             while True:
                 await self.apply(await self._next_batch(queue, pumping))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:
-            self.error = e
-            self._wake()
-            raise
         finally:
             pumping.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

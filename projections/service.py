@@ -41,11 +41,13 @@ class Contexts(Commands, Queries, Erasure):
     kept by the version they were computed at (0: compute every window).
     """
 
-    async def start(self) -> None:
-        """Open the read model and catch the projector up to the head of the log."""
+    async def start(self, *, patient: bool = False) -> None:
+        """Open the read model and catch the projector up to the head of the log; on a
+        projector error ProjectorBehind, or when ``patient`` (a server), wait while it
+        retries (its ``health`` says why)."""
         checkpoint = await self.readmodel.open(self.counter.encoding)
         await self.projector.start(checkpoint)
-        await self.projector.catch_up()
+        await self.projector.catch_up(patient=patient)
         self._ready = True
 
     async def close(self) -> None:

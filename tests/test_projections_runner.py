@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
-from projections import Caller, Contexts, ProjectorFailed, ReadModelInUse, apply, fold
+from projections import Caller, Contexts, ProjectorBehind, ReadModelInUse, apply, fold
 from projections.readmodel import REBUILDING
 from tests.support.factories import COUNTER
 
@@ -73,8 +73,9 @@ async def test_a_crash_mid_batch_applies_nothing_and_a_restart_applies_it_once(
     await fill(store, 3, 40)
     real = crash_applying_after(50, monkeypatch)
     svc = Contexts(store, batch_size=1000)
-    with pytest.raises(ProjectorFailed):
+    with pytest.raises(ProjectorBehind, match="killed") as failed:
         await svc.start()  # the one batch of 123 events fails at the 51st
+    assert failed.value.status == "failed"  # not a transient error; retried all the same
     await svc.close()
     assert rows(log + ".readmodel") == (0, 0, 0)  # the failed batch left nothing behind
 

@@ -40,6 +40,7 @@ FOREIGN_ORIGIN = "http://evil.example"
 VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/"): ("", None),
     ("GET", "/healthz"): ("", None),
+    ("GET", "/readyz"): ("", None),
     ("GET", "/openapi.json"): ("", None),
     ("GET", "/docs"): ("", None),
     ("POST", CTX): ("", {}),
@@ -239,7 +240,7 @@ async def apis(
     real_start = Contexts.start
     never = asyncio.Event()
 
-    async def stuck(self: Contexts) -> None:
+    async def stuck(self: Contexts, **_: Any) -> None:
         await never.wait()
 
     monkeypatch.setattr(Contexts, "start", stuck)

@@ -20,6 +20,7 @@ from eventstore.transfer import ALL, export_log, import_log
 from projections import Caller, Contexts, TokenCounter
 from projections.audit import ReadModelReport, audit_filter, verify_readmodel
 from projections.openmarks import remove_files
+from projections.readmodel import Damaged
 
 from .output import Output
 from .support import (
@@ -73,6 +74,12 @@ async def _verify(db: str, out: Output) -> None:
         _print_readmodel(out, model)
     if broken is not None:
         raise CliError(Exit.FAILED, f"hash chain broken at position {broken.position}")
+    if model.status == "damaged":
+        raise CliError(
+            Exit.FAILED,
+            f"the read model {model.path} is damaged ({model.note}): a server sets it aside"
+            " and rebuilds it at start, or run ctxlog rebuild",
+        )
     if not model.ok:
         first = model.mismatches[0]
         raise CliError(
@@ -96,6 +103,8 @@ def _print_readmodel(out: Output, model: ReadModelReport) -> None:
             )
             for m in model.mismatches:
                 out.print(f"  {m.context_id} v{m.version}: {m.reason}", style="red")
+        case "damaged":
+            out.print(f"read model: DAMAGED, {model.note} ({model.path})", style="red")
         case "absent":
             out.print("read model: none yet (built when the database is served or rebuilt)")
         case "in memory":
@@ -268,20 +277,31 @@ def rebuild(db: str, fmt: str) -> None:
 
 async def _rebuild(db: str, out: Output) -> None:
     async with open_store(db) as store:
-        done = await _rebuild_store(store, out)
+        done, damaged = await _rebuild_store(store, out)
+    if damaged is not None:
+        out.note(escape(
+            f"the read model was damaged ({damaged.reason}): set aside as {damaged.moved_to}"
+        ))  # fmt: skip
     if out.text:
         out.print(f"rebuilt the read model from {done:,} events", style="green")
     else:
-        out.document({"events": done, "readmodel": readmodel_path(db)})
+        out.document({
+            "events": done, "readmodel": readmodel_path(db),
+            "damaged": None if damaged is None else damaged._asdict(),
+        })  # fmt: skip
 
 
-async def _rebuild_store(store: EventStore, out: Output) -> int:
+async def _rebuild_store(store: EventStore, out: Output) -> tuple[int, Damaged | None]:
+    """Rebuild the read model; returns the events applied and the damaged file that was
+    set aside first, if any."""
     service = Contexts(store)
     try:
         # Opened without starting the projector: catching up first would be wasted work.
+        # A file that cannot be opened is set aside here (and named), then rebuilt.
         await service.readmodel.open(service.counter.encoding)
+        damaged = service.readmodel.damaged
         with out.progress("rebuild") as (report,):
-            return await service.rebuild(report)
+            return await service.rebuild(report), damaged
     finally:
         await service.close()
 

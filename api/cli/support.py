@@ -32,8 +32,9 @@ class Exit(enum.IntEnum):
 
     OK = 0
     FAILED = 1
-    """Verification failed: a broken hash chain, a read model that differs from the fold, a
-    tampered, truncated or unreadable export or row (the position is named)."""
+    """Verification failed: a broken hash chain, a read model that differs from the fold or
+    cannot be read (damaged), a tampered, truncated or unreadable export or row (the
+    position is named)."""
     USAGE = 2
     """Bad arguments, options or settings."""
     NOT_FOUND = 3
@@ -56,8 +57,8 @@ class Exit(enum.IntEnum):
 EXIT_CODES = """\b
 Exit codes:
   0    ok
-  1    verification failed (broken hash chain, read model differs from the fold,
-       tampered or truncated export); the first bad position is named
+  1    verification failed (broken hash chain, read model differs from the fold
+       or is damaged, tampered or truncated export); the first bad position is named
   2    usage error (bad arguments, options or settings)
   3    not found (database, context, version, input file)
   4    database written by a newer ctxlog (schema too new)

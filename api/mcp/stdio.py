@@ -256,7 +256,7 @@ async def serve_stdio(
     store = await EventStore.open_url(db)
     contexts = Contexts(store, readmodel_path=readmodel)
     # Catching up can take a while on a long log: the handshake is answered meanwhile.
-    startup = asyncio.create_task(contexts.start(), name="ctxlog-mcp-catch-up")
+    startup = asyncio.create_task(contexts.start(patient=True), name="ctxlog-mcp-catch-up")
 
     async def ready() -> Contexts:
         try:

@@ -16,7 +16,7 @@ from projections.service import Written
 
 from .. import appkeys
 from ..auth import caller
-from ..errors import invalid
+from ..errors import ApiError, invalid
 from . import render, schemas, wire
 from .openapi import operation
 
@@ -27,7 +27,25 @@ async def _context(request: web.Request, written: Written, status: int = 200) ->
     """The context a write left, or (for a retry) the one the first write left."""
     service = appkeys.contexts(request)
     version = written.version if written.duplicate else None
-    state = await service.get(caller(request), written.context_id, version=version)
+    try:
+        state = await service.get(caller(request), written.context_id, version=version)
+    except pj.ProjectorBehind as e:
+        # The write is in the log (durable, acknowledged); only reading it back must wait.
+        # Say so, so that a client does not repeat a write that was not lost.
+        raise ApiError(
+            503,
+            "behind",
+            f"the write was recorded (version {written.version}) but cannot be read back"
+            " until the read model catches up; read it later, do not repeat it",
+            {
+                "written": True,
+                "context_id": written.context_id,
+                "version": written.version,
+                "status": e.status,
+                "reason": e.reason,
+                "retry_after": e.retry_after,
+            },
+        ) from e
     response = wire.json_response(
         render.render_context(state), status, version=state.version, replayed=written.duplicate
     )

@@ -27,20 +27,52 @@ async def get_server_info(request: web.Request) -> web.Response:
     return wire.json_response(body)
 
 
+_HEALTH_DESCRIPTION = (
+    "503 with status `starting` while the projector catches up at start, `behind` while it"
+    " retries after a transient error (e.g. a full disk), `failed` while it retries after any"
+    " other error or when the server could not start; `reason` says why, and `Retry-After`"
+    " when to ask again."
+)
+
+
+def _health(request: web.Request) -> web.Response:
+    now = appkeys.health(request.app)
+    body = schemas.Health(
+        status=now.status, version=request.app[appkeys.VERSION], reason=now.reason,
+        retry_after=now.retry_after or None,
+    )  # fmt: skip
+    response = wire.json_response(body, 200 if now.status == "ok" else 503)
+    if now.retry_after:
+        response.headers["Retry-After"] = str(now.retry_after)
+    return response
+
+
 @routes.get("/healthz")
 @operation(
-    "Readiness: ok once the projector has caught up with the log",
+    "Health: ok once the projector has caught up with the log and keeps applying it",
     response=schemas.Health,
     tag="meta",
     public=True,
     also=(503,),
-    description="503 with status `starting` while the projector catches up at start.",
+    description=_HEALTH_DESCRIPTION,
 )
 async def get_health(request: web.Request) -> web.Response:
-    """200 ``ok`` when ready; 503 ``starting`` (or ``failed``) before."""
-    status = appkeys.status(request.app)
-    body = schemas.Health(status=status, version=request.app[appkeys.VERSION])  # type: ignore[arg-type]
-    return wire.json_response(body, 200 if status == "ok" else 503)
+    """200 ``ok`` when ready; 503 ``starting``, ``behind`` or ``failed`` otherwise."""
+    return _health(request)
+
+
+@routes.get("/readyz")
+@operation(
+    "Readiness (for a load balancer): the same answer as /healthz",
+    response=schemas.Health,
+    tag="meta",
+    public=True,
+    also=(503,),
+    description=_HEALTH_DESCRIPTION,
+)
+async def get_readiness(request: web.Request) -> web.Response:
+    """200 ``ok`` when reads of the read model are served; 503 with the reason otherwise."""
+    return _health(request)
 
 
 @routes.get("/openapi.json")

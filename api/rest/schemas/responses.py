@@ -133,10 +133,16 @@ class Root(Response, frozen=True, kw_only=True):
 
 
 class Health(Response, frozen=True, kw_only=True):
-    """``GET /healthz``: ``ok`` once the projector has caught up, ``starting`` before."""
+    """``GET /healthz`` and ``GET /readyz``: ``ok`` once the projector has caught up and
+    applies the log; ``starting`` while it catches up at start; ``behind`` while it retries
+    after a transient error (a full disk); ``failed`` while it retries after any other
+    error, or when the server could not start. ``reason`` says why when not ``ok``, and
+    ``retry_after`` (seconds) when a retry is due."""
 
-    status: Literal["ok", "starting", "failed"]
+    status: Literal["ok", "starting", "behind", "failed"]
     version: str
+    reason: str | None = None
+    retry_after: int | None = None
 
 
 class Capabilities(Response, frozen=True, kw_only=True):
