@@ -3,6 +3,11 @@
 Values come from command-line flags, then ``CTXLOG_*`` environment variables, then defaults
 (``Settings.load``). API keys are ``key:tenant:actor`` entries, comma-separated in
 ``CTXLOG_API_KEYS`` or one per line in a keys file (``#`` starts a comment).
+
+Without keys the server is open: every caller is let in, with no tenant, and sees the whole
+log. On a database that holds tenants' data it refuses to start (``refuse_open_with_tenants``)
+unless ``CTXLOG_ALLOW_OPEN_WITH_TENANTS=1`` (``--allow-open-with-tenants``) says to serve it
+anyway.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class Settings:
     keepalive_timeout: float = 75.0
     # Browser origins (besides loopback ones) that may use /mcp; "*" allows any.
     mcp_allowed_origins: tuple[str, ...] = ()
+    # Serve open (no keys) a database that holds tenants' data, to every caller.
+    allow_open_with_tenants: bool = False
 
     @property
     def open(self) -> bool:
@@ -94,6 +101,7 @@ class Settings:
         db: str | None = None,
         api_keys_file: str | None = None,
         max_body_bytes: int | None = None,
+        allow_open_with_tenants: bool | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from explicit values (flags) over ``CTXLOG_*`` variables over defaults."""
@@ -126,6 +134,11 @@ class Settings:
             mcp_allowed_origins=tuple(
                 o.strip() for o in env.get("CTXLOG_MCP_ALLOWED_ORIGINS", "").split(",") if o.strip()
             ),
+            allow_open_with_tenants=(
+                allow_open_with_tenants
+                if allow_open_with_tenants is not None
+                else _bool(env, "CTXLOG_ALLOW_OPEN_WITH_TENANTS")
+            ),
         )
 
 
@@ -139,6 +152,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -150,6 +172,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value):
         raise SettingsError(f"{name} must be a finite number, not {raw!r}")
     return value
+
+
+def refuse_open_with_tenants(has_tenants: bool, *, allowed: bool) -> None:
+    """For a server without API keys: SettingsError when the database holds tenants' data
+    (which it would serve, sealed content unsealed, to every caller) unless ``allowed``."""
+    if has_tenants and not allowed:
+        raise SettingsError(
+            "refusing to serve without API keys: the database holds tenants' data, which an open"
+            " server gives to every caller; set CTXLOG_API_KEYS (key:tenant:actor,…), or"
+            " CTXLOG_ALLOW_OPEN_WITH_TENANTS=1 (--allow-open-with-tenants) to serve it open anyway"
+        )
 
 
 def parse_keys(text: str, *, source: str) -> list[ApiKey]:

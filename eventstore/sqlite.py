@@ -38,6 +38,7 @@ from .sqlite_schema import (
     SCHEMA,
     SCHEMA_VERSION,
     SELECT_ALL,
+    SELECT_ANY_TENANT,
     SELECT_HEAD,
     SELECT_RECORDED_AT,
     SELECT_STREAM_BACKWARD,
@@ -286,6 +287,12 @@ class SQLiteRecorder(Recorder):
         async with self._reader() as conn:
             rows = list(await conn.execute_fetchall(SELECT_HEAD))
         return (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
+
+    async def has_tenants(self) -> bool:
+        """One seek in the partial index of stream starts by tenant."""
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(SELECT_ANY_TENANT)
+        return bool(list(rows))
 
     async def list_streams(
         self, tenant: str | None, before: int | None, after: int | None, limit: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -116,7 +117,7 @@ def test_mcp_runs_the_stdio_server_on_the_database(monkeypatch: pytest.MonkeyPat
 
     calls: list[str | None] = []
 
-    def run_stdio(db: str | None = None) -> int:
+    def run_stdio(db: str | None = None, **options: Any) -> int:
         calls.append(db)
         return 0 if db else 2
 

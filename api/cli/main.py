@@ -17,6 +17,11 @@ from .support import EXIT_CODES, CliError, Exit
 
 log = logging.getLogger("ctxlog")
 
+ALLOW_OPEN_HELP = (
+    "Serve without API keys even though the database holds tenants' data: every caller then"
+    " sees every tenant's (env CTXLOG_ALLOW_OPEN_WITH_TENANTS=1)."
+)
+
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -45,12 +50,19 @@ def cli() -> None:
     " CTXLOG_API_KEYS).",
 )
 @click.option("--max-body-bytes", type=int, help="Request body limit (env CTXLOG_MAX_BODY_BYTES).")
+@click.option(
+    "--allow-open-with-tenants",
+    is_flag=True,
+    default=None,
+    help=ALLOW_OPEN_HELP,
+)
 def serve(
     host: str | None,
     port: int | None,
     db: str | None,
     api_keys_file: str | None,
     max_body_bytes: int | None,
+    allow_open_with_tenants: bool | None,
 ) -> None:
     """Run the HTTP API server until SIGTERM/SIGINT, then shut down cleanly."""
     # Imported here: the other commands need neither aiohttp's app nor its settings checks.
@@ -62,7 +74,12 @@ def serve(
     )
     try:
         settings = Settings.load(
-            host=host, port=port, db=db, api_keys_file=api_keys_file, max_body_bytes=max_body_bytes
+            host=host,
+            port=port,
+            db=db,
+            api_keys_file=api_keys_file,
+            max_body_bytes=max_body_bytes,
+            allow_open_with_tenants=allow_open_with_tenants,
         )
         app = create_app(settings)
     except SettingsError as e:
@@ -76,14 +93,17 @@ def serve(
     )
     # run_app turns SIGTERM and SIGINT into a graceful shutdown: stop accepting, let in-flight
     # requests finish, run the cleanup contexts (which drain the writer), and return.
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout,
-        print=None,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+            print=None,
+            access_log=None,
+        )
+    except SettingsError as e:  # found at startup: an open server on tenants' data
+        raise CliError(Exit.USAGE, str(e)) from None
     log.info("ctxlog stopped")
 
 
@@ -92,7 +112,13 @@ def serve(
     short_help="Serve MCP over stdin/stdout.",
 )
 @click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
-def mcp(db: str | None) -> None:
+@click.option(
+    "--allow-open-with-tenants",
+    is_flag=True,
+    default=None,
+    help=ALLOW_OPEN_HELP,
+)
+def mcp(db: str | None, allow_open_with_tenants: bool | None) -> None:
     """Serve the Model Context Protocol over stdin/stdout (for MCP clients that start
     ctxlog themselves); the API key comes from CTXLOG_API_KEY."""
     try:
@@ -100,7 +126,7 @@ def mcp(db: str | None) -> None:
         from ..mcp.stdio import run_stdio  # noqa: PLC0415
     except ImportError as e:
         raise CliError(Exit.UNAVAILABLE, f"the MCP server is not available: {e}") from None
-    raise click.exceptions.Exit(run_stdio(db))
+    raise click.exceptions.Exit(run_stdio(db, allow_open_with_tenants=allow_open_with_tenants))
 
 
 for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):
