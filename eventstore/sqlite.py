@@ -19,6 +19,7 @@ import aiosqlite
 from . import keystore
 from .chain import GENESIS
 from .errors import EventStoreError, SchemaTooNew, StoreClosed, StoreUnavailable
+from .files import create_private
 from .inline import CommitPlacement, busy
 from .recorder import (
     AppendOutcome,
@@ -94,6 +95,8 @@ class SQLiteRecorder(Recorder):
             raise
 
     async def _open(self) -> None:
+        # Owner-only from the start (its WAL and index take its mode): it holds subject keys.
+        create_private(self.path)
         with _translated():
             self._writer = await self._connect()
             await _run(self._writer, self._init_schema)

@@ -3,6 +3,7 @@ and the refusal to serve an open API beyond loopback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,13 +72,16 @@ def test_loopback_rules() -> None:
     Settings(host="0.0.0.0", api_keys=parse_keys("k:t:a", source="x")).check()
 
 
-def test_serve_flags_parse() -> None:
+def test_serve_flags_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     serve = cli.commands["serve"]
     params = serve.make_context("serve", ["--port", "9001", "--db", "a.db"]).params
     assert (params["port"], params["db"], params["host"]) == (9001, "a.db", None)
     with pytest.raises(click.UsageError):
         serve.make_context("serve", ["--port", "eighty"])
+    umasks: list[int] = []
+    monkeypatch.setattr(os, "umask", lambda mask: umasks.append(mask) or 0o022)
     assert main([]) == 2  # no command: usage
+    assert umasks == [0o077]  # whatever the command creates is the owner's alone
 
 
 def test_every_command_documents_the_exit_codes() -> None:

@@ -5,10 +5,13 @@ export, import, backup, rebuild, erase)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import click
 from aiohttp import web
+
+from eventstore.files import exposure
 
 from .audit import audit, stats
 from .inspect import history, replay, show
@@ -84,6 +87,8 @@ def serve(
         app = create_app(settings)
     except SettingsError as e:
         raise CliError(Exit.USAGE, str(e)) from None
+    if (warning := exposure(settings.db)) is not None:
+        log.warning(warning)
     log.info(
         "ctxlog serving %s on http://%s:%d (%s)",
         settings.db,
@@ -137,6 +142,9 @@ cli.add_command(erase)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctxlog`` console script (and ``python -m api``); returns the exit
     status."""
+    # Owner-only whatever this process creates (the files ctxlog writes are made 0600 anyway;
+    # this covers the rest, SQLite's temporary files among them): it holds keys and content.
+    os.umask(0o077)
     try:
         cli.main(args=None if argv is None else list(argv), prog_name="ctxlog")
     except SystemExit as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .stdio import run_stdio
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         " (env CTXLOG_ALLOW_OPEN_WITH_TENANTS=1)",
     )
     args = parser.parse_args(argv)
+    os.umask(0o077)  # as the ctxlog command: whatever it creates is the owner's alone
     return run_stdio(args.db, allow_open_with_tenants=args.allow_open_with_tenants)
 
 

@@ -29,6 +29,7 @@ from importlib import metadata
 from typing import Any
 
 from eventstore import EventStore
+from eventstore.files import exposure
 from projections.service import Caller, Contexts
 
 from ..auth import KeyRing
@@ -317,6 +318,8 @@ def run_stdio(
     try:
         settings = Settings.load(db=db, allow_open_with_tenants=allow_open_with_tenants, env=env)
         caller = caller_from(settings, api_key or env.get("CTXLOG_API_KEY"))
+        if (warning := exposure(settings.db)) is not None:
+            log.warning(warning)
         log.info("ctxlog MCP server on stdio, database %s", settings.db)
         asyncio.run(
             serve_stdio(
