@@ -8,6 +8,11 @@ Without keys the server is open: every caller is let in, with no tenant, and see
 log. On a database that holds tenants' data it refuses to start (``refuse_open_with_tenants``)
 unless ``CTXLOG_ALLOW_OPEN_WITH_TENANTS=1`` (``--allow-open-with-tenants``) says to serve it
 anyway.
+
+Per-key limits (``ratelimit.py``, ``mcp/sessions.py``): ``CTXLOG_RATE_LIMIT`` and
+``CTXLOG_RATE_BURST``; ``CTXLOG_MAX_LIVE_PER_KEY`` and ``CTXLOG_MAX_LIVE`` (WebSockets, event
+streams and MCP sessions' subscriptions); ``CTXLOG_MCP_SESSIONS_PER_KEY``,
+``CTXLOG_MCP_MAX_SESSIONS`` and ``CTXLOG_MCP_SESSION_IDLE`` (seconds).
 """
 
 from __future__ import annotations
@@ -55,9 +60,14 @@ class Settings:
     # second's worth); see api/ratelimit.py for why it is off by default.
     rate_limit: float = 0.0
     rate_burst: int = 0
-    # Open WebSockets and event streams, per API key and in all.
+    # Open WebSockets, event streams and MCP sessions' subscriptions, per API key and in all.
     max_live_per_key: int = 100
     max_live: int = 1000
+    # MCP (handshake era) sessions per API key and in all, and the seconds one may go without
+    # a request or an open event stream before it ends.
+    mcp_sessions_per_key: int = 100
+    mcp_max_sessions: int = 1000
+    mcp_session_idle: float = 300.0
     # Seconds a client has to send a request body (408 after), and to send a request's
     # headers or its next request on an idle connection (closed after).
     body_timeout: float = 30.0
@@ -83,6 +93,10 @@ class Settings:
             raise SettingsError("the rate limit and its burst cannot be negative")
         if self.max_live_per_key < 1 or self.max_live < 1:
             raise SettingsError("the live connection limits must be at least 1")
+        if self.mcp_sessions_per_key < 1 or self.mcp_max_sessions < 1:
+            raise SettingsError("the MCP session limits must be at least 1")
+        if self.mcp_session_idle <= 0:
+            raise SettingsError("the MCP session idle timeout must be positive")
         if self.body_timeout <= 0 or self.keepalive_timeout <= 0:
             raise SettingsError("the body and keep-alive timeouts must be positive")
         if self.open and not is_loopback(self.host):
@@ -129,6 +143,9 @@ class Settings:
             rate_burst=_int(env, "CTXLOG_RATE_BURST", 0),
             max_live_per_key=_int(env, "CTXLOG_MAX_LIVE_PER_KEY", 100),
             max_live=_int(env, "CTXLOG_MAX_LIVE", 1000),
+            mcp_sessions_per_key=_int(env, "CTXLOG_MCP_SESSIONS_PER_KEY", 100),
+            mcp_max_sessions=_int(env, "CTXLOG_MCP_MAX_SESSIONS", 1000),
+            mcp_session_idle=_float(env, "CTXLOG_MCP_SESSION_IDLE", 300.0),
             body_timeout=_float(env, "CTXLOG_BODY_TIMEOUT", 30.0),
             keepalive_timeout=_float(env, "CTXLOG_KEEPALIVE_TIMEOUT", 75.0),
             mcp_allowed_origins=tuple(

@@ -41,7 +41,12 @@ ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-LIMITS = {"CTXLOG_BODY_TIMEOUT": "1", "CTXLOG_KEEPALIVE_TIMEOUT": "2"}
+# Each case opens a session of its own and leaves it: more than a key's default 100.
+LIMITS = {
+    "CTXLOG_BODY_TIMEOUT": "1",
+    "CTXLOG_KEEPALIVE_TIMEOUT": "2",
+    "CTXLOG_MCP_SESSIONS_PER_KEY": "1000",
+}
 
 CONTENT = [
     {"type": "text", "text": "t"},
