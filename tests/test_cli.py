@@ -79,7 +79,12 @@ def test_serve_flags_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(click.UsageError):
         serve.make_context("serve", ["--port", "eighty"])
     umasks: list[int] = []
-    monkeypatch.setattr(os, "umask", lambda mask: umasks.append(mask) or 0o022)
+
+    def umask(mask: int) -> int:
+        umasks.append(mask)
+        return 0o022
+
+    monkeypatch.setattr(os, "umask", umask)
     assert main([]) == 2  # no command: usage
     assert umasks == [0o077]  # whatever the command creates is the owner's alone
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from api.settings import Settings, SettingsError
 from api.testing import Checker
 from tests.support.server_process import ServerProcess, openapi_checker, seed_context, serving
 
@@ -243,3 +244,24 @@ async def test_subscriptions_are_live_connections_of_their_key(
     ) as r:
         assert r.status == 204
     assert await sse_status(http, server, ALICE) == 200
+
+
+def test_the_limits_are_settings() -> None:
+    env = {
+        "CTXLOG_MCP_SESSIONS_PER_KEY": "7",
+        "CTXLOG_MCP_MAX_SESSIONS": "70",
+        "CTXLOG_MCP_SESSION_IDLE": "2.5",
+    }
+    settings = Settings.load(env=env)
+    assert (settings.mcp_sessions_per_key, settings.mcp_max_sessions) == (7, 70)
+    assert settings.mcp_session_idle == 2.5
+    defaults = Settings.load(env={})
+    assert (defaults.mcp_sessions_per_key, defaults.mcp_max_sessions) == (100, 1000)
+    assert defaults.mcp_session_idle == 300.0
+    for bad in (
+        {"CTXLOG_MCP_SESSIONS_PER_KEY": "0"},
+        {"CTXLOG_MCP_MAX_SESSIONS": "-1"},
+        {"CTXLOG_MCP_SESSION_IDLE": "0"},
+    ):
+        with pytest.raises(SettingsError):
+            Settings.load(env=bad).check()
