@@ -181,15 +181,19 @@ async def test_idle_sessions_expire_and_free_their_slots(
     await new_session(http, server, ALICE)
 
 
-async def test_a_session_in_use_does_not_expire(
+async def test_a_session_with_an_open_event_stream_does_not_expire(
     idle: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     server = idle
     session = await new_session(http, server, ALICE)
-    for _ in range(8):  # four idle timeouts, with a request every half of one
-        await asyncio.sleep(0.5)
+    headers = {"X-API-Key": ALICE, "Mcp-Session-Id": session, "Accept": "text/event-stream"}
+    async with http.get(f"{server.url}/mcp", headers=headers) as stream:
+        assert stream.status == 200
+        await asyncio.sleep(3)  # three idle timeouts, a dozen sweeps
         status, _, body = await rpc(http, server, ALICE, call("ping", {}), session)
         assert status == 200, body
+    status, _, body = await rpc(http, server, ALICE, call("ping", {}), session)
+    assert status == 200, body  # the idle clock starts again when the stream ends
 
 
 # -- subscriptions per key --------------------------------------------------------------------
