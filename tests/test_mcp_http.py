@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from api.errors import ApiError
 from api.mcp.sessions import Sessions
+from api.mcp.updates import Follower
+from api.ratelimit import LiveSlots
 from projections.service import Caller
 from tests.support.mcp_helpers import (
     ACCEPT,
@@ -239,3 +241,20 @@ async def test_sessions_expire_and_are_limited() -> None:
     old = await new_.open(ann, "2025-11-25", "ann")
     await new_.open(ann, "2025-11-25", "ann")  # the expired one makes room
     assert old.closed
+
+
+async def test_a_session_ended_while_it_subscribes_keeps_no_follower() -> None:
+    # DELETE can end a session while its resources/subscribe waits for the contexts service;
+    # the follower that request then makes must stop and give its live slot back.
+    ann = Caller("tenant-a", "ann")
+    slots = LiveSlots(per_key=1, total=1)
+    sessions = Sessions()
+    session = await sessions.open(ann, "2025-11-25", "ann")
+    await sessions.close(session.id)
+    follower = session.follow(slots, lambda: Follower(None, ann, session.post))  # type: ignore[arg-type]
+    follower.uris["ctxlog://contexts/x"] = "x"
+    follower._task = asyncio.create_task(asyncio.Event().wait())  # following, as after start()
+    await session.unfollow_if_idle()  # what the subscribing request does last
+    assert session.follower is None
+    assert not follower.running
+    assert slots.count == 0

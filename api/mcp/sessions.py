@@ -71,8 +71,10 @@ class Session:
         return self.follower
 
     async def unfollow_if_idle(self) -> None:
-        """Stop the follower, and give its slot back, when it watches nothing (any more)."""
-        if self.follower is not None and not (self.follower.uris and self.follower.running):
+        """Stop the follower, and give its slot back, when it watches nothing (any more) or
+        the session ended while a subscription was being made."""
+        follower = self.follower
+        if follower is not None and (self.closed or not (follower.uris and follower.running)):
             await self._unfollow()
 
     async def _unfollow(self) -> None:
