@@ -26,7 +26,7 @@ from .auth import KeyRing
 from .errors import error_middleware
 from .gate import gate_middleware
 from .rest import openapi
-from .settings import Settings
+from .settings import Settings, refuse_open_with_tenants
 
 log = logging.getLogger("ctxlog.api")
 
@@ -70,6 +70,13 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     store = await EventStore.open_url(settings.db)
     app[appkeys.STORE] = store
     if settings.open:
+        try:  # before anything is served: refused (SettingsError) if it holds tenants' data
+            refuse_open_with_tenants(
+                await store.has_tenants(), allowed=settings.allow_open_with_tenants
+            )
+        except BaseException:
+            await store.close()
+            raise
         log.warning(
             "no API keys configured: serving OPEN (no tenants) on loopback %s only",
             settings.host,

@@ -14,6 +14,8 @@ Live connections are always capped (an idle subscriber costs little, but each on
 on every commit): past ``max_live_per_key`` for a caller the upgrade is refused with 429
 ``too_many_connections``; past ``max_live`` for the server with 503 ``unavailable``. Both are
 refused before the WebSocket handshake or the event stream starts, as plain JSON errors.
+An MCP session's resource subscriptions (one follower of the log, ``mcp/sessions.py``) take a
+slot too, refused in the MCP door's JSON-RPC shape.
 """
 
 from __future__ import annotations

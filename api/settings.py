@@ -3,6 +3,16 @@
 Values come from command-line flags, then ``CTXLOG_*`` environment variables, then defaults
 (``Settings.load``). API keys are ``key:tenant:actor`` entries, comma-separated in
 ``CTXLOG_API_KEYS`` or one per line in a keys file (``#`` starts a comment).
+
+Without keys the server is open: every caller is let in, with no tenant, and sees the whole
+log. On a database that holds tenants' data it refuses to start (``refuse_open_with_tenants``)
+unless ``CTXLOG_ALLOW_OPEN_WITH_TENANTS=1`` (``--allow-open-with-tenants``) says to serve it
+anyway.
+
+Per-key limits (``ratelimit.py``, ``mcp/sessions.py``): ``CTXLOG_RATE_LIMIT`` and
+``CTXLOG_RATE_BURST``; ``CTXLOG_MAX_LIVE_PER_KEY`` and ``CTXLOG_MAX_LIVE`` (WebSockets, event
+streams and MCP sessions' subscriptions); ``CTXLOG_MCP_SESSIONS_PER_KEY``,
+``CTXLOG_MCP_MAX_SESSIONS`` and ``CTXLOG_MCP_SESSION_IDLE`` (seconds).
 """
 
 from __future__ import annotations
@@ -50,9 +60,14 @@ class Settings:
     # second's worth); see api/ratelimit.py for why it is off by default.
     rate_limit: float = 0.0
     rate_burst: int = 0
-    # Open WebSockets and event streams, per API key and in all.
+    # Open WebSockets, event streams and MCP sessions' subscriptions, per API key and in all.
     max_live_per_key: int = 100
     max_live: int = 1000
+    # MCP (handshake era) sessions per API key and in all, and the seconds one may go without
+    # a request or an open event stream before it ends.
+    mcp_sessions_per_key: int = 100
+    mcp_max_sessions: int = 1000
+    mcp_session_idle: float = 300.0
     # Seconds a client has to send a request body (408 after), and to send a request's
     # headers or its next request on an idle connection (closed after).
     body_timeout: float = 30.0
@@ -64,6 +79,8 @@ class Settings:
     # loopback names and the address the server binds; "*" allows any. A DNS-rebinding page
     # names its own host, so it is refused.
     allowed_hosts: tuple[str, ...] = ()
+    # Serve open (no keys) a database that holds tenants' data, to every caller.
+    allow_open_with_tenants: bool = False
 
     @property
     def open(self) -> bool:
@@ -81,6 +98,10 @@ class Settings:
             raise SettingsError("the rate limit and its burst cannot be negative")
         if self.max_live_per_key < 1 or self.max_live < 1:
             raise SettingsError("the live connection limits must be at least 1")
+        if self.mcp_sessions_per_key < 1 or self.mcp_max_sessions < 1:
+            raise SettingsError("the MCP session limits must be at least 1")
+        if self.mcp_session_idle <= 0:
+            raise SettingsError("the MCP session idle timeout must be positive")
         if self.body_timeout <= 0 or self.keepalive_timeout <= 0:
             raise SettingsError("the body and keep-alive timeouts must be positive")
         if self.open and not is_loopback(self.host):
@@ -105,6 +126,7 @@ class Settings:
         db: str | None = None,
         api_keys_file: str | None = None,
         max_body_bytes: int | None = None,
+        allow_open_with_tenants: bool | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from explicit values (flags) over ``CTXLOG_*`` variables over defaults."""
@@ -132,11 +154,19 @@ class Settings:
             rate_burst=_int(env, "CTXLOG_RATE_BURST", 0),
             max_live_per_key=_int(env, "CTXLOG_MAX_LIVE_PER_KEY", 100),
             max_live=_int(env, "CTXLOG_MAX_LIVE", 1000),
+            mcp_sessions_per_key=_int(env, "CTXLOG_MCP_SESSIONS_PER_KEY", 100),
+            mcp_max_sessions=_int(env, "CTXLOG_MCP_MAX_SESSIONS", 1000),
+            mcp_session_idle=_float(env, "CTXLOG_MCP_SESSION_IDLE", 300.0),
             body_timeout=_float(env, "CTXLOG_BODY_TIMEOUT", 30.0),
             keepalive_timeout=_float(env, "CTXLOG_KEEPALIVE_TIMEOUT", 75.0),
             # CTXLOG_MCP_ALLOWED_ORIGINS is the name from when only /mcp checked origins.
             allowed_origins=_names(env, "CTXLOG_ALLOWED_ORIGINS", "CTXLOG_MCP_ALLOWED_ORIGINS"),
             allowed_hosts=_names(env, "CTXLOG_ALLOWED_HOSTS"),
+            allow_open_with_tenants=(
+                allow_open_with_tenants
+                if allow_open_with_tenants is not None
+                else _bool(env, "CTXLOG_ALLOW_OPEN_WITH_TENANTS")
+            ),
         )
 
 
@@ -156,6 +186,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -167,6 +206,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value):
         raise SettingsError(f"{name} must be a finite number, not {raw!r}")
     return value
+
+
+def refuse_open_with_tenants(has_tenants: bool, *, allowed: bool) -> None:
+    """For a server without API keys: SettingsError when the database holds tenants' data
+    (which it would serve, sealed content unsealed, to every caller) unless ``allowed``."""
+    if has_tenants and not allowed:
+        raise SettingsError(
+            "refusing to serve without API keys: the database holds tenants' data, which an open"
+            " server gives to every caller; set CTXLOG_API_KEYS (key:tenant:actor,…), or"
+            " CTXLOG_ALLOW_OPEN_WITH_TENANTS=1 (--allow-open-with-tenants) to serve it open anyway"
+        )
 
 
 def parse_keys(text: str, *, source: str) -> list[ApiKey]:

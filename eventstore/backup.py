@@ -22,6 +22,7 @@ from urllib.parse import quote
 import msgspec
 
 from .errors import SchemaTooNew, StoreUnavailable
+from .files import create_private
 from .recorder import Progress
 from .sqlite_schema import SCHEMA_VERSION
 
@@ -95,6 +96,7 @@ def _backup(source: str, dest: str, progress: Progress | None, step: int) -> Bac
             _check_log(src, source)
             src.execute("BEGIN")
             head = src.execute(SELECT_HEAD).fetchone()  # the first read pins the snapshot
+            create_private(partial)  # the copy holds the subject keys too
             dst = sqlite3.connect(partial)
             try:
 

@@ -157,6 +157,9 @@ SELECT_TENANT_STREAMS = (
     "SELECT stream_id, position, tenant, recorded_at FROM {schema}.events"
     " WHERE version = 1 AND tenant = $1"
 )
+SELECT_ANY_TENANT = (
+    "SELECT EXISTS (SELECT 1 FROM {schema}.events WHERE version = 1 AND tenant IS NOT NULL)"
+)
 
 # Lower case only, so that an unquoted name in psql (or a test) means the same schema.
 _SCHEMA_NAME = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,62}")
@@ -424,6 +427,11 @@ class PostgresRecorder(Recorder):
         async with self._connection() as conn:
             row = await conn.fetchrow(self._sql(SELECT_HEAD))
         return (row["position"], row["hash"]) if row else (0, GENESIS)
+
+    async def has_tenants(self) -> bool:
+        """One probe of the partial index of stream starts by tenant."""
+        async with self._connection() as conn:
+            return bool(await conn.fetchval(self._sql(SELECT_ANY_TENANT)))
 
     async def list_streams(
         self, tenant: str | None, before: int | None, after: int | None, limit: int

@@ -234,6 +234,11 @@ class Recorder(abc.ABC):
         """Streams by creation; newest first with ``before``, oldest first with ``after``."""
 
     @abc.abstractmethod
+    async def has_tenants(self) -> bool:
+        """Whether any stream belongs to a tenant: one probe of the partial index of stream
+        starts (cheap on any log), for a server that would serve the log without keys."""
+
+    @abc.abstractmethod
     async def subject_key(
         self, tenant: str, subject: str, candidate: tuple[str, bytes], now_us: int
     ) -> tuple[str, bytes]:

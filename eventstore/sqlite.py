@@ -19,6 +19,7 @@ import aiosqlite
 from . import keystore
 from .chain import GENESIS
 from .errors import EventStoreError, SchemaTooNew, StoreClosed, StoreUnavailable
+from .files import create_private
 from .inline import CommitPlacement, busy
 from .recorder import (
     AppendOutcome,
@@ -38,6 +39,7 @@ from .sqlite_schema import (
     SCHEMA,
     SCHEMA_VERSION,
     SELECT_ALL,
+    SELECT_ANY_TENANT,
     SELECT_HEAD,
     SELECT_RECORDED_AT,
     SELECT_STREAM_BACKWARD,
@@ -93,6 +95,8 @@ class SQLiteRecorder(Recorder):
             raise
 
     async def _open(self) -> None:
+        # Owner-only from the start (its WAL and index take its mode): it holds subject keys.
+        create_private(self.path)
         with _translated():
             self._writer = await self._connect()
             await _run(self._writer, self._init_schema)
@@ -286,6 +290,12 @@ class SQLiteRecorder(Recorder):
         async with self._reader() as conn:
             rows = list(await conn.execute_fetchall(SELECT_HEAD))
         return (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
+
+    async def has_tenants(self) -> bool:
+        """One seek in the partial index of stream starts by tenant."""
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(SELECT_ANY_TENANT)
+        return bool(list(rows))
 
     async def list_streams(
         self, tenant: str | None, before: int | None, after: int | None, limit: int

@@ -63,6 +63,11 @@ SELECT_TENANT_STREAMS = (
     "SELECT stream_id, position, tenant, recorded_at FROM events"
     " INDEXED BY events_tenant_stream_starts WHERE version = 1 AND tenant = ?"
 )
+# NULLs sort first in the index: one seek past them finds a tenant's stream, or none.
+SELECT_ANY_TENANT = (
+    "SELECT 1 FROM events INDEXED BY events_tenant_stream_starts"
+    " WHERE version = 1 AND tenant IS NOT NULL LIMIT 1"
+)
 
 MAX_VARIABLES = 500
 """Bound parameters per statement, under SQLite's default limit."""

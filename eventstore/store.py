@@ -370,6 +370,11 @@ class EventStore:
         given (use a huge value for 'from the newest'), oldest first otherwise."""
         return await self.recorder.list_streams(tenant, before, after, _check_limit(limit))
 
+    async def has_tenants(self) -> bool:
+        """Whether any stream belongs to a tenant (cheap: one index probe). A server without
+        API keys would serve such streams to every caller."""
+        return await self.recorder.has_tenants()
+
     async def subscribe(
         self,
         after: int = 0,

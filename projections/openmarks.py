@@ -29,6 +29,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from eventstore.files import PRIVATE, private_opener
+
 log = logging.getLogger(__name__)
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -95,7 +97,7 @@ class OpenMark:
                 )
                 remove_files(self.path)
             self._mark = f"{self.path}.open-{os.getpid()}-{next(_numbers)}"
-            with open(self._mark, "w") as f:
+            with open(self._mark, "w", opener=private_opener) as f:
                 f.write(self.boot)
                 f.flush()
                 os.fsync(f.fileno())
@@ -117,7 +119,7 @@ class OpenMark:
 def _locked(path: str) -> Iterator[None]:
     # Two processes opening the same read model at once must not both judge the marks (one
     # could delete the file the other has just started).
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -3,6 +3,7 @@ O(window)), history (a snapshot and at most K events folded) for what was."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,20 @@ from .search import SearchPage, search_sync
 from .state import ContextState
 from .tables import ContextRow
 from .window import Policy, Window, served_event
+
+MAX_METADATA_FILTERS = 20
+"""Metadata filters one listing may combine: each is a condition SQLite evaluates per context
+(about 1,000 made a statement too large for it)."""
+
+
+def check_metadata_filter(metadata: Mapping[str, str]) -> None:
+    """InvalidCommand for a metadata filter ``list`` cannot take: more than
+    ``MAX_METADATA_FILTERS`` keys, or a key or value with a NUL (no stored metadata has one)."""
+    if len(metadata) > MAX_METADATA_FILTERS:
+        raise InvalidCommand(f"at most {MAX_METADATA_FILTERS} metadata filters")
+    for key, value in metadata.items():
+        if "\x00" in key or "\x00" in value:
+            raise InvalidCommand("metadata filter keys and values cannot contain NUL characters")
 
 
 class Queries(ServiceBase):
@@ -199,10 +214,13 @@ class Queries(ServiceBase):
         """The caller's live contexts, newest first, optionally by metadata key = value.
 
         The states are headers: ``messages`` and ``summaries`` are empty (``get`` one for
-        them). A filter value matches a string equal to it or a JSON value whose text it is.
+        them). A filter value matches a string equal to it or a JSON value whose text it is;
+        a filter key is a top-level key as written (not a path). ``check_metadata_filter``
+        says which filters are refused.
         """
         if not 1 <= limit <= 1000:
             raise InvalidCommand("limit must be between 1 and 1000")
+        check_metadata_filter(metadata or {})
         before = 2**62 if cursor is None else decode_cursor("p", cursor)
         await self._settle()
         rows = await self.readmodel.read(

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 
+from eventstore.files import create_private
+
 from . import search
 from .errors import ProjectionError, ReadModelInUse
 from .openmarks import OpenMark, fsync_path, remove_files
@@ -162,6 +164,7 @@ class ReadModel:
         return position
 
     async def _connect(self) -> aiosqlite.Connection:
+        create_private(self.path)  # plaintext of every message: owner-only, WAL and index too
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         await conn.execute("PRAGMA busy_timeout = 5000")
         return conn

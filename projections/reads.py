@@ -93,9 +93,8 @@ def page_sync(
     """Live contexts of ``tenant`` with position < ``before``, newest first, filtered."""
     sql, params = SELECT_PAGE, [tenant, before]
     for key, value in metadata.items():
-        path = '$."' + key.replace('"', '\\"') + '"'
         sql += FILTER_METADATA
-        params += [path, path, path, value]
+        params += [key, value]
     rows = conn.execute(sql + ORDER_PAGE, [*params, limit])
     return [ContextRow.from_row(r) for r in rows]
 

@@ -190,11 +190,13 @@ SELECT_PAGE = (
     f"SELECT {CONTEXT_COLUMNS} FROM contexts INDEXED BY contexts_by_tenant"
     " WHERE tenant IS ? AND deleted = 0 AND position < ?"
 )
-# A filter value matches a string equal to it, or another JSON value whose text it is.
+# A filter value matches a string equal to it, or another JSON value whose text it is. The key
+# is compared with json_each's decoded keys, never spliced into a JSON path: a path cannot
+# spell every key (SQLite's has no escapes for '"' or '\\', and a NUL ends it in an error).
 FILTER_METADATA = (
-    " AND (CASE json_type(metadata, ?) WHEN 'text' THEN json_extract(metadata, ?)"
-    " WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
-    " ELSE CAST(json_extract(metadata, ?) AS TEXT) END) = ?"
+    " AND EXISTS (SELECT 1 FROM json_each(contexts.metadata) AS m WHERE m.key = ? AND"
+    " (CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
+    " ELSE CAST(m.value AS TEXT) END) = ?)"
 )
 ORDER_PAGE = " ORDER BY position DESC LIMIT ?"
 SELECT_EVENT_ID = "SELECT context_id, position FROM event_ids WHERE event_id = ?"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -104,3 +105,23 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client for the module's ``server`` (30 s per request at most)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """A umask that lets group and others read new files (0o022, a common default): what
+    ctxlog creates must be owner-only anyway."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def owner_only(directory: Path) -> dict[str, str]:
+    """The files under ``directory`` that are not mode 0600, with their modes."""
+    return {
+        str(p.relative_to(directory)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and stat.S_IMODE(p.stat().st_mode) != 0o600
+    }

@@ -3,9 +3,11 @@ and the refusal to serve an open API beyond loopback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -73,13 +75,21 @@ def test_loopback_rules() -> None:
     Settings(host="0.0.0.0", api_keys=keys, allowed_hosts=("ctxlog.internal",)).check()
 
 
-def test_serve_flags_parse() -> None:
+def test_serve_flags_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     serve = cli.commands["serve"]
     params = serve.make_context("serve", ["--port", "9001", "--db", "a.db"]).params
     assert (params["port"], params["db"], params["host"]) == (9001, "a.db", None)
     with pytest.raises(click.UsageError):
         serve.make_context("serve", ["--port", "eighty"])
+    umasks: list[int] = []
+
+    def umask(mask: int) -> int:
+        umasks.append(mask)
+        return 0o022
+
+    monkeypatch.setattr(os, "umask", umask)
     assert main([]) == 2  # no command: usage
+    assert umasks == [0o077]  # whatever the command creates is the owner's alone
 
 
 def test_every_command_documents_the_exit_codes() -> None:
@@ -119,7 +129,7 @@ def test_mcp_runs_the_stdio_server_on_the_database(monkeypatch: pytest.MonkeyPat
 
     calls: list[str | None] = []
 
-    def run_stdio(db: str | None = None) -> int:
+    def run_stdio(db: str | None = None, **options: Any) -> int:
         calls.append(db)
         return 0 if db else 2
 

@@ -255,6 +255,18 @@ async def test_list_streams_paginates_both_ways_and_by_tenant(store: EventStore)
     assert even[0].tenant == "even"
 
 
+async def test_has_tenants_says_whether_any_stream_belongs_to_a_tenant(store: EventStore) -> None:
+    # What an open server checks before it serves: no stream of a tenant, or some.
+    assert await store.has_tenants() is False
+    for i in range(3):
+        await store.append(f"open{i}", [ContextCreated(), message("x")])
+    assert await store.has_tenants() is False
+    await store.append("t", [ContextCreated()], metadata=EventMetadata(tenant="acme"))
+    assert await store.has_tenants() is True
+    await store.append("open3", [ContextCreated()])
+    assert await store.has_tenants() is True
+
+
 async def test_verify_passes_on_an_intact_log(store: EventStore) -> None:
     for i in range(30):
         await store.append(f"s{i % 3}", [message(str(i))])

@@ -19,6 +19,7 @@ from eventstore import (
     StoreUnavailable,
 )
 from eventstore.inline import CommitPlacement
+from eventstore.sqlite_schema import SELECT_ANY_TENANT
 from tests.support.factories import FailingConnection
 
 
@@ -166,3 +167,19 @@ async def test_inline_commits_reach_the_database_file_through_checkpoints(tmp_pa
         (in_file,) = main_file.execute("SELECT count(*) FROM events").fetchone()
         main_file.close()
         assert 4 <= in_file < 6
+
+
+async def test_has_tenants_is_one_seek_in_the_index_of_stream_starts(tmp_path: Path) -> None:
+    # An open server asks this at every start: it must not scan a long log.
+    path = str(tmp_path / "log.db")
+    async with await EventStore.open_sqlite(path) as store:
+        await store.append("s", [ContextCreated(), message("x")])
+        assert not await store.has_tenants()
+    conn = sqlite3.connect(path)
+    try:
+        plan = conn.execute("EXPLAIN QUERY PLAN " + SELECT_ANY_TENANT).fetchall()
+    finally:
+        conn.close()
+    assert [row[-1] for row in plan] == [
+        "SEARCH events USING INDEX events_tenant_stream_starts (tenant>?)"
+    ]

@@ -41,7 +41,12 @@ ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-LIMITS = {"CTXLOG_BODY_TIMEOUT": "1", "CTXLOG_KEEPALIVE_TIMEOUT": "2"}
+# Each case opens a session of its own and leaves it: more than a key's default 100.
+LIMITS = {
+    "CTXLOG_BODY_TIMEOUT": "1",
+    "CTXLOG_KEEPALIVE_TIMEOUT": "2",
+    "CTXLOG_MCP_SESSIONS_PER_KEY": "1000",
+}
 
 CONTENT = [
     {"type": "text", "text": "t"},
@@ -291,6 +296,38 @@ async def test_batch_abuse_is_refused_and_writes_nothing(
             failures.append(f"{what}: {why}")
     assert not failures, "\n".join(failures)
     assert server.head() == before
+
+
+@pytest.mark.parametrize("era", [SESSION, MODERN])
+async def test_hostile_list_filters_are_refused_or_only_keys(
+    era: str, server: ServerProcess, checker: Checker, http: aiohttp.ClientSession
+) -> None:
+    # 2,000 metadata filters were 2,000 conditions in one statement, too large for SQLite (a
+    # 500); keys that look like JSON paths name only themselves.
+    failures = []
+    for what, metadata in (
+        ("2,000 filters", {f"k{i}": "v" for i in range(2000)}),
+        ("21 filters", {f"k{i}": "v" for i in range(21)}),
+    ):
+        body = message("list_contexts", {"metadata": metadata}, era)
+        routing = await era_headers(http, server, era, "tools/call", "list_contexts")
+        answer = await send(http, "POST", f"{server.url}/mcp", msgspec.json.encode(body),
+                            {**JSON, **routing})  # fmt: skip
+        if (why := refusal(checker, answer)) is not None:
+            failures.append(f"{what}: {why}")
+    assert not failures, "\n".join(failures)
+    key = f'odd"key\\$[0].{era}'
+    create = message("create_context", {"metadata": {key: "v"}}, era)
+    routing = await era_headers(http, server, era, "tools/call", "create_context")
+    answer = await send(http, "POST", f"{server.url}/mcp", msgspec.json.encode(create),
+                        {**JSON, **routing})  # fmt: skip
+    created = answer.json["result"]["structuredContent"]["id"]
+    body = message("list_contexts", {"metadata": {key: "v"}}, era)
+    routing = await era_headers(http, server, era, "tools/call", "list_contexts")
+    answer = await send(http, "POST", f"{server.url}/mcp", msgspec.json.encode(body),
+                        {**JSON, **routing})  # fmt: skip
+    found = answer.json["result"]["structuredContent"]["contexts"]
+    assert [c["id"] for c in found] == [created]
 
 
 # -- one key's request rate -------------------------------------------------------------------

@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from api.errors import ApiError
 from api.mcp.sessions import Sessions
+from api.mcp.updates import Follower
+from api.ratelimit import LiveSlots
 from projections.service import Caller
 from tests.support.mcp_helpers import (
     ACCEPT,
@@ -212,21 +215,46 @@ async def test_event_stream_carries_updates_and_delete_ends_the_session(client: 
 async def test_sessions_expire_and_are_limited() -> None:
     ann, bob = Caller("tenant-a", "ann"), Caller("tenant-b", "bob")
     sessions = Sessions(limit=1, idle=3600)
-    first = await sessions.open(ann, "2025-11-25")
-    assert first is not None
-    assert await sessions.open(ann, "2025-11-25") is None  # full
+    first = await sessions.open(ann, "2025-11-25", "ann")
+    with pytest.raises(ApiError) as full:
+        await sessions.open(bob, "2025-11-25", "bob")
+    assert full.value.status == 503
     assert await sessions.get(first.id, bob) is None  # not bob's
     assert await sessions.get(first.id, ann) is first
     assert await sessions.close(first.id)
     assert first.closed
+    mine = Sessions(limit=3, per_key=1, idle=3600)
+    await mine.open(ann, "2025-11-25", "ann")
+    with pytest.raises(ApiError) as keys:
+        await mine.open(ann, "2025-11-25", "ann")
+    assert keys.value.status == 429
+    await mine.open(bob, "2025-11-25", "bob")  # another key's own
     expiring = Sessions(idle=-1)
     gone = await expiring.open(ann, "2025-11-25")
-    assert gone is not None
     assert await expiring.get(gone.id, ann) is None
     assert len(expiring) == 0
-    full = Sessions(limit=1, idle=-1)
-    old = await full.open(ann, "2025-11-25")
-    new = await full.open(bob, "2025-11-25")  # the expired one makes room
-    assert old is not None
-    assert new is not None
+    swept = Sessions(limit=1, idle=-1)
+    old = await swept.open(ann, "2025-11-25")
+    assert await swept.sweep() == 1
     assert old.closed
+    new_ = Sessions(limit=1, per_key=1, idle=-1)
+    old = await new_.open(ann, "2025-11-25", "ann")
+    await new_.open(ann, "2025-11-25", "ann")  # the expired one makes room
+    assert old.closed
+
+
+async def test_a_session_ended_while_it_subscribes_keeps_no_follower() -> None:
+    # DELETE can end a session while its resources/subscribe waits for the contexts service;
+    # the follower that request then makes must stop and give its live slot back.
+    ann = Caller("tenant-a", "ann")
+    slots = LiveSlots(per_key=1, total=1)
+    sessions = Sessions()
+    session = await sessions.open(ann, "2025-11-25", "ann")
+    await sessions.close(session.id)
+    follower = session.follow(slots, lambda: Follower(None, ann, session.post))  # type: ignore[arg-type]
+    follower.uris["ctxlog://contexts/x"] = "x"
+    follower._task = asyncio.create_task(asyncio.Event().wait())  # following, as after start()
+    await session.unfollow_if_idle()  # what the subscribing request does last
+    assert session.follower is None
+    assert not follower.running
+    assert slots.count == 0

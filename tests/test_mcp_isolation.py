@@ -120,7 +120,8 @@ def by_era(rows: list[Row]) -> list[Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db = tmp_path_factory.mktemp("isolation-mcp") / "isolation.db"
-    with serving(db, secrets=SECRETS) as proc:
+    # Each case opens a session of its own and leaves it: more than a key's default 100.
+    with serving(db, env={"CTXLOG_MCP_SESSIONS_PER_KEY": "1000"}, secrets=SECRETS) as proc:
         yield proc
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:

@@ -3,6 +3,7 @@ state; a stale schema or another token encoding is dropped and rebuilt."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -20,9 +21,11 @@ from eventstore import (
     ToolResultPart,
     WindowSettings,
 )
-from projections import Caller, Contexts, fold, window
+from projections import Caller, Contexts, NewMessage, fold, window
+from projections.openmarks import boot_id
 from projections.readmodel import ReadModel
 from projections.tables import SCHEMA_VERSION
+from tests.conftest import owner_only
 from tests.support.factories import COUNTER, FailingConnection
 
 META = EventMetadata(tenant="t")
@@ -163,3 +166,27 @@ async def test_small_reads_of_a_read_model_in_memory_use_its_one_connection() ->
     finally:
         await service.close()
         await store.close()
+
+
+@pytest.mark.usefixtures("permissive_umask")
+async def test_the_read_model_and_its_marks_are_owner_only(tmp_path: Path) -> None:
+    # It holds the plaintext of every message: owner-only (0600) whatever the umask, while
+    # open (its WAL, index, open mark and lock file too) and after a rebuild replaced it.
+    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    try:
+        await service.start()
+        ada = Caller("acme", "ada")
+        cid = (await service.create(ada)).context_id
+        await service.append(ada, cid, [NewMessage(role="user", content="secret")])
+        made = set(os.listdir(tmp_path))
+        assert {"log.db.readmodel", "log.db.readmodel-wal", "log.db.readmodel-shm"} <= made
+        if boot_id() is not None:  # the mark that tells a machine crash (openmarks.py)
+            assert any(name.startswith("log.db.readmodel.open-") for name in made)
+        assert owner_only(tmp_path) == {}
+        await service.rebuild()
+        assert owner_only(tmp_path) == {}
+    finally:
+        await service.close()
+        await store.close()
+    assert owner_only(tmp_path) == {}

@@ -340,3 +340,33 @@ async def test_lineage_sees_a_fork_acknowledged_just_before(svc: Contexts) -> No
     await asyncio.sleep(0)
     held.gate.set()
     assert [f for f, _ in (await asking).forks] == [fork.context_id]
+
+
+async def test_metadata_filters_match_any_key_as_written(svc: Contexts) -> None:
+    # A filter key is a metadata key, not a JSON path: quotes, backslashes, dots, brackets,
+    # "$" and the empty key match the key spelled so, and nothing else.
+    keys = ['a"b', "c\\d", "a.b", "[0]", "$", "", "é", 'x\\"y']
+    ids = {key: (await svc.create(ACME, metadata={key: "v", "n": 1})).context_id for key in keys}
+    for key in keys:
+        found = await svc.list(ACME, metadata={key: "v"})
+        assert [c.context_id for c in found.contexts] == [ids[key]], repr(key)
+    assert (await svc.list(ACME, metadata={"a": "v"})).contexts == []
+    found = await svc.list(ACME, metadata={"a.b": "v", "n": "1"})
+    assert [c.context_id for c in found.contexts] == [ids["a.b"]]
+
+
+async def test_metadata_filters_sqlite_cannot_take_are_invalid(svc: Contexts) -> None:
+    await svc.create(ACME, metadata={"a": "v"})
+    for bad in ({"a\x00": "v"}, {"a": "v\x00"}):  # no stored metadata holds a NUL
+        with pytest.raises(InvalidCommand, match="NUL"):
+            await svc.list(ACME, metadata=bad)
+    # Each filter is a condition SQLite evaluates: 2,000 of them were a statement too large.
+    with pytest.raises(InvalidCommand, match="at most"):
+        await svc.list(ACME, metadata={f"k{i}": "v" for i in range(2000)})
+    from projections.queries import MAX_METADATA_FILTERS
+
+    with pytest.raises(InvalidCommand, match="at most"):
+        await svc.list(ACME, metadata={f"k{i}": "v" for i in range(MAX_METADATA_FILTERS + 1)})
+    # Up to the limit, however long the keys: only values, never a statement too large.
+    most = {f"{'k' * 5000}{i}": "v" for i in range(MAX_METADATA_FILTERS)}
+    assert (await svc.list(ACME, metadata=most)).contexts == []

@@ -223,6 +223,61 @@ async def test_sql_looking_query_values_are_only_values(
         assert len((await r.json())["events"]) == 2
 
 
+# Metadata keys that look like JSON paths or break them: each names only itself.
+PATH_LOOKING_KEYS = ['a"b', "c\\d", 'x\\"y', "$", "[0]", "a.b", "$.a", "", "k" * 4000]
+
+
+async def test_hostile_query_parameters_are_400_or_only_values(
+    server: ServerProcess, checker: Checker, session: aiohttp.ClientSession
+) -> None:
+    # Query parameter names and values reach SQLite (metadata filters, log filters) and the
+    # log (a recorded window's model): NUL anywhere is a 400 like in a body, too many
+    # metadata filters a 400, and keys that look like JSON paths are only keys.
+    cid, _ = await seed_context(session, server)
+    ids = {}
+    for key in PATH_LOOKING_KEYS:
+        body = {"metadata": {key: "v", "probe": "hostile-query"}}
+        async with session.post(f"{server.url}{CTX}", json=body, headers=ALICE) as r:
+            assert r.status == 201, await r.text()
+            ids[key] = (await r.json())["id"]
+    before = server.head()
+    failures = []
+    for query in (
+        "metadata.a%00=1",
+        "metadata.a=1%00",
+        "metadata.%00=1",
+        "&".join(f"metadata.k{i}=v" for i in range(21)),
+        "&".join(f"metadata.k{i}=v" for i in range(400)),
+    ):
+        answer = await send(session, "GET", f"{server.url}{CTX}?{query}", None, ALICE)
+        if answer.status != 400 or refused(checker, "GET", CTX, answer):
+            failures.append(f"?{query[:40]}: {answer.status} {answer.body[:200]!r}")
+    window = f"{CTX}/{cid}/window"
+    for path, query in (
+        (f"{V1}/events", "actor=a%00"),
+        (f"{V1}/events", "type=message.appended%00"),
+        (f"{V1}/events", "a%00=1"),
+        (window, "record=true&model=gpt-4%00"),
+        (window, "record=true&model%00=gpt-4"),
+        (f"{CTX}/{cid}", "version=1&x%00"),
+    ):
+        answer = await send(session, "GET", f"{server.url}{path}?{query}", None, ALICE)
+        template = f"{CTX}/{{id}}" + path.removeprefix(f"{CTX}/{cid}") if cid in path else path
+        if answer.status != 400 or refused(checker, "GET", template, answer):
+            failures.append(f"{path[-20:]}?{query}: {answer.status} {answer.body[:200]!r}")
+    assert not failures, "\n".join(failures)
+    assert server.head() == before, "a hostile query wrote to the log"
+    for key in PATH_LOOKING_KEYS:
+        params = {f"metadata.{key}": "v", "metadata.probe": "hostile-query"}
+        async with session.get(f"{server.url}{CTX}", params=params, headers=ALICE) as r:
+            assert r.status == 200, (key[:20], await r.text())
+            found = [c["id"] for c in (await r.json())["contexts"]]
+            assert found == [ids[key]], key[:20]
+    # A key longer than a request line may be: aiohttp's parser refuses it (plain 400).
+    answer = await send(session, "GET", f"{server.url}{CTX}?metadata.{'k' * 9000}=v", None, ALICE)
+    assert answer.status == 400
+
+
 async def test_a_forged_list_cursor_is_400(aiohttp_client: Any, tmp_path: Path) -> None:
     # Cursors are opaque, but a client can forge one: a position past 64 bits must be a 400
     # like any other cursor the server did not issue, not an OverflowError in SQLite (500).

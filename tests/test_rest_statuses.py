@@ -224,7 +224,8 @@ async def apis(
     aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, ApiClient]:
     """``main``: small body limit and body timeout; ``limited``: a used-up rate limit;
-    ``starting``: a projector that never catches up, and a store that fails."""
+    ``starting``: a projector that never catches up, a store that fails, and room for one
+    live connection."""
 
     async def connect(name: str, **settings: Any) -> ApiClient:
         app = create_app(testing.settings(str(tmp_path / f"{name}.db"), **settings))
@@ -244,7 +245,8 @@ async def apis(
         await never.wait()
 
     monkeypatch.setattr(Contexts, "start", stuck)
-    starting = await connect("starting", shutdown_timeout=0.1)
+    # One live connection in all: an MCP event stream held open leaves none (503).
+    starting = await connect("starting", shutdown_timeout=0.1, max_live=1)
     monkeypatch.setattr(Contexts, "start", real_start)
     app: web.Application = starting.client.app  # type: ignore[assignment]
 
@@ -330,6 +332,12 @@ async def mcp_status_of(api: ApiClient, method: str, status: int) -> int:
     so its body is checked against the document, but the event streams that never end)."""
     if status == 408:
         return await slow_body(api.client, method, MCP_PATH)
+    if (method, status) == ("GET", 503):  # the server's one live connection is taken
+        stream = {"X-API-Key": "key-alice", "Accept": "text/event-stream"}
+        held, other = await mcp_session(api), await mcp_session(api)
+        async with api.client.get(MCP_PATH, headers={**stream, "Mcp-Session-Id": held}) as first:
+            assert first.status == 200
+            return (await api.get(MCP_PATH, headers={**stream, "Mcp-Session-Id": other})).status
     if (method, status) in (("GET", 200), ("GET", 409)):
         headers = {"X-API-Key": "key-alice", "Accept": "text/event-stream"}
         headers["Mcp-Session-Id"] = await mcp_session(api)

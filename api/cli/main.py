@@ -5,10 +5,13 @@ export, import, backup, rebuild, erase)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import click
 from aiohttp import web
+
+from eventstore.files import exposure
 
 from .audit import audit, stats
 from .inspect import history, replay, show
@@ -16,6 +19,11 @@ from .ops import backup, erase, export, import_, rebuild, verify
 from .support import EXIT_CODES, CliError, Exit
 
 log = logging.getLogger("ctxlog")
+
+ALLOW_OPEN_HELP = (
+    "Serve without API keys even though the database holds tenants' data: every caller then"
+    " sees every tenant's (env CTXLOG_ALLOW_OPEN_WITH_TENANTS=1)."
+)
 
 
 @click.group(
@@ -45,12 +53,19 @@ def cli() -> None:
     " CTXLOG_API_KEYS).",
 )
 @click.option("--max-body-bytes", type=int, help="Request body limit (env CTXLOG_MAX_BODY_BYTES).")
+@click.option(
+    "--allow-open-with-tenants",
+    is_flag=True,
+    default=None,
+    help=ALLOW_OPEN_HELP,
+)
 def serve(
     host: str | None,
     port: int | None,
     db: str | None,
     api_keys_file: str | None,
     max_body_bytes: int | None,
+    allow_open_with_tenants: bool | None,
 ) -> None:
     """Run the HTTP API server until SIGTERM/SIGINT, then shut down cleanly."""
     # Imported here: the other commands need neither aiohttp's app nor its settings checks.
@@ -62,11 +77,18 @@ def serve(
     )
     try:
         settings = Settings.load(
-            host=host, port=port, db=db, api_keys_file=api_keys_file, max_body_bytes=max_body_bytes
+            host=host,
+            port=port,
+            db=db,
+            api_keys_file=api_keys_file,
+            max_body_bytes=max_body_bytes,
+            allow_open_with_tenants=allow_open_with_tenants,
         )
         app = create_app(settings)
     except SettingsError as e:
         raise CliError(Exit.USAGE, str(e)) from None
+    if (warning := exposure(settings.db)) is not None:
+        log.warning(warning)
     log.info(
         "ctxlog serving %s on http://%s:%d (%s)",
         settings.db,
@@ -76,14 +98,17 @@ def serve(
     )
     # run_app turns SIGTERM and SIGINT into a graceful shutdown: stop accepting, let in-flight
     # requests finish, run the cleanup contexts (which drain the writer), and return.
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout,
-        print=None,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+            print=None,
+            access_log=None,
+        )
+    except SettingsError as e:  # found at startup: an open server on tenants' data
+        raise CliError(Exit.USAGE, str(e)) from None
     log.info("ctxlog stopped")
 
 
@@ -92,7 +117,13 @@ def serve(
     short_help="Serve MCP over stdin/stdout.",
 )
 @click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
-def mcp(db: str | None) -> None:
+@click.option(
+    "--allow-open-with-tenants",
+    is_flag=True,
+    default=None,
+    help=ALLOW_OPEN_HELP,
+)
+def mcp(db: str | None, allow_open_with_tenants: bool | None) -> None:
     """Serve the Model Context Protocol over stdin/stdout (for MCP clients that start
     ctxlog themselves); the API key comes from CTXLOG_API_KEY."""
     try:
@@ -100,7 +131,7 @@ def mcp(db: str | None) -> None:
         from ..mcp.stdio import run_stdio  # noqa: PLC0415
     except ImportError as e:
         raise CliError(Exit.UNAVAILABLE, f"the MCP server is not available: {e}") from None
-    raise click.exceptions.Exit(run_stdio(db))
+    raise click.exceptions.Exit(run_stdio(db, allow_open_with_tenants=allow_open_with_tenants))
 
 
 for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):
@@ -111,6 +142,9 @@ cli.add_command(erase)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctxlog`` console script (and ``python -m api``); returns the exit
     status."""
+    # Owner-only whatever this process creates (the files ctxlog writes are made 0600 anyway;
+    # this covers the rest, SQLite's temporary files among them): it holds keys and content.
+    os.umask(0o077)
     try:
         cli.main(args=None if argv is None else list(argv), prog_name="ctxlog")
     except SystemExit as e:

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from eventstore import ERASED, EventStore
 from eventstore.backup import backup_sqlite
+from eventstore.files import private_opener
 from eventstore.transfer import ALL, export_log, import_log
 from projections import Caller, Contexts, TokenCounter
 from projections.audit import ReadModelReport, audit_filter, verify_readmodel
@@ -168,8 +169,11 @@ def _target(output: str | None) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     partial = f"{output}.partial"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(partial)  # left by an export that was killed: created anew, owner-only
     try:
-        with open(partial, "wb") as f:
+        # An export carries the subject keys: owner-only, as the database is.
+        with open(partial, "wb", opener=private_opener) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

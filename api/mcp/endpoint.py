@@ -17,7 +17,7 @@ from aiohttp import web
 
 from projections.service import Contexts
 
-from .. import appkeys
+from .. import appkeys, ratelimit
 from .protocol import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -45,9 +45,17 @@ class Endpoint:
     """What ``/mcp`` keeps between requests: the server and the sessions."""
 
     def __init__(self, app: web.Application) -> None:
+        settings = app[appkeys.SETTINGS]
         self.app = app
         self.server = Server(app[appkeys.VERSION], self.contexts)
-        self.sessions = Sessions()
+        self.sessions = Sessions(
+            limit=settings.mcp_max_sessions,
+            per_key=settings.mcp_sessions_per_key,
+            idle=settings.mcp_session_idle,
+        )
+        self.live = app[ratelimit.LIMITS].live
+        """The live connection slots a session's follower takes one of (with WebSockets and
+        event streams)."""
 
     async def contexts(self) -> Contexts:
         """The contexts service once it has caught up (waiting a little at start)."""

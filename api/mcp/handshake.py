@@ -8,12 +8,15 @@ batches, which later revisions removed.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from aiohttp import web
 
 from projections.service import Caller
 
+from .. import ratelimit
+from ..errors import ApiError
 from .endpoint import ENDPOINT, SESSION_HEADER, VERSION_HEADER, Endpoint, run
 from .protocol import (
     INVALID_REQUEST,
@@ -28,7 +31,7 @@ from .protocol import (
     request_id,
     result_message,
 )
-from .replies import error_response, json_response, refuse, reply
+from .replies import error_response, json_response, limit_error, refuse, reply
 from .server import Call
 from .sessions import Session
 from .updates import Follower
@@ -38,7 +41,7 @@ async def handle(request: web.Request, caller: Caller, value: Any) -> web.Stream
     """Serve one handshake-era POST (``value`` is its decoded body)."""
     endpoint = request.app[ENDPOINT]
     if isinstance(value, dict) and value.get("method") == "initialize":
-        return await _initialize(endpoint, caller, value)
+        return await _initialize(endpoint, caller, value, ratelimit.caller_key(request))
     session = await session_of(request, caller)
     if isinstance(session, web.Response):
         return session
@@ -54,7 +57,9 @@ async def handle(request: web.Request, caller: Caller, value: Any) -> web.Stream
     return reply(*answered)
 
 
-async def _initialize(endpoint: Endpoint, caller: Caller, value: Any) -> web.Response:
+async def _initialize(
+    endpoint: Endpoint, caller: Caller, value: Any, key: Hashable
+) -> web.Response:
     try:
         message = classify(value)
     except RpcError as e:
@@ -62,10 +67,10 @@ async def _initialize(endpoint: Endpoint, caller: Caller, value: Any) -> web.Res
     if not isinstance(message, Request):
         return refuse(400, "initialize is a request (it needs an id)")
     version, result = endpoint.server.initialize(message.params)
-    session = await endpoint.sessions.open(caller, version)
-    if session is None:
-        error = Unavailable("too many open sessions; retry later")
-        return reply(503, error_message(message.id, error))
+    try:
+        session = await endpoint.sessions.open(caller, version, key)
+    except ApiError as e:  # 429: the key's sessions; 503: the server's
+        return reply(e.status, error_message(message.id, limit_error(e)))
     return json_response(result_message(message.id, result), 200, {SESSION_HEADER: session.id})
 
 
@@ -96,15 +101,25 @@ async def _one(
         error = RpcError(INVALID_REQUEST, "this session is already initialized")
         return 200, error_message(message.id, error)
     call = Call(caller, session.version)
-    if message.method in ("resources/subscribe", "resources/unsubscribe"):
-        if session.follower is None:
+    if message.method not in ("resources/subscribe", "resources/unsubscribe"):
+        return await run(call, message, endpoint.server)
+    # One at a time per session: a follower another request is still setting up must not be
+    # stopped for watching nothing yet.
+    async with session.subscribing:
+        if message.method == "resources/subscribe" and session.follower is None:
             try:
                 contexts = await endpoint.contexts()
             except Unavailable as e:
                 return 503, error_message(message.id, e)
-            session.follower = Follower(contexts, caller, session.post)
+            try:
+                session.follow(endpoint.live, lambda: Follower(contexts, caller, session.post))
+            except ApiError as e:  # 429: the key's live connections; 503: the server's
+                return e.status, error_message(message.id, limit_error(e))
         call.follower = session.follower
-    return await run(call, message, endpoint.server)
+        try:
+            return await run(call, message, endpoint.server)
+        finally:
+            await session.unfollow_if_idle()  # a refused subscription, or none left
 
 
 async def _batch(

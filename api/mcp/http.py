@@ -14,6 +14,8 @@ limit (413). Bad input is always a 4xx, never a 5xx; a body that does not arrive
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -55,7 +57,10 @@ _NOTES = {
     406: "The Accept header does not admit what the endpoint answers with",
     408: "The request body did not arrive in time",
     409: "The session's event stream is already open",
-    429: "This API key has used up its requests for now (rate limiting); see Retry-After",
+    429: "This API key has used up its requests for now (rate limiting), or holds as many "
+    "sessions, or live connections (event streams, subscriptions), as it may; see Retry-After",
+    503: "The server is catching up with the log or its database is unavailable, or it holds "
+    "as many sessions or live connections as it may; see Retry-After",
 }
 """What each status means at /mcp (the generic wording says it of the REST API)."""
 
@@ -117,8 +122,8 @@ def _params(value: dict[str, Any]) -> dict[str, Any]:
     tag="mcp",
     response=str,
     content_type="text/event-stream",
-    # GET and DELETE never need the contexts service: no 503.
-    answers=(200, 400, 401, 403, 404, 405, 406, 409, 429, 500),
+    # An event stream is a live connection: 429 past the key's, 503 past the server's.
+    answers=(200, 400, 401, 403, 404, 405, 406, 409, 429, 500, 503),
     notes=_NOTES,
     error_schema=_ERRORS,
     description=(
@@ -178,9 +183,20 @@ routes = [
 """The MCP door's routes, joined with the REST API's in ``create_app``."""
 
 
+async def _sweeping(app: web.Application) -> AsyncIterator[None]:
+    # Idle sessions end (their followers with them) even when no request comes.
+    sweeper = asyncio.create_task(app[ENDPOINT].sessions.run_sweeper(), name="ctxlog-mcp-sweeper")
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+
+
 def setup(app: web.Application) -> None:
     """Keep the endpoint's state (its sessions, its server) in the app, answer errors at
-    ``/mcp`` in JSON-RPC's shape, and end the sessions at shutdown."""
+    ``/mcp`` in JSON-RPC's shape, end idle sessions as they expire and every session at
+    shutdown."""
     app[ENDPOINT] = Endpoint(app)
     app[RENDERERS][PATH] = _render_error
+    app.cleanup_ctx.append(_sweeping)
     app.on_shutdown.append(_shutdown)

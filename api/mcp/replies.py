@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .protocol import INVALID_REQUEST, RequestId, RpcError, encode, error_message
+from ..errors import ApiError
+from .protocol import INTERNAL_ERROR, INVALID_REQUEST, RequestId, RpcError, encode, error_message
 
 
 def json_response(
@@ -19,8 +20,15 @@ def json_response(
 
 
 def reply(status: int, message: Any) -> web.Response:
-    """A response carrying ``message`` (a 503 also says when to retry)."""
-    return json_response(message, status, {"Retry-After": "1"} if status == 503 else None)
+    """A response carrying ``message`` (a 429 or 503 also says when to retry)."""
+    return json_response(message, status, {"Retry-After": "1"} if status in (429, 503) else None)
+
+
+def limit_error(error: ApiError) -> RpcError:
+    """A cap's refusal (429 for the key, 503 for the server: ``ratelimit``, ``sessions``) as
+    the JSON-RPC error of the request it refuses; the limit and retry_after go in ``data``."""
+    code = INTERNAL_ERROR if error.status >= 500 else INVALID_REQUEST
+    return RpcError(code, error.message, error.details)
 
 
 def error_response(

@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from api.rest.schemas import Limit, MessageIn, PositiveInt, Version, WindowIn
 from eventstore import Content
+from projections.queries import MAX_METADATA_FILTERS
 
 ContextId = Annotated[uuid.UUID, Meta(description="The context's id (a UUID)")]
 ExpectedVersion = Annotated[
@@ -164,7 +165,11 @@ class ListContextsArgs(Args, frozen=True, kw_only=True):
     cursor: str | None = None
     limit: Limit = 50
     metadata: Annotated[
-        dict[str, str], Meta(description="Only contexts whose metadata has these key = value")
+        dict[str, str],
+        Meta(
+            description="Only contexts whose metadata has these key = value (top-level keys)",
+            max_length=MAX_METADATA_FILTERS,
+        ),
     ] = {}
 
 

@@ -29,10 +29,11 @@ from importlib import metadata
 from typing import Any
 
 from eventstore import EventStore
+from eventstore.files import exposure
 from projections.service import Caller, Contexts
 
 from ..auth import KeyRing
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, refuse_open_with_tenants
 from . import pipes
 from .protocol import (
     INTERNAL_ERROR,
@@ -246,14 +247,26 @@ def _version() -> str:
 
 
 async def serve_stdio(
-    db: str, caller: Caller, *, readmodel: str = ":memory:", max_bytes: int = 1 << 20
+    db: str,
+    caller: Caller,
+    *,
+    readmodel: str = ":memory:",
+    max_bytes: int = 1 << 20,
+    allow_open_with_tenants: bool = False,
 ) -> None:
-    """Serve MCP on this process's stdin and stdout until stdin ends or SIGTERM/SIGINT."""
+    """Serve MCP on this process's stdin and stdout until stdin ends or SIGTERM/SIGINT.
+    SettingsError, before anything is read, when it would serve tenants' data openly."""
     loop = asyncio.get_running_loop()
-    reader = await pipes.open_stdin(max_bytes + 1)
-    output = pipes.Output()
-    await output.open()
     store = await EventStore.open_url(db)
+    try:
+        if caller.tenant is None:  # no API keys: it would serve every tenant's contexts
+            refuse_open_with_tenants(await store.has_tenants(), allowed=allow_open_with_tenants)
+        reader = await pipes.open_stdin(max_bytes + 1)
+        output = pipes.Output()
+        await output.open()
+    except BaseException:
+        await store.close()
+        raise
     contexts = Contexts(store, readmodel_path=readmodel)
     # Catching up can take a while on a long log: the handshake is answered meanwhile.
     startup = asyncio.create_task(contexts.start(patient=True), name="ctxlog-mcp-catch-up")
@@ -288,12 +301,14 @@ def run_stdio(
     *,
     api_key: str | None = None,
     readmodel: str = ":memory:",
+    allow_open_with_tenants: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
     """Run the stdio server on ``db`` (a SQLite file or a postgresql:// DSN; default
     ``CTXLOG_DB``, else ``./ctxlog.db``) until stdin closes; returns the exit status (2 for
-    settings it cannot serve with). ``api_key`` defaults to ``CTXLOG_API_KEY``; the keys and
-    the message size limit come from ``CTXLOG_*`` as for ``ctxlog serve``."""
+    settings it cannot serve with, among them no API keys on a database that holds tenants'
+    data unless ``allow_open_with_tenants``). ``api_key`` defaults to ``CTXLOG_API_KEY``; the
+    keys and the message size limit come from ``CTXLOG_*`` as for ``ctxlog serve``."""
     env = os.environ if env is None else env
     logging.basicConfig(
         stream=sys.stderr,
@@ -301,13 +316,21 @@ def run_stdio(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = Settings.load(db=db, env=env)
+        settings = Settings.load(db=db, allow_open_with_tenants=allow_open_with_tenants, env=env)
         caller = caller_from(settings, api_key or env.get("CTXLOG_API_KEY"))
+        if (warning := exposure(settings.db)) is not None:
+            log.warning(warning)
+        log.info("ctxlog MCP server on stdio, database %s", settings.db)
+        asyncio.run(
+            serve_stdio(
+                settings.db,
+                caller,
+                readmodel=readmodel,
+                max_bytes=settings.max_body_bytes,
+                allow_open_with_tenants=settings.allow_open_with_tenants,
+            )
+        )
     except SettingsError as e:
         print(f"ctxlog mcp: {e}", file=sys.stderr)
         return 2
-    log.info("ctxlog MCP server on stdio, database %s", settings.db)
-    asyncio.run(
-        serve_stdio(settings.db, caller, readmodel=readmodel, max_bytes=settings.max_body_bytes)
-    )
     return 0

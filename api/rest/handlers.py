@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 import projections as pj
+from projections.queries import check_metadata_filter
 from projections.service import Written
 
 from .. import appkeys
@@ -93,6 +94,10 @@ async def list_contexts(request: web.Request) -> web.Response:
         for key, value in request.query.items()
         if key.startswith("metadata.")
     }
+    try:
+        check_metadata_filter(filters)
+    except pj.InvalidCommand as e:
+        raise invalid(str(e), "$.metadata", "query") from None
     try:
         page = await appkeys.contexts(request).list(
             caller(request), cursor=params.cursor, limit=params.limit, metadata=filters or None

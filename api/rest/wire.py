@@ -177,14 +177,20 @@ async def _body(request: web.Request) -> bytes:
 def query(request: web.Request, type_: type[T], exclude: str | None = None) -> T:
     """The query string as ``type_``; numbers and booleans are converted from their text.
 
-    ``exclude`` leaves out parameters with that prefix (e.g. ``metadata.`` filters).
+    ``exclude`` leaves out parameters with that prefix (e.g. ``metadata.`` filters); they are
+    checked like the rest: once each, and without NUL (which SQLite's JSON paths and the log
+    must never see).
     """
     params: dict[str, str] = {}
+    seen: set[str] = set()
     for key, value in request.query.items():
+        if "\x00" in key or "\x00" in value:
+            raise invalid("query parameters cannot contain NUL characters", f"$.{key}", "query")
+        if key in seen:
+            raise invalid(f"query parameter {key!r} is given more than once", f"$.{key}", "query")
+        seen.add(key)
         if exclude is not None and key.startswith(exclude):
             continue
-        if key in params:
-            raise invalid(f"query parameter {key!r} is given more than once", f"$.{key}", "query")
         # An unencoded '+' in a time zone offset arrives as a space.
         params[key] = value.replace(" ", "+") if key in _DATETIME_FIELDS else value
     try:

@@ -150,7 +150,8 @@ class GetContextQuery(Request, frozen=True, kw_only=True):
 
 
 class ListQuery(Request, frozen=True, kw_only=True):
-    """A page of contexts (``metadata.<key>=<value>`` filters are taken apart first)."""
+    """A page of contexts (``metadata.<key>=<value>`` filters, at most 20, each naming a
+    top-level key as written, are taken apart first)."""
 
     cursor: str | None = None
     """next_cursor of the previous page."""
