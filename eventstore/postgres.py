@@ -340,15 +340,14 @@ class PostgresRecorder(Recorder):
             rows = await conn.fetch(self._sql(keystore.POSTGRES_SELECT_IDS), key_ids)
         return {row[0]: bytes(row[1]) for row in rows}
 
-    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
+    async def destroy_subject_key(self, tenant: str, subject: str) -> list[str]:
         """Delete, then VACUUM the table so the dead tuple's space is reclaimed (PostgreSQL
         gives no guarantee that the freed bytes are overwritten; see the README)."""
         async with self._connection() as conn:
-            status = await conn.execute(self._sql(keystore.POSTGRES_DELETE), tenant, subject)
-            deleted = int(status.split()[-1])
-            if deleted:
+            rows = await conn.fetch(self._sql(keystore.POSTGRES_DELETE), tenant, subject)
+            if rows:
                 await conn.execute(self._sql(keystore.POSTGRES_VACUUM))
-        return deleted
+        return [row[0] for row in rows]
 
     async def read_keys(self, after: str, limit: int) -> list[keystore.SubjectKey]:
         """One ranged query on the key id index."""

@@ -244,8 +244,9 @@ class Recorder(abc.ABC):
         """The keys of ``key_ids`` that still exist (a destroyed key is simply absent)."""
 
     @abc.abstractmethod
-    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
-        """Destroy the subject's key so that no copy stays in the database; how many were."""
+    async def destroy_subject_key(self, tenant: str, subject: str) -> list[str]:
+        """Destroy the subject's key so that no copy stays in the database; the ids of the
+        keys destroyed (none for an unknown or already erased subject)."""
 
     @abc.abstractmethod
     async def read_keys(self, after: str, limit: int) -> list[SubjectKey]:

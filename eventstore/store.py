@@ -16,7 +16,7 @@ import msgspec
 from .chain import GENESIS, chain_hash
 from .codec import encoder, event_decoder, metadata_decoder
 from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
-from .events import EVENT_TYPES, Event, EventBase, EventMetadata, event_type
+from .events import EVENT_TYPES, Event, EventBase, EventMetadata, SubjectErased, event_type
 from .ids import new_id
 from .recorder import (
     ANY,
@@ -32,7 +32,7 @@ from .recorder import (
     StreamInfo,
     check_stream_id,
 )
-from .sealing import Keyring, SealBroken, seal, sealed_key, subject_of, unseal
+from .sealing import KeyRef, Keyring, SealBroken, key_refs, seal, sealable, subject_of, unseal
 from .sqlite import SQLiteRecorder, Synchronous
 from .subscription import LiveFeed, follow
 from .writer import Writer
@@ -75,6 +75,9 @@ class RecordedEvent(msgspec.Struct, frozen=True):
     metadata: EventMetadata
     recorded_at: datetime
     hash: str
+    sealed_by: tuple[KeyRef, ...] = ()
+    """The keys the event's content is sealed with in the log, innermost first (none when
+    it is not sealed); the content itself is already decrypted, or reads ``ERASED``."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -203,22 +206,24 @@ class EventStore:
         metadata: EventMetadata | None = None,
         event_ids: Sequence[str | uuid.UUID] | None = None,
         subject: str | None = None,
+        subjects: Sequence[Sequence[str]] | None = None,
     ) -> AppendResult:
         """Append ``events`` to a stream atomically, if it is at ``expected_version``.
 
         Event ids are generated unless given. An append whose event ids are already stored
         returns what was stored then and writes nothing, whatever ``expected_version`` says.
-        Content of a data subject (a message's own ``metadata.subject``, else ``subject``)
-        is stored sealed with that subject's key in the metadata's tenant.
+        Content of data subjects is stored sealed with their keys in the metadata's tenant:
+        ``subjects`` names them for each event (one list per event; with several, every one
+        of their keys is needed to read it); without it, a message's own
+        ``metadata.subject``, else ``subject``.
         """
-        keys: dict[str, tuple[str, bytes]] = {}
+        names = _subjects(events, subject, subjects)
         tenant = metadata.tenant if metadata is not None else None
-        for event in events:
-            name = subject_of(event, subject) if isinstance(event, EventBase) else None
-            if name is not None and name not in keys:
-                keys[name] = await self.keys.for_subject(tenant, name, time.time_ns() // 1000)
+        keys: dict[str, tuple[str, bytes]] = {}
+        for name in sorted({name for each in names for name in each}):
+            keys[name] = await self.keys.for_subject(tenant, name, time.time_ns() // 1000)
         pending = self._prepare(
-            stream_id, events, expected_version, metadata, event_ids, subject, keys
+            stream_id, events, expected_version, metadata, event_ids, names, keys
         )
         outcome = await self._writer.submit(pending)
         rows = outcome.events
@@ -238,8 +243,8 @@ class EventStore:
         expected_version: ExpectedVersion,
         metadata: EventMetadata | None,
         event_ids: Sequence[str | uuid.UUID] | None,
-        subject: str | None = None,
-        keys: dict[str, tuple[str, bytes]] | None = None,
+        names: list[tuple[str, ...]],
+        keys: dict[str, tuple[str, bytes]],
     ) -> PendingAppend:
         check_stream_id(stream_id)
         if isinstance(expected_version, int) and (
@@ -263,12 +268,12 @@ class EventStore:
             raise InvalidEvent("event metadata cannot contain NUL characters")
         meta_bytes = encoder.encode(meta)
         encoded = []
-        for event_id, event in zip(ids, events, strict=True):
+        for event_id, event, subjects in zip(ids, events, names, strict=True):
             if not isinstance(event, EventBase) or type(event) not in EVENT_TYPES.values():
                 raise UnknownEventType(type(event).__name__)
-            name = subject_of(event, subject) if keys else None
-            if keys and name is not None:
-                event = seal(event, event_id, *keys[name])  # noqa: PLW2901
+            if subjects:
+                sealing = [(name, *keys[name]) for name in subjects]
+                event = seal(event, event_id, sealing)  # noqa: PLW2901
             data = encoder.encode(event)
             if len(data) > self.max_event_bytes:
                 raise EventTooLarge(len(data), self.max_event_bytes)
@@ -301,19 +306,27 @@ class EventStore:
 
     async def _unsealed(self, recs: list[RecordedEvent]) -> list[RecordedEvent]:
         """``recs`` with sealed content decrypted (one key lookup per unknown key, not per
-        event), or ``ERASED`` where the key was destroyed."""
-        key_ids = {key_id for rec in recs if (key_id := sealed_key(rec.event)) is not None}
-        if not key_ids:
+        event), or ``ERASED`` where a key was destroyed; each keeps the keys it was sealed
+        with in ``sealed_by``.
+
+        A ``subject.erased`` among them means a key was destroyed, perhaps by another
+        process: the key cache is emptied before anything here is decrypted, so nothing read
+        after the erasure was recorded decrypts under a key this process still remembers."""
+        if any(isinstance(rec.event, SubjectErased) for rec in recs):
+            self.keys.forget()
+        refs = {rec.position: found for rec in recs if (found := key_refs(rec.event))}
+        if not refs:
             return recs
-        keys = await self.keys.by_ids(key_ids)
+        keys = await self.keys.by_ids({ref.key_id for found in refs.values() for ref in found})
         opened = []
         for rec in recs:
-            if sealed_key(rec.event) is not None:
+            found = refs.get(rec.position)
+            if found:
                 try:
                     event = unseal(rec.event, rec.event_id, keys)
                 except SealBroken as e:
                     raise CorruptEvent(rec.position, str(e)) from e
-                rec = msgspec.structs.replace(rec, event=event)  # noqa: PLW2901
+                rec = msgspec.structs.replace(rec, event=event, sealed_by=found)  # noqa: PLW2901
             opened.append(rec)
         return opened
 
@@ -321,6 +334,10 @@ class EventStore:
         """Destroy the key of ``subject`` in ``tenant``: its sealed content reads as
         ``ERASED`` from now on, everywhere it is read from the log. Idempotent; returns how
         many keys were destroyed (0 for an unknown or already erased subject)."""
+        return len(await self.destroy_subject_key(tenant, subject))
+
+    async def destroy_subject_key(self, tenant: str | None, subject: str) -> list[str]:
+        """``erase_subject``, returning the ids of the keys destroyed."""
         return await self.keys.destroy(tenant, subject)
 
     async def iter_stream(
@@ -423,6 +440,21 @@ def _check_row(row: StoredEvent, expected: int, previous: bytes) -> ChainBreak |
     if recomputed != row.hash:
         return ChainBreak(row.position, "hash does not match the event and its predecessor")
     return None
+
+
+def _subjects(
+    events: Sequence[EventBase], default: str | None, given: Sequence[Sequence[str]] | None
+) -> list[tuple[str, ...]]:
+    """The subjects whose keys seal each event (none for an event without content)."""
+    if given is None:
+        found = [subject_of(e, default) if isinstance(e, EventBase) else None for e in events]
+        return [() if name is None else (name,) for name in found]
+    if len(given) != len(events):
+        raise InvalidEvent("one list of subjects per event")
+    return [
+        tuple(sorted(set(names))) if isinstance(e, EventBase) and sealable(e) else ()
+        for e, names in zip(events, given, strict=True)
+    ]
 
 
 def _check_event_id(event_id: str | uuid.UUID) -> str:

@@ -35,6 +35,7 @@ from .history import CHUNK, write_snapshot_sync
 from .reads import context_sync, message_info_sync
 from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
 from .state import ContextState, TokenCounting
+from .subjects import sealed_subject, sealed_subjects
 from .tables import (
     UPSERT_CHECKPOINT,
     UPSERT_CONTEXT,
@@ -42,19 +43,22 @@ from .tables import (
     content_decoder,
     json_encode,
     message_to_row,
+    metadata_decoder,
+    summary_to_row,
 )
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
-    " version, tokens, edited_version, redacted, content_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL)"
+    " version, tokens, edited_version, redacted, content_hash, subject)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
 )
 INSERT_MESSAGES = (
     "INSERT INTO messages (context_id, seq, message_id, role, content, name, metadata, version,"
-    " tokens, edited_version, redacted, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " tokens, edited_version, redacted, content_hash, subject)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_EDITED = (
-    "UPDATE messages SET content = ?, tokens = ?, edited_version = ?"
+    "UPDATE messages SET content = ?, tokens = ?, edited_version = ?, subject = ?"
     " WHERE context_id = ? AND seq = ?"
 )
 UPDATE_REDACTED = (
@@ -66,7 +70,7 @@ DELETE_SUMMARIES = "DELETE FROM summaries WHERE context_id = ?"
 NEXT_SUMMARY_SEQ = "SELECT coalesce(max(seq) + 1, 0) FROM summaries WHERE context_id = ?"
 INSERT_SUMMARY = (
     "INSERT INTO summaries (context_id, seq, summary_id, text, through_message_id, version,"
-    " tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " tokens, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_EVENT_ID = (
     "INSERT OR IGNORE INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
@@ -197,9 +201,10 @@ def _apply_event(
             if count is None:
                 count = counter.count_message(role, content, name)
             seq = ctx.message_count
+            subject = sealed_subject(rec, event.metadata, ctx.metadata)
             cursor = conn.execute(INSERT_MESSAGE, (
                 cid, seq, mid, role, json_encode(content).decode(), name,
-                json_encode(event.metadata).decode(), rec.version, count,
+                json_encode(event.metadata).decode(), rec.version, count, subject,
             ))  # fmt: skip
             if cursor.rowcount:  # 0 when the id is already there: a duplicate changes nothing
                 if search:
@@ -211,11 +216,12 @@ def _apply_event(
             info = message_info_sync(conn, cid, mid)
             if info is None or info[3]:
                 return ctx  # unknown or redacted: nothing changes
-            seq, role, name, _, old_content, _, old_tokens, rowid = info
+            seq, role, name, _, old_content, _, old_tokens, rowid, subject, own = info
             tokens = counter.count_message(role, content, name)
-            conn.execute(
-                UPDATE_EDITED, (json_encode(content).decode(), tokens, rec.version, cid, seq)
-            )
+            subject = sealed_subject(rec, metadata_decoder.decode(own), ctx.metadata, subject)
+            conn.execute(UPDATE_EDITED, (
+                json_encode(content).decode(), tokens, rec.version, subject, cid, seq
+            ))  # fmt: skip
             if search:
                 unindex_sync(conn, rowid, old_content)
                 index_sync(conn, rowid, content)
@@ -225,7 +231,7 @@ def _apply_event(
             info = message_info_sync(conn, cid, mid)
             if info is None:
                 return ctx
-            seq, role, name, redacted, content, old_hash, old_tokens, rowid = info
+            seq, role, name, redacted, content, old_hash, old_tokens, rowid, _, _ = info
             new_hash = old_hash if redacted else content_hash(content_decoder.decode(content))
             tokens = counter.count_message(role, "", name)
             conn.execute(UPDATE_REDACTED, (tokens, new_hash, cid, seq))
@@ -240,7 +246,10 @@ def _apply_event(
         case SummaryAdded(summary_id=sid, text=text, through_message_id=through):
             (seq,) = conn.execute(NEXT_SUMMARY_SEQ, (cid,)).fetchone()
             tokens = counter.count_message("system", text)
-            conn.execute(INSERT_SUMMARY, (cid, seq, sid, text, through, rec.version, tokens))
+            subjects = json_encode(sealed_subjects(rec, ctx.metadata)).decode()
+            conn.execute(
+                INSERT_SUMMARY, (cid, seq, sid, text, through, rec.version, tokens, subjects)
+            )
         case ContextRolledBack(to_version=target):
             if 1 <= target < rec.version:
                 _restore(conn, ctx, resolved[cid, target], search)
@@ -262,10 +271,9 @@ def _restore(conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, sea
     if search:
         index_context_sync(conn, cid)
     conn.execute(DELETE_SUMMARIES, (cid,))
-    conn.executemany(INSERT_SUMMARY, [
-        (cid, seq, s.summary_id, s.text, s.through_message_id, s.version, s.tokens)
-        for seq, s in enumerate(state.summaries)
-    ])  # fmt: skip
+    conn.executemany(
+        INSERT_SUMMARY, [summary_to_row(cid, seq, s) for seq, s in enumerate(state.summaries)]
+    )
     ctx.metadata, ctx.window, ctx.deleted = state.metadata, state.window, state.deleted
     ctx.message_count = len(state.messages)
     ctx.total_tokens = state.total_tokens

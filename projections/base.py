@@ -11,17 +11,22 @@ from eventstore import (
     EventMetadata,
     EventStore,
     ExpectedVersion,
+    MessageAppended,
+    MessageEdited,
     SQLiteRecorder,
+    SummaryAdded,
+    WindowServed,
 )
 from eventstore.sealing import sealable
 
+from . import subjects
 from .acks import Acks
 from .caches import WindowCache
 from .calls import Caller, Written
 from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel
-from .reads import context_sync
+from .reads import context_sync, message_info_sync, shown_subjects_sync, subjects_upto_sync
 from .runner import Projector
 from .tables import ContextRow
 from .tokens import TokenCounter
@@ -107,18 +112,41 @@ class ServiceBase:
         ids: list[str] | None,
         message_ids: list[str],
     ) -> Written:
-        subject = None
-        if any(sealable(event) for event in events):
-            # Content of the context's data subject is sealed with that subject's key.
-            ctx = await self._row(stream_id)
-            found = ctx.metadata.get("subject") if ctx is not None else None
-            subject = found if isinstance(found, str) and found else None
         result = await self.store.append(
             stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
-            subject=subject,
+            subjects=await self._subjects(stream_id, events),
         )  # fmt: skip
         self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
+
+    async def _subjects(self, stream_id: str, events: list[EventBase]) -> list[list[str]]:
+        """Whose keys seal each event's content (``subjects`` says why): the subjects of
+        what it carries, read from the read model as the command validated against it."""
+        if not any(sealable(event) for event in events):
+            return [[] for _ in events]
+        ctx = await self._row(stream_id)
+        meta = ctx.metadata if ctx is not None else {}
+        read = self.readmodel.read_small
+        found: list[list[str]] = []
+        for event in events:
+            match event:
+                case MessageAppended(metadata=own):
+                    found.append(subjects.for_message(own, meta))
+                case MessageEdited(message_id=mid):
+                    info = await read(message_info_sync, stream_id, mid)
+                    found.append(subjects.for_edit(None if info is None else info[8], meta))
+                case SummaryAdded(through_message_id=mid):
+                    info = await read(message_info_sync, stream_id, mid)
+                    covered = (
+                        [] if info is None else await read(subjects_upto_sync, stream_id, info[0])
+                    )
+                    found.append(subjects.covering(covered, meta))
+                case WindowServed(message_ids=ids, summary_id=sid):
+                    shown = await read(shown_subjects_sync, stream_id, ids, sid)
+                    found.append(subjects.covering(shown, meta))
+                case _:
+                    found.append([])
+        return found
 
 
 def _default_path(store: EventStore) -> str:

@@ -73,7 +73,7 @@ SELECT ?, ?, ?, json_group_array(json_object(
     'message_id', message_id, 'role', role, 'content', json(content), 'name', name,
     'metadata', json(metadata), 'version', version, 'tokens', tokens,
     'edited_version', edited_version, 'redacted', json(CASE WHEN redacted THEN 'true'
-    ELSE 'false' END), 'content_hash', content_hash))
+    ELSE 'false' END), 'content_hash', content_hash, 'subject', subject))
 FROM (SELECT * FROM messages WHERE context_id = ? AND seq >= ? AND seq < ? ORDER BY seq)
 """
 
