@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import msgspec
 
@@ -37,6 +38,7 @@ from .search import index_context_sync, index_sync, unindex_context_sync, uninde
 from .state import ContextState, TokenCounting
 from .subjects import sealed_subject, sealed_subjects
 from .tables import (
+    SELECT_CHECKPOINT,
     UPSERT_CHECKPOINT,
     UPSERT_CONTEXT,
     ContextRow,
@@ -108,6 +110,15 @@ class MessageCounter:
         return base + self._content(content)
 
 
+class Applied(NamedTuple):
+    """What ``apply_sync`` committed: the rows of the contexts it touched, and whether
+    another process had applied some of the batch already (its rows changed under the
+    caller's caches)."""
+
+    rows: list[ContextRow]
+    shared: bool
+
+
 def apply_sync(
     conn: sqlite3.Connection,
     batch: list[RecordedEvent],
@@ -117,13 +128,26 @@ def apply_sync(
     tokens: Tokens,
     search: bool = True,
     known: Mapping[str, ContextRow] | None = None,
-) -> list[ContextRow]:
+) -> Applied:
     """Apply the batch; returns the committed rows of the contexts it touched. ``search``
     False leaves the full-text index alone (a rebuild indexes everything once at its end).
     ``known``: committed rows the caller has at hand (the projector's header cache); each
-    is used, copied, only if it is the row just before the event that touches it."""
+    is used, copied, only if it is the row just before the event that touches it.
+
+    Events at or before the stored checkpoint are skipped: a read model on file may be
+    shared by several processes on one log (two servers, or ``ctxlog erase`` beside a
+    server), each with its own projector, and whichever applies an event first applies it
+    for all (the checkpoint is read in this write transaction, so they take turns)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        stored = conn.execute(SELECT_CHECKPOINT).fetchone()
+        shared = stored is not None and batch[0].position <= stored[0]
+        if shared:
+            batch = [rec for rec in batch if rec.position > stored[0]]
+            known = None  # rows the other process wrote are newer than the caller's
+            if not batch:
+                conn.execute("COMMIT")
+                return Applied([], True)
         touched: dict[str, ContextRow | None] = {}
         recorded, at = None, 0
         for rec in batch:
@@ -145,7 +169,7 @@ def apply_sync(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return rows
+    return Applied(rows, shared)
 
 
 def _row_before(

@@ -32,14 +32,13 @@ from eventstore import (
     RecordedEvent,
 )
 
-from .apply import MessageCounter, Resolved, Tokens, apply_sync
+from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync
 from .caches import HeaderCache
 from .errors import ProjectionError
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
 from .search import defer_sync, index_all_sync
 from .state import TokenCounting
-from .tables import ContextRow
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in the log) during a rebuild."""
@@ -246,8 +245,10 @@ class Projector:
     ) -> None:
         """Apply consecutive log events in one transaction with the checkpoint; ``tokens``
         may hold the messages' counts already (``count_batch``)."""
-        rows = await self._apply_to(self.readmodel, self.history, batch, tokens, search=search)
-        self.headers.put_rows(rows)
+        applied = await self._apply_to(self.readmodel, self.history, batch, tokens, search=search)
+        if applied.shared:  # another process applied part of it: its rows moved on unseen
+            self.headers.clear()
+        self.headers.put_rows(applied.rows)
         self.checkpoint = batch[-1].position
         self._wake()
 
@@ -259,7 +260,7 @@ class Projector:
         tokens: Tokens | None,
         *,
         search: bool,
-    ) -> list[ContextRow]:
+    ) -> Applied:
         resolved: Resolved = {}
         for rec in batch:
             match rec.event:
