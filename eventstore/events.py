@@ -195,9 +195,12 @@ class WindowServed(EventBase, tag="window.served"):
 
 class SubjectErased(EventBase, tag="subject.erased"):
     """The key of a data subject (``metadata.subject``) was destroyed: this context's content
-    of that subject now reads as "[erased]". Recorded for audit; changes nothing else."""
+    of that subject now reads as "[erased]". Every process that reads it forgets what it
+    holds of that content (``projections.erasure``); the state changes nothing else."""
 
     subject: str
+    key_ids: list[str] = []
+    """The destroyed keys (empty in events written before they were recorded)."""
 
 
 Event = (

@@ -35,6 +35,7 @@ from .context import content_hash, merge_patch
 from .history import CHUNK, write_snapshot_sync
 from .reads import context_sync, message_info_sync
 from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
+from .shredding import DELETE_SNAPSHOT_CHUNKS, DELETE_SNAPSHOTS, MARK_ABSENT, record_sync
 from .state import ContextState, TokenCounting
 from .subjects import sealed_subject, sealed_subjects
 from .tables import (
@@ -161,6 +162,7 @@ def apply_sync(
                 write_snapshot_sync(conn, ctx)
             if rec.event_id[14] == "5":  # a name-based UUID: the service's idempotency key
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
+            record_sync(conn, rec)
         rows = [c for c in touched.values() if c]
         conn.executemany(UPSERT_CONTEXT, [c.to_row() for c in rows])
         conn.execute(UPSERT_CHECKPOINT, (batch[-1].position, counter.encoding))
@@ -280,6 +282,37 @@ def _apply_event(
         case ContextDeleted():
             ctx.deleted = True
     return ctx
+
+
+def refold_sync(
+    conn: sqlite3.Connection, states: list[ContextState], absent: list[str]
+) -> tuple[list[ContextRow], list[str]]:
+    """Replace each context's rows with its state in ``states`` (folded again from the log
+    once keys were destroyed, see ``shredding``), drop its snapshots (they hold the old
+    content), and mark the ``absent`` keys destroyed, in one transaction. A context whose
+    row moved past its state's version meanwhile (another process sharing this read model
+    applied more) is left alone and its id returned, to be folded again; also returned: the
+    new rows of the others."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows, stale = [], []
+        for state in states:
+            row = context_sync(conn, state.context_id)
+            if row is None or row.version != state.version:
+                stale.append(state.context_id)
+                continue
+            _restore(conn, row, state, True)
+            conn.execute(DELETE_SNAPSHOTS, (row.context_id,))
+            conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
+            rows.append(row)
+        conn.executemany(UPSERT_CONTEXT, [row.to_row() for row in rows])
+        conn.executemany(MARK_ABSENT, [(key_id,) for key_id in absent])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return rows, stale
 
 
 def _restore(conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, search: bool) -> None:

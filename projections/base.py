@@ -62,6 +62,7 @@ class ServiceBase:
             batch_size=batch_size, snapshot_every=snapshot_every, poll_interval=poll_interval,
         )  # fmt: skip
         self._windows = WindowCache(window_cache)
+        self.projector.forgetting.append(self._windows.clear)
         self._acks = Acks()
         """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()

@@ -115,8 +115,11 @@ def _snapshot_sync(
     return header, count, keys
 
 
-def _chunks_sync(conn: sqlite3.Connection, keys: list[ChunkKey]) -> list[bytes]:
-    return [conn.execute(SELECT_CHUNK, key).fetchone()[0] for key in keys]
+def _chunks_sync(conn: sqlite3.Connection, keys: list[ChunkKey]) -> list[bytes] | None:
+    """The chunks' rows; None if one is gone (the projector dropped the context's snapshots
+    after the snapshot was read: they held erased content)."""
+    rows = [conn.execute(SELECT_CHUNK, key).fetchone() for key in keys]
+    return None if any(row is None for row in rows) else [row[0] for row in rows]
 
 
 class History:
@@ -136,21 +139,26 @@ class History:
         self.cache_messages = cache_messages
         self._cache: collections.OrderedDict[ChunkKey, _Chunk] = collections.OrderedDict()
         self._cached = 0
+        self._generation = 0
 
     def clear_cache(self) -> None:
-        """Forget decoded chunks (after a rebuild)."""
+        """Forget decoded chunks (after a rebuild, or once erased content was forgotten); a
+        read in flight does not put what it read before back."""
         self._cache.clear()
         self._cached = 0
+        self._generation += 1
 
-    async def state_at(self, context_id: str, version: int) -> ContextState:
+    async def state_at(self, context_id: str, version: int, *, fresh: bool = False) -> ContextState:
         """The state as of ``version``; InvalidVersion if the stream has not reached it.
 
         Cost: one snapshot (chunks from the cache when warm) plus at most K-1 events folded,
         plus the same again for each older rollback target or fork parent it depends on.
+        ``fresh``: from the log alone, no snapshot (O(events), the parents' included): what
+        the content reads as now, for a read model that must forget erased content.
         """
         if version < 1:
             raise InvalidVersion(context_id, version, await self.store.stream_version(context_id))
-        base = await self._snapshot(context_id, version)
+        base = None if fresh else await self._snapshot(context_id, version)
         start = 1 if base is None else base.version + 1
         if base is not None and start > version:
             return base
@@ -160,11 +168,12 @@ class History:
             if current == 0:
                 raise ContextNotFound(context_id)
             raise InvalidVersion(context_id, version, current)
-        resolved = await self.resolve_all(events, 1 if base is None else base.version)
+        folded_from = 1 if base is None else base.version
+        resolved = await self.resolve_all(events, folded_from, fresh=fresh)
         return fold(events, counter=self.counter, base=base, resolve=lambda c, v: resolved[c, v])
 
     async def resolve_all(
-        self, events: Sequence[RecordedEvent], folded_from: int
+        self, events: Sequence[RecordedEvent], folded_from: int, *, fresh: bool = False
     ) -> dict[tuple[str, int], ContextState]:
         """The states folding ``events`` needs from elsewhere: forks' parents, and rollback
         targets before ``folded_from`` (the first version the fold itself passes)."""
@@ -175,7 +184,7 @@ class History:
                     needed.add((parent, at))
                 case ContextRolledBack(to_version=target) if 1 <= target < folded_from:
                     needed.add((rec.stream_id, target))
-        return {key: await self.state_at(*key) for key in sorted(needed)}
+        return {key: await self.state_at(*key, fresh=fresh) for key in sorted(needed)}
 
     async def state_at_time(self, context_id: str, at: datetime) -> ContextState:
         """The state as of ``at`` (its last event recorded at or before); ContextNotFound if
@@ -197,13 +206,17 @@ class History:
                 self._cache.move_to_end(key)
         missing = [key for key in keys if key not in chunks]
         if missing:
+            generation = self._generation
             blobs = await self.readmodel.read(_chunks_sync, missing)
+            if blobs is None:
+                return None
             for key, blob in zip(missing, blobs, strict=True):
                 messages = tuple(_chunk_decoder.decode(blob))
                 offset = key[1] * CHUNK
                 index = {m.message_id: offset + i for i, m in enumerate(messages)}
                 chunks[key] = (messages, index)
-                self._remember(key, chunks[key])
+                if generation == self._generation:
+                    self._remember(key, chunks[key])
         header = _header_decoder.decode(header_blob)
         state = msgspec.structs.replace(
             header, messages=tuple(chain.from_iterable(chunks[k][0] for k in keys))[:count]

@@ -118,13 +118,14 @@ class Queries(ServiceBase):
                 raise ContextIsDeleted(context_id)
             result = self._windows.get((context_id, ctx.version, max_tokens, model, policy, last_n))
             if result is None:
+                generation = self._windows.generation
                 result = await self.readmodel.read_small(
                     _window_sync, context_id, max_tokens, model, policy, last_n
                 )
                 if result is None:  # pragma: no cover (deleted between the two reads)
                     continue
                 key = (context_id, result.version, max_tokens, model, policy, last_n)
-                self._windows.put(key, result)
+                self._windows.put(key, result, generation)
             if not record:
                 return result
             try:

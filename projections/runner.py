@@ -30,14 +30,16 @@ from eventstore import (
     EventStore,
     MessageAppended,
     RecordedEvent,
+    SubjectErased,
 )
 
-from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync
+from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync, refold_sync
 from .caches import HeaderCache
 from .errors import ProjectionError
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
 from .search import defer_sync, index_all_sync
+from .shredding import holding_sync, new_absent_sync, unsettled_sync
 from .state import TokenCounting
 
 Progress = Callable[[int, int], None]
@@ -76,7 +78,13 @@ class Projector:
         """The last log position applied (and committed)."""
         self.headers = HeaderCache()
         """The rows of recently touched contexts, as committed."""
+        self.forgetting: list[Callable[[], None]] = []
+        """Called whenever the read model forgot content (an erasure applied, a rebuild):
+        whoever caches what was read from it empties that cache."""
         self.error: BaseException | None = None
+        self._writing = asyncio.Lock()
+        """Held while a batch or a refold (``shredding``) is applied: each reads the rows
+        it builds on, and must not interleave with another."""
         self._task: asyncio.Task[None] | None = None
         self._advanced = asyncio.Event()
         self._waiting = 0
@@ -168,6 +176,7 @@ class Projector:
         """
         was_running = self.running
         await self.stop()
+        self.store.keys.forget()  # the log is read anew: no key another process destroyed
         if self.readmodel.on_file:
             target = await self.readmodel.fresh()
             history = History(self.store, target, self.counter)
@@ -193,10 +202,51 @@ class Projector:
 
     def _forget(self, checkpoint: int) -> None:
         """The read model was replaced or reset: drop what was cached from it."""
-        self.history.clear_cache()
         self.headers.clear()
+        self._forget_content()
         self.checkpoint = checkpoint
         self._wake()
+
+    def _forget_content(self) -> None:
+        self.history.clear_cache()
+        for forget in self.forgetting:
+            forget()
+
+    async def reconcile(self) -> list[str]:
+        """Forget the content of keys destroyed with no erasure recorded (an erasure cut off
+        between destroying a key and recording it, or a key row deleted by hand): every
+        key that sealed content here is checked against the key table, and the contexts
+        holding content of a missing one are folded again. Returns the keys found missing."""
+        candidates = await self.readmodel.read(unsettled_sync)
+        if not candidates:
+            return []
+        existing = await self.store.recorder.keys_by_id(candidates)
+        missing = [key_id for key_id in candidates if key_id not in existing]
+        if missing:
+            async with self._writing:
+                await self._refold(missing, absent=missing)
+                self._forget_content()
+        return missing
+
+    async def _refold(self, key_ids: list[str], *, absent: list[str]) -> None:
+        """Fold every context holding content sealed with ``key_ids`` (destroyed) again from
+        the log, where it now reads "[erased]", and replace its rows (``shredding``)."""
+        self.store.keys.forget()
+        only: set[str] | None = None
+        while True:
+            targets = await self.readmodel.read(holding_sync, key_ids)
+            states = [
+                await self.history.state_at(cid, version, fresh=True)
+                for cid, version in targets
+                if only is None or cid in only
+            ]
+            rows, stale = await self.readmodel.write(refold_sync, states, absent)
+            self.headers.put_rows(rows)
+            if not stale:
+                return
+            # Another process sharing the read model applied more to these meanwhile.
+            self.headers.clear()
+            only, absent = set(stale), []
 
     async def _replay(
         self, target: ReadModel, history: History, progress: Progress | None, batch_size: int
@@ -244,13 +294,27 @@ class Projector:
         self, batch: list[RecordedEvent], tokens: Tokens | None = None, *, search: bool = True
     ) -> None:
         """Apply consecutive log events in one transaction with the checkpoint; ``tokens``
-        may hold the messages' counts already (``count_batch``)."""
-        applied = await self._apply_to(self.readmodel, self.history, batch, tokens, search=search)
-        if applied.shared:  # another process applied part of it: its rows moved on unseen
-            self.headers.clear()
-        self.headers.put_rows(applied.rows)
-        self.checkpoint = batch[-1].position
-        self._wake()
+        may hold the messages' counts already (``count_batch``).
+
+        A ``subject.erased`` starts a transaction of its own: once it is applied, every
+        context holding content sealed with a key it names, not forgotten yet, is folded
+        again from the log (``shredding``), and the caches are emptied."""
+        for part in _parts(batch):
+            erased = sorted({key_id for rec in part for key_id in _erased_keys(rec)})
+            async with self._writing:
+                new = await self.readmodel.read(new_absent_sync, erased) if erased else []
+                applied = await self._apply_to(
+                    self.readmodel, self.history, part, tokens, search=search
+                )
+                if applied.shared:  # another process applied part of it: rows moved on unseen
+                    self.headers.clear()
+                self.headers.put_rows(applied.rows)
+                if new:
+                    await self._refold(new, absent=[])
+                if any(isinstance(rec.event, SubjectErased) for rec in part):
+                    self._forget_content()
+            self.checkpoint = part[-1].position
+            self._wake()
 
     async def _apply_to(
         self,
@@ -332,3 +396,21 @@ class Projector:
         while len(batch) < self.batch_size and not queue.empty():
             batch.append(queue.get_nowait())
         return batch
+
+
+def _erased_keys(rec: RecordedEvent) -> list[str]:
+    return rec.event.key_ids if isinstance(rec.event, SubjectErased) else []
+
+
+def _parts(batch: list[RecordedEvent]) -> list[list[RecordedEvent]]:
+    """``batch`` cut before each run of ``subject.erased`` events and after it: the read
+    model a refold starts from is then exactly as of the erasure."""
+    parts: list[list[RecordedEvent]] = []
+    for rec in batch:
+        erasing = isinstance(rec.event, SubjectErased)
+        last = parts[-1] if parts else None
+        if last is None or erasing != isinstance(last[-1].event, SubjectErased):
+            parts.append([rec])
+        else:
+            last.append(rec)
+    return parts

@@ -47,6 +47,7 @@ class Contexts(Commands, Queries):
         checkpoint = await self.readmodel.open(self.counter.encoding)
         await self.projector.start(checkpoint)
         await self.projector.catch_up()
+        await self.projector.reconcile()  # keys destroyed while this read model was closed
         self._ready = True
 
     async def close(self) -> None:
@@ -70,6 +71,6 @@ class Contexts(Commands, Queries):
         return await erase_subject(self, caller, subject)
 
     async def rebuild(self, progress: Progress | None = None) -> int:
-        """Drop the read model and replay the log; returns the number of events applied."""
-        self._windows.clear()
+        """Drop the read model and replay the log; returns the number of events applied.
+        The caches are emptied when the new read model is in place (``Projector.rebuild``)."""
         return await self.projector.rebuild(progress)

@@ -30,6 +30,12 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   rebuild leaves that index for its end (see ``search``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
+- ``sealed_keys``: which contexts hold content sealed with which subject key, and for which
+  subject ("" when the log does not say), with the position of the latest such event; and
+  ``absent_keys``: keys this read model knows to be destroyed, with the position of the
+  first ``subject.erased`` naming each (NULL: found missing, no erasure recorded yet). How
+  an erasure finds every context that ever held a subject's content, and how the projector
+  forgets it (``erasure``).
 
 All SQL is in the constants below; the reads are in ``reads``, the connections in ``readmodel``.
 """
@@ -121,11 +127,23 @@ CREATE TABLE IF NOT EXISTS event_ids (
     context_id TEXT    NOT NULL,
     position   INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sealed_keys (
+    key_id     TEXT    NOT NULL,
+    context_id TEXT    NOT NULL,
+    subject    TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (key_id, context_id)
+);
+CREATE INDEX IF NOT EXISTS sealed_keys_by_subject ON sealed_keys (subject);
+CREATE TABLE IF NOT EXISTS absent_keys (
+    key_id    TEXT    PRIMARY KEY,
+    erased_at INTEGER
+);
 """
 SCHEMA += search.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
-    *search.TABLES,
+    "sealed_keys", "absent_keys", *search.TABLES,
 )  # fmt: skip
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 

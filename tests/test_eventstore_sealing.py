@@ -1,5 +1,5 @@
-"""Sealing content with subjects' keys (``eventstore.sealing``): layers of several keys, rows
-written by an older ctxlog, and the key cache that must not outlive an erasure."""
+"""Sealing content with subjects' keys (``eventstore.sealing``): layers of several keys, and
+rows written by an older ctxlog."""
 
 from __future__ import annotations
 

@@ -1,0 +1,148 @@
+"""An erasure finds every context that ever held the subject's content (by the keys that
+sealed it, not by metadata that may have changed), and no cache outlives it; one cut short
+is completed at the next start or by erasing again."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventstore import ERASED, EventStore, SubjectErased
+from projections import Caller, Contexts, NewMessage
+from projections.erasure import Erased
+from tests.conftest import PG_DSN
+
+ADA = Caller(tenant="acme", actor="ada")
+SECRET = "ada-lives-at-42-secret-street"
+
+
+async def test_an_erase_finds_a_context_that_no_longer_names_the_subject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subject is removed from the context's metadata before the erase; a window is read
+    (and cached) before it and again while the erasure rebuilds the read model: the context
+    records the erasure, and no window, state or past version shows the content after."""
+    store = await EventStore.open_url(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
+        await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
+        await service.update_metadata(ADA, cid, {"subject": None})
+        assert SECRET in str(await service.window(ADA, cid, max_tokens=1000))
+        adopt = service.readmodel.adopt
+        during: list[str] = []
+
+        async def adopt_after_a_read(fresh: Any) -> int:  # a reader in the middle of it
+            during.append(str(await service.window(ADA, cid, max_tokens=1000)))
+            return await adopt(fresh)
+
+        monkeypatch.setattr(service.readmodel, "adopt", adopt_after_a_read)
+        done = await service.erase(ADA, "ada")
+        assert during
+        window = str(await service.window(ADA, cid, max_tokens=1000))
+        assert SECRET not in window
+        assert ERASED in window
+        assert [m.content for m in (await service.get(ADA, cid)).messages] == [ERASED]
+        assert [m.content for m in (await service.get(ADA, cid, version=2)).messages] == [ERASED]
+        assert done.contexts == [cid]
+        events = [rec.event async for rec in store.iter_stream(cid)]
+        assert isinstance(events[-1], SubjectErased)
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def _erased_key_left_unrecorded(db: Path) -> str:
+    """A context of ada's, then an erasure cut off right after destroying the key (the
+    process died before recording it): returns the context's id."""
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
+        await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
+        assert SECRET in str(await service.get(ADA, cid))
+    finally:
+        await service.close()
+    try:
+        assert await store.erase_subject("acme", "ada") == 1  # and nothing more
+    finally:
+        await store.close()
+    return cid
+
+
+async def test_an_erasure_cut_short_is_forgotten_at_start_and_recorded_by_erasing_again(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "log.db"
+    cid = await _erased_key_left_unrecorded(db)
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    try:
+        await service.start()  # finds the key missing: the read model forgets at once
+        assert [m.content for m in (await service.get(ADA, cid)).messages] == [ERASED]
+        done = await service.erase(ADA, "ada")
+        assert done == Erased(subject="ada", tenant="acme", keys_destroyed=0, contexts=[cid])
+        events = [rec.event async for rec in store.iter_stream(cid)]
+        assert isinstance(events[-1], SubjectErased)
+        assert events[-1].key_ids  # the key the cut-off erasure destroyed
+        again = await service.erase(ADA, "ada")  # now complete: nothing more to record
+        assert again.contexts == [cid]
+        assert len([rec async for rec in store.iter_stream(cid)]) == len(events)
+    finally:
+        await service.close()
+        await store.close()
+    readmodel = sqlite3.connect(f"{db}.readmodel")
+    try:
+        assert not readmodel.execute(
+            "SELECT count(*) FROM messages WHERE content LIKE ?", (f"%{SECRET}%",)
+        ).fetchone()[0]
+    finally:
+        readmodel.close()
+
+
+@pytest.mark.skipif(PG_DSN is None, reason="set CTXLOG_TEST_PG_DSN to run PostgreSQL tests")
+async def test_an_erase_on_postgres_reaches_another_server(tmp_path: Path) -> None:
+    """With PostgreSQL every server keeps its read model in memory: the one that erases
+    forgets at once, the other when its projector reads the erasure."""
+    url = f"{PG_DSN}?schema=erase_{uuid.uuid4().hex[:8]}"
+    stores = [await EventStore.open_url(url) for _ in range(2)]
+    one, two = (Contexts(store, poll_interval=0.05) for store in stores)
+    try:
+        for service in (one, two):
+            await service.start()
+        cid = (await one.create(ADA, metadata={"subject": "ada"})).context_id
+        await one.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
+        mid = (await one.get(ADA, cid)).messages[0].message_id
+        await one.add_summary(ADA, cid, f"summary {SECRET}", mid)
+        fork = (await one.fork(ADA, cid)).context_id
+        await two.projector.catch_up()
+        assert SECRET in str(await two.get(ADA, fork))
+        assert (await two.search(ADA, "secret")).hits
+        done = await one.erase(ADA, "ada")
+        assert sorted(done.contexts) == sorted([cid, fork])
+        for service in (one, two):
+            async with asyncio.timeout(30):
+                while SECRET in str(await service.get(ADA, cid)):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            for context_id in (cid, fork):
+                state = await service.get(ADA, context_id)
+                assert [m.content for m in state.messages] == [ERASED]
+                past = 1 if context_id == fork else 2
+                assert SECRET not in str(await service.get(ADA, context_id, version=past))
+                assert SECRET not in str(await service.window(ADA, context_id, max_tokens=500))
+            assert not (await service.search(ADA, "secret")).hits
+    finally:
+        for service in (one, two):
+            await service.close()
+        recorder: Any = stores[0].recorder
+        async with recorder._connection() as conn:
+            await conn.execute(f"DROP SCHEMA {recorder.schema} CASCADE")
+        for store in stores:
+            await store.close()
