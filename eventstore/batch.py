@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .chain import chain_hash
 from .errors import DuplicateEventId, EventStoreError, VersionConflict
 from .recorder import AppendOutcome, PendingAppend, StoredEvent, version_matches
+from .sealing import resealed
 
 
 class Head:
@@ -107,7 +108,7 @@ def _replay(append: PendingAppend, stored: list[StoredEvent | None]) -> AppendOu
             row is None
             or row.stream_id != append.stream_id
             or row.type != event.type
-            or row.data != event.data
+            or (row.data != event.data and not resealed(row.data, event.data))
         ):
             raise DuplicateEventId(event.event_id)
     rows = [row for row in stored if row is not None]

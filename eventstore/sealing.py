@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .codec import event_decoder
 from .events import (
     Content,
     EventBase,
@@ -159,6 +160,27 @@ def unseal(event: EventBase, event_id: str, keys: Mapping[str, bytes | None]) ->
     except (InvalidTag, ValueError, msgspec.DecodeError) as e:
         raise SealBroken(f"sealed content does not decrypt: {e!r}") from e
     return msgspec.structs.replace(event, **{field: value, "sealed": None})
+
+
+def resealed(stored: bytes, new: bytes) -> bool:
+    """Whether ``new`` is ``stored`` sealed again after one of its keys was destroyed: the
+    same event, for the same subjects, with other keys (a subject has one key at a time, so
+    another key id means the old key is gone). A retry of an append whose subject was erased
+    since is then a replay, not a reuse of its event id for other content; what the old key
+    sealed cannot be compared any more, so it is taken to be the same."""
+    try:
+        old, now = event_decoder.decode(stored), event_decoder.decode(new)
+    except msgspec.DecodeError:
+        return False
+    before, after = key_refs(old), key_refs(now)
+    if not before or len(before) != len(after):
+        return False
+    if any(a.subject and a.subject != b.subject for a, b in zip(before, after, strict=True)):
+        return False
+    if all(a.key_id == b.key_id for a, b in zip(before, after, strict=True)):
+        return False  # the same keys seal the same content to the same bytes: this differs
+    plain: dict[str, Any] = {"sealed": None}
+    return msgspec.structs.replace(old, **plain) == msgspec.structs.replace(now, **plain)
 
 
 class Keyring:

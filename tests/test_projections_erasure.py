@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventstore import ERASED, EventStore, SubjectErased
+from eventstore import ERASED, DuplicateEventId, EventStore, SubjectErased
 from projections import Caller, Contexts, NewMessage
 from projections.erasure import Erased
 from tests.conftest import PG_DSN
@@ -146,3 +146,33 @@ async def test_an_erase_on_postgres_reaches_another_server(tmp_path: Path) -> No
             await conn.execute(f"DROP SCHEMA {recorder.schema} CASCADE")
         for store in stores:
             await store.close()
+
+
+async def test_a_keyed_retry_after_its_subject_was_erased_replays(tmp_path: Path) -> None:
+    """A command retried with its Idempotency-Key after the subject was erased: its content
+    is sealed with the subject's new key now, so the bytes differ from what was stored; it
+    is still the same command, answered with its first result, and nothing is written.
+    (What the destroyed key sealed cannot be compared any more: the rest of the event is.)"""
+    store = await EventStore.open_url(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
+        message = [NewMessage(role="user", content=SECRET)]
+        first = await service.append(ADA, cid, message, idempotency_key="k1")
+        mid = (await service.get(ADA, cid)).messages[0].message_id
+        edited = await service.edit(ADA, cid, mid, f"{SECRET}, edited", idempotency_key="k2")
+        await service.erase(ADA, "ada")
+        head = await store.head()
+        again = await service.append(ADA, cid, message, idempotency_key="k1")
+        assert (again.duplicate, again.version) == (True, first.version)
+        edit = await service.edit(ADA, cid, mid, f"{SECRET}, edited", idempotency_key="k2")
+        assert (edit.duplicate, edit.version) == (True, edited.version)
+        assert await store.head() == head
+        await service.append(ADA, cid, [NewMessage(role="user", content="another")])
+        other = (await service.get(ADA, cid)).messages[1].message_id
+        with pytest.raises(DuplicateEventId):  # the same key for another message: refused
+            await service.edit(ADA, cid, other, f"{SECRET}, edited", idempotency_key="k2")
+    finally:
+        await service.close()
+        await store.close()
