@@ -18,6 +18,7 @@ from .codec import encoder, event_decoder, metadata_decoder
 from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
 from .events import EVENT_TYPES, Event, EventBase, EventMetadata, SubjectErased, event_type
 from .ids import new_id
+from .integrity import KeyLedger, MissingKey
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -92,11 +93,13 @@ class AppendResult(msgspec.Struct, frozen=True):
 
 
 class VerifyReport(msgspec.Struct, frozen=True):
-    """The outcome of walking the hash chain: how far it holds, and where it first breaks."""
+    """The outcome of walking the hash chain: how far it holds, and where it first breaks;
+    with ``keys``, the subject keys gone with no erasure recorded (``integrity``)."""
 
     events: int
     head_hash: str
     broken: ChainBreak | None
+    missing_keys: list[MissingKey] | None = None
 
     @property
     def ok(self) -> bool:
@@ -416,21 +419,29 @@ class EventStore:
 
     # -- integrity --------------------------------------------------------------------------
 
-    async def verify(self, progress: Progress | None = None, chunk: int = 10_000) -> VerifyReport:
-        """Walk the whole log, recomputing the hash chain; report the first break."""
+    async def verify(
+        self, progress: Progress | None = None, chunk: int = 10_000, *, keys: bool = False
+    ) -> VerifyReport:
+        """Walk the whole log, recomputing the hash chain; report the first break. With
+        ``keys``, also the subject keys that sealed content and are gone with no
+        ``subject.erased`` accounting for them (``integrity.KeyLedger``)."""
         total = await self.head()
         previous, expected = GENESIS, 1
+        ledger = KeyLedger() if keys else None
         while True:
             page = await self.recorder.read_all(expected - 1, chunk, NO_FILTER)
             for row in page.events:
                 broken = _check_row(row, expected, previous)
                 if broken is not None:
                     return VerifyReport(expected - 1, previous.hex(), broken)
+                if ledger is not None:
+                    ledger.note(row)
                 previous, expected = row.hash, expected + 1
             if progress is not None:
                 progress(expected - 1, max(total, expected - 1))
             if len(page.events) < chunk:
-                return VerifyReport(expected - 1, previous.hex(), None)
+                missing = None if ledger is None else await ledger.missing(self.recorder)
+                return VerifyReport(expected - 1, previous.hex(), None, missing)
 
 
 def _check_row(row: StoredEvent, expected: int, previous: bytes) -> ChainBreak | None:
