@@ -24,9 +24,10 @@ from pathlib import Path
 
 import msgspec
 
+from .chain import GENESIS, chain_hash
 from .codec import event_decoder
 from .events import SubjectErased
-from .recorder import NO_FILTER, Recorder, StoredEvent
+from .recorder import NO_FILTER, ChainBreak, Progress, Recorder, StoredEvent
 from .sealing import key_refs
 
 ANCHOR_FORMAT = 1
@@ -143,6 +144,53 @@ class KeyLedger:
                 continue
             missing.append(MissingKey(key_id, subject, position))
         return sorted(missing, key=lambda m: m.position)
+
+
+class VerifyReport(msgspec.Struct, frozen=True):
+    """The outcome of walking the hash chain: how far it holds, and where it first breaks;
+    with ``keys``, the subject keys gone with no erasure recorded (``integrity``)."""
+
+    events: int
+    head_hash: str
+    broken: ChainBreak | None
+    missing_keys: list[MissingKey] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole log verifies."""
+        return self.broken is None
+
+
+async def walk_chain(
+    recorder: Recorder, progress: Progress | None, chunk: int, *, keys: bool
+) -> VerifyReport:
+    """``EventStore.verify``: the hash chain recomputed over the whole log, page by page."""
+    total = (await recorder.head())[0]
+    previous, expected = GENESIS, 1
+    ledger = KeyLedger() if keys else None
+    while True:
+        page = await recorder.read_all(expected - 1, chunk, NO_FILTER)
+        for row in page.events:
+            broken = _check_row(row, expected, previous)
+            if broken is not None:
+                return VerifyReport(expected - 1, previous.hex(), broken)
+            if ledger is not None:
+                ledger.note(row)
+            previous, expected = row.hash, expected + 1
+        if progress is not None:
+            progress(expected - 1, max(total, expected - 1))
+        if len(page.events) < chunk:
+            missing = None if ledger is None else await ledger.missing(recorder)
+            return VerifyReport(expected - 1, previous.hex(), None, missing)
+
+
+def _check_row(row: StoredEvent, expected: int, previous: bytes) -> ChainBreak | None:
+    if row.position != expected:
+        return ChainBreak(expected, f"position {expected} is missing")
+    recomputed = chain_hash(previous, msgspec.structs.astuple(row)[:-1])
+    if recomputed != row.hash:
+        return ChainBreak(row.position, "hash does not match the event and its predecessor")
+    return None
 
 
 def now() -> datetime:

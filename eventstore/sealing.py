@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .codec import event_decoder
+from .errors import InvalidEvent
 from .events import (
     Content,
     EventBase,
@@ -100,6 +101,23 @@ def subject_of(event: EventBase, default: str | None) -> str | None:
         if isinstance(own, str) and own:
             return own
     return default
+
+
+def subjects_for(
+    events: Sequence[EventBase], default: str | None, given: Sequence[Sequence[str]] | None
+) -> list[tuple[str, ...]]:
+    """The subjects whose keys seal each event (none for an event without content): those
+    ``given`` (one list per event), else a message's own ``metadata.subject``, else
+    ``default``."""
+    if given is None:
+        found = [subject_of(e, default) if isinstance(e, EventBase) else None for e in events]
+        return [() if name is None else (name,) for name in found]
+    if len(given) != len(events):
+        raise InvalidEvent("one list of subjects per event")
+    return [
+        tuple(sorted(set(names))) if isinstance(e, EventBase) and sealable(e) else ()
+        for e, names in zip(events, given, strict=True)
+    ]
 
 
 def _nonce(key: bytes, event_id: str) -> bytes:

@@ -13,16 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
-from .chain import GENESIS, chain_hash
 from .codec import encoder, event_decoder, metadata_decoder
-from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
+from .errors import CorruptEvent, EventTooLarge, InvalidEvent, KeyDestroyed, UnknownEventType
 from .events import EVENT_TYPES, Event, EventBase, EventMetadata, SubjectErased, event_type
 from .ids import new_id
-from .integrity import KeyLedger, MissingKey
+from .integrity import VerifyReport, walk_chain
 from .recorder import (
     ANY,
     NO_FILTER,
-    ChainBreak,
     ExpectedVersion,
     LogFilter,
     NewEvent,
@@ -33,12 +31,14 @@ from .recorder import (
     StreamInfo,
     check_stream_id,
 )
-from .sealing import KeyRef, Keyring, SealBroken, key_refs, seal, sealable, subject_of, unseal
+from .sealing import KeyRef, Keyring, SealBroken, key_refs, seal, subjects_for, unseal
 from .sqlite import SQLiteRecorder, Synchronous
 from .subscription import LiveFeed, follow
 from .writer import Writer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SEAL_ATTEMPTS = 3
+"""Appends sealed again after an erasure destroyed their key mid-append, before giving up."""
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 
 
@@ -90,21 +90,6 @@ class AppendResult(msgspec.Struct, frozen=True):
     event_ids: list[str]
     recorded_at: datetime
     duplicate: bool
-
-
-class VerifyReport(msgspec.Struct, frozen=True):
-    """The outcome of walking the hash chain: how far it holds, and where it first breaks;
-    with ``keys``, the subject keys gone with no erasure recorded (``integrity``)."""
-
-    events: int
-    head_hash: str
-    broken: ChainBreak | None
-    missing_keys: list[MissingKey] | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the whole log verifies."""
-        return self.broken is None
 
 
 def decode(row: StoredEvent) -> RecordedEvent:
@@ -220,15 +205,24 @@ class EventStore:
         of their keys is needed to read it); without it, a message's own
         ``metadata.subject``, else ``subject``.
         """
-        names = _subjects(events, subject, subjects)
+        names = subjects_for(events, subject, subjects)
         tenant = metadata.tenant if metadata is not None else None
-        keys: dict[str, tuple[str, bytes]] = {}
-        for name in sorted({name for each in names for name in each}):
-            keys[name] = await self.keys.for_subject(tenant, name, time.time_ns() // 1000)
-        pending = self._prepare(
-            stream_id, events, expected_version, metadata, event_ids, names, keys
-        )
-        outcome = await self._writer.submit(pending)
+        for attempt in range(_SEAL_ATTEMPTS):
+            keys: dict[str, tuple[str, bytes]] = {}
+            for name in sorted({name for each in names for name in each}):
+                keys[name] = await self.keys.for_subject(tenant, name, time.time_ns() // 1000)
+            pending = self._prepare(
+                stream_id, events, expected_version, metadata, event_ids, names, keys
+            )
+            try:
+                outcome = await self._writer.submit(pending)
+                break
+            except KeyDestroyed:
+                # An erasure destroyed a key this append was sealed with (here or in another
+                # process) before it committed: seal it again, with the subject's new key.
+                self.keys.forget()
+                if attempt == _SEAL_ATTEMPTS - 1:
+                    raise
         rows = outcome.events
         return AppendResult(
             stream_id,
@@ -274,15 +268,16 @@ class EventStore:
         for event_id, event, subjects in zip(ids, events, names, strict=True):
             if not isinstance(event, EventBase) or type(event) not in EVENT_TYPES.values():
                 raise UnknownEventType(type(event).__name__)
-            if subjects:
-                sealing = [(name, *keys[name]) for name in subjects]
+            sealing = [(name, *keys[name]) for name in subjects]
+            if sealing:
                 event = seal(event, event_id, sealing)  # noqa: PLW2901
             data = encoder.encode(event)
             if len(data) > self.max_event_bytes:
                 raise EventTooLarge(len(data), self.max_event_bytes)
-            encoded.append(
-                NewEvent(event_id, event_type(event), data, meta_bytes, meta.tenant, meta.actor)
-            )
+            encoded.append(NewEvent(
+                event_id, event_type(event), data, meta_bytes, meta.tenant, meta.actor,
+                tuple(key_id for _, key_id, _ in sealing),
+            ))  # fmt: skip
         return PendingAppend(stream_id, encoded, expected_version, minted=event_ids is None)
 
     def _publish(self, rows: list[StoredEvent]) -> None:
@@ -424,48 +419,8 @@ class EventStore:
     ) -> VerifyReport:
         """Walk the whole log, recomputing the hash chain; report the first break. With
         ``keys``, also the subject keys that sealed content and are gone with no
-        ``subject.erased`` accounting for them (``integrity.KeyLedger``)."""
-        total = await self.head()
-        previous, expected = GENESIS, 1
-        ledger = KeyLedger() if keys else None
-        while True:
-            page = await self.recorder.read_all(expected - 1, chunk, NO_FILTER)
-            for row in page.events:
-                broken = _check_row(row, expected, previous)
-                if broken is not None:
-                    return VerifyReport(expected - 1, previous.hex(), broken)
-                if ledger is not None:
-                    ledger.note(row)
-                previous, expected = row.hash, expected + 1
-            if progress is not None:
-                progress(expected - 1, max(total, expected - 1))
-            if len(page.events) < chunk:
-                missing = None if ledger is None else await ledger.missing(self.recorder)
-                return VerifyReport(expected - 1, previous.hex(), None, missing)
-
-
-def _check_row(row: StoredEvent, expected: int, previous: bytes) -> ChainBreak | None:
-    if row.position != expected:
-        return ChainBreak(expected, f"position {expected} is missing")
-    recomputed = chain_hash(previous, msgspec.structs.astuple(row)[:-1])
-    if recomputed != row.hash:
-        return ChainBreak(row.position, "hash does not match the event and its predecessor")
-    return None
-
-
-def _subjects(
-    events: Sequence[EventBase], default: str | None, given: Sequence[Sequence[str]] | None
-) -> list[tuple[str, ...]]:
-    """The subjects whose keys seal each event (none for an event without content)."""
-    if given is None:
-        found = [subject_of(e, default) if isinstance(e, EventBase) else None for e in events]
-        return [() if name is None else (name,) for name in found]
-    if len(given) != len(events):
-        raise InvalidEvent("one list of subjects per event")
-    return [
-        tuple(sorted(set(names))) if isinstance(e, EventBase) and sealable(e) else ()
-        for e, names in zip(events, given, strict=True)
-    ]
+        ``subject.erased`` accounting for them (``integrity``)."""
+        return await walk_chain(self.recorder, progress, chunk, keys=keys)
 
 
 def _check_event_id(event_id: str | uuid.UUID) -> str:

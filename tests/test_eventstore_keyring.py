@@ -9,6 +9,7 @@ from typing import Any
 
 from eventstore import ERASED, EventMetadata, EventStore, MessageAppended, SubjectErased
 from eventstore.sealing import Keyring
+from tests.conftest import PG_DSN, open_store
 
 
 class _GatedRecorder:
@@ -61,3 +62,44 @@ async def test_reading_an_erasure_drops_keys_this_process_cached(tmp_path: Path)
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_content_sealed_with_a_key_destroyed_before_it_commits_is_sealed_again(
+    store: EventStore, backend: str, tmp_path: Path
+) -> None:
+    """A writer holds the subject's key; an erasure destroys it (here in another store on
+    the same database, or on PostgreSQL) before the write commits: the write is sealed again
+    with the subject's new key, so no content is ever stored under a key destroyed before
+    it (it would read "[erased]" at once, with no erasure recorded for it)."""
+    meta = EventMetadata(tenant="acme")
+    first = MessageAppended(message_id="m1", role="user", content="before")
+    await store.append("s1", [first], metadata=meta, subject="ada")  # the key is cached now
+    eraser = await _another_on_the_same_database(store, backend, tmp_path)
+    try:
+        if eraser is store:  # one connection: destroy behind the cache's back
+            await store.recorder.destroy_subject_key("acme", "ada")
+        else:
+            await eraser.erase_subject("acme", "ada")
+        later = MessageAppended(message_id="m2", role="user", content="after")
+        await store.append("s1", [later], metadata=meta, subject="ada")
+        recs = await store.read_stream("s1")
+        assert [getattr(r.event, "content", None) for r in recs] == [ERASED, "after"]
+        assert recs[0].sealed_by[0].key_id != recs[1].sealed_by[0].key_id
+    finally:
+        if eraser is not store:
+            await eraser.close()
+
+
+async def _another_on_the_same_database(store: EventStore, backend: str, path: Path) -> EventStore:
+    """A second store on ``store``'s database (another process, as far as caches go); the
+    store itself in memory, where there is no second connection to its database."""
+    if backend == "sqlite-memory":
+        return store
+    if backend == "sqlite-file":
+        return await open_store(backend, path)
+    from eventstore.postgres import PostgresRecorder
+
+    assert PG_DSN
+    other = EventStore(PostgresRecorder(PG_DSN, schema=store.recorder.schema))  # type: ignore[attr-defined]
+    await other.open()
+    return other
