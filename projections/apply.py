@@ -35,7 +35,7 @@ from .context import content_hash, merge_patch
 from .history import CHUNK, write_snapshot_sync
 from .reads import context_sync, message_info_sync
 from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
-from .shredding import DELETE_SNAPSHOT_CHUNKS, DELETE_SNAPSHOTS, MARK_ABSENT, record_sync
+from .shredding import DELETE_SNAPSHOT_CHUNKS, DELETE_SNAPSHOTS, MARK_FORGOTTEN, record_sync
 from .state import ContextState, TokenCounting
 from .subjects import sealed_subject, sealed_subjects
 from .tables import (
@@ -285,14 +285,14 @@ def _apply_event(
 
 
 def refold_sync(
-    conn: sqlite3.Connection, states: list[ContextState], absent: list[str]
+    conn: sqlite3.Connection, states: list[ContextState], forgotten: list[str]
 ) -> tuple[list[ContextRow], list[str]]:
     """Replace each context's rows with its state in ``states`` (folded again from the log
-    once keys were destroyed, see ``shredding``), drop its snapshots (they hold the old
-    content), and mark the ``absent`` keys destroyed, in one transaction. A context whose
-    row moved past its state's version meanwhile (another process sharing this read model
-    applied more) is left alone and its id returned, to be folded again; also returned: the
-    new rows of the others."""
+    once keys were destroyed, see ``shredding``) and drop its snapshots (they hold the old
+    content), in one transaction; unless some context must be folded again, the same
+    transaction notes the ``forgotten`` keys. A context whose row moved past its state's
+    version meanwhile (another process sharing this read model applied more) is left alone
+    and its id returned, to be folded again; also returned: the new rows of the others."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         rows, stale = [], []
@@ -306,7 +306,8 @@ def refold_sync(
             conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
             rows.append(row)
         conn.executemany(UPSERT_CONTEXT, [row.to_row() for row in rows])
-        conn.executemany(MARK_ABSENT, [(key_id,) for key_id in absent])
+        if not stale:
+            conn.executemany(MARK_FORGOTTEN, [(key_id,) for key_id in forgotten])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

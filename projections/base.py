@@ -26,7 +26,13 @@ from .calls import Caller, Written
 from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel
-from .reads import context_sync, message_info_sync, shown_subjects_sync, subjects_upto_sync
+from .reads import (
+    context_sync,
+    event_id_sync,
+    message_info_sync,
+    shown_subjects_sync,
+    subjects_upto_sync,
+)
 from .runner import Projector
 from .tables import ContextRow
 from .tokens import TokenCounter
@@ -112,13 +118,37 @@ class ServiceBase:
         expected: ExpectedVersion,
         ids: list[str] | None,
         message_ids: list[str],
+        *,
+        replay: bool = False,
     ) -> Written:
+        """Append (``replay``: a retry of a keyed command the read model has applied)."""
+        subjects = await self._stored_subjects(ids) if replay and ids else None
+        if subjects is None:
+            subjects = await self._subjects(stream_id, events)
         result = await self.store.append(
             stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
-            subjects=await self._subjects(stream_id, events),
+            subjects=subjects,
         )  # fmt: skip
         self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
+
+    async def _stored_subjects(self, ids: list[str]) -> list[list[str]] | None:
+        """The subjects the stored events of a replayed command were sealed for: the retry
+        is sealed for the same ones, whatever changed since (a message rolled away, a
+        subject erased), so the store can tell it is the same command. None when the log
+        does not say (rows of an older ctxlog)."""
+        found = await self.readmodel.read_small(event_id_sync, ids[0])
+        if found is None:
+            return None
+        recs, _ = await self.store.read_all(found[1] - 1, len(ids))
+        stored = {rec.event_id: rec for rec in recs}
+        subjects = []
+        for event_id in ids:
+            rec = stored.get(event_id)
+            if rec is None or any(not ref.subject for ref in rec.sealed_by):
+                return None
+            subjects.append([ref.subject for ref in rec.sealed_by])
+        return subjects
 
     async def _subjects(self, stream_id: str, events: list[EventBase]) -> list[list[str]]:
         """Whose keys seal each event's content (``subjects`` says why): the subjects of

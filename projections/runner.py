@@ -39,7 +39,13 @@ from .errors import ProjectionError
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
 from .search import defer_sync, index_all_sync
-from .shredding import holding_sync, new_absent_sync, unsettled_sync
+from .shredding import (
+    erased_at_sync,
+    forgotten_sync,
+    holding_sync,
+    not_forgotten_sync,
+    unsettled_sync,
+)
 from .state import TokenCounting
 
 Progress = Callable[[int, int], None]
@@ -82,6 +88,9 @@ class Projector:
         """Called whenever the read model forgot content (an erasure applied, a rebuild):
         whoever caches what was read from it empties that cache."""
         self.error: BaseException | None = None
+        self._rebuilding = False
+        """True while ``rebuild`` runs: the live loop is stopped, and waiters wait for it."""
+        self._rebuild_turn = asyncio.Lock()
         self._writing = asyncio.Lock()
         """Held while a batch or a refold (``shredding``) is applied: each reads the rows
         it builds on, and must not interleave with another."""
@@ -144,7 +153,7 @@ class Projector:
             while self.checkpoint < position:
                 if self.error is not None:
                     raise ProjectorFailed(f"the projector stopped: {self.error!r}") from self.error
-                if not self.running:
+                if not self.running and not self._rebuilding:
                     raise ProjectorFailed("the projector is not running")
                 if loop.time() >= deadline:
                     raise TimeoutError(f"the read model did not reach position {position}")
@@ -174,7 +183,16 @@ class Projector:
         its checkpoint: a read waiting for a newer write waits for the swap), and replaces it
         at the end; in memory, the tables are emptied and refilled in place.
         """
-        was_running = self.running
+        async with self._rebuild_turn:  # two at once would build in one file
+            was_running = self.running
+            self._rebuilding = was_running  # a read of one's own write waits for the new model
+            try:
+                return await self._rebuild(was_running, progress, batch_size)
+            finally:
+                self._rebuilding = False
+                self._wake()
+
+    async def _rebuild(self, was_running: bool, progress: Progress | None, batch_size: int) -> int:
         await self.stop()
         self.store.keys.forget()  # the log is read anew: no key another process destroyed
         if self.readmodel.on_file:
@@ -184,8 +202,10 @@ class Projector:
             target, history = self.readmodel, self.history
             await target.write(reset_sync, self.counter.encoding)
             self._forget(0)
+        start = await self.store.head()
         try:
             done, through = await self._replay(target, history, progress, batch_size)
+            await self._settle_keys(target, history, start)
             if target is not self.readmodel:
                 await self.readmodel.adopt(target)
         except BaseException:
@@ -213,40 +233,69 @@ class Projector:
             forget()
 
     async def reconcile(self) -> list[str]:
-        """Forget the content of keys destroyed with no erasure recorded (an erasure cut off
-        between destroying a key and recording it, or a key row deleted by hand): every
-        key that sealed content here is checked against the key table, and the contexts
+        """Forget the content of keys destroyed behind this read model's back (an erasure
+        cut off between destroying a key and recording it, or between recording it and this
+        read model forgetting it; a key row deleted by hand): every key that sealed content
+        here, its content not forgotten, is checked against the key table, and the contexts
         holding content of a missing one are folded again. Returns the keys found missing."""
-        candidates = await self.readmodel.read(unsettled_sync)
-        if not candidates:
-            return []
-        existing = await self.store.recorder.keys_by_id(candidates)
-        missing = [key_id for key_id in candidates if key_id not in existing]
+        missing = await self._missing(self.readmodel)
         if missing:
             async with self._writing:
-                await self._refold(missing, absent=missing)
+                await self._refold(missing)
                 self._forget_content()
         return missing
 
-    async def _refold(self, key_ids: list[str], *, absent: list[str]) -> None:
+    async def _missing(self, target: ReadModel) -> list[str]:
+        candidates = await target.read(unsettled_sync)
+        if not candidates:
+            return []
+        existing = await self.store.recorder.keys_by_id(candidates)
+        return [key_id for key_id in candidates if key_id not in existing]
+
+    async def _settle_keys(self, target: ReadModel, history: History, start: int) -> None:
+        """After a rebuild's replay: the content of a key destroyed before it began read as
+        "[erased]" throughout, but one destroyed while it ran may have opened content it
+        read before; fold again what such a key (recorded after ``start``, or not at all)
+        sealed."""
+        missing = await self._missing(target)
+        if not missing:
+            return
+        erased_at = await target.read(erased_at_sync, missing)
+        early = [k for k in missing if (at := erased_at.get(k)) is not None and at <= start]
+        late = [key_id for key_id in missing if key_id not in early]
+        if early:
+            await target.write(forgotten_sync, early)
+        if late:
+            await self._refold(late, target=target, history=history)
+
+    async def _refold(
+        self,
+        key_ids: list[str],
+        *,
+        target: ReadModel | None = None,
+        history: History | None = None,
+    ) -> None:
         """Fold every context holding content sealed with ``key_ids`` (destroyed) again from
-        the log, where it now reads "[erased]", and replace its rows (``shredding``)."""
+        the log, where it now reads "[erased]", and replace its rows (``shredding``) in the
+        read model (or a rebuild's ``target``); then note the keys forgotten there."""
         self.store.keys.forget()
+        target, history = target or self.readmodel, history or self.history
         only: set[str] | None = None
         while True:
-            targets = await self.readmodel.read(holding_sync, key_ids)
+            found = await target.read(holding_sync, key_ids)
             states = [
-                await self.history.state_at(cid, version, fresh=True)
-                for cid, version in targets
+                await history.state_at(cid, version, fresh=True)
+                for cid, version in found
                 if only is None or cid in only
             ]
-            rows, stale = await self.readmodel.write(refold_sync, states, absent)
-            self.headers.put_rows(rows)
+            rows, stale = await target.write(refold_sync, states, key_ids)
+            if target is self.readmodel:
+                self.headers.put_rows(rows)
             if not stale:
                 return
             # Another process sharing the read model applied more to these meanwhile.
             self.headers.clear()
-            only, absent = set(stale), []
+            only = set(stale)
 
     async def _replay(
         self, target: ReadModel, history: History, progress: Progress | None, batch_size: int
@@ -302,7 +351,7 @@ class Projector:
         for part in _parts(batch):
             erased = sorted({key_id for rec in part for key_id in _erased_keys(rec)})
             async with self._writing:
-                new = await self.readmodel.read(new_absent_sync, erased) if erased else []
+                new = await self.readmodel.read(not_forgotten_sync, erased) if erased else []
                 applied = await self._apply_to(
                     self.readmodel, self.history, part, tokens, search=search
                 )
@@ -310,7 +359,7 @@ class Projector:
                     self.headers.clear()
                 self.headers.put_rows(applied.rows)
                 if new:
-                    await self._refold(new, absent=[])
+                    await self._refold(new)
                 if any(isinstance(rec.event, SubjectErased) for rec in part):
                     self._forget_content()
             self.checkpoint = part[-1].position

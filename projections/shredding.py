@@ -10,9 +10,12 @@ them) and every fork descending from one of them (a fork's rows hold its parent'
 This is found from the sealed events themselves, not from metadata that names a subject:
 metadata can change, a seal cannot.
 
-``absent_keys`` remembers keys known to be destroyed: with the position of the first
+``erased_keys`` remembers keys known to be destroyed: with the position of the first
 ``subject.erased`` naming each, or NULL for one found missing with no erasure recorded (an
-erasure cut off between destroying the key and recording it, or a key row deleted by hand).
+erasure cut off between destroying the key and recording it, or a key row deleted by hand);
+and whether this read model has forgotten their content. That is set in the transaction that
+replaces the rows, never before: a process killed in between forgets at its next start
+(``Projector.reconcile``: a key gone from the key table, its content not forgotten here).
 """
 
 from __future__ import annotations
@@ -30,13 +33,23 @@ UPSERT_SEALED = (
     " ELSE sealed_keys.subject END"
 )
 MARK_ERASED = (
-    "INSERT INTO absent_keys (key_id, erased_at) VALUES (?, ?) ON CONFLICT (key_id)"
-    " DO UPDATE SET erased_at = coalesce(absent_keys.erased_at, excluded.erased_at)"
+    "INSERT INTO erased_keys (key_id, erased_at, forgotten) VALUES (?, ?, 0) ON CONFLICT (key_id)"
+    " DO UPDATE SET erased_at = coalesce(erased_keys.erased_at, excluded.erased_at)"
 )
-MARK_ABSENT = "INSERT OR IGNORE INTO absent_keys (key_id, erased_at) VALUES (?, NULL)"
-SELECT_ABSENT = "SELECT key_id FROM absent_keys WHERE key_id IN (SELECT value FROM json_each(?))"
+MARK_FORGOTTEN = (
+    "INSERT INTO erased_keys (key_id, erased_at, forgotten) VALUES (?, NULL, 1)"
+    " ON CONFLICT (key_id) DO UPDATE SET forgotten = 1"
+)
+SELECT_NOT_FORGOTTEN = (
+    "SELECT value FROM json_each(?)"
+    " WHERE value NOT IN (SELECT key_id FROM erased_keys WHERE forgotten)"
+)
+SELECT_ERASED_AT = (
+    "SELECT key_id, erased_at FROM erased_keys WHERE key_id IN (SELECT value FROM json_each(?))"
+)
 SELECT_UNSETTLED = (
-    "SELECT DISTINCT key_id FROM sealed_keys WHERE key_id NOT IN (SELECT key_id FROM absent_keys)"
+    "SELECT DISTINCT key_id FROM sealed_keys"
+    " WHERE key_id NOT IN (SELECT key_id FROM erased_keys WHERE forgotten)"
 )
 # Contexts holding content sealed with any of the keys, and every fork descending from them.
 SELECT_HOLDING = """
@@ -51,7 +64,7 @@ ORDER BY c.position
 # The keys that sealed a subject's content in a tenant, and whether an erasure recorded each.
 SELECT_SUBJECT_KEYS = """
 SELECT DISTINCT s.key_id, a.erased_at IS NOT NULL
-FROM sealed_keys s JOIN contexts c USING (context_id) LEFT JOIN absent_keys a USING (key_id)
+FROM sealed_keys s JOIN contexts c USING (context_id) LEFT JOIN erased_keys a USING (key_id)
 WHERE s.subject = :subject AND c.tenant IS :tenant
 """
 # Every context that ever held the subject's content (sealed with one of its keys, or, for
@@ -82,15 +95,28 @@ def record_sync(conn: sqlite3.Connection, rec: RecordedEvent) -> None:
         conn.executemany(MARK_ERASED, [(key_id, rec.position) for key_id in rec.event.key_ids])
 
 
-def new_absent_sync(conn: sqlite3.Connection, key_ids: list[str]) -> list[str]:
-    """Those of ``key_ids`` not yet known to be destroyed."""
-    known = {row[0] for row in conn.execute(SELECT_ABSENT, (json_encode(key_ids).decode(),))}
-    return [key_id for key_id in key_ids if key_id not in known]
+def not_forgotten_sync(conn: sqlite3.Connection, key_ids: list[str]) -> list[str]:
+    """Those of ``key_ids`` whose content this read model has not forgotten yet."""
+    params = (json_encode(key_ids).decode(),)
+    return [row[0] for row in conn.execute(SELECT_NOT_FORGOTTEN, params)]
+
+
+def erased_at_sync(conn: sqlite3.Connection, key_ids: list[str]) -> dict[str, int | None]:
+    """Where the first ``subject.erased`` naming each key is (None: none recorded)."""
+    rows = conn.execute(SELECT_ERASED_AT, (json_encode(key_ids).decode(),))
+    return dict(rows)
+
+
+def forgotten_sync(conn: sqlite3.Connection, key_ids: list[str]) -> None:
+    """Note that this read model holds nothing of ``key_ids``' content any more."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(MARK_FORGOTTEN, [(key_id,) for key_id in key_ids])
+    conn.execute("COMMIT")
 
 
 def unsettled_sync(conn: sqlite3.Connection) -> list[str]:
-    """Keys that sealed content here and are not known to be destroyed (to check against the
-    key table: one missing was destroyed behind this read model's back)."""
+    """Keys that sealed content here and whose content is not forgotten (to check against
+    the key table: one missing was destroyed behind this read model's back)."""
     return [row[0] for row in conn.execute(SELECT_UNSETTLED)]
 
 

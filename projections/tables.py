@@ -32,10 +32,10 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   keys), so a retried command finds its first result with one lookup.
 - ``sealed_keys``: which contexts hold content sealed with which subject key, and for which
   subject ("" when the log does not say), with the position of the latest such event; and
-  ``absent_keys``: keys this read model knows to be destroyed, with the position of the
-  first ``subject.erased`` naming each (NULL: found missing, no erasure recorded yet). How
-  an erasure finds every context that ever held a subject's content, and how the projector
-  forgets it (``erasure``).
+  ``erased_keys``: keys known to be destroyed, with the position of the first
+  ``subject.erased`` naming each (NULL: found missing, no erasure recorded yet) and whether
+  this read model has forgotten their content. How an erasure finds every context that ever
+  held a subject's content, and how the projector forgets it (``shredding``).
 
 All SQL is in the constants below; the reads are in ``reads``, the connections in ``readmodel``.
 """
@@ -135,15 +135,16 @@ CREATE TABLE IF NOT EXISTS sealed_keys (
     PRIMARY KEY (key_id, context_id)
 );
 CREATE INDEX IF NOT EXISTS sealed_keys_by_subject ON sealed_keys (subject);
-CREATE TABLE IF NOT EXISTS absent_keys (
+CREATE TABLE IF NOT EXISTS erased_keys (
     key_id    TEXT    PRIMARY KEY,
-    erased_at INTEGER
+    erased_at INTEGER,
+    forgotten INTEGER NOT NULL
 );
 """
 SCHEMA += search.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
-    "sealed_keys", "absent_keys", *search.TABLES,
+    "sealed_keys", "erased_keys", *search.TABLES,
 )  # fmt: skip
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 

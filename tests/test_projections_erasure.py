@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from eventstore import ERASED, DuplicateEventId, EventStore, SubjectErased
+from eventstore import ERASED, DuplicateEventId, EventMetadata, EventStore, SubjectErased
 from projections import Caller, Contexts, NewMessage
 from projections.erasure import Erased
+from projections.runner import Projector, ProjectorFailed
 from tests.conftest import PG_DSN
 
 ADA = Caller(tenant="acme", actor="ada")
@@ -173,6 +174,136 @@ async def test_a_keyed_retry_after_its_subject_was_erased_replays(tmp_path: Path
         other = (await service.get(ADA, cid)).messages[1].message_id
         with pytest.raises(DuplicateEventId):  # the same key for another message: refused
             await service.edit(ADA, cid, other, f"{SECRET}, edited", idempotency_key="k2")
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_a_write_during_an_erasure_reads_its_own_write_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an erasure rebuilds the read model the projector is stopped: a command's read of
+    its own write waits for the new read model (it used to fail, after writing)."""
+    store = await EventStore.open_url(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
+        await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
+        other = (await service.create(ADA)).context_id
+        adopt, held = service.readmodel.adopt, asyncio.Event()
+
+        async def adopt_when_let(fresh: Any) -> int:
+            await held.wait()
+            return await adopt(fresh)
+
+        monkeypatch.setattr(service.readmodel, "adopt", adopt_when_let)
+        erasing = asyncio.create_task(service.erase(ADA, "ada"))
+        async with asyncio.timeout(30):  # until the erasure's rebuild stopped the projector
+            while service.projector.running:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await service.append(ADA, other, [NewMessage(role="user", content="meanwhile")])
+        reading = asyncio.create_task(service.get(ADA, other))
+        await asyncio.sleep(0.05)  # the read is waiting for the read model, not failing
+        assert not reading.done()
+        held.set()
+        assert [m.content for m in (await reading).messages] == ["meanwhile"]
+        await erasing
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_a_keyed_retry_is_sealed_for_the_subjects_of_its_first_attempt(
+    tmp_path: Path,
+) -> None:
+    """The retry of an edit whose message was rolled away since: the message's subject is no
+    longer in the read model, yet the retry is sealed for the subject the first attempt was
+    (and its subject was erased meanwhile too): it replays."""
+    store = await EventStore.open_url(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "team"})).context_id
+        own = NewMessage(role="user", content=SECRET, metadata={"subject": "ada"})
+        await service.append(ADA, cid, [own])
+        mid = (await service.get(ADA, cid)).messages[0].message_id
+        edited = await service.edit(ADA, cid, mid, f"{SECRET}, edited", idempotency_key="e1")
+        await service.rollback(ADA, cid, 1)  # the message is gone from the context
+        await service.erase(ADA, "ada")
+        again = await service.edit(ADA, cid, mid, f"{SECRET}, edited", idempotency_key="e1")
+        assert (again.duplicate, again.version) == (True, edited.version)
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_an_erasure_applied_but_not_yet_forgotten_is_forgotten_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after its projector applied the subject.erased events and before it
+    folded the contexts again: the next start still forgets the content."""
+    db = tmp_path / "log.db"
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
+        await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
+
+        async def dies(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("killed")
+
+        monkeypatch.setattr(Projector, "_refold", dies)
+        with pytest.raises(ProjectorFailed):
+            await service.erase(ADA, "ada")
+    finally:
+        await service.close()
+        await store.close()
+    monkeypatch.undo()
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    try:
+        await service.start()
+        assert [m.content for m in (await service.get(ADA, cid)).messages] == [ERASED]
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_a_key_destroyed_while_a_rebuild_replays_is_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild reads the subject's content while its key still exists; then the key is
+    destroyed and the erasure recorded (by another request, or another process), and the
+    replay reads that too: the new read model must not keep what it opened before."""
+    store = await EventStore.open_url(str(tmp_path / "log.db"))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
+        await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
+        await service.append(ADA, cid, [NewMessage(role="user", content=f"{SECRET} again")])
+        read_all, erased = store.read_all, False
+
+        async def read_all_then_erase(*args: Any, **kwargs: Any) -> Any:
+            nonlocal erased
+            page = await read_all(*args, **kwargs)
+            if not erased and any(SECRET in str(rec.event) for rec in page[0]):
+                erased = True
+                key_ids = await store.destroy_subject_key("acme", "ada")
+                meta = EventMetadata(tenant="acme", actor="ada")
+                erasure = SubjectErased(subject="ada", key_ids=key_ids)
+                await store.append(cid, [erasure], metadata=meta)
+            return page
+
+        monkeypatch.setattr(store, "read_all", read_all_then_erase)
+        await service.projector.rebuild(batch_size=2)
+        monkeypatch.undo()
+        assert erased
+        state = await service.get(ADA, cid)
+        assert isinstance([rec async for rec in store.iter_stream(cid)][-1].event, SubjectErased)
+        assert [m.content for m in state.messages] == [ERASED, ERASED]
     finally:
         await service.close()
         await store.close()
