@@ -379,12 +379,14 @@ async def _rebuild_store(store: EventStore, out: Output) -> int:
 @db_option
 @format_option
 def erase(subject: str, tenant: str | None, db: str, fmt: str) -> None:
-    """Destroy SUBJECT's key: every message content of that subject (metadata.subject on the
-    message or its context) reads as "[erased]" from now on, in the log, the read model,
-    exports and later backups. The log, its hash chain and history stay intact; each
-    affected context records a subject.erased event. Idempotent. With a server running,
-    erase through its API instead (POST /api/v1/subjects/{subject}/erase), or stop it first:
-    the read model it holds open is not replaced under it (exit 6; run this again)."""
+    """Destroy SUBJECT's key: every content of that subject (metadata.subject on the message
+    or its context; edits, summaries and served windows' digests too) reads as "[erased]"
+    from now on, in the log, the read model, exports and later backups, and every running
+    server stops serving it within seconds. The log, its hash chain and history stay intact;
+    each affected context records a subject.erased event. Idempotent. Beside a running
+    server the read model's file cannot be rebuilt without the content's old bytes (exit 6:
+    stop the server and run this again), so erase through its API instead
+    (POST /api/v1/subjects/{subject}/erase) or stop it first."""
     run(_erase(db, subject, tenant, Output(fmt)))
 
 
