@@ -14,7 +14,15 @@ from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
-from eventstore import ERASED, EventStore, MessageEdited, SummaryAdded, WindowServed
+from eventstore import (
+    ERASED,
+    EventStore,
+    MessageEdited,
+    SummaryAdded,
+    ToolCallPart,
+    ToolResultPart,
+    WindowServed,
+)
 from projections import Caller, Contexts, NewMessage
 
 CTX = "/api/v1/contexts"
@@ -150,6 +158,34 @@ async def test_an_edit_keeps_the_subject_the_message_was_sealed_under(tmp_path: 
         assert isinstance(edit.event, MessageEdited)
         assert edit.event.content == ERASED
         assert [ref.subject for ref in edit.sealed_by] == ["user-7"]
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_tool_calls_and_results_in_content_are_sealed_and_erased(tmp_path: Path) -> None:
+    """Tool call arguments and tool results are content parts: sealed with the message, so
+    erased with it; the message's own ``name`` is not content (it stays, as metadata does)."""
+    db = tmp_path / "log.db"
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    try:
+        await service.start()
+        cid = (await service.create(ADA, metadata={"subject": "user-7"})).context_id
+        call = ToolCallPart(id="c1", name="lookup", arguments={"address": "12 Elm Street"})
+        result = ToolResultPart(call_id="c1", content="user-7 owes 40 dollars")
+        await service.append(ADA, cid, [
+            NewMessage(role="assistant", content=[call], name="planner"),
+            NewMessage(role="tool", content=[result]),
+        ])  # fmt: skip
+        files = await asyncio.to_thread(_log_bytes, db)
+        assert b"Elm Street" not in files
+        assert b"40 dollars" not in files
+        await service.erase(ADA, "user-7")
+        state = await service.get(ADA, cid)
+        assert [(m.content, m.name) for m in state.messages] == [
+            (ERASED, "planner"), (ERASED, None)
+        ]  # fmt: skip
     finally:
         await service.close()
         await store.close()
