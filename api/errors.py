@@ -134,6 +134,8 @@ def translate(exc: BaseException, method: str = "GET") -> ApiError | None:
             return invalid(str(exc))
         case es.StoreUnavailable() | es.StoreClosed():
             return ApiError(503, "unavailable", "the database is unavailable; nothing was written")
+        case es.KeyDestroyed():  # erasures of its subject kept destroying the key it took
+            return ApiError(503, "unavailable", "the subject is being erased; nothing was written")
         case pj.ReadModelInUse():
             return ApiError(503, "unavailable", str(exc))
         case pj.ProjectorBehind():

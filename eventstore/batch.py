@@ -8,11 +8,12 @@ append. The backend then inserts the rows and commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from .chain import chain_hash
-from .errors import DuplicateEventId, EventStoreError, VersionConflict
+from .errors import DuplicateEventId, EventStoreError, KeyDestroyed, VersionConflict
 from .recorder import AppendOutcome, PendingAppend, StoredEvent, version_matches
+from .sealing import resealed
 
 
 class Head:
@@ -32,11 +33,15 @@ def plan_batch(
     head: Head,
     stored_by_id: dict[str, StoredEvent],
     stream_version: Callable[[str], int],
+    gone: Set[str] = frozenset(),
 ) -> tuple[list[StoredEvent], list[AppendOutcome | EventStoreError]]:
     """Plan the rows to insert for ``batch`` and each append's outcome.
 
     ``stored_by_id`` holds the rows already in the log for the batch's event ids;
-    ``stream_version`` reads a stream's version from the log (called once per stream).
+    ``stream_version`` reads a stream's version from the log (called once per stream);
+    ``gone``: subject keys no longer in the key table (read in the same transaction): an
+    append sealed with one is refused (KeyDestroyed), so no content is ever stored sealed
+    with a key destroyed before it (which would erase it unrecorded).
     """
     # recorded_at never decreases along the log, even if the clock steps back, so that a
     # point in time maps to a position by bisection.
@@ -46,6 +51,9 @@ def plan_batch(
     outcomes: list[AppendOutcome | EventStoreError] = []
     for append in batch:
         try:
+            destroyed = gone.intersection(k for e in append.events for k in e.keys)
+            if destroyed and not any(e.event_id in stored_by_id for e in append.events):
+                raise KeyDestroyed(destroyed)  # a replay is answered from what is stored
             outcome = _plan_one(append, now_us, head, stored_by_id, versions, stream_version)
         except EventStoreError as e:
             outcomes.append(e)
@@ -107,7 +115,7 @@ def _replay(append: PendingAppend, stored: list[StoredEvent | None]) -> AppendOu
             row is None
             or row.stream_id != append.stream_id
             or row.type != event.type
-            or row.data != event.data
+            or (row.data != event.data and not resealed(row.data, event.data))
         ):
             raise DuplicateEventId(event.event_id)
     rows = [row for row in stored if row is not None]

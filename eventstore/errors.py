@@ -54,6 +54,15 @@ class DuplicateEventId(EventStoreError):
         self.event_id = event_id
 
 
+class KeyDestroyed(EventStoreError):
+    """An append sealed with a subject key that was destroyed before it could commit (an
+    erasure got in between): the store seals it again with the subject's new key."""
+
+    def __init__(self, key_ids: set[str]) -> None:
+        super().__init__(f"subject keys destroyed while sealing: {sorted(key_ids)}")
+        self.key_ids = key_ids
+
+
 class CorruptEvent(EventStoreError):
     """A stored row that cannot be decoded."""
 

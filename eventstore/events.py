@@ -71,13 +71,28 @@ class WindowSettings(msgspec.Struct, frozen=True, kw_only=True):
     last_n: int | None = None
 
 
+class SealLayer(msgspec.Struct, frozen=True, kw_only=True):
+    """One more subject's key wrapped around sealed content (``Sealed.layers``)."""
+
+    key_id: str
+    nonce: bytes
+    subject: str
+
+
 class Sealed(msgspec.Struct, frozen=True, kw_only=True):
     """Content encrypted with a subject's key (``sealing``): AES-GCM of the msgspec JSON of
-    the plaintext field, with the event id as associated data. Destroying the key erases it."""
+    the plaintext field, with the event id as associated data. Destroying the key erases it.
+
+    Content that belongs to several subjects (a summary of their messages) is encrypted
+    with ``key_id`` first, then again with each of ``layers`` in turn: every one of those
+    keys is needed to read it, so destroying any of them erases it."""
 
     key_id: str
     nonce: bytes
     data: bytes
+    subject: str = ""
+    """The data subject whose key ``key_id`` is ("" in rows written before it was kept)."""
+    layers: list[SealLayer] = []
 
 
 class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -173,13 +188,19 @@ class WindowServed(EventBase, frozen=True, tag="window.served"):
     summary_id: str | None = None
     total_tokens: int = 0
     window_hash: str = ""
+    sealed: Sealed | None = None
+    """When set, ``window_hash`` (a digest of the content served) is stored as "" and this
+    holds it, encrypted with the keys of the subjects whose content the window showed."""
 
 
 class SubjectErased(EventBase, frozen=True, tag="subject.erased"):
     """The key of a data subject (``metadata.subject``) was destroyed: this context's content
-    of that subject now reads as "[erased]". Recorded for audit; changes nothing else."""
+    of that subject now reads as "[erased]". Every process that reads it forgets what it
+    holds of that content (``projections.erasure``); the state changes nothing else."""
 
     subject: str
+    key_ids: list[str] = []
+    """The destroyed keys (empty in events written before they were recorded)."""
 
 
 Event = (

@@ -46,7 +46,7 @@ SQLITE_INSERT = (
 )
 SQLITE_SELECT = "SELECT key_id, key FROM subject_keys WHERE tenant = ? AND subject = ?"
 SQLITE_SELECT_IDS = "SELECT key_id, key FROM subject_keys WHERE key_id IN ({marks})"
-SQLITE_DELETE = "DELETE FROM subject_keys WHERE tenant = ? AND subject = ?"
+SQLITE_DELETE = "DELETE FROM subject_keys WHERE tenant = ? AND subject = ? RETURNING key_id"
 SQLITE_SELECT_PAGE = (
     "SELECT key_id, tenant, subject, key, created_at FROM subject_keys"
     " WHERE key_id > ? ORDER BY key_id LIMIT ?"
@@ -71,7 +71,9 @@ POSTGRES_INSERT = (
 )
 POSTGRES_SELECT = "SELECT key_id, key FROM {schema}.subject_keys WHERE tenant = $1 AND subject = $2"
 POSTGRES_SELECT_IDS = "SELECT key_id, key FROM {schema}.subject_keys WHERE key_id = ANY($1::text[])"
-POSTGRES_DELETE = "DELETE FROM {schema}.subject_keys WHERE tenant = $1 AND subject = $2"
+POSTGRES_DELETE = (
+    "DELETE FROM {schema}.subject_keys WHERE tenant = $1 AND subject = $2 RETURNING key_id"
+)
 POSTGRES_VACUUM = "VACUUM {schema}.subject_keys"
 POSTGRES_SELECT_PAGE = (
     "SELECT key_id, tenant, subject, key, created_at FROM {schema}.subject_keys"
@@ -105,10 +107,11 @@ def sqlite_keys_by_id(conn: sqlite3.Connection, key_ids: list[str]) -> dict[str,
     return keys
 
 
-def sqlite_destroy(conn: sqlite3.Connection, tenant: str, subject: str, on_file: bool) -> int:
-    """Delete the subject's key; the connection has ``secure_delete`` on, so its bytes are
-    overwritten, and the WAL is checkpointed and truncated so no old frame keeps them."""
-    deleted = conn.execute(SQLITE_DELETE, (tenant, subject)).rowcount
+def sqlite_destroy(conn: sqlite3.Connection, tenant: str, subject: str, on_file: bool) -> list[str]:
+    """Delete the subject's key, returning its id; the connection has ``secure_delete`` on,
+    so its bytes are overwritten, and the WAL is checkpointed and truncated so no old frame
+    keeps them."""
+    deleted = [row[0] for row in conn.execute(SQLITE_DELETE, (tenant, subject)).fetchall()]
     if deleted and on_file:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     return deleted

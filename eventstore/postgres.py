@@ -34,6 +34,7 @@ from .recorder import (
     StoredEvent,
     StreamInfo,
     ids_to_look_up,
+    keys_to_check,
 )
 
 SCHEMA_VERSION = 1
@@ -303,7 +304,14 @@ class PostgresRecorder(Recorder):
             streams = list(dict.fromkeys(append.stream_id for append in batch))
             found = await conn.fetch(self._sql(SELECT_STREAM_VERSIONS), streams)
             versions = {stream_id: version or 0 for stream_id, version in found}
-            rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, versions.__getitem__)
+            sealing = keys_to_check(batch)
+            gone: set[str] = set()
+            if sealing:
+                found = await conn.fetch(self._sql(keystore.POSTGRES_SELECT_IDS), sealing)
+                gone = set(sealing) - {row[0] for row in found}
+            rows, outcomes = plan_batch(
+                batch, now_us, head, stored_by_id, versions.__getitem__, gone
+            )
             if rows:
                 columns = [list(column) for column in zip(*map(astuple, rows), strict=True)]
                 await conn.execute(self._sql(INSERT), *columns)
@@ -343,15 +351,18 @@ class PostgresRecorder(Recorder):
             rows = await conn.fetch(self._sql(keystore.POSTGRES_SELECT_IDS), key_ids)
         return {row[0]: bytes(row[1]) for row in rows}
 
-    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
+    async def destroy_subject_key(self, tenant: str, subject: str) -> list[str]:
         """Delete, then VACUUM the table so the dead tuple's space is reclaimed (PostgreSQL
         gives no guarantee that the freed bytes are overwritten; see the README)."""
         async with self._connection() as conn:
-            status = await conn.execute(self._sql(keystore.POSTGRES_DELETE), tenant, subject)
-            deleted = int(status.split()[-1])
-            if deleted:
+            # Under the write lock: an append checks that its keys exist in its own write
+            # transaction, so none commits sealed with a key destroyed before it.
+            async with conn.transaction():
+                await conn.execute(LOCK_WRITES, self._lock_key)
+                rows = await conn.fetch(self._sql(keystore.POSTGRES_DELETE), tenant, subject)
+            if rows:
                 await conn.execute(self._sql(keystore.POSTGRES_VACUUM))
-        return deleted
+        return [row[0] for row in rows]
 
     async def read_keys(self, after: str, limit: int) -> list[keystore.SubjectKey]:
         """One ranged query on the key id index."""

@@ -72,6 +72,8 @@ class NewEvent(msgspec.Struct, frozen=True):
     metadata: bytes
     tenant: str | None
     actor: str | None
+    keys: tuple[str, ...] = ()
+    """The subject keys ``data`` is sealed with: each must still exist when it commits."""
 
 
 class PendingAppend(msgspec.Struct, frozen=True):
@@ -83,6 +85,11 @@ class PendingAppend(msgspec.Struct, frozen=True):
     minted: bool = False
     """Whether the store minted the event ids just now (``new_id``: 74 random bits after a
     timestamp): such ids cannot be in the log, so a commit does not look them up."""
+
+
+def keys_to_check(batch: list[PendingAppend]) -> list[str]:
+    """The subject keys the batch's events are sealed with (``NewEvent.keys``)."""
+    return sorted({key for append in batch for event in append.events for key in event.keys})
 
 
 def ids_to_look_up(batch: list[PendingAppend]) -> list[str]:
@@ -249,8 +256,9 @@ class Recorder(abc.ABC):
         """The keys of ``key_ids`` that still exist (a destroyed key is simply absent)."""
 
     @abc.abstractmethod
-    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
-        """Destroy the subject's key so that no copy stays in the database; how many were."""
+    async def destroy_subject_key(self, tenant: str, subject: str) -> list[str]:
+        """Destroy the subject's key so that no copy stays in the database; the ids of the
+        keys destroyed (none for an unknown or already erased subject)."""
 
     @abc.abstractmethod
     async def read_keys(self, after: str, limit: int) -> list[SubjectKey]:

@@ -10,12 +10,21 @@ AES-GCM comes from ``cryptography``. The nonce is derived from the key and the e
 bytes, so the log's durable idempotency, which compares stored bytes, keeps working. No nonce
 is ever used for two stored ciphertexts under one key, because an event id is stored at most
 once (the events table's unique index); a retry with other content is refused before storing.
+
+What is sealed, and under whose key (the caller names the subjects, see
+``projections.base``): a message's content (``message.appended``, and every later
+``message.edited`` of it) under the message's subject; a summary's text under the subjects of
+every message it stands in for and of its context; a served window's digest
+(``window.served``'s ``window_hash``, a sha256 of what the model saw) under the subjects of the
+content it showed. Content of several subjects is sealed once per key, one layer around the
+other (``Sealed.layers``): reading it takes every key, and destroying any one erases it.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,7 +32,18 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .events import Content, EventBase, MessageAppended, MessageEdited, Sealed, SummaryAdded
+from .codec import event_decoder
+from .errors import InvalidEvent
+from .events import (
+    Content,
+    EventBase,
+    MessageAppended,
+    MessageEdited,
+    Sealed,
+    SealLayer,
+    SummaryAdded,
+    WindowServed,
+)
 
 if TYPE_CHECKING:
     from .recorder import Recorder
@@ -35,12 +55,26 @@ _FIELD: dict[type[EventBase], str] = {
     MessageAppended: "content",
     MessageEdited: "content",
     SummaryAdded: "text",
+    WindowServed: "window_hash",
 }
-"""The events that carry content, and the field that holds it."""
+"""The events that carry content (or a digest of it), and the field that holds it."""
+_TEXT_FIELDS = frozenset({"text", "window_hash"})
+"""Fields that hold a string (the others hold ``Content``)."""
 
 _encode = msgspec.json.Encoder().encode
 _content_decoder = msgspec.json.Decoder(Content)
 _NONCE_LABEL = b"ctxlog-nonce\x00"
+
+SubjectKey = tuple[str, str, bytes]
+"""(subject, key id, key): one subject's key, as ``seal`` takes them."""
+
+
+class KeyRef(msgspec.Struct, frozen=True):
+    """A key sealing an event's content, and the subject it is for ("" when the row does
+    not say: sealed before subjects were kept in the seal)."""
+
+    key_id: str
+    subject: str
 
 
 class SealBroken(ValueError):
@@ -58,8 +92,8 @@ def sealable(event: EventBase) -> bool:
 
 
 def subject_of(event: EventBase, default: str | None) -> str | None:
-    """The subject whose key seals ``event``: the message's own ``metadata.subject``, else
-    ``default`` (the context's); None when the event carries no content."""
+    """The subject whose key seals ``event`` when the caller does not say: the message's own
+    ``metadata.subject``, else ``default``; None when the event carries no content."""
     if not sealable(event):
         return None
     if isinstance(event, MessageAppended):
@@ -69,86 +103,173 @@ def subject_of(event: EventBase, default: str | None) -> str | None:
     return default
 
 
+def subjects_for(
+    events: Sequence[EventBase], default: str | None, given: Sequence[Sequence[str]] | None
+) -> list[tuple[str, ...]]:
+    """The subjects whose keys seal each event (none for an event without content): those
+    ``given`` (one list per event), else a message's own ``metadata.subject``, else
+    ``default``."""
+    if given is None:
+        found = [subject_of(e, default) if isinstance(e, EventBase) else None for e in events]
+        return [() if name is None else (name,) for name in found]
+    if len(given) != len(events):
+        raise InvalidEvent("one list of subjects per event")
+    return [
+        tuple(sorted(set(names))) if isinstance(e, EventBase) and sealable(e) else ()
+        for e, names in zip(events, given, strict=True)
+    ]
+
+
 def _nonce(key: bytes, event_id: str) -> bytes:
     mac = hmac.HMAC(key, hashes.SHA256())
     mac.update(_NONCE_LABEL + event_id.encode())
     return mac.finalize()[:12]
 
 
-def seal(event: EventBase, event_id: str, key_id: str, key: bytes) -> EventBase:
-    """``event`` with its content encrypted into ``sealed`` and the plaintext field blank."""
+def seal(event: EventBase, event_id: str, keys: Sequence[SubjectKey]) -> EventBase:
+    """``event`` with its content encrypted into ``sealed`` (under each of ``keys`` in turn,
+    one layer each) and the plaintext field blank."""
     field = _FIELD[type(event)]
-    nonce = _nonce(key, event_id)
-    data = AESGCM(key).encrypt(nonce, _encode(getattr(event, field)), event_id.encode())
-    changes: dict[str, Any] = {field: "", "sealed": Sealed(key_id=key_id, nonce=nonce, data=data)}
+    data = _encode(getattr(event, field))
+    associated = event_id.encode()
+    nonces = []
+    for _, _, key in keys:
+        nonces.append(_nonce(key, event_id))
+        data = AESGCM(key).encrypt(nonces[-1], data, associated)
+    (subject, key_id, _), *more = keys
+    layers = [
+        SealLayer(key_id=k, nonce=n, subject=s)
+        for (s, k, _), n in zip(more, nonces[1:], strict=True)
+    ]
+    sealed = Sealed(key_id=key_id, nonce=nonces[0], data=data, subject=subject, layers=layers)
+    changes: dict[str, Any] = {field: "", "sealed": sealed}
     return msgspec.structs.replace(event, **changes)
 
 
-def sealed_key(event: EventBase) -> str | None:
-    """The key id ``event`` is sealed with, if it is sealed."""
+def key_refs(event: EventBase) -> tuple[KeyRef, ...]:
+    """The keys ``event`` is sealed with (none when it is not sealed), innermost first."""
     sealed = getattr(event, "sealed", None)
-    return sealed.key_id if isinstance(sealed, Sealed) else None
+    if not isinstance(sealed, Sealed):
+        return ()
+    first = KeyRef(sealed.key_id, sealed.subject)
+    return (first, *(KeyRef(layer.key_id, layer.subject) for layer in sealed.layers))
 
 
 def unseal(event: EventBase, event_id: str, keys: Mapping[str, bytes | None]) -> EventBase:
-    """``event`` with its content decrypted, or ``ERASED`` when its key is gone."""
+    """``event`` with its content decrypted, or ``ERASED`` when any of its keys is gone."""
     sealed = getattr(event, "sealed", None)
     if not isinstance(sealed, Sealed):
         return event
     field = _FIELD[type(event)]
-    key = keys.get(sealed.key_id)
-    if key is None:
+    steps = [(sealed.key_id, sealed.nonce), *((x.key_id, x.nonce) for x in sealed.layers)]
+    found = [keys.get(key_id) for key_id, _ in steps]
+    if any(key is None for key in found):
         return msgspec.structs.replace(event, **{field: ERASED, "sealed": None})
+    data, associated = sealed.data, event_id.encode()
     try:
-        plain = AESGCM(key).decrypt(sealed.nonce, sealed.data, event_id.encode())
+        for key, (_, nonce) in zip(reversed(found), reversed(steps), strict=True):
+            assert key is not None
+            data = AESGCM(key).decrypt(nonce, data, associated)
         value: object = (
-            msgspec.json.decode(plain, type=str)
-            if field == "text"
-            else _content_decoder.decode(plain)
+            msgspec.json.decode(data, type=str)
+            if field in _TEXT_FIELDS
+            else _content_decoder.decode(data)
         )
     except (InvalidTag, ValueError, msgspec.DecodeError) as e:
         raise SealBroken(f"sealed content does not decrypt: {e!r}") from e
     return msgspec.structs.replace(event, **{field: value, "sealed": None})
 
 
+def resealed(stored: bytes, new: bytes) -> bool:
+    """Whether ``new`` is ``stored`` sealed again after one of its keys was destroyed: the
+    same event, for the same subjects, with other keys (a subject has one key at a time, so
+    another key id means the old key is gone). A retry of an append whose subject was erased
+    since is then a replay, not a reuse of its event id for other content; what the old key
+    sealed cannot be compared any more, so it is taken to be the same."""
+    try:
+        old, now = event_decoder.decode(stored), event_decoder.decode(new)
+    except msgspec.DecodeError:
+        return False
+    before, after = key_refs(old), key_refs(now)
+    if not before or len(before) != len(after):
+        return False
+    if any(a.subject and a.subject != b.subject for a, b in zip(before, after, strict=True)):
+        return False
+    if all(a.key_id == b.key_id for a, b in zip(before, after, strict=True)):
+        return False  # the same keys seal the same content to the same bytes: this differs
+    plain: dict[str, Any] = {"sealed": None}
+    return msgspec.structs.replace(old, **plain) == msgspec.structs.replace(now, **plain)
+
+
 class Keyring:
     """Subject keys with an in-process cache: one lookup per key, not per event.
 
-    A key id is random and never reused, so a missing key stays missing and is cached as
-    such. Destroying a key clears the cache; another process's caches are its own (erase
-    through the running server, or restart it after a ``ctxlog erase``).
+    Another process may destroy a key at any time (an erasure through another server or the
+    command line), so the cache is not trusted for long: it is emptied every ``TTL``
+    seconds, and at once when this process learns of an erasure (``forget``: the store calls
+    it whenever it reads a ``subject.erased`` event). A lookup that was in flight while the
+    cache was emptied does not put what it found back (the generation moved on).
     """
 
     LIMIT = 10_000
+    TTL = 2.0
+    """Seconds a cached key (or its absence) is trusted."""
 
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._by_subject: dict[tuple[str, str], tuple[str, bytes]] = {}
         self._by_id: dict[str, bytes | None] = {}
+        self._generation = 0
+        self._since = time.monotonic()
+
+    @property
+    def generation(self) -> int:
+        """Moves on each time the cache is emptied."""
+        self._expire()
+        return self._generation
 
     async def for_subject(self, tenant: str | None, subject: str, now_us: int) -> tuple[str, bytes]:
         """The (key id, key) sealing ``subject``'s content in ``tenant``, created on first use."""
+        self._expire()
         found = self._by_subject.get((tenant or "", subject))
         if found is None:
+            generation = self._generation
             found = await self._recorder.subject_key(tenant or "", subject, new_key(), now_us)
-            self._remember(self._by_subject, (tenant or "", subject), found)
+            if generation == self._generation:
+                self._remember(self._by_subject, (tenant or "", subject), found)
         return found
 
     async def by_ids(self, key_ids: set[str]) -> Mapping[str, bytes | None]:
         """The keys of ``key_ids``; None for a destroyed one."""
+        self._expire()
         missing = [key_id for key_id in key_ids if key_id not in self._by_id]
-        if missing:
-            found = await self._recorder.keys_by_id(missing)
+        if not missing:
+            return {key_id: self._by_id.get(key_id) for key_id in key_ids}
+        generation = self._generation
+        found = await self._recorder.keys_by_id(missing)
+        keys = {key_id: self._by_id.get(key_id) for key_id in key_ids}
+        keys.update((key_id, found.get(key_id)) for key_id in missing)
+        if generation == self._generation:
             for key_id in missing:
                 self._remember(self._by_id, key_id, found.get(key_id))
-        return {key_id: self._by_id.get(key_id) for key_id in key_ids}
+        return keys
 
-    async def destroy(self, tenant: str | None, subject: str) -> int:
-        """Destroy the subject's key in ``tenant``; how many keys were (0 or 1)."""
+    async def destroy(self, tenant: str | None, subject: str) -> list[str]:
+        """Destroy the subject's key in ``tenant``; the ids of the keys that were (0 or 1)."""
         destroyed = await self._recorder.destroy_subject_key(tenant or "", subject)
+        self.forget()
+        return destroyed
+
+    def forget(self) -> None:
+        """Empty the cache: a key may have been destroyed (here or in another process)."""
         self._by_subject.clear()
         self._by_id.clear()
-        return destroyed
+        self._generation += 1
+        self._since = time.monotonic()
+
+    def _expire(self) -> None:
+        if time.monotonic() - self._since > self.TTL:
+            self.forget()
 
     def _remember(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
         if len(cache) >= self.LIMIT:

@@ -200,7 +200,7 @@ class SQLiteRecorder(Recorder):
         async with self._reader() as conn:
             return await _run(conn, keystore.sqlite_keys_by_id, key_ids)
 
-    async def destroy_subject_key(self, tenant: str, subject: str) -> int:
+    async def destroy_subject_key(self, tenant: str, subject: str) -> list[str]:
         """Delete (securely) and checkpoint the WAL on the write connection."""
         if self._writer is None:
             raise StoreClosed("the store is closed")

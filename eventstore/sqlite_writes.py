@@ -12,7 +12,8 @@ from .batch import Head, plan_batch
 from .chain import GENESIS
 from .continuity import Continuity
 from .errors import EventStoreError
-from .recorder import AppendOutcome, PendingAppend, StoredEvent, ids_to_look_up
+from .keystore import sqlite_keys_by_id
+from .recorder import AppendOutcome, PendingAppend, StoredEvent, ids_to_look_up, keys_to_check
 from .sqlite_schema import (
     INSERT,
     MAX_VARIABLES,
@@ -73,6 +74,8 @@ def commit_batch(
         head = Head(*row) if row else Head(0, GENESIS, 0)
         known = cache.valid_at(head.position)
         stored_by_id = {row.event_id: row for row in rows_by_ids(conn, ids_to_look_up(batch))}
+        sealing = keys_to_check(batch)
+        gone = set(sealing) - sqlite_keys_by_id(conn, sealing).keys() if sealing else set()
 
         def stream_version(stream_id: str) -> int:
             version = known.get(stream_id)
@@ -80,7 +83,7 @@ def commit_batch(
                 version = conn.execute(SELECT_STREAM_VERSION, (stream_id,)).fetchone()[0] or 0
             return version
 
-        rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, stream_version)
+        rows, outcomes = plan_batch(batch, now_us, head, stored_by_id, stream_version, gone)
         if rows:
             conn.executemany(INSERT, [astuple(row) for row in rows])
         commit(conn)

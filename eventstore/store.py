@@ -13,15 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
-from .chain import GENESIS, chain_hash
 from .codec import encoder, event_decoder, metadata_decoder
-from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
-from .events import EVENT_TYPES, Event, EventBase, EventMetadata, event_type
+from .errors import CorruptEvent, EventTooLarge, InvalidEvent, KeyDestroyed, UnknownEventType
+from .events import EVENT_TYPES, Event, EventBase, EventMetadata, SubjectErased, event_type
 from .ids import new_id
+from .integrity import VerifyReport, walk_chain
 from .recorder import (
     ANY,
     NO_FILTER,
-    ChainBreak,
     ExpectedVersion,
     LogFilter,
     NewEvent,
@@ -32,12 +31,14 @@ from .recorder import (
     StreamInfo,
     check_stream_id,
 )
-from .sealing import Keyring, SealBroken, seal, sealed_key, subject_of, unseal
+from .sealing import KeyRef, Keyring, SealBroken, key_refs, seal, subjects_for, unseal
 from .sqlite import SQLiteRecorder, Synchronous
 from .subscription import LiveFeed, follow
 from .writer import Writer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SEAL_ATTEMPTS = 3
+"""Appends sealed again after an erasure destroyed their key mid-append, before giving up."""
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 
 
@@ -75,6 +76,9 @@ class RecordedEvent(msgspec.Struct, frozen=True):
     metadata: EventMetadata
     recorded_at: datetime
     hash: str
+    sealed_by: tuple[KeyRef, ...] = ()
+    """The keys the event's content is sealed with in the log, innermost first (none when
+    it is not sealed); the content itself is already decrypted, or reads ``ERASED``."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -86,19 +90,6 @@ class AppendResult(msgspec.Struct, frozen=True):
     event_ids: list[str]
     recorded_at: datetime
     duplicate: bool
-
-
-class VerifyReport(msgspec.Struct, frozen=True):
-    """The outcome of walking the hash chain: how far it holds, and where it first breaks."""
-
-    events: int
-    head_hash: str
-    broken: ChainBreak | None
-
-    @property
-    def ok(self) -> bool:
-        """True when the whole log verifies."""
-        return self.broken is None
 
 
 def decode(row: StoredEvent) -> RecordedEvent:
@@ -203,24 +194,35 @@ class EventStore:
         metadata: EventMetadata | None = None,
         event_ids: Sequence[str | uuid.UUID] | None = None,
         subject: str | None = None,
+        subjects: Sequence[Sequence[str]] | None = None,
     ) -> AppendResult:
         """Append ``events`` to a stream atomically, if it is at ``expected_version``.
 
         Event ids are generated unless given. An append whose event ids are already stored
         returns what was stored then and writes nothing, whatever ``expected_version`` says.
-        Content of a data subject (a message's own ``metadata.subject``, else ``subject``)
-        is stored sealed with that subject's key in the metadata's tenant.
+        Content of data subjects is stored sealed with their keys in the metadata's tenant:
+        ``subjects`` names them for each event (one list per event; with several, every one
+        of their keys is needed to read it); without it, a message's own
+        ``metadata.subject``, else ``subject``.
         """
-        keys: dict[str, tuple[str, bytes]] = {}
+        names = subjects_for(events, subject, subjects)
         tenant = metadata.tenant if metadata is not None else None
-        for event in events:
-            name = subject_of(event, subject) if isinstance(event, EventBase) else None
-            if name is not None and name not in keys:
+        for attempt in range(_SEAL_ATTEMPTS):
+            keys: dict[str, tuple[str, bytes]] = {}
+            for name in sorted({name for each in names for name in each}):
                 keys[name] = await self.keys.for_subject(tenant, name, time.time_ns() // 1000)
-        pending = self._prepare(
-            stream_id, events, expected_version, metadata, event_ids, subject, keys
-        )
-        outcome = await self._writer.submit(pending)
+            pending = self._prepare(
+                stream_id, events, expected_version, metadata, event_ids, names, keys
+            )
+            try:
+                outcome = await self._writer.submit(pending)
+                break
+            except KeyDestroyed:
+                # An erasure destroyed a key this append was sealed with (here or in another
+                # process) before it committed: seal it again, with the subject's new key.
+                self.keys.forget()
+                if attempt == _SEAL_ATTEMPTS - 1:
+                    raise
         rows = outcome.events
         return AppendResult(
             stream_id,
@@ -238,8 +240,8 @@ class EventStore:
         expected_version: ExpectedVersion,
         metadata: EventMetadata | None,
         event_ids: Sequence[str | uuid.UUID] | None,
-        subject: str | None = None,
-        keys: dict[str, tuple[str, bytes]] | None = None,
+        names: list[tuple[str, ...]],
+        keys: dict[str, tuple[str, bytes]],
     ) -> PendingAppend:
         check_stream_id(stream_id)
         if isinstance(expected_version, int) and (
@@ -263,18 +265,19 @@ class EventStore:
             raise InvalidEvent("event metadata cannot contain NUL characters")
         meta_bytes = encoder.encode(meta)
         encoded = []
-        for event_id, event in zip(ids, events, strict=True):
+        for event_id, event, subjects in zip(ids, events, names, strict=True):
             if not isinstance(event, EventBase) or type(event) not in EVENT_TYPES.values():
                 raise UnknownEventType(type(event).__name__)
-            name = subject_of(event, subject) if keys else None
-            if keys and name is not None:
-                event = seal(event, event_id, *keys[name])  # noqa: PLW2901
+            sealing = [(name, *keys[name]) for name in subjects]
+            if sealing:
+                event = seal(event, event_id, sealing)  # noqa: PLW2901
             data = encoder.encode(event)
             if len(data) > self.max_event_bytes:
                 raise EventTooLarge(len(data), self.max_event_bytes)
-            encoded.append(
-                NewEvent(event_id, event_type(event), data, meta_bytes, meta.tenant, meta.actor)
-            )
+            encoded.append(NewEvent(
+                event_id, event_type(event), data, meta_bytes, meta.tenant, meta.actor,
+                tuple(key_id for _, key_id, _ in sealing),
+            ))  # fmt: skip
         return PendingAppend(stream_id, encoded, expected_version, minted=event_ids is None)
 
     def _publish(self, rows: list[StoredEvent]) -> None:
@@ -301,19 +304,27 @@ class EventStore:
 
     async def _unsealed(self, recs: list[RecordedEvent]) -> list[RecordedEvent]:
         """``recs`` with sealed content decrypted (one key lookup per unknown key, not per
-        event), or ``ERASED`` where the key was destroyed."""
-        key_ids = {key_id for rec in recs if (key_id := sealed_key(rec.event)) is not None}
-        if not key_ids:
+        event), or ``ERASED`` where a key was destroyed; each keeps the keys it was sealed
+        with in ``sealed_by``.
+
+        A ``subject.erased`` among them means a key was destroyed, perhaps by another
+        process: the key cache is emptied before anything here is decrypted, so nothing read
+        after the erasure was recorded decrypts under a key this process still remembers."""
+        if any(isinstance(rec.event, SubjectErased) for rec in recs):
+            self.keys.forget()
+        refs = {rec.position: found for rec in recs if (found := key_refs(rec.event))}
+        if not refs:
             return recs
-        keys = await self.keys.by_ids(key_ids)
+        keys = await self.keys.by_ids({ref.key_id for found in refs.values() for ref in found})
         opened = []
         for rec in recs:
-            if sealed_key(rec.event) is not None:
+            found = refs.get(rec.position)
+            if found:
                 try:
                     event = unseal(rec.event, rec.event_id, keys)
                 except SealBroken as e:
                     raise CorruptEvent(rec.position, str(e)) from e
-                rec = msgspec.structs.replace(rec, event=event)  # noqa: PLW2901
+                rec = msgspec.structs.replace(rec, event=event, sealed_by=found)  # noqa: PLW2901
             opened.append(rec)
         return opened
 
@@ -321,6 +332,10 @@ class EventStore:
         """Destroy the key of ``subject`` in ``tenant``: its sealed content reads as
         ``ERASED`` from now on, everywhere it is read from the log. Idempotent; returns how
         many keys were destroyed (0 for an unknown or already erased subject)."""
+        return len(await self.destroy_subject_key(tenant, subject))
+
+    async def destroy_subject_key(self, tenant: str | None, subject: str) -> list[str]:
+        """``erase_subject``, returning the ids of the keys destroyed."""
         return await self.keys.destroy(tenant, subject)
 
     async def iter_stream(
@@ -404,30 +419,13 @@ class EventStore:
 
     # -- integrity --------------------------------------------------------------------------
 
-    async def verify(self, progress: Progress | None = None, chunk: int = 10_000) -> VerifyReport:
-        """Walk the whole log, recomputing the hash chain; report the first break."""
-        total = await self.head()
-        previous, expected = GENESIS, 1
-        while True:
-            page = await self.recorder.read_all(expected - 1, chunk, NO_FILTER)
-            for row in page.events:
-                broken = _check_row(row, expected, previous)
-                if broken is not None:
-                    return VerifyReport(expected - 1, previous.hex(), broken)
-                previous, expected = row.hash, expected + 1
-            if progress is not None:
-                progress(expected - 1, max(total, expected - 1))
-            if len(page.events) < chunk:
-                return VerifyReport(expected - 1, previous.hex(), None)
-
-
-def _check_row(row: StoredEvent, expected: int, previous: bytes) -> ChainBreak | None:
-    if row.position != expected:
-        return ChainBreak(expected, f"position {expected} is missing")
-    recomputed = chain_hash(previous, msgspec.structs.astuple(row)[:-1])
-    if recomputed != row.hash:
-        return ChainBreak(row.position, "hash does not match the event and its predecessor")
-    return None
+    async def verify(
+        self, progress: Progress | None = None, chunk: int = 10_000, *, keys: bool = False
+    ) -> VerifyReport:
+        """Walk the whole log, recomputing the hash chain; report the first break. With
+        ``keys``, also the subject keys that sealed content and are gone with no
+        ``subject.erased`` accounting for them (``integrity``)."""
+        return await walk_chain(self.recorder, progress, chunk, keys=keys)
 
 
 def _check_event_id(event_id: str | uuid.UUID) -> str:

@@ -29,7 +29,7 @@ from .errors import EventStoreError
 from .events import MessageAppended
 from .keystore import SubjectKey
 from .recorder import NO_FILTER, LogFilter, Progress, StoredEvent
-from .sealing import SealBroken, sealed_key, unseal
+from .sealing import SealBroken, key_refs, unseal
 from .store import EventStore, RecordedEvent, decode
 
 FORMAT = "ctxlog-export"
@@ -273,24 +273,30 @@ class _Checked:
         self.subjects.add(subject)
 
     def event(self, rec: RecordedEvent) -> None:
-        key_id = sealed_key(rec.event)
-        if key_id is None:
-            return
-        self.sealed.setdefault(key_id, rec)
+        refs = key_refs(rec.event)
+        for ref in refs:
+            # A key is best checked on content sealed with it alone: a broken layered seal
+            # does not say which of its keys was changed.
+            known = self.sealed.get(ref.key_id)
+            if known is None or (len(refs) == 1 and len(key_refs(known.event)) > 1):
+                self.sealed[ref.key_id] = rec
+            if ref.subject:
+                self.named.setdefault(ref.key_id, (rec.position, ref.subject))
         own = rec.event.metadata.get("subject") if isinstance(rec.event, MessageAppended) else None
-        if isinstance(own, str) and own:
-            self.named.setdefault(key_id, (rec.position, own))
+        if len(refs) == 1 and isinstance(own, str) and own:
+            self.named.setdefault(refs[0].key_id, (rec.position, own))
 
     def check_keys(self) -> int:
         """BadExport for a key line that was changed: its key does not open the content
         sealed with it, or it names another tenant or subject than that content. Returns the
         number of key ids sealing content whose key is not in the file."""
+        every = {key_id: record.key for key_id, (_, record) in self.keys.items()}
         for key_id, (number, record) in self.keys.items():
             rec = self.sealed.get(key_id)
             if rec is None:
                 continue
             try:
-                unseal(rec.event, rec.event_id, {key_id: record.key})
+                unseal(rec.event, rec.event_id, every)
             except SealBroken:
                 raise BadExport(
                     number,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import msgspec
 
@@ -34,27 +35,33 @@ from .context import content_hash, merge_patch
 from .history import CHUNK, write_snapshot_sync
 from .reads import context_sync, message_info_sync
 from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
+from .shredding import DELETE_SNAPSHOT_CHUNKS, DELETE_SNAPSHOTS, MARK_FORGOTTEN, record_sync
 from .state import ContextState, TokenCounting
+from .subjects import sealed_subject, sealed_subjects
 from .tables import (
+    SELECT_CHECKPOINT,
     UPSERT_CHECKPOINT,
     UPSERT_CONTEXT,
     ContextRow,
     content_decoder,
     json_encode,
     message_to_row,
+    metadata_decoder,
+    summary_to_row,
 )
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
-    " version, tokens, edited_version, redacted, content_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL)"
+    " version, tokens, edited_version, redacted, content_hash, subject)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
 )
 INSERT_MESSAGES = (
     "INSERT INTO messages (context_id, seq, message_id, role, content, name, metadata, version,"
-    " tokens, edited_version, redacted, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " tokens, edited_version, redacted, content_hash, subject)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_EDITED = (
-    "UPDATE messages SET content = ?, tokens = ?, edited_version = ?"
+    "UPDATE messages SET content = ?, tokens = ?, edited_version = ?, subject = ?"
     " WHERE context_id = ? AND seq = ?"
 )
 UPDATE_REDACTED = (
@@ -66,7 +73,7 @@ DELETE_SUMMARIES = "DELETE FROM summaries WHERE context_id = ?"
 NEXT_SUMMARY_SEQ = "SELECT coalesce(max(seq) + 1, 0) FROM summaries WHERE context_id = ?"
 INSERT_SUMMARY = (
     "INSERT INTO summaries (context_id, seq, summary_id, text, through_message_id, version,"
-    " tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " tokens, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_EVENT_ID = (
     "INSERT OR IGNORE INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
@@ -104,6 +111,15 @@ class MessageCounter:
         return base + self._content(content)
 
 
+class Applied(NamedTuple):
+    """What ``apply_sync`` committed: the rows of the contexts it touched, and whether
+    another process had applied some of the batch already (its rows changed under the
+    caller's caches)."""
+
+    rows: list[ContextRow]
+    shared: bool
+
+
 def apply_sync(
     conn: sqlite3.Connection,
     batch: list[RecordedEvent],
@@ -113,13 +129,26 @@ def apply_sync(
     tokens: Tokens,
     search: bool = True,
     known: Mapping[str, ContextRow] | None = None,
-) -> list[ContextRow]:
+) -> Applied:
     """Apply the batch; returns the committed rows of the contexts it touched. ``search``
     False leaves the full-text index alone (a rebuild indexes everything once at its end).
     ``known``: committed rows the caller has at hand (the projector's header cache); each
-    is used, copied, only if it is the row just before the event that touches it."""
+    is used, copied, only if it is the row just before the event that touches it.
+
+    Events at or before the stored checkpoint are skipped: a read model on file may be
+    shared by several processes on one log (two servers, or ``ctxlog erase`` beside a
+    server), each with its own projector, and whichever applies an event first applies it
+    for all (the checkpoint is read in this write transaction, so they take turns)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        stored = conn.execute(SELECT_CHECKPOINT).fetchone()
+        shared = stored is not None and batch[0].position <= stored[0]
+        if shared:
+            batch = [rec for rec in batch if rec.position > stored[0]]
+            known = None  # rows the other process wrote are newer than the caller's
+            if not batch:
+                conn.execute("COMMIT")
+                return Applied([], True)
         touched: dict[str, ContextRow | None] = {}
         recorded, at = None, 0
         for rec in batch:
@@ -137,6 +166,7 @@ def apply_sync(
                 write_snapshot_sync(conn, ctx)
             if rec.event_id[14] == "5":  # a name-based UUID: the service's idempotency key
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
+            record_sync(conn, rec)
         rows = [c for c in touched.values() if c]
         conn.executemany(UPSERT_CONTEXT, [c.to_row() for c in rows])
         conn.execute(UPSERT_CHECKPOINT, (batch[-1].position, counter.encoding))
@@ -145,7 +175,7 @@ def apply_sync(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return rows
+    return Applied(rows, shared)
 
 
 def _row_before(
@@ -201,9 +231,10 @@ def _apply_event(
             if count is None:
                 count = counter.count_message(role, content, name)
             seq = ctx.message_count
+            subject = sealed_subject(rec, event.metadata, ctx.metadata)
             cursor = conn.execute(INSERT_MESSAGE, (
                 cid, seq, mid, role, json_encode(content).decode(), name,
-                json_encode(event.metadata).decode(), rec.version, count,
+                json_encode(event.metadata).decode(), rec.version, count, subject,
             ))  # fmt: skip
             if cursor.rowcount:  # 0 when the id is already there: a duplicate changes nothing
                 if search:
@@ -215,11 +246,12 @@ def _apply_event(
             info = message_info_sync(conn, cid, mid)
             if info is None or info[3]:
                 return ctx  # unknown or redacted: nothing changes
-            seq, role, name, _, old_content, _, old_tokens, rowid = info
+            seq, role, name, _, old_content, _, old_tokens, rowid, subject, own = info
             tokens = counter.count_message(role, content, name)
-            conn.execute(
-                UPDATE_EDITED, (json_encode(content).decode(), tokens, rec.version, cid, seq)
-            )
+            subject = sealed_subject(rec, metadata_decoder.decode(own), ctx.metadata, subject)
+            conn.execute(UPDATE_EDITED, (
+                json_encode(content).decode(), tokens, rec.version, subject, cid, seq
+            ))  # fmt: skip
             if search:
                 unindex_sync(conn, rowid, old_content)
                 index_sync(conn, rowid, content)
@@ -229,7 +261,7 @@ def _apply_event(
             info = message_info_sync(conn, cid, mid)
             if info is None:
                 return ctx
-            seq, role, name, redacted, content, old_hash, old_tokens, rowid = info
+            seq, role, name, redacted, content, old_hash, old_tokens, rowid, _, _ = info
             new_hash = old_hash if redacted else content_hash(content_decoder.decode(content))
             tokens = counter.count_message(role, "", name)
             conn.execute(UPDATE_REDACTED, (tokens, new_hash, cid, seq))
@@ -244,13 +276,48 @@ def _apply_event(
         case SummaryAdded(summary_id=sid, text=text, through_message_id=through):
             (seq,) = conn.execute(NEXT_SUMMARY_SEQ, (cid,)).fetchone()
             tokens = counter.count_message("system", text)
-            conn.execute(INSERT_SUMMARY, (cid, seq, sid, text, through, rec.version, tokens))
+            subjects = json_encode(sealed_subjects(rec, ctx.metadata)).decode()
+            conn.execute(
+                INSERT_SUMMARY, (cid, seq, sid, text, through, rec.version, tokens, subjects)
+            )
         case ContextRolledBack(to_version=target):
             if 1 <= target < rec.version:
                 _restore(conn, ctx, resolved[cid, target], search)
         case ContextDeleted():
             ctx.deleted = True
     return ctx
+
+
+def refold_sync(
+    conn: sqlite3.Connection, states: list[ContextState], forgotten: list[str]
+) -> tuple[list[ContextRow], list[str]]:
+    """Replace each context's rows with its state in ``states`` (folded again from the log
+    once keys were destroyed, see ``shredding``) and drop its snapshots (they hold the old
+    content), in one transaction; unless some context must be folded again, the same
+    transaction notes the ``forgotten`` keys. A context whose row moved past its state's
+    version meanwhile (another process sharing this read model applied more) is left alone
+    and its id returned, to be folded again; also returned: the new rows of the others."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows, stale = [], []
+        for state in states:
+            row = context_sync(conn, state.context_id)
+            if row is None or row.version != state.version:
+                stale.append(state.context_id)
+                continue
+            _restore(conn, row, state, True)
+            conn.execute(DELETE_SNAPSHOTS, (row.context_id,))
+            conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
+            rows.append(row)
+        conn.executemany(UPSERT_CONTEXT, [row.to_row() for row in rows])
+        if not stale:
+            conn.executemany(MARK_FORGOTTEN, [(key_id,) for key_id in forgotten])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return rows, stale
 
 
 def _restore(conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, search: bool) -> None:
@@ -266,10 +333,9 @@ def _restore(conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, sea
     if search:
         index_context_sync(conn, cid)
     conn.execute(DELETE_SUMMARIES, (cid,))
-    conn.executemany(INSERT_SUMMARY, [
-        (cid, seq, s.summary_id, s.text, s.through_message_id, s.version, s.tokens)
-        for seq, s in enumerate(state.summaries)
-    ])  # fmt: skip
+    conn.executemany(
+        INSERT_SUMMARY, [summary_to_row(cid, seq, s) for seq, s in enumerate(state.summaries)]
+    )
     ctx.metadata, ctx.window, ctx.deleted = state.metadata, state.window, state.deleted
     ctx.message_count = len(state.messages)
     ctx.total_tokens = state.total_tokens

@@ -11,17 +11,28 @@ from eventstore import (
     EventMetadata,
     EventStore,
     ExpectedVersion,
+    MessageAppended,
+    MessageEdited,
     SQLiteRecorder,
+    SummaryAdded,
+    WindowServed,
 )
 from eventstore.sealing import sealable
 
+from . import subjects
 from .acks import Acks
 from .caches import WindowCache
 from .calls import Caller, Written
 from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel
-from .reads import context_sync
+from .reads import (
+    context_sync,
+    event_id_sync,
+    message_info_sync,
+    shown_subjects_sync,
+    subjects_upto_sync,
+)
 from .runner import Progress, Projector
 from .tables import ContextRow
 from .tokens import TokenCounter
@@ -57,14 +68,15 @@ class ServiceBase:
             batch_size=batch_size, snapshot_every=snapshot_every, poll_interval=poll_interval,
         )  # fmt: skip
         self._windows = WindowCache(window_cache)
+        self.projector.forgetting.append(self._windows.clear)
         self._acks = Acks()
         """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()
         self._ready = False
 
     async def rebuild(self, progress: Progress | None = None) -> int:
-        """Drop the read model and replay the log; returns the number of events applied."""
-        self._windows.clear()
+        """Drop the read model and replay the log; returns the number of events applied.
+        The caches are emptied when the new read model is in place (``Projector.rebuild``)."""
         return await self.projector.rebuild(progress)
 
     async def _visible(self, caller: Caller, context_id: str) -> ContextRow:
@@ -111,23 +123,70 @@ class ServiceBase:
         expected: ExpectedVersion,
         ids: list[str] | None,
         message_ids: list[str],
+        *,
+        replay: bool = False,
     ) -> Written:
+        """Append (``replay``: a retry of a keyed command the read model has applied)."""
         # A write is acknowledged once the log has it, and its answer reads it back from the
         # read model: while the projector cannot apply anything, refuse before writing
         # (503, nothing written) rather than write what cannot be read back.
         self.projector.check()
-        subject = None
-        if any(sealable(event) for event in events):
-            # Content of the context's data subject is sealed with that subject's key.
-            ctx = await self._row(stream_id)
-            found = ctx.metadata.get("subject") if ctx is not None else None
-            subject = found if isinstance(found, str) and found else None
+        subjects = await self._stored_subjects(ids) if replay and ids else None
+        if subjects is None:
+            subjects = await self._subjects(stream_id, events)
         result = await self.store.append(
             stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
-            subject=subject,
+            subjects=subjects,
         )  # fmt: skip
         self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
+
+    async def _stored_subjects(self, ids: list[str]) -> list[list[str]] | None:
+        """The subjects the stored events of a replayed command were sealed for: the retry
+        is sealed for the same ones, whatever changed since (a message rolled away, a
+        subject erased), so the store can tell it is the same command. None when the log
+        does not say (rows of an older ctxlog)."""
+        found = await self.readmodel.read_small(event_id_sync, ids[0])
+        if found is None:
+            return None
+        recs, _ = await self.store.read_all(found[1] - 1, len(ids))
+        stored = {rec.event_id: rec for rec in recs}
+        subjects = []
+        for event_id in ids:
+            rec = stored.get(event_id)
+            if rec is None or any(not ref.subject for ref in rec.sealed_by):
+                return None
+            subjects.append([ref.subject for ref in rec.sealed_by])
+        return subjects
+
+    async def _subjects(self, stream_id: str, events: list[EventBase]) -> list[list[str]]:
+        """Whose keys seal each event's content (``subjects`` says why): the subjects of
+        what it carries, read from the read model as the command validated against it."""
+        if not any(sealable(event) for event in events):
+            return [[] for _ in events]
+        ctx = await self._row(stream_id)
+        meta = ctx.metadata if ctx is not None else {}
+        read = self.readmodel.read_small
+        found: list[list[str]] = []
+        for event in events:
+            match event:
+                case MessageAppended(metadata=own):
+                    found.append(subjects.for_message(own, meta))
+                case MessageEdited(message_id=mid):
+                    info = await read(message_info_sync, stream_id, mid)
+                    found.append(subjects.for_edit(None if info is None else info[8], meta))
+                case SummaryAdded(through_message_id=mid):
+                    info = await read(message_info_sync, stream_id, mid)
+                    covered = (
+                        [] if info is None else await read(subjects_upto_sync, stream_id, info[0])
+                    )
+                    found.append(subjects.covering(covered, meta))
+                case WindowServed(message_ids=ids, summary_id=sid):
+                    shown = await read(shown_subjects_sync, stream_id, ids, sid)
+                    found.append(subjects.covering(shown, meta))
+                case _:
+                    found.append([])
+        return found
 
 
 def _default_path(store: EventStore) -> str:

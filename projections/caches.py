@@ -6,6 +6,11 @@ by newer versions only (versions only grow; a rollback is a new version), and a 
 keyed by the version it was computed at. So a cache can be stale only by being behind, and
 the code that reads it checks versions where that matters. Bounded: the least recently used
 entries go first.
+
+One exception: an erasure changes what the read model holds without a new version of every
+context it touches, and a rebuild replaces it whole. Then the caches are emptied, and a read
+that began before that does not put what it read back: it notes the cache's ``generation``
+before reading and passes it to ``put``, which ignores a value of an older generation.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class LRU(Generic[K, V]):
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._items: OrderedDict[K, V] = OrderedDict()
+        self.generation = 0
+        """Moves on at each ``clear``."""
 
     def get(self, key: K) -> V | None:
         """The value, or None; marks it recently used."""
@@ -35,16 +42,20 @@ class LRU(Generic[K, V]):
             self._items.move_to_end(key)
         return value
 
-    def put(self, key: K, value: V) -> None:
-        """Keep ``value`` (handed over: it must not be mutated afterwards)."""
+    def put(self, key: K, value: V, generation: int | None = None) -> None:
+        """Keep ``value`` (handed over: it must not be mutated afterwards), unless it was
+        read before the cache was last cleared (``generation`` older than the cache's)."""
+        if generation is not None and generation != self.generation:
+            return
         self._items[key] = value
         self._items.move_to_end(key)
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
     def clear(self) -> None:
-        """Forget everything (the read model was reset)."""
+        """Forget everything (the read model was reset, or forgot erased content)."""
         self._items.clear()
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._items)

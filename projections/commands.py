@@ -99,7 +99,7 @@ class Commands(ServiceBase):
             ids = [_key_id(caller.tenant, idempotency_key, str(i)) for i in range(len(events))]
         mids = message_ids or []
         if await self._replayed(ids):  # the store answers with the first result, or refuses
-            return await self._append(caller, context_id, events, ANY, ids, mids)
+            return await self._append(caller, context_id, events, ANY, ids, mids, replay=True)
         if expected_version not in KEEP:
             return await self._attempt(
                 caller, context_id, events, check, expected_version, ids, mids
@@ -137,7 +137,9 @@ class Commands(ServiceBase):
                 if ids is not None:
                     await self.projector.catch_up()
                     if await self._replayed(ids):
-                        return await self._append(caller, context_id, events, ANY, ids, mids)
+                        return await self._append(
+                            caller, context_id, events, ANY, ids, mids, replay=True
+                        )
                 raise
             expected = ctx.version if expected_version in KEEP else expected_version
             try:

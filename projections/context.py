@@ -15,6 +15,8 @@ sense is applied as far as it can be, never raised on; ``validate`` rejects thes
 - The first event is ContextCreated or ContextForked. A stream starting otherwise begins as an
   empty context; a later ContextCreated or ContextForked changes nothing but the version.
 - MessageAppended adds a message, counting its tokens once. A duplicate id changes nothing.
+  A message's and a summary's ``subject(s)`` come from the keys the log sealed them with
+  (``subjects``).
 - MessageEdited replaces content and recounts. MessageRedacted blanks content to ``""``,
   recounts, keeps the sha256 of the old content (``content_hash``) and sets ``redacted``.
   Edits and redactions of unknown ids change nothing; an edit of a redacted message changes
@@ -77,6 +79,7 @@ from .errors import (
     MissingHistory,
 )
 from .state import ContextState, Message, ParentRef, Summary, TokenCounting
+from .subjects import sealed_subject, sealed_subjects
 
 Resolver = Callable[[str, int], ContextState]
 """``resolve(context_id, version)``: that context's state as of that version.
@@ -241,6 +244,7 @@ def _apply(
                     metadata=rec.event.metadata,
                     version=rec.version,
                     tokens=counter.count_message(role, content, name),
+                    subject=sealed_subject(rec, rec.event.metadata, b.metadata),
                 )
             )
         case MessageEdited(message_id=mid, content=content):
@@ -253,6 +257,7 @@ def _apply(
                 content=content,
                 tokens=counter.count_message(old.role, content, old.name),
                 edited_version=rec.version,
+                subject=sealed_subject(rec, old.metadata, b.metadata, old.subject),
             )
         case MessageRedacted(message_id=mid):
             i = b.index.get(mid)
@@ -274,7 +279,7 @@ def _apply(
             tokens = counter.count_message("system", text)
             b.summaries.append(Summary(
                 summary_id=sid, text=text, through_message_id=through,
-                version=rec.version, tokens=tokens,
+                version=rec.version, tokens=tokens, subjects=sealed_subjects(rec, b.metadata),
             ))  # fmt: skip
         case ContextRolledBack(to_version=target):
             if 1 <= target < rec.version:

@@ -1,21 +1,23 @@
 """Erasure of a data subject by crypto-shredding, and the read model made to forget it.
 
 The log never changes: the subject's content is sealed in it with the subject's key
-(``eventstore.sealing``). Erasing destroys the key, records a SubjectErased event on each
-context that held the subject's content (the audit trail: who erased, when, which
-contexts), and rebuilds the read model from the log, where that content now decodes as
-"[erased]": message rows, summaries, snapshots and the full-text index all forget it. No copy
-of the plaintext stays in the read model's files either: the rebuild writes a new file and
-unlinks the old one whole, write-ahead log included (a read model in memory has no files).
+(``eventstore.sealing``). Erasing destroys the key, then records a SubjectErased event,
+naming the destroyed key, on each context that held content sealed with it (the audit trail:
+who erased, when, which contexts). Every process that follows the log (this one, another
+server, a stdio MCP server, on the same database) forgets that content when its projector
+applies the event: the contexts holding it are folded again from the log, where it now
+reads "[erased]", and replace their rows, snapshots and search entries; caches are emptied
+(``shredding``, ``Projector.apply``). A read model on file is then rebuilt into a new file
+that replaces the old one whole, write-ahead log included, so that no copy of the plaintext
+stays in its free pages either (a read model in memory has no files).
 
-Affected contexts are found in the read model: those whose metadata names the subject,
-those with a message whose metadata names it, and every fork descending from them (a fork
-shares its parent's messages).
+Affected contexts are found from the sealed events themselves, by the keys that sealed them
+(``sealed_keys``), not from metadata that may have changed since; plus, for content sealed
+by an older ctxlog that did not name subjects in its seals, the contexts and messages whose
+metadata names the subject; and every fork descending from any of them.
 """
 
 from __future__ import annotations
-
-import sqlite3
 
 import msgspec
 
@@ -23,18 +25,8 @@ from eventstore import ANY, SubjectErased
 
 from .base import ServiceBase
 from .calls import Caller
-
-AFFECTED = """
-WITH RECURSIVE affected (context_id) AS (
-    SELECT context_id FROM contexts WHERE json_extract(metadata, '$.subject') = :subject
-    UNION
-    SELECT context_id FROM messages WHERE json_extract(metadata, '$.subject') = :subject
-    UNION
-    SELECT c.context_id FROM contexts c JOIN affected a ON c.parent_id = a.context_id
-)
-SELECT c.context_id FROM contexts c JOIN affected a USING (context_id)
-WHERE c.tenant IS :tenant ORDER BY c.position
-"""
+from .errors import ReadModelInUse
+from .shredding import affected_sync, holding_sync, subject_keys_sync
 
 
 class Erased(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,32 +39,62 @@ class Erased(msgspec.Struct, frozen=True, kw_only=True):
     contexts: list[str]
 
 
-def _affected_sync(conn: sqlite3.Connection, tenant: str | None, subject: str) -> list[str]:
-    return [row[0] for row in conn.execute(AFFECTED, {"subject": subject, "tenant": tenant})]
+class ErasedNotScrubbed(ReadModelInUse):
+    """The erasure is done and recorded, and no process serves the content any more, but the
+    read model file could not be replaced: it may still hold the plaintext in free pages."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.args = (
+            f"the subject's key is destroyed and the erasure recorded, and no process serves"
+            f" its content any more; but the read model {path} is open in another process"
+            f" (a running server?), so its file could not be rebuilt without the content's"
+            f" old bytes: stop that process, then erase again",
+        )
 
 
 class Erasure(ServiceBase):
     """Erasing a data subject (a mixin of ``service.Contexts``)."""
 
     async def erase(self, caller: Caller, subject: str) -> Erased:
-        """Destroy ``subject``'s key in the caller's tenant, record it, and re-project.
+        """Destroy ``subject``'s key in the caller's tenant, record it, and forget the content.
 
         Idempotent: an unknown or already erased subject destroys nothing and records
-        nothing; the read model is still rebuilt when contexts name the subject, so an
-        erasure cut short (key gone, read model not yet rebuilt) is completed by running it
-        again.
+        nothing. An erasure cut short (key destroyed, not recorded; or recorded, read model
+        file not yet rebuilt) is completed by running it again: a key of the subject that
+        sealed content, is gone, and has no erasure recorded is recorded now, and the read
+        model is rebuilt whenever contexts held the subject's content.
         """
+        store, tenant = self.store, caller.tenant
+        destroyed = await store.destroy_subject_key(tenant, subject)
+        # Content sealed with the key before it was destroyed is all in the log now: once the
+        # projector has applied it, the read model knows every context holding it.
         await self.projector.catch_up()
-        contexts = await self.readmodel.read(_affected_sync, caller.tenant, subject)
-        destroyed = await self.store.erase_subject(caller.tenant, subject)
-        if destroyed:
+        known = await self.readmodel.read(subject_keys_sync, tenant, subject)
+        unrecorded = [key_id for key_id, recorded in known if not recorded]
+        remaining = await store.recorder.keys_by_id(unrecorded) if unrecorded else {}
+        pending = sorted({*destroyed, *(k for k in unrecorded if k not in remaining)})
+        every = sorted({*destroyed, *(key_id for key_id, _ in known)})
+        contexts = await self.readmodel.read(affected_sync, tenant, subject, every)
+        if pending:
+            holding = {cid for cid, _ in await self.readmodel.read(holding_sync, pending)}
+            if destroyed:
+                # Content an older ctxlog sealed does not name its subject: its contexts are
+                # found by metadata, and get the record when this erasure destroyed a key.
+                holding.update(await self.readmodel.read(affected_sync, tenant, subject, []))
+            record = [cid for cid in contexts if cid in holding]
             metadata = self._metadata(caller)
-            for context_id in contexts:
-                await self.store.append(
-                    context_id, [SubjectErased(subject=subject)], ANY, metadata=metadata
-                )
-        if destroyed or contexts:
-            await self.rebuild()
+            for context_id in record:
+                await store.append(
+                    context_id, [SubjectErased(subject=subject, key_ids=pending)], ANY,
+                    metadata=metadata,
+                )  # fmt: skip
+            await self.projector.catch_up()  # applied: every context holding it refolded
+        if (pending or contexts) and self.readmodel.on_file:
+            try:
+                await self.rebuild()
+            except ReadModelInUse as e:
+                raise ErasedNotScrubbed(e.path) from e
         return Erased(
-            subject=subject, tenant=caller.tenant, keys_destroyed=destroyed, contexts=contexts
+            subject=subject, tenant=tenant, keys_destroyed=len(destroyed), contexts=contexts
         )

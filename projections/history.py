@@ -75,7 +75,7 @@ SELECT ?, ?, ?, json_group_array(json_object(
     'message_id', message_id, 'role', role, 'content', json(content), 'name', name,
     'metadata', json(metadata), 'version', version, 'tokens', tokens,
     'edited_version', edited_version, 'redacted', json(CASE WHEN redacted THEN 'true'
-    ELSE 'false' END), 'content_hash', content_hash))
+    ELSE 'false' END), 'content_hash', content_hash, 'subject', subject))
 FROM (SELECT * FROM messages WHERE context_id = ? AND seq >= ? AND seq < ? ORDER BY seq)
 """
 
@@ -117,8 +117,11 @@ def _snapshot_sync(
     return header, count, keys
 
 
-def _chunks_sync(conn: sqlite3.Connection, keys: list[ChunkKey]) -> list[bytes]:
-    return [conn.execute(SELECT_CHUNK, key).fetchone()[0] for key in keys]
+def _chunks_sync(conn: sqlite3.Connection, keys: list[ChunkKey]) -> list[bytes] | None:
+    """The chunks' rows; None if one is gone (the projector dropped the context's snapshots
+    after the snapshot was read: they held erased content)."""
+    rows = [conn.execute(SELECT_CHUNK, key).fetchone() for key in keys]
+    return None if any(row is None for row in rows) else [row[0] for row in rows]
 
 
 class History:
@@ -138,14 +141,22 @@ class History:
         self.cache_messages = cache_messages
         self._cache: collections.OrderedDict[ChunkKey, _Chunk] = collections.OrderedDict()
         self._cached = 0
+        self._generation = 0
 
     def clear_cache(self) -> None:
-        """Forget decoded chunks (after a rebuild)."""
+        """Forget decoded chunks (after a rebuild, or once erased content was forgotten); a
+        read in flight does not put what it read before back."""
         self._cache.clear()
         self._cached = 0
+        self._generation += 1
 
     async def state_at(
-        self, context_id: str, version: int, memo: dict[Key, ContextState] | None = None
+        self,
+        context_id: str,
+        version: int,
+        memo: dict[Key, ContextState] | None = None,
+        *,
+        fresh: bool = False,
     ) -> ContextState:
         """The state as of ``version``; InvalidVersion if the stream has not reached it.
 
@@ -153,17 +164,25 @@ class History:
         plus the same again for each older rollback target or fork parent it depends on
         (resolved by ``lineage.resolve``, without recursion; a fork has a snapshot at its
         version 1, so its parent is not needed again once the fork is projected). ``memo``
-        keeps the states resolved on the way, for calls that share ancestors.
+        keeps the states resolved on the way, for calls that share ancestors. ``fresh``: from
+        the log alone, no snapshot (O(events), the parents' included): what the content reads
+        as now, for a read model that must forget erased content.
         """
         memo = {} if memo is None else memo
-        return await resolve((context_id, version), self._load, self.counter, memo)
+        load = self._load_fresh if fresh else self._load
+        return await resolve((context_id, version), load, self.counter, memo)
 
-    async def _load(self, context_id: str, version: int) -> ContextState | Pending:
+    async def _load_fresh(self, context_id: str, version: int) -> ContextState | Pending:
+        return await self._load(context_id, version, fresh=True)
+
+    async def _load(
+        self, context_id: str, version: int, *, fresh: bool = False
+    ) -> ContextState | Pending:
         """The snapshot at ``version`` itself, or the fold that reaches it from the newest
-        snapshot before it (from version 1 without one)."""
+        snapshot before it (from version 1 without one; ``fresh``: always from version 1)."""
         if version < 1:
             raise InvalidVersion(context_id, version, await self.store.stream_version(context_id))
-        base = await self._snapshot(context_id, version)
+        base = None if fresh else await self._snapshot(context_id, version)
         start = 1 if base is None else base.version + 1
         if base is not None and start > version:
             return base
@@ -195,13 +214,17 @@ class History:
                 self._cache.move_to_end(key)
         missing = [key for key in keys if key not in chunks]
         if missing:
+            generation = self._generation
             blobs = await self.readmodel.read(_chunks_sync, missing)
+            if blobs is None:
+                return None
             for key, blob in zip(missing, blobs, strict=True):
                 messages = tuple(_chunk_decoder.decode(blob))
                 offset = key[1] * CHUNK
                 index = {m.message_id: offset + i for i, m in enumerate(messages)}
                 chunks[key] = (messages, index)
-                self._remember(key, chunks[key])
+                if generation == self._generation:
+                    self._remember(key, chunks[key])
         header = _header_decoder.decode(header_blob)
         state = msgspec.structs.replace(
             header, messages=tuple(chain.from_iterable(chunks[k][0] for k in keys))[:count]

@@ -128,10 +128,11 @@ class Queries(ServiceBase):
                 raise ContextIsDeleted(context_id)
             result = self._windows.get((context_id, ctx.version, *params))
             if result is None:
+                generation = self._windows.generation
                 result = await self.readmodel.read_small(_window_sync, context_id, *params)
                 if result is None:  # pragma: no cover (deleted between the two reads)
                     continue
-                self._windows.put((context_id, result.version, *params), result)
+                self._windows.put((context_id, result.version, *params), result, generation)
             if not record:
                 return result
             try:

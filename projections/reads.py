@@ -20,15 +20,20 @@ from .tables import (
     SELECT_LATEST_SUMMARY,
     SELECT_MESSAGE_INFO,
     SELECT_MESSAGE_RANGE,
+    SELECT_MESSAGE_SUBJECTS,
     SELECT_MESSAGES,
     SELECT_MESSAGES_BACKWARD,
     SELECT_NEWEST_UNPINNED_UPTO,
     SELECT_PAGE,
     SELECT_PINNED,
+    SELECT_SUBJECTS_UPTO,
     SELECT_SUMMARIES,
+    SELECT_SUMMARY_SUBJECTS,
     SELECT_TAIL,
     ContextRow,
+    json_encode,
     message_from_row,
+    subjects_decoder,
     summary_from_row,
 )
 from .window import LeftOut, Policy, Window, compose, resolve
@@ -73,9 +78,27 @@ def message_page_sync(
 def message_info_sync(
     conn: sqlite3.Connection, context_id: str, message_id: str
 ) -> tuple[Any, ...] | None:
-    """(seq, role, name, redacted, content, content_hash, tokens, rowid) of a message, or
-    None."""
+    """(seq, role, name, redacted, content, content_hash, tokens, rowid, subject, metadata)
+    of a message, or None."""
     return conn.execute(SELECT_MESSAGE_INFO, (context_id, message_id)).fetchone()  # type: ignore[no-any-return]
+
+
+def subjects_upto_sync(conn: sqlite3.Connection, context_id: str, seq: int) -> list[str]:
+    """The subjects of the context's messages up to and including ``seq``."""
+    return [row[0] for row in conn.execute(SELECT_SUBJECTS_UPTO, (context_id, seq))]
+
+
+def shown_subjects_sync(
+    conn: sqlite3.Connection, context_id: str, message_ids: list[str], summary_id: str | None
+) -> list[str]:
+    """The subjects of the given messages and summary of the context (what a window showed)."""
+    ids = json_encode(message_ids).decode()
+    subjects = [row[0] for row in conn.execute(SELECT_MESSAGE_SUBJECTS, (context_id, ids))]
+    if summary_id is not None:
+        row = conn.execute(SELECT_SUMMARY_SUBJECTS, (context_id, summary_id)).fetchone()
+        if row is not None:
+            subjects += subjects_decoder.decode(row[0])
+    return subjects
 
 
 def event_id_sync(conn: sqlite3.Connection, event_id: str) -> tuple[str, int] | None:

@@ -37,17 +37,24 @@ from eventstore import (
     EventStore,
     MessageAppended,
     RecordedEvent,
+    SubjectErased,
 )
 
-from .apply import MessageCounter, Resolved, Tokens, apply_sync
+from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync, refold_sync
 from .caches import HeaderCache
 from .errors import ProjectionError, ProjectorBehind
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
 from .retry import OK, Backoff, Health, health
 from .search import defer_sync, index_all_sync
+from .shredding import (
+    erased_at_sync,
+    forgotten_sync,
+    holding_sync,
+    not_forgotten_sync,
+    unsettled_sync,
+)
 from .state import TokenCounting
-from .tables import ContextRow
 
 log = logging.getLogger("ctxlog.projector")
 
@@ -89,10 +96,19 @@ class Projector:
         """The last log position applied (and committed)."""
         self.headers = HeaderCache()
         """The rows of recently touched contexts, as committed."""
+        self.forgetting: list[Callable[[], None]] = []
+        """Called whenever the read model forgot content (an erasure applied, a rebuild):
+        whoever caches what was read from it empties that cache."""
         self.error: BaseException | None = None
         """What the last attempt failed on; None once a batch applies again."""
         self.backoff = Backoff(retry_initial, retry_cap)
         self._retry_at = 0.0
+        self._rebuilding = False
+        """True while ``rebuild`` runs: the live loop is stopped, and waiters wait for it."""
+        self._rebuild_turn = asyncio.Lock()
+        self._writing = asyncio.Lock()
+        """Held while a batch or a refold (``shredding``) is applied: each reads the rows
+        it builds on, and must not interleave with another."""
         self._task: asyncio.Task[None] | None = None
         self._advanced = asyncio.Event()
         self._waiting = 0
@@ -166,7 +182,7 @@ class Projector:
         try:
             while self.checkpoint < position:
                 self.check()
-                if not self.running:
+                if not self.running and not self._rebuilding:
                     raise ProjectorFailed("the projector is not running")
                 if loop.time() >= deadline:
                     reason = f"it did not reach position {position} in {self.wait_timeout:g} s"
@@ -188,7 +204,8 @@ class Projector:
         ``patient`` (a server starting), wait on while the projector retries."""
         head = await self.store.head()
         while self.checkpoint < head:
-            if not self.running:
+            # A rebuild stops the live loop for its duration; what waits, waits for it.
+            if not self.running and not self._rebuilding:
                 raise ProjectorFailed("the projector is not running")
             if not patient:
                 self.check()
@@ -202,8 +219,18 @@ class Projector:
         its checkpoint: a read waiting for a newer write waits for the swap), and replaces it
         at the end; in memory, the tables are emptied and refilled in place.
         """
-        was_running = self.running
+        async with self._rebuild_turn:  # two at once would build in one file
+            was_running = self.running
+            self._rebuilding = was_running  # a read of one's own write waits for the new model
+            try:
+                return await self._rebuild(was_running, progress, batch_size)
+            finally:
+                self._rebuilding = False
+                self._wake()
+
+    async def _rebuild(self, was_running: bool, progress: Progress | None, batch_size: int) -> int:
         await self.stop()
+        self.store.keys.forget()  # the log is read anew: no key another process destroyed
         if self.readmodel.on_file:
             target = await self.readmodel.fresh()
             history = History(self.store, target, self.counter)
@@ -211,8 +238,10 @@ class Projector:
             target, history = self.readmodel, self.history
             await target.write(reset_sync, self.counter.encoding)
             self._forget(0)
+        start = await self.store.head()
         try:
             done, through = await self._replay(target, history, progress, batch_size)
+            await self._settle_keys(target, history, start)
             if target is not self.readmodel:
                 await self.readmodel.adopt(target)
         except BaseException:
@@ -229,10 +258,80 @@ class Projector:
 
     def _forget(self, checkpoint: int) -> None:
         """The read model was replaced or reset: drop what was cached from it."""
-        self.history.clear_cache()
         self.headers.clear()
+        self._forget_content()
         self.checkpoint = checkpoint
         self._wake()
+
+    def _forget_content(self) -> None:
+        self.history.clear_cache()
+        for forget in self.forgetting:
+            forget()
+
+    async def reconcile(self) -> list[str]:
+        """Forget the content of keys destroyed behind this read model's back (an erasure
+        cut off between destroying a key and recording it, or between recording it and this
+        read model forgetting it; a key row deleted by hand): every key that sealed content
+        here, its content not forgotten, is checked against the key table, and the contexts
+        holding content of a missing one are folded again. Returns the keys found missing."""
+        missing = await self._missing(self.readmodel)
+        if missing:
+            async with self._writing:
+                await self._refold(missing)
+                self._forget_content()
+        return missing
+
+    async def _missing(self, target: ReadModel) -> list[str]:
+        candidates = await target.read(unsettled_sync)
+        if not candidates:
+            return []
+        existing = await self.store.recorder.keys_by_id(candidates)
+        return [key_id for key_id in candidates if key_id not in existing]
+
+    async def _settle_keys(self, target: ReadModel, history: History, start: int) -> None:
+        """After a rebuild's replay: the content of a key destroyed before it began read as
+        "[erased]" throughout, but one destroyed while it ran may have opened content it
+        read before; fold again what such a key (recorded after ``start``, or not at all)
+        sealed."""
+        missing = await self._missing(target)
+        if not missing:
+            return
+        erased_at = await target.read(erased_at_sync, missing)
+        early = [k for k in missing if (at := erased_at.get(k)) is not None and at <= start]
+        late = [key_id for key_id in missing if key_id not in early]
+        if early:
+            await target.write(forgotten_sync, early)
+        if late:
+            await self._refold(late, target=target, history=history)
+
+    async def _refold(
+        self,
+        key_ids: list[str],
+        *,
+        target: ReadModel | None = None,
+        history: History | None = None,
+    ) -> None:
+        """Fold every context holding content sealed with ``key_ids`` (destroyed) again from
+        the log, where it now reads "[erased]", and replace its rows (``shredding``) in the
+        read model (or a rebuild's ``target``); then note the keys forgotten there."""
+        self.store.keys.forget()
+        target, history = target or self.readmodel, history or self.history
+        only: set[str] | None = None
+        while True:
+            found = await target.read(holding_sync, key_ids)
+            states = [
+                await history.state_at(cid, version, fresh=True)
+                for cid, version in found
+                if only is None or cid in only
+            ]
+            rows, stale = await target.write(refold_sync, states, key_ids)
+            if target is self.readmodel:
+                self.headers.put_rows(rows)
+            if not stale:
+                return
+            # Another process sharing the read model applied more to these meanwhile.
+            self.headers.clear()
+            only = set(stale)
 
     async def _replay(
         self, target: ReadModel, history: History, progress: Progress | None, batch_size: int
@@ -280,13 +379,29 @@ class Projector:
         self, batch: list[RecordedEvent], tokens: Tokens | None = None, *, search: bool = True
     ) -> None:
         """Apply consecutive log events in one transaction with the checkpoint; ``tokens``
-        may hold the messages' counts already (``count_batch``)."""
-        rows = await self._apply_to(self.readmodel, self.history, batch, tokens, search=search)
-        self.headers.put_rows(rows)
-        self.checkpoint = batch[-1].position
-        if self.error is not None:
-            self._recovered()
-        self._wake()
+        may hold the messages' counts already (``count_batch``).
+
+        A ``subject.erased`` starts a transaction of its own: once it is applied, every
+        context holding content sealed with a key it names, not forgotten yet, is folded
+        again from the log (``shredding``), and the caches are emptied."""
+        for part in _parts(batch):
+            erased = sorted({key_id for rec in part for key_id in _erased_keys(rec)})
+            async with self._writing:
+                new = await self.readmodel.read(not_forgotten_sync, erased) if erased else []
+                applied = await self._apply_to(
+                    self.readmodel, self.history, part, tokens, search=search
+                )
+                if applied.shared:  # another process applied part of it: rows moved on unseen
+                    self.headers.clear()
+                self.headers.put_rows(applied.rows)
+                if new:
+                    await self._refold(new)
+                if any(isinstance(rec.event, SubjectErased) for rec in part):
+                    self._forget_content()
+            self.checkpoint = part[-1].position
+            if self.error is not None:
+                self._recovered()
+            self._wake()
 
     async def _apply_to(
         self,
@@ -296,7 +411,7 @@ class Projector:
         tokens: Tokens | None,
         *,
         search: bool,
-    ) -> list[ContextRow]:
+    ) -> Applied:
         resolved: Resolved = {}
         memo: Resolved = {}  # states resolved on the way, shared by the batch's forks
         for rec in batch:
@@ -397,3 +512,21 @@ class Projector:
         while len(batch) < self.batch_size and not queue.empty():
             batch.append(queue.get_nowait())
         return batch
+
+
+def _erased_keys(rec: RecordedEvent) -> list[str]:
+    return rec.event.key_ids if isinstance(rec.event, SubjectErased) else []
+
+
+def _parts(batch: list[RecordedEvent]) -> list[list[RecordedEvent]]:
+    """``batch`` cut before each run of ``subject.erased`` events and after it: the read
+    model a refold starts from is then exactly as of the erasure."""
+    parts: list[list[RecordedEvent]] = []
+    for rec in batch:
+        erasing = isinstance(rec.event, SubjectErased)
+        last = parts[-1] if parts else None
+        if last is None or erasing != isinstance(last[-1].event, SubjectErased):
+            parts.append([rec])
+        else:
+            last.append(rec)
+    return parts

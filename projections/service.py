@@ -48,6 +48,7 @@ class Contexts(Commands, Queries, Erasure):
         checkpoint = await self.readmodel.open(self.counter.encoding)
         await self.projector.start(checkpoint)
         await self.projector.catch_up(patient=patient)
+        await self.projector.reconcile()  # keys destroyed while this read model was closed
         self._ready = True
 
     async def close(self) -> None:

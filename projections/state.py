@@ -37,6 +37,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     ``tokens`` is its cost under the state's ``token_encoding``, per-message overhead included.
     A redacted message keeps its place, id, role, name and metadata; its ``content`` is ``""``
     and ``content_hash`` is the sha256 of what it held (see ``context.content_hash``).
+    ``subject`` is the data subject its content belongs to (``subjects``), None for none.
     """
 
     message_id: str
@@ -49,16 +50,19 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     edited_version: int | None = None
     redacted: bool = False
     content_hash: str | None = None
+    subject: str | None = None
 
 
 class Summary(msgspec.Struct, frozen=True, kw_only=True):
-    """A summary standing in, in windows, for every message up to ``through_message_id``."""
+    """A summary standing in, in windows, for every message up to ``through_message_id``;
+    ``subjects``: the data subjects its text belongs to (``subjects``)."""
 
     summary_id: str
     text: str
     through_message_id: str
     version: int
     tokens: int
+    subjects: tuple[str, ...] = ()
 
 
 class ParentRef(msgspec.Struct, frozen=True):

@@ -22,13 +22,20 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   Each row keeps its own ``tokens``; there is deliberately no running token sum: an edit of
   an old message would have to rewrite every later sum (O(context)), while a window is read
   newest-first through ``window.select_tail`` and stops one unit past the budget, which is
-  already O(window). Pinned system messages come from a partial index.
-- ``summaries``: the context's summaries in order.
+  already O(window). Pinned system messages come from a partial index. ``subject`` is the
+  data subject the message's content belongs to (``subjects``).
+- ``summaries``: the context's summaries in order, each with its ``subjects`` (JSON).
 - ``snapshots`` and ``snapshot_chunks``: time-travel snapshots (owned by ``history``).
 - ``messages_fts``: the full-text index of the messages, and ``search_deferred``, a row while a
   rebuild leaves that index for its end (see ``search``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
+- ``sealed_keys``: which contexts hold content sealed with which subject key, and for which
+  subject ("" when the log does not say), with the position of the latest such event; and
+  ``erased_keys``: keys known to be destroyed, with the position of the first
+  ``subject.erased`` naming each (NULL: found missing, no erasure recorded yet) and whether
+  this read model has forgotten their content. How an erasure finds every context that ever
+  held a subject's content, and how the projector forgets it (``shredding``).
 
 All SQL is in the constants below; the reads are in ``reads``, the connections in ``readmodel``.
 """
@@ -44,7 +51,7 @@ from eventstore import Content, Role, WindowSettings, to_datetime
 from . import search
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -85,6 +92,7 @@ CREATE TABLE IF NOT EXISTS messages (
     edited_version INTEGER,
     redacted       INTEGER NOT NULL,
     content_hash   TEXT,
+    subject        TEXT,
     PRIMARY KEY (context_id, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (context_id, message_id);
@@ -97,6 +105,7 @@ CREATE TABLE IF NOT EXISTS summaries (
     through_message_id TEXT    NOT NULL,
     version            INTEGER NOT NULL,
     tokens             INTEGER NOT NULL,
+    subjects           TEXT    NOT NULL,
     PRIMARY KEY (context_id, seq)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -118,11 +127,24 @@ CREATE TABLE IF NOT EXISTS event_ids (
     context_id TEXT    NOT NULL,
     position   INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sealed_keys (
+    key_id     TEXT    NOT NULL,
+    context_id TEXT    NOT NULL,
+    subject    TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (key_id, context_id)
+);
+CREATE INDEX IF NOT EXISTS sealed_keys_by_subject ON sealed_keys (subject);
+CREATE TABLE IF NOT EXISTS erased_keys (
+    key_id    TEXT    PRIMARY KEY,
+    erased_at INTEGER,
+    forgotten INTEGER NOT NULL
+);
 """
 SCHEMA += search.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
-    *search.TABLES,
+    "sealed_keys", "erased_keys", *search.TABLES,
 )  # fmt: skip
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
@@ -132,7 +154,7 @@ CONTEXT_COLUMNS = (
 )
 MESSAGE_COLUMNS = (
     "message_id, role, content, name, metadata, version, tokens, edited_version, redacted,"
-    " content_hash"
+    " content_hash, subject"
 )
 SELECT_CHECKPOINT = "SELECT position, encoding FROM checkpoint WHERE id = 1"
 UPSERT_CHECKPOINT = (
@@ -164,20 +186,29 @@ SELECT_PINNED = (
     " WHERE context_id = ? AND role = 'system' ORDER BY seq"
 )
 SELECT_MESSAGE_INFO = (
-    "SELECT seq, role, name, redacted, content, content_hash, tokens, rowid FROM messages"
-    " WHERE context_id = ? AND message_id = ?"
+    "SELECT seq, role, name, redacted, content, content_hash, tokens, rowid, subject, metadata"
+    " FROM messages WHERE context_id = ? AND message_id = ?"
+)
+SELECT_SUMMARY_SUBJECTS = "SELECT subjects FROM summaries WHERE context_id = ? AND summary_id = ?"
+SELECT_MESSAGE_SUBJECTS = (
+    "SELECT DISTINCT subject FROM messages WHERE context_id = ? AND subject IS NOT NULL"
+    " AND message_id IN (SELECT value FROM json_each(?))"
+)
+SELECT_SUBJECTS_UPTO = (
+    "SELECT DISTINCT subject FROM messages WHERE context_id = ? AND seq <= ?"
+    " AND subject IS NOT NULL"
 )
 SELECT_NEWEST_UNPINNED_UPTO = (
     "SELECT message_id FROM messages WHERE context_id = ? AND seq <= ? AND role != 'system'"
     " ORDER BY seq DESC LIMIT 1"
 )
 SELECT_SUMMARIES = (
-    "SELECT summary_id, text, through_message_id, version, tokens FROM summaries"
+    "SELECT summary_id, text, through_message_id, version, tokens, subjects FROM summaries"
     " WHERE context_id = ? ORDER BY seq"
 )
 # The newest summary whose covered message is still there (ContextState.latest_summary).
 SELECT_LATEST_SUMMARY = (
-    "SELECT s.summary_id, s.text, s.through_message_id, s.version, s.tokens, m.seq"
+    "SELECT s.summary_id, s.text, s.through_message_id, s.version, s.tokens, s.subjects, m.seq"
     " FROM summaries s JOIN messages m"
     " ON m.context_id = s.context_id AND m.message_id = s.through_message_id"
     " WHERE s.context_id = ? ORDER BY s.seq DESC LIMIT 1"
@@ -205,6 +236,7 @@ json_encode = msgspec.json.Encoder().encode
 content_decoder = msgspec.json.Decoder(Content)
 metadata_decoder = msgspec.json.Decoder(dict[str, Any])
 window_decoder = msgspec.json.Decoder(WindowSettings)
+subjects_decoder = msgspec.json.Decoder(list[str])
 
 
 class ContextRow(msgspec.Struct, kw_only=True):
@@ -275,7 +307,7 @@ def message_from_row(row: tuple[Any, ...]) -> Message:
     return Message(
         message_id=row[0], role=role, content=content_decoder.decode(row[2]), name=row[3],
         metadata=metadata_decoder.decode(row[4]), version=row[5], tokens=row[6],
-        edited_version=row[7], redacted=bool(row[8]), content_hash=row[9],
+        edited_version=row[7], redacted=bool(row[8]), content_hash=row[9], subject=row[10],
     )  # fmt: skip
 
 
@@ -284,15 +316,24 @@ def message_to_row(context_id: str, seq: int, m: Message) -> tuple[Any, ...]:
     return (
         context_id, seq, m.message_id, m.role, json_encode(m.content).decode(), m.name,
         json_encode(m.metadata).decode(), m.version, m.tokens, m.edited_version,
-        int(m.redacted), m.content_hash,
+        int(m.redacted), m.content_hash, m.subject,
     )  # fmt: skip
 
 
 def summary_from_row(row: tuple[Any, ...]) -> Summary:
-    """Decode a ``SELECT_SUMMARIES`` row."""
+    """Decode a ``SELECT_SUMMARIES`` row (extra trailing columns are ignored)."""
     return Summary(
-        summary_id=row[0], text=row[1], through_message_id=row[2], version=row[3], tokens=row[4]
-    )
+        summary_id=row[0], text=row[1], through_message_id=row[2], version=row[3],
+        tokens=row[4], subjects=tuple(subjects_decoder.decode(row[5])),
+    )  # fmt: skip
+
+
+def summary_to_row(context_id: str, seq: int, s: Summary) -> tuple[Any, ...]:
+    """The values of ``INSERT_SUMMARY``."""
+    return (
+        context_id, seq, s.summary_id, s.text, s.through_message_id, s.version, s.tokens,
+        json_encode(s.subjects).decode(),
+    )  # fmt: skip
 
 
 # -- reads, run on a connection's thread --------------------------------------------------

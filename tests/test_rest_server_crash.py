@@ -26,6 +26,8 @@ async def test_acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(
     assert report.acked > 50
     assert report.contexts_compared >= 6
     assert report.retried > 0
+    assert report.deepest_fork >= 3  # a fork of the deepest fork each cycle
+    assert report.erasures >= 3  # an erasure each cycle (retried until answered)
 
 
 @pytest.fixture

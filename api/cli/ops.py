@@ -16,7 +16,17 @@ from rich.markup import escape
 
 from eventstore import ERASED, EventStore
 from eventstore.backup import backup_sqlite
+from eventstore.chain import GENESIS
 from eventstore.files import private_opener
+from eventstore.integrity import (
+    Anchor,
+    BadAnchor,
+    MissingKey,
+    check_anchor,
+    now,
+    read_anchor,
+    write_anchor,
+)
 from eventstore.transfer import ALL, export_log, import_log
 from projections import Caller, Contexts, TokenCounter
 from projections.audit import ReadModelReport, audit_filter, verify_readmodel
@@ -41,29 +51,72 @@ from .support import (
 @click.command(
     epilog=EXIT_CODES, short_help="Check the hash chain and the read model (exit 1 if not)."
 )
+@click.option(
+    "--anchor",
+    "anchor_path",
+    type=click.Path(dir_okay=False),
+    help="Also check the log still holds the head a previous verify wrote to FILE.",
+)
+@click.option(
+    "--write-anchor",
+    "write_path",
+    type=click.Path(dir_okay=False),
+    help="When everything verifies, write the head of the chain to FILE (keep it elsewhere).",
+)
 @db_option
 @format_option
-def verify(db: str, fmt: str) -> None:
+def verify(anchor_path: str | None, write_path: str | None, db: str, fmt: str) -> None:
     """Check the hash chain over the whole log, then that the read model equals a fresh fold
-    of the log for every context. Exits 1 naming the first broken position (or context)."""
-    run(_verify(db, Output(fmt)))
+    of the log for every context. Exits 1 naming the first broken position (or context).
+
+    Also exits 1 for a subject key that sealed content and is gone with no subject.erased
+    event (deleted behind ctxlog's back, or an erasure cut short: erase again to record it).
+    With --anchor FILE, the event at the anchored position must still have the anchored
+    hash: truncating the log or rewriting it (hashes recomputed) at or before that position
+    is caught. --write-anchor FILE records the verified head for the next run."""
+    anchor = None
+    if anchor_path is not None:
+        try:
+            anchor = read_anchor(anchor_path)
+        except FileNotFoundError:
+            raise CliError(Exit.NOT_FOUND, f"no anchor at {anchor_path}") from None
+        except BadAnchor as e:
+            raise CliError(Exit.USAGE, str(e)) from None
+    run(_verify(db, anchor, write_path, Output(fmt)))
 
 
-async def _verify(db: str, out: Output) -> None:
+async def _verify(db: str, anchor: Anchor | None, write_path: str | None, out: Output) -> None:
     path = readmodel_path(db)
+    problem = None
     async with open_store(db) as store:
         with out.progress("hash chain", "read model", unit="items") as (chain, contexts):
-            report = await store.verify(chain)
+            report = await store.verify(chain, keys=True)
             model = ReadModelReport(status="in memory", path="")
-            if report.ok and path is not None:
-                model = await verify_readmodel(store, path, TokenCounter(), progress=contexts)
-    broken = report.broken
+            if report.ok:
+                if anchor is not None:
+                    problem = await check_anchor(store.recorder, anchor, GENESIS)
+                if path is not None:
+                    model = await verify_readmodel(store, path, TokenCounter(), progress=contexts)
+    broken, missing = report.broken, report.missing_keys or []
+    ok = report.ok and problem is None and not missing and model.ok
+    written = None
+    if ok and write_path is not None:
+        written = Anchor(position=report.events, hash=report.head_hash, written_at=now())
+        write_anchor(write_path, written)
     if not out.text:
         out.document({
-            "ok": report.ok and model.ok,
+            "ok": ok,
             "chain": {"ok": report.ok, "events": report.events, "head_hash": report.head_hash,
                       "broken": None if broken is None else msgspec.to_builtins(broken)},
+            "anchor": None if anchor is None or broken is not None else {
+                "ok": problem is None, "position": anchor.position, "hash": anchor.hash,
+                "written_at": anchor.written_at.isoformat(), "problem": problem,
+            },
+            "keys": None if broken is not None else {
+                "ok": not missing, "missing": msgspec.to_builtins(missing),
+            },
             "readmodel": None if broken is not None else msgspec.to_builtins(model),
+            "anchor_written": None if written is None else msgspec.to_builtins(written),
         })  # fmt: skip
     elif broken is not None:
         out.print(f"hash chain: BROKEN at position {broken.position}: {broken.reason}", style="red")
@@ -72,9 +125,22 @@ async def _verify(db: str, out: Output) -> None:
         out.print(
             f"hash chain: ok, {report.events:,} events, head {report.head_hash}", style="green"
         )
+        _print_anchor(out, anchor, problem)
+        _print_keys(out, missing)
         _print_readmodel(out, model)
+        if written is not None:
+            out.print(f"anchor written to {write_path}: position {written.position:,}")
     if broken is not None:
         raise CliError(Exit.FAILED, f"hash chain broken at position {broken.position}")
+    if problem is not None:
+        raise CliError(Exit.FAILED, f"anchor: {problem}")
+    if missing:
+        first = missing[0]
+        raise CliError(
+            Exit.FAILED,
+            f"{len(missing)} subject keys are gone with no subject.erased event, first"
+            f" {first.key_id} (content at position {first.position})",
+        )
     if model.status == "damaged":
         raise CliError(
             Exit.FAILED,
@@ -82,12 +148,35 @@ async def _verify(db: str, out: Output) -> None:
             " and rebuilds it at start, or run ctxlog rebuild",
         )
     if not model.ok:
-        first = model.mismatches[0]
+        first_diff = model.mismatches[0]
         raise CliError(
             Exit.FAILED,
             f"read model differs from the log in {model.differing} contexts, first "
-            f"{first.context_id} (v{first.version})",
+            f"{first_diff.context_id} (v{first_diff.version})",
         )
+
+
+def _print_anchor(out: Output, anchor: Anchor | None, problem: str | None) -> None:
+    if anchor is None:
+        return
+    if problem is None:
+        out.print(
+            f"anchor: ok, position {anchor.position:,} still has the hash anchored at"
+            f" {anchor.written_at.isoformat()}",
+            style="green",
+        )
+    else:
+        out.print(f"anchor: FAILED: {problem}", style="red")
+
+
+def _print_keys(out: Output, missing: list[MissingKey]) -> None:
+    if not missing:
+        out.print("subject keys: ok, every key gone was erased on record", style="green")
+        return
+    out.print(f"subject keys: {len(missing)} GONE with no subject.erased event", style="red")
+    for m in missing[:20]:
+        out.print(f"  {m.key_id} ({m.subject or 'subject not named'}): content at position"
+                  f" {m.position:,}", style="red")  # fmt: skip
 
 
 def _print_readmodel(out: Output, model: ReadModelReport) -> None:
@@ -316,12 +405,14 @@ async def _rebuild_store(store: EventStore, out: Output) -> tuple[int, Damaged |
 @db_option
 @format_option
 def erase(subject: str, tenant: str | None, db: str, fmt: str) -> None:
-    """Destroy SUBJECT's key: every message content of that subject (metadata.subject on the
-    message or its context) reads as "[erased]" from now on, in the log, the read model,
-    exports and later backups. The log, its hash chain and history stay intact; each
-    affected context records a subject.erased event. Idempotent. With a server running,
-    erase through its API instead (POST /api/v1/subjects/{subject}/erase), or stop it first:
-    the read model it holds open is not replaced under it (exit 6; run this again)."""
+    """Destroy SUBJECT's key: every content of that subject (metadata.subject on the message
+    or its context; edits, summaries and served windows' digests too) reads as "[erased]"
+    from now on, in the log, the read model, exports and later backups, and every running
+    server stops serving it within seconds. The log, its hash chain and history stay intact;
+    each affected context records a subject.erased event. Idempotent. Beside a running
+    server the read model's file cannot be rebuilt without the content's old bytes (exit 6:
+    stop the server and run this again), so erase through its API instead
+    (POST /api/v1/subjects/{subject}/erase) or stop it first."""
     run(_erase(db, subject, tenant, Output(fmt)))
 
 

@@ -82,7 +82,8 @@ class Target:
 
     @property
     def immutable(self) -> bool:
-        """A past version never changes (reads may be cached, updates never come)."""
+        """A past version never changes (updates never come), except that content of a data
+        subject in it reads "[erased]" once the subject is erased (see ``read``)."""
         return self.version is not None
 
 
@@ -142,9 +143,12 @@ def _resource(state: pj.ContextState) -> dict[str, Any]:
     }
 
 
-async def read(contexts: Contexts, caller: Caller, target: Target) -> dict[str, Any]:
-    """``resources/read``: the resource as JSON text. Raises the service's errors (the
-    caller maps them to "not found")."""
+async def read(contexts: Contexts, caller: Caller, target: Target) -> tuple[dict[str, Any], bool]:
+    """``resources/read``: the resource as JSON text, and whether a client may cache it for
+    long (a past version holding no content of a data subject: nothing can change it; one
+    that does changes when the subject is erased). Raises the service's errors (the caller
+    maps them to "not found")."""
+    lasting = False
     body: msgspec.Struct
     if target.kind == "window":
         body = render.render_window(await contexts.window(caller, target.context_id))
@@ -159,8 +163,13 @@ async def read(contexts: Contexts, caller: Caller, target: Target) -> dict[str, 
     else:
         state = await contexts.get(caller, target.context_id, version=target.version)
         body = render.render_context(state)
+        lasting = target.immutable and not _erasable(state)
     text = msgspec.json.encode(body).decode()
-    return {"contents": [{"uri": target.uri, "mimeType": MIME, "text": text}]}
+    return {"contents": [{"uri": target.uri, "mimeType": MIME, "text": text}]}, lasting
+
+
+def _erasable(state: pj.ContextState) -> bool:
+    return any(m.subject for m in state.messages) or any(s.subjects for s in state.summaries)
 
 
 async def check(contexts: Contexts, caller: Caller, target: Target) -> None:

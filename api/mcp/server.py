@@ -55,7 +55,8 @@ MAX_SUBSCRIPTIONS = 1000
 """Resources one session (or one listen stream) may watch."""
 STATIC_TTL_MS = 3_600_000
 """How long a client may cache what never changes while the server runs (lists of tools,
-prompts and templates; a past version of a context)."""
+prompts and templates; a past version of a context holding no content of a data subject,
+which an erasure would change)."""
 
 
 @dataclasses.dataclass
@@ -209,7 +210,7 @@ def _not_found(call: Call, uri: str) -> RpcError:
 async def _read(server: Server, call: Call, params: dict[str, Any]) -> dict[str, Any]:
     target = resources.parse(params.get("uri"))
     try:
-        result = await resources.read(await server.contexts(), call.caller, target)
+        result, lasting = await resources.read(await server.contexts(), call.caller, target)
     except (pj.ContextNotFound, pj.ContextIsDeleted, pj.InvalidVersion, es.InvalidStreamId):
         raise _not_found(call, target.uri) from None
     except (pj.InvalidCommand, pj.UnknownModel, pj.EncodingUnavailable) as e:
@@ -217,7 +218,7 @@ async def _read(server: Server, call: Call, params: dict[str, Any]) -> dict[str,
     except (es.StoreUnavailable, es.StoreClosed):
         raise Unavailable("the database is unavailable") from None
     if call.modern:
-        ttl = STATIC_TTL_MS if target.immutable else 0
+        ttl = STATIC_TTL_MS if lasting else 0
         result.update(ttlMs=ttl, cacheScope="private")
     return result
 

@@ -353,9 +353,13 @@ async def fork(request: web.Request) -> web.Response:
     errors=(400,),
     description=(
         "Destroys the key of `subject` (a `metadata.subject` of messages or contexts) in the"
-        " caller's tenant: that content reads as `[erased]` everywhere from now on, while the"
-        " log, its hash chain and history stay intact. Each affected context records a"
-        " `subject.erased` event. An unknown or already erased subject is not an error."
+        " caller's tenant: that content (messages, their edits, summaries of them, served"
+        " windows' digests) reads as `[erased]` everywhere from now on, in every process on"
+        " the database, while the log, its hash chain and history stay intact. Each context"
+        " that held it records a `subject.erased` event. An unknown or already erased subject"
+        " is not an error. 503 when the erasure is done but another process holds the read"
+        " model's file open, so it could not be rebuilt without the old bytes: erase again"
+        " once that process is stopped."
     ),
 )
 async def erase_subject(request: web.Request) -> web.Response:
