@@ -2,7 +2,8 @@
 
 Rules, in order of the result's ``entries``:
 
-1. Every system-role message is pinned, in its original order, even one older than the
+1. Every system-role message (``system``, and ``developer``, OpenAI's newer name for it:
+   ``eventstore.PINNED_ROLES``) is pinned, in its original order, even one older than the
    summary or placed mid-conversation (it moves to the front). Pinned messages always count
    against the budget; they are never left out.
 2. The latest summary (``ContextState.latest_summary``) follows as a system entry; the
@@ -44,6 +45,7 @@ from typing import Literal
 import msgspec
 
 from eventstore.events import (
+    PINNED_ROLES,
     Content,
     Role,
     ToolCallPart,
@@ -144,7 +146,7 @@ def _units(
             if unit:  # results whose call the summary covers
                 yield unit, True
             return
-        if message.role == "system":
+        if message.role in PINNED_ROLES:
             continue  # pinned by the caller
         unit.append(message)
         pending |= _result_ids(message)
@@ -294,7 +296,7 @@ def _counted(newest_first: Iterable[Message], counting: Accounting) -> Iterator[
     """The messages with the window's counts, counted lazily as the selection reads them
     (system messages are pinned by the caller and skipped by the selection: left as they are)."""
     for message in newest_first:
-        yield message if message.role == "system" else counting.message(message)
+        yield message if message.role in PINNED_ROLES else counting.message(message)
 
 
 def resolve(
@@ -340,7 +342,7 @@ def window(
         state.window, state.token_encoding, max_tokens, model, policy, last_n, format_name
     )
     summary = state.latest_summary
-    pinned = [m for m in state.messages if m.role == "system"]
+    pinned = [m for m in state.messages if m.role in PINNED_ROLES]
     result, tail = compose(
         context_id=state.context_id,
         version=state.version,
@@ -363,16 +365,18 @@ def _left_out(state: ContextState, summary: Summary | None, tail: Tail) -> tuple
     if tail.stop is not None:
         newest = tail.blocked[-1]
         end = state.index[newest.message_id]
-        count = sum(1 for m in state.messages[covered_end + 1 : end + 1] if m.role != "system")
+        count = sum(
+            1 for m in state.messages[covered_end + 1 : end + 1] if m.role not in PINNED_ROLES
+        )
         left.append(LeftOut(reason=tail.stop, count=count, newest_message_id=newest.message_id))
     if summary is not None:
         covered = state.messages[: covered_end + 1]
-        count = sum(1 for m in covered if m.role != "system") + len(tail.covered_results)
+        count = sum(1 for m in covered if m.role not in PINNED_ROLES) + len(tail.covered_results)
         if count:
             newest_id = (
                 tail.covered_results[-1].message_id
                 if tail.covered_results
-                else next(m.message_id for m in reversed(covered) if m.role != "system")
+                else next(m.message_id for m in reversed(covered) if m.role not in PINNED_ROLES)
             )
             left.append(
                 LeftOut(reason="covered_by_summary", count=count, newest_message_id=newest_id)
