@@ -219,6 +219,9 @@ class WindowServed(EventBase, frozen=True, tag="window.served"):
     summary_id: str | None = None
     total_tokens: int = 0
     window_hash: str = ""
+    format: str | msgspec.UnsetType = msgspec.UNSET
+    """The request format whose framing was counted (``openai``, ``responses``,
+    ``anthropic``); unset in events recorded before formats existed."""
 
 
 class SubjectErased(EventBase, frozen=True, tag="subject.erased"):

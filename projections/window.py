@@ -395,4 +395,5 @@ def served_event(window: Window) -> WindowServed:
         summary_id=window.summary_id,
         total_tokens=window.total_tokens,
         window_hash=window.window_hash,
+        format=window.format,
     )

@@ -1,0 +1,306 @@
+"""What every provider format shares: reading a client's JSON with exact paths, and the
+window as a list of turns that any provider accepts.
+
+Reading: ``Obj`` walks one JSON object, field by field; every field it is not asked about is
+an error naming its path, so nothing a client sends is dropped unseen. Fields a format
+defines but ctxlog does not model are taken with ``Obj.kept`` into a part's ``extra`` (under
+the format's name) and rendered back in that format only.
+
+Writing: ``turns`` turns a window's entries into ``Turn``s that are valid in every format: a
+summary is a system turn, a redacted message shows ``REDACTED`` (keeping the ids of its tool
+calls and results: ``projections.context.redacted_content``), and a tool call or result whose
+partner is not in the window (its content was erased, or a client wrote it so) becomes text,
+because every provider refuses a result without its call, or a call left unanswered before
+the next turn.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import msgspec
+
+from eventstore import (
+    PINNED_ROLES,
+    Content,
+    Extra,
+    FilePart,
+    ImagePart,
+    OpaquePart,
+    Part,
+    RefusalPart,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
+from projections import WindowEntry
+
+REDACTED = "[redacted]"
+"""What a redacted message shows a model (providers refuse empty text)."""
+
+_json = msgspec.json.Encoder()
+
+
+class FormatError(ValueError):
+    """A message that is not valid in its declared format; ``path`` names the field
+    (``$.messages[3].tool_call_id``). Nothing is written."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def fail(message: str, path: str) -> NoReturn:
+    """Raise FormatError(message, path)."""
+    raise FormatError(message, path)
+
+
+def type_name(value: object) -> str:
+    """The JSON name of a value's type, for error messages."""
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "boolean"
+        case int() | float():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "object"
+    return type(value).__name__  # pragma: no cover
+
+
+class Obj:
+    """One JSON object of a client's message, read field by field at ``path``."""
+
+    def __init__(self, value: object, path: str, what: str = "an object") -> None:
+        if not isinstance(value, dict):
+            fail(f"expected {what}, got {type_name(value)}", path)
+        self.value: dict[str, Any] = value
+        self.path = path
+        self._seen: set[str] = set()
+
+    def at(self, key: str) -> str:
+        """The path of ``key`` in this object."""
+        return f"{self.path}.{key}"
+
+    def get(self, key: str) -> Any:
+        """The raw value of ``key`` (None when absent); marks it seen."""
+        self._seen.add(key)
+        return self.value.get(key)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is present (even as null)."""
+        return key in self.value
+
+    def str(self, key: str, *, required: bool = True, null: bool = False) -> str | None:
+        """A string field; FormatError when missing (if ``required``) or of another type."""
+        value = self.get(key)
+        if value is None:
+            if key in self.value and not null:
+                fail(f"{key} must be a string, not null", self.at(key))
+            if required:
+                fail(f"{key} is required", self.at(key))
+            return None
+        if not isinstance(value, str):
+            fail(f"{key} must be a string, got {type_name(value)}", self.at(key))
+        return value
+
+    def req(self, key: str) -> str:
+        """A required string field."""
+        value = self.str(key)
+        assert value is not None
+        return value
+
+    def one_of(self, key: str, allowed: tuple[str, ...], *, required: bool = True) -> str | None:
+        """A string field with one of ``allowed`` values."""
+        value = self.str(key, required=required)
+        if value is not None and value not in allowed:
+            fail(f"{key} must be one of {', '.join(allowed)}; got {value!r}", self.at(key))
+        return value
+
+    def list(self, key: str, *, required: bool = True) -> list[Any] | None:
+        """An array field."""
+        value = self.get(key)
+        if value is None:
+            if required:
+                fail(f"{key} is required", self.at(key))
+            return None
+        if not isinstance(value, list):
+            fail(f"{key} must be an array, got {type_name(value)}", self.at(key))
+        return value
+
+    def kept(self, fmt: str, keys: tuple[str, ...]) -> Extra:
+        """Those of ``keys`` present here, as a part's ``extra`` under format ``fmt``."""
+        found = {k: self.get(k) for k in keys if k in self.value}
+        return {fmt: found} if found else msgspec.UNSET
+
+    def done(self) -> None:
+        """FormatError for the first field nobody asked about (unknown to the format)."""
+        for key in self.value:
+            if key not in self._seen:
+                fail(f"unknown field {key!r}", self.at(key))
+
+
+def extra_of(part: Part, fmt: str) -> dict[str, Any]:
+    """The fields ``part`` keeps for format ``fmt`` ({} if none)."""
+    extra = getattr(part, "extra", msgspec.UNSET)
+    if extra is msgspec.UNSET or not isinstance(extra, dict):
+        return {}
+    found = extra.get(fmt)
+    return found if isinstance(found, dict) else {}
+
+
+def with_extra(value: dict[str, Any], part: Part, fmt: str) -> dict[str, Any]:
+    """``value`` (a rendered part) with the fields ``part`` keeps for ``fmt``."""
+    kept = extra_of(part, fmt)
+    return {**value, **kept} if kept else value
+
+
+# -- data URLs and tool arguments ---------------------------------------------------------------
+
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,([A-Za-z0-9+/=\s]*)", re.ASCII)
+
+
+def split_data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a ``data:<type>;base64,<data>`` URL, else None."""
+    match = _DATA_URL.fullmatch(url)
+    return None if match is None else (match.group(1), match.group(2))
+
+
+def data_url(media_type: str, data: str) -> str:
+    """A base64 data URL."""
+    return f"data:{media_type};base64,{data}"
+
+
+def check_base64(data: str, path: str) -> None:
+    """FormatError when ``data`` is not base64."""
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        fail("data must be base64", path)
+
+
+def tool_call(call_id: str, name: str, raw: str, extra: Extra = msgspec.UNSET) -> ToolCallPart:
+    """A tool call from arguments as a JSON string: parsed when they are a JSON object, and
+    kept as written (``arguments_json``) whenever that is not their compact form."""
+    try:
+        parsed = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        parsed = None
+    arguments = parsed if isinstance(parsed, dict) else {}
+    keep = isinstance(parsed, dict) and _json.encode(parsed).decode() == raw
+    return ToolCallPart(
+        id=call_id,
+        name=name,
+        arguments=arguments,
+        arguments_json=msgspec.UNSET if keep else raw,
+        extra=extra,
+    )
+
+
+def arguments_json(part: ToolCallPart) -> str:
+    """A tool call's arguments as a JSON string, exactly as they were written."""
+    if isinstance(part.arguments_json, str):
+        return part.arguments_json
+    return _json.encode(part.arguments).decode()
+
+
+# -- the window as turns --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a window as every format sees it: ``role`` is the stored one, or
+    ``system`` for the summary; ``pinned`` for system, developer and summary turns."""
+
+    role: Role
+    content: Content
+    name: str | None = None
+    pinned: bool = False
+
+
+def turns(entries: tuple[WindowEntry, ...]) -> list[Turn]:
+    """The window's entries as turns any provider accepts (see the module docstring)."""
+    out: list[Turn] = []
+    for e in entries:
+        content = e.content
+        if e.redacted:
+            skeleton = [] if isinstance(content, str) else list(content)
+            content = [TextPart(text=REDACTED), *skeleton] if skeleton else REDACTED
+        role: Role = "system" if e.kind == "summary" else e.role
+        out.append(Turn(role, content, e.name, e.kind != "message" or e.role in PINNED_ROLES))
+    return _paired(out)
+
+
+def _ids(turns: list[Turn], kind: type[ToolCallPart] | type[ToolResultPart]) -> set[str]:
+    found: set[str] = set()
+    for t in turns:
+        if not isinstance(t.content, str):
+            for p in t.content:
+                if isinstance(p, ToolCallPart) and kind is ToolCallPart:
+                    found.add(p.id)
+                elif isinstance(p, ToolResultPart) and kind is ToolResultPart:
+                    found.add(p.call_id)
+    return found
+
+
+def _paired(turns: list[Turn]) -> list[Turn]:
+    """Turns whose tool calls and results all have their partner; the others as text."""
+    calls, results = _ids(turns, ToolCallPart), _ids(turns, ToolResultPart)
+    if calls == results:
+        return turns
+    out: list[Turn] = []
+    for t in turns:
+        if isinstance(t.content, str) or not any(
+            (isinstance(p, ToolCallPart) and p.id not in results)
+            or (isinstance(p, ToolResultPart) and p.call_id not in calls)
+            for p in t.content
+        ):
+            out.append(t)
+            continue
+        parts: list[Part] = []
+        for p in t.content:
+            if isinstance(p, ToolCallPart) and p.id not in results:
+                parts.append(TextPart(text=f"[tool call {p.name}: {arguments_json(p)}]"))
+            elif isinstance(p, ToolResultPart) and p.call_id not in calls:
+                parts.append(TextPart(text=f"[tool result: {text_of(p.content)}]"))
+            else:
+                parts.append(p)
+        role: Role = "user" if t.role == "tool" else t.role
+        if role == "user" and any(isinstance(p, ToolResultPart) for p in parts):
+            role = "tool"  # it still answers a call that is there
+        out.append(Turn(role, parts, t.name, t.pinned))
+    return out
+
+
+def text_of(content: Content | list[TextPart | ImagePart | FilePart]) -> str:
+    """The plain text of content (its text and refusal parts)."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.text for p in content if isinstance(p, TextPart | RefusalPart) and p.text)
+
+
+def as_parts(content: Content) -> list[Part]:
+    """Content as a list of parts (a string is one text part)."""
+    return [TextPart(text=content)] if isinstance(content, str) else list(content)
+
+
+def opaque(part: Part, fmt: str) -> bool:
+    """Whether ``part`` is a provider's opaque block of another format than ``fmt`` (left
+    out: only the provider that wrote it can read it)."""
+    return isinstance(part, OpaquePart) and part.format != fmt
+
+
+def file_label(part: FilePart) -> str:
+    """What a file reference is called, for a format that cannot carry it."""
+    return part.name or part.uri or part.file_id or "file"
