@@ -39,7 +39,7 @@ in-memory composition of the same pieces over a ``ContextState``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
 import msgspec
@@ -158,14 +158,20 @@ def _units(
         yield unit, False
 
 
+def _stored(message: Message) -> int:
+    return message.tokens
+
+
 def select_tail(
     newest_first: Iterable[Message],
     *,
     budget: int | None,
     last_n: int | None = None,
     through_message_id: str | None = None,
+    cost: Callable[[Message], int] = _stored,
 ) -> Tail:
-    """The newest units that fit ``budget`` tokens (None: any) and ``last_n`` messages.
+    """The newest units that fit ``budget`` tokens (None: any) and ``last_n`` messages, each
+    message costing ``cost(message)`` (default: its stored ``tokens``).
 
     Reads ``newest_first`` lazily and stops one unit past the window or at
     ``through_message_id`` (the summary's boundary); system messages in it are skipped.
@@ -180,11 +186,11 @@ def select_tail(
                 stop=None,
                 covered_results=tuple(reversed(unit)),
             )
-        cost = sum(m.tokens for m in unit)
+        size = sum(cost(m) for m in unit)
         stop: Reason | None = None
         if last_n is not None and len(taken) + len(unit) > last_n:
             stop = "beyond_last_n"
-        elif budget is not None and tokens + cost > budget:
+        elif budget is not None and tokens + size > budget:
             stop = "over_budget"
         if stop is not None:
             return Tail(
@@ -194,18 +200,18 @@ def select_tail(
                 blocked=tuple(reversed(unit)),
             )
         taken.extend(unit)
-        tokens += cost
+        tokens += size
     return Tail(messages=tuple(reversed(taken)), tokens=tokens, stop=None)
 
 
-def _entry(message: Message, kind: Literal["system", "message"]) -> WindowEntry:
+def _entry(message: Message, kind: Literal["system", "message"], tokens: int) -> WindowEntry:
     return WindowEntry(
         kind=kind,
         id=message.message_id,
         role=message.role,
         content=message.content,
         name=message.name,
-        tokens=message.tokens,
+        tokens=tokens,
         redacted=message.redacted,
     )
 
@@ -231,10 +237,14 @@ def compose(
 ) -> tuple[Window, Tail]:
     """A Window from its parts (any source), counted as ``counting`` says (the stored counts,
     recounted or estimated); ``left_out`` is left for the caller to count."""
+    cost = _stored
     if not counting.stored:
         pinned = [counting.message(m) for m in pinned]
         summary = None if summary is None else counting.summary(summary)
-        newest_first = _counted(newest_first, counting)
+        if counting.reframed:
+            cost = counting.tokens  # arithmetic on the stored counts, no copies
+        else:
+            newest_first = _counted(newest_first, counting)
     priming = counting.framing.reply_priming
     fixed = sum(m.tokens for m in pinned) + (summary.tokens if summary else 0) + priming
     budget = None if max_tokens is None else max(max_tokens - fixed, 0)
@@ -243,19 +253,20 @@ def compose(
         budget=budget,
         last_n=last_n if policy == "last_n" else None,
         through_message_id=summary.through_message_id if summary else None,
+        cost=cost,
     )
-    entries = [_entry(m, "system") for m in pinned]
+    entries = [_entry(m, "system", m.tokens) for m in pinned]
     if summary is not None:
         entries.append(WindowEntry(
             kind="summary", id=summary.summary_id, role="system",
             content=summary.text, tokens=summary.tokens,
         ))  # fmt: skip
-    entries.extend(_entry(m, "message") for m in tail.messages)
+    entries.extend(_entry(m, "message", cost(m)) for m in tail.messages)
     newest_does_not_fit = tail.stop is not None and not tail.messages
     reason = counting.reason
     if newest_does_not_fit:
         newest = tail.blocked[-1]
-        size = sum(m.tokens for m in tail.blocked)
+        size = sum(cost(m) for m in tail.blocked)
         what = f"the newest message {newest.message_id!r}"
         if len(tail.blocked) > 1:
             what += f" with its tool call/results ({len(tail.blocked)} messages)"

@@ -239,18 +239,17 @@ def render(turns: list[Turn]) -> tuple[str | list[dict[str, Any]] | None, list[d
     elif pinned:
         system = [b for t in pinned for b in _blocks_out(t.content) if b["type"] == "text"]
     messages: list[dict[str, Any]] = []
-    for t in turns:
-        if t.pinned:
+    last = ""
+    for role, content, _, is_pinned in turns:
+        if is_pinned:
             continue
-        role = "assistant" if t.role == "assistant" else "user"
-        if isinstance(t.content, str):
-            content: str | list[dict[str, Any]] = t.content
+        side = "assistant" if role == "assistant" else "user"
+        body = content if type(content) is str else _blocks_out(content)
+        if side == last:
+            _merge(messages[-1], body)
         else:
-            content = _blocks_out(t.content)
-        if messages and messages[-1]["role"] == role:
-            _merge(messages[-1], content)
-        else:
-            messages.append({"role": role, "content": content})
+            messages.append({"role": side, "content": body})
+            last = side
     return system, messages
 
 
@@ -265,15 +264,22 @@ def _merge(turn: dict[str, Any], content: str | list[dict[str, Any]]) -> None:
 def _blocks_out(content: str | list[Any]) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    out: list[dict[str, Any]] = []
-    for p in content:
-        block = _block_out(p)
-        if block is not None:
-            out.append(block)
-    return out
+    return [b for b in map(_block_out, content) if b is not None]
 
 
 def _block_out(p: Part) -> dict[str, Any] | None:
+    kind = type(p)  # the common blocks first, without pattern matching: a hot path
+    if kind is TextPart:
+        assert isinstance(p, TextPart)
+        return with_extra({"type": "text", "text": p.text}, p, NAME)
+    if kind is ToolCallPart and type(p.extra) is not dict:  # type: ignore[union-attr]
+        assert isinstance(p, ToolCallPart)
+        if not isinstance(p.arguments_json, str):
+            return {"type": "tool_use", "id": p.id, "name": p.name, "input": p.arguments}
+    if kind is ToolResultPart and type(p.extra) is not dict:  # type: ignore[union-attr]
+        assert isinstance(p, ToolResultPart)
+        if isinstance(p.content, str) and p.content and not p.is_error:
+            return {"type": "tool_result", "tool_use_id": p.call_id, "content": p.content}
     match p:
         case TextPart(text=text) | RefusalPart(text=text):
             return with_extra({"type": "text", "text": text}, p, NAME)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import msgspec
 
@@ -153,8 +152,8 @@ class Obj:
 
 def extra_of(part: Part, fmt: str) -> dict[str, Any]:
     """The fields ``part`` keeps for format ``fmt`` ({} if none)."""
-    extra = getattr(part, "extra", msgspec.UNSET)
-    if extra is msgspec.UNSET or not isinstance(extra, dict):
+    extra = getattr(part, "extra", None)
+    if type(extra) is not dict:  # UNSET, nearly always
         return {}
     found = extra.get(fmt)
     return found if isinstance(found, dict) else {}
@@ -162,8 +161,11 @@ def extra_of(part: Part, fmt: str) -> dict[str, Any]:
 
 def with_extra(value: dict[str, Any], part: Part, fmt: str) -> dict[str, Any]:
     """``value`` (a rendered part) with the fields ``part`` keeps for ``fmt``."""
-    kept = extra_of(part, fmt)
-    return {**value, **kept} if kept else value
+    extra = getattr(part, "extra", None)
+    if type(extra) is not dict:
+        return value
+    kept = extra.get(fmt)
+    return {**value, **kept} if isinstance(kept, dict) and kept else value
 
 
 # -- data URLs and tool arguments ---------------------------------------------------------------
@@ -218,10 +220,10 @@ def arguments_json(part: ToolCallPart) -> str:
 # -- the window as turns --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Turn:
+class Turn(NamedTuple):
     """One message of a window as every format sees it: ``role`` is the stored one, or
-    ``system`` for the summary; ``pinned`` for system, developer and summary turns."""
+    ``system`` for the summary; ``pinned`` for system, developer and summary turns. (A
+    NamedTuple: a window makes one per message on every formatted read.)"""
 
     role: Role
     content: Content
@@ -232,33 +234,30 @@ class Turn:
 def turns(entries: tuple[WindowEntry, ...]) -> list[Turn]:
     """The window's entries as turns any provider accepts (see the module docstring)."""
     out: list[Turn] = []
+    calls: set[str] = set()
+    results: set[str] = set()
     for e in entries:
         content = e.content
-        if e.redacted:
-            skeleton = [] if isinstance(content, str) else list(content)
-            content = [TextPart(text=REDACTED), *skeleton] if skeleton else REDACTED
-        role: Role = "system" if e.kind == "summary" else e.role
-        out.append(Turn(role, content, e.name, e.kind != "message" or e.role in PINNED_ROLES))
-    return _paired(out)
+        if isinstance(content, str):
+            if e.redacted:
+                content = REDACTED
+        else:
+            for p in content:
+                if isinstance(p, ToolCallPart):
+                    calls.add(p.id)
+                elif isinstance(p, ToolResultPart):
+                    results.add(p.call_id)
+            if e.redacted:
+                content = [TextPart(text=REDACTED), *content] if content else REDACTED
+        if e.kind == "message":
+            out.append(Turn(e.role, content, e.name, e.role in PINNED_ROLES))
+        else:
+            out.append(Turn("system" if e.kind == "summary" else e.role, content, e.name, True))
+    return out if calls == results else _paired(out, calls, results)
 
 
-def _ids(turns: list[Turn], kind: type[ToolCallPart] | type[ToolResultPart]) -> set[str]:
-    found: set[str] = set()
-    for t in turns:
-        if not isinstance(t.content, str):
-            for p in t.content:
-                if isinstance(p, ToolCallPart) and kind is ToolCallPart:
-                    found.add(p.id)
-                elif isinstance(p, ToolResultPart) and kind is ToolResultPart:
-                    found.add(p.call_id)
-    return found
-
-
-def _paired(turns: list[Turn]) -> list[Turn]:
+def _paired(turns: list[Turn], calls: set[str], results: set[str]) -> list[Turn]:
     """Turns whose tool calls and results all have their partner; the others as text."""
-    calls, results = _ids(turns, ToolCallPart), _ids(turns, ToolResultPart)
-    if calls == results:
-        return turns
     out: list[Turn] = []
     for t in turns:
         if isinstance(t.content, str) or not any(

@@ -37,6 +37,7 @@ from .common import (
     Turn,
     arguments_json,
     data_url,
+    extra_of,
     fail,
     file_label,
     split_data_url,
@@ -191,9 +192,15 @@ def render(turns: list[Turn]) -> list[dict[str, Any]]:
     """The turns as Chat Completions messages."""
     out: list[dict[str, Any]] = []
     for t in turns:
-        if t.role in ("system", "developer"):
-            out.append(_named({"role": t.role, "content": _texts(t.content)}, t.name))
-        elif t.role == "assistant":
+        role, content, name = t.role, t.content, t.name
+        if type(content) is str:  # most messages: the fast path
+            message = {"role": "user" if role == "tool" else role, "content": content}
+            if name:
+                message["name"] = name
+            out.append(message)
+        elif role in ("system", "developer"):
+            out.append(_named({"role": role, "content": _texts(content)}, name))
+        elif role == "assistant":
             out.append(_assistant_out(t))
         else:
             out += _user_or_tool(t)
@@ -268,34 +275,32 @@ def _user_or_tool(t: Turn) -> list[dict[str, Any]]:
 
 def _assistant_out(t: Turn) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant"}
-    if isinstance(t.content, str):
-        message["content"] = t.content
-        return _named(message, t.name)
-    texts = [p for p in t.content if isinstance(p, TextPart)]
-    refusals = [p for p in t.content if isinstance(p, RefusalPart)]
-    calls = [p for p in t.content if isinstance(p, ToolCallPart)]
-    plain = not any(with_extra({}, p, NAME) for p in (*texts, *refusals))
-    if plain and len(texts) <= 1 and len(refusals) <= 1:
+    assert not isinstance(t.content, str)
+    texts: list[TextPart | RefusalPart] = []
+    calls: list[dict[str, Any]] = []
+    refusals = 0
+    for p in t.content:
+        if isinstance(p, ToolCallPart):
+            function = {"name": p.name, "arguments": arguments_json(p)}
+            calls.append({"id": p.id, "type": "function", "function": function})
+        elif isinstance(p, TextPart | RefusalPart):
+            texts.append(p)
+            refusals += isinstance(p, RefusalPart)
+    plain = not any(extra_of(p, NAME) for p in texts)
+    if plain and refusals <= 1 and len(texts) - refusals <= 1:
         # The common shape: content as a string, a refusal in its own field.
-        if texts:
-            message["content"] = texts[0].text
-        if refusals:
-            message["refusal"] = refusals[0].text
+        for p in texts:
+            message["refusal" if isinstance(p, RefusalPart) else "content"] = p.text
     else:
         message["content"] = [
             with_extra({"type": "text", "text": p.text}, p, NAME)
             if isinstance(p, TextPart)
             else with_extra({"type": "refusal", "refusal": p.text}, p, NAME)
-            for p in t.content
-            if isinstance(p, TextPart | RefusalPart)
+            for p in texts
         ]
     if calls:
         message.setdefault("content", None)  # as the SDK writes a call without text
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": arguments_json(c)}}
-            for c in calls
-        ]  # fmt: skip
-    if "content" not in message and "refusal" not in message and not calls:
+        message["tool_calls"] = calls
+    elif "content" not in message and "refusal" not in message:
         message["content"] = text_of(t.content)  # only parts Chat cannot carry: say so empty
     return _named(message, t.name)

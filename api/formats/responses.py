@@ -196,11 +196,12 @@ def render(turns: list[Turn]) -> list[dict[str, Any]]:
     """The turns as Responses input items."""
     out: list[dict[str, Any]] = []
     for t in turns:
-        if t.role == "assistant":
+        if type(t.content) is str:  # most messages: the fast path
+            role = "user" if t.role == "tool" else t.role
+            out.append({"type": "message", "role": role, "content": t.content})
+        elif t.role == "assistant":
             out += _assistant_out(t)
-        elif t.role == "tool" or (
-            not isinstance(t.content, str) and any(isinstance(p, ToolResultPart) for p in t.content)
-        ):
+        elif t.role == "tool" or any(isinstance(p, ToolResultPart) for p in t.content):
             out += _results_out(t)
         else:
             out.append(_message_out(t.role, t.content))
