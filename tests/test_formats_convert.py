@@ -266,3 +266,51 @@ def test_trimmed_windows_are_valid_and_never_start_with_an_orphan_result(
     if fmt == "anthropic":
         content = first["content"]
         assert isinstance(content, str) or content[0]["type"] != "tool_result"
+
+
+def test_what_the_sdks_hand_back_can_be_appended_as_it_is() -> None:
+    from anthropic.types import Message
+    from openai.types.chat import ChatCompletionMessage
+    from openai.types.responses import Response
+
+    chat = ChatCompletionMessage.model_validate({
+        "role": "assistant", "content": None, "annotations": [],
+        "tool_calls": [{"id": "call_1", "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": 1}'}}]})  # fmt: skip
+    turn = chat.model_dump(exclude_none=True)
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "2"}
+    messages, _ = formats.parse("openai", [turn, result])
+    back = rendered("openai", window(store(messages))).messages
+    # An empty annotations list says nothing; the message param has no such field.
+    kept = {k: v for k, v in turn.items() if k != "annotations"}
+    assert back == [{**kept, "content": None}, result]
+
+    claude = Message.model_validate({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+        "content": [
+            {"type": "thinking", "thinking": "hm", "signature": "sig"},
+            {"type": "text", "text": "Checking.", "citations": None},
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+        ]})  # fmt: skip
+    blocks = [b.model_dump(exclude_none=True) for b in claude.content]
+    results = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]}
+    sent = [{"role": "assistant", "content": blocks}, results]
+    messages, _ = formats.parse("anthropic", sent)
+    assert rendered("anthropic", window(store(messages))).messages == sent
+
+    response = Response.model_validate({
+        "id": "resp_1", "object": "response", "created_at": 0, "model": "gpt-5",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x"},
+            {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_text", "text": "Hi.", "annotations": []}]},
+            {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f",
+             "arguments": "{}", "status": "completed"},
+        ]})  # fmt: skip
+    items = [i.model_dump(exclude_none=True) for i in response.output]
+    items.append({"type": "function_call_output", "call_id": "call_1", "output": "ok"})
+    messages, _ = formats.parse("responses", items)
+    assert rendered("responses", window(store(messages))).messages == items

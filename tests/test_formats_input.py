@@ -84,5 +84,6 @@ def test_provider_fields_are_kept_for_their_format_only() -> None:
     messages, _ = formats.parse("anthropic", [{"role": "user", "content": [
         {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}],
     )  # fmt: skip
-    (part,) = messages[0].content
-    assert part.extra == {"anthropic": {"cache_control": {"type": "ephemeral", "ttl": "1h"}}}  # type: ignore[union-attr]
+    content = messages[0].content
+    assert isinstance(content, list)
+    assert content[0].extra == {"anthropic": {"cache_control": {"type": "ephemeral", "ttl": "1h"}}}  # type: ignore[union-attr]

@@ -89,12 +89,12 @@ async def test_append_and_window_in_provider_formats(served: tuple[str, ApiClien
             "context_id": cid, "format": "openai",
             "messages": [{"role": "tool", "content": "x"}]})  # fmt: skip
         assert bad.is_error
-        error = bad.structured_content["error"]  # type: ignore[index]
+        error = bad.structured_content["error"]
         assert error["code"] == "invalid_arguments"
         assert error["details"]["path"] == "$.messages[0].tool_call_id"
         native = await client.call_tool("append_messages", {
             "context_id": cid, "messages": [{"role": "robot", "content": "x"}]})  # fmt: skip
         assert native.is_error
-        path = native.structured_content["error"]["details"]["path"]  # type: ignore[index]
+        path = native.structured_content["error"]["details"]["path"]
         assert path == "$.messages[0].role"
         assert (await api.get(f"/api/v1/contexts/{cid}")).json["version"] == 1 + len(CHAT)

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from eventstore import (
+    PINNED_ROLES,
     Extra,
     FilePart,
     ImagePart,
@@ -35,7 +36,7 @@ from eventstore import (
 )
 from projections import NewMessage
 
-from .common import Obj, Turn, check_base64, fail, file_label, opaque, with_extra
+from .common import Obj, Shown, check_base64, fail, file_label, opaque, with_extra
 
 NAME = "anthropic"
 KEPT = ("cache_control",)
@@ -101,7 +102,7 @@ def _user(value: Any, path: str) -> list[tuple[NewMessage, str | None]]:
         for i, p in enumerate(blocks)
         if isinstance(p, ToolResultPart)
     ]
-    rest = [p for p in blocks if not isinstance(p, ToolResultPart)]
+    rest: list[Part] = [p for p in blocks if not isinstance(p, ToolResultPart)]
     if rest or not out:
         out.append((NewMessage(role="user", content=rest), None))
     return out
@@ -153,7 +154,7 @@ def _block(b: Obj, kind: str) -> Part:
                 fail("is_error must be a boolean", b.at("is_error"))
             extra = b.kept(NAME, (*KEPT, "toolset_name"))
             if "is_error" in b.value:  # kept as sent: given false is not the same as not given
-                extra = {NAME: {**(extra or {}).get(NAME, {}), "is_error": is_error}}  # type: ignore[union-attr]
+                extra = {NAME: {**(extra or {}).get(NAME, {}), "is_error": is_error}}
             return ToolResultPart(call_id=call_id, content=content, is_error=bool(is_error),
                                   extra=extra)  # fmt: skip
     # thinking, redacted_thinking: the provider's signed state, verbatim.
@@ -206,7 +207,7 @@ def _document(b: Obj) -> FilePart:
     s = Obj(b.get("source"), b.at("source"))
     kind = s.one_of("type", ("base64", "text", "url", "file", "content"))
     extra: Extra = b.kept(NAME, (*KEPT, "citations", "context"))
-    title = b.str("title", required=False, null=True)
+    title = b.text("title", required=False, null=True)
     part: FilePart
     if kind == "base64":
         data = s.req("data")
@@ -230,9 +231,9 @@ def _document(b: Obj) -> FilePart:
 # -- out --------------------------------------------------------------------------------------
 
 
-def render(turns: list[Turn]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+def render(turns: list[Shown]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """(system, messages) of the turns: ``system`` None when there is none."""
-    pinned = [t for t in turns if t.pinned]
+    pinned = [t for t in turns if t.role in PINNED_ROLES]
     system: str | list[dict[str, Any]] | None = None
     if len(pinned) == 1 and isinstance(pinned[0].content, str):
         system = pinned[0].content
@@ -240,8 +241,9 @@ def render(turns: list[Turn]) -> tuple[str | list[dict[str, Any]] | None, list[d
         system = [b for t in pinned for b in _blocks_out(t.content) if b["type"] == "text"]
     messages: list[dict[str, Any]] = []
     last = ""
-    for role, content, _, is_pinned in turns:
-        if is_pinned:
+    for t in turns:
+        role, content = t.role, t.content
+        if role in PINNED_ROLES:
             continue
         side = "assistant" if role == "assistant" else "user"
         body = content if type(content) is str else _blocks_out(content)
@@ -315,7 +317,6 @@ def _block_out(p: Part) -> dict[str, Any] | None:
             return with_extra(result, p, NAME)
         case OpaquePart():
             return None if opaque(p, NAME) else dict(p.data)
-    return None  # pragma: no cover
 
 
 def _document_out(p: FilePart) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple, NoReturn
 import msgspec
 
 from eventstore import (
-    PINNED_ROLES,
     Content,
     Extra,
     FilePart,
@@ -101,7 +100,7 @@ class Obj:
         """Whether ``key`` is present (even as null)."""
         return key in self.value
 
-    def str(self, key: str, *, required: bool = True, null: bool = False) -> str | None:
+    def text(self, key: str, *, required: bool = True, null: bool = False) -> str | None:
         """A string field; FormatError when missing (if ``required``) or of another type."""
         value = self.get(key)
         if value is None:
@@ -116,18 +115,18 @@ class Obj:
 
     def req(self, key: str) -> str:
         """A required string field."""
-        value = self.str(key)
+        value = self.text(key)
         assert value is not None
         return value
 
     def one_of(self, key: str, allowed: tuple[str, ...], *, required: bool = True) -> str | None:
         """A string field with one of ``allowed`` values."""
-        value = self.str(key, required=required)
+        value = self.text(key, required=required)
         if value is not None and value not in allowed:
             fail(f"{key} must be one of {', '.join(allowed)}; got {value!r}", self.at(key))
         return value
 
-    def list(self, key: str, *, required: bool = True) -> list[Any] | None:
+    def array(self, key: str, *, required: bool = True) -> list[Any] | None:
         """An array field."""
         value = self.get(key)
         if value is None:
@@ -221,44 +220,50 @@ def arguments_json(part: ToolCallPart) -> str:
 
 
 class Turn(NamedTuple):
-    """One message of a window as every format sees it: ``role`` is the stored one, or
-    ``system`` for the summary; ``pinned`` for system, developer and summary turns. (A
-    NamedTuple: a window makes one per message on every formatted read.)"""
+    """One message of a window as every format reads it: its role, content and name. A
+    window entry is read the same way (a summary's entry has role ``system``), so a turn is
+    made only for an entry that must change; pinned turns are those of ``PINNED_ROLES``."""
 
     role: Role
     content: Content
     name: str | None = None
-    pinned: bool = False
 
 
-def turns(entries: tuple[WindowEntry, ...]) -> list[Turn]:
-    """The window's entries as turns any provider accepts (see the module docstring)."""
-    out: list[Turn] = []
+Shown = Turn | WindowEntry
+"""What the renderers read: ``role``, ``content`` and ``name``."""
+
+
+def turns(entries: tuple[WindowEntry, ...]) -> list[Shown]:
+    """The window's entries as turns any provider accepts (see the module docstring): the
+    entries themselves, unless one is redacted or a tool call lacks its partner."""
     calls: set[str] = set()
     results: set[str] = set()
+    redacted = False
     for e in entries:
-        content = e.content
-        if isinstance(content, str):
-            if e.redacted:
-                content = REDACTED
-        else:
-            for p in content:
+        redacted = redacted or e.redacted
+        if type(e.content) is not str:
+            for p in e.content:
                 if isinstance(p, ToolCallPart):
                     calls.add(p.id)
                 elif isinstance(p, ToolResultPart):
                     results.add(p.call_id)
-            if e.redacted:
+    if not redacted and calls == results:
+        return list(entries)  # the common case: nothing to change, nothing to copy
+    out: list[Shown] = []
+    for e in entries:
+        content = e.content
+        if e.redacted:
+            if isinstance(content, str):
+                content = REDACTED
+            else:
                 content = [TextPart(text=REDACTED), *content] if content else REDACTED
-        if e.kind == "message":
-            out.append(Turn(e.role, content, e.name, e.role in PINNED_ROLES))
-        else:
-            out.append(Turn("system" if e.kind == "summary" else e.role, content, e.name, True))
+        out.append(Turn(e.role, content, e.name))
     return out if calls == results else _paired(out, calls, results)
 
 
-def _paired(turns: list[Turn], calls: set[str], results: set[str]) -> list[Turn]:
+def _paired(turns: list[Shown], calls: set[str], results: set[str]) -> list[Shown]:
     """Turns whose tool calls and results all have their partner; the others as text."""
-    out: list[Turn] = []
+    out: list[Shown] = []
     for t in turns:
         if isinstance(t.content, str) or not any(
             (isinstance(p, ToolCallPart) and p.id not in results)
@@ -278,7 +283,7 @@ def _paired(turns: list[Turn], calls: set[str], results: set[str]) -> list[Turn]
         role: Role = "user" if t.role == "tool" else t.role
         if role == "user" and any(isinstance(p, ToolResultPart) for p in parts):
             role = "tool"  # it still answers a call that is there
-        out.append(Turn(role, parts, t.name, t.pinned))
+        out.append(Turn(role, parts, t.name))
     return out
 
 

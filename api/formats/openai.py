@@ -34,7 +34,7 @@ from projections import NewMessage
 
 from .common import (
     Obj,
-    Turn,
+    Shown,
     arguments_json,
     data_url,
     extra_of,
@@ -64,7 +64,7 @@ def parse(messages: list[Any], path: str) -> tuple[list[NewMessage], list[str | 
 
 def _message(o: Obj) -> NewMessage:
     role = o.one_of("role", ("developer", "system", "user", "assistant", "tool", "function"))
-    name = o.str("name", required=False)
+    name = o.text("name", required=False)
     new: NewMessage
     match role:
         case "developer" | "system":
@@ -114,9 +114,9 @@ def _part(value: Any, path: str, texts_only: bool) -> TextPart | ImagePart | Fil
     elif kind == "file" and not texts_only:
         f = Obj(p.get("file"), p.at("file"))
         raw, file_id, filename = (
-            f.str("file_data", required=False),
-            f.str("file_id", required=False),
-            f.str("filename", required=False),
+            f.text("file_data", required=False),
+            f.text("file_id", required=False),
+            f.text("filename", required=False),
         )
         f.done()
         if raw is None and file_id is None:
@@ -143,13 +143,16 @@ def _file(raw: str | None, file_id: str | None, filename: str | None, extra: Any
 
 
 def _assistant(o: Obj) -> str | list[Part]:
+    if o.get("annotations"):
+        fail("annotations belong to a completion, not to a message sent back (Chat "
+             "Completions takes none): leave them out", o.at("annotations"))  # fmt: skip
     for field in ("function_call", "audio"):
         if o.get(field) is not None:
             why = _DEPRECATED if field == "function_call" else "is not stored by ctxlog"
             fail(f"{field} {why}", o.at(field))
     value = o.get("content")
-    refusal = o.str("refusal", required=False, null=True)
-    calls = o.list("tool_calls", required=False)
+    refusal = o.text("refusal", required=False, null=True)
+    calls = o.array("tool_calls", required=False)
     if value is None and refusal is None and not calls:
         fail("an assistant message needs content, refusal or tool_calls", o.at("content"))
     parts: list[Part] = []
@@ -188,7 +191,7 @@ def _assistant(o: Obj) -> str | list[Part]:
 # -- out --------------------------------------------------------------------------------------
 
 
-def render(turns: list[Turn]) -> list[dict[str, Any]]:
+def render(turns: list[Shown]) -> list[dict[str, Any]]:
     """The turns as Chat Completions messages."""
     out: list[dict[str, Any]] = []
     for t in turns:
@@ -257,7 +260,7 @@ def _user_part(p: Part) -> dict[str, Any] | None:
     return None
 
 
-def _user_or_tool(t: Turn) -> list[dict[str, Any]]:
+def _user_or_tool(t: Shown) -> list[dict[str, Any]]:
     if isinstance(t.content, str):
         return [_named({"role": "user", "content": t.content}, t.name)]
     out: list[dict[str, Any]] = []
@@ -273,7 +276,7 @@ def _user_or_tool(t: Turn) -> list[dict[str, Any]]:
     return out
 
 
-def _assistant_out(t: Turn) -> dict[str, Any]:
+def _assistant_out(t: Shown) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant"}
     assert not isinstance(t.content, str)
     texts: list[TextPart | RefusalPart] = []

@@ -29,6 +29,7 @@ from eventstore import (
     OpaquePart,
     Part,
     RefusalPart,
+    Role,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -37,7 +38,7 @@ from projections import NewMessage
 
 from .common import (
     Obj,
-    Turn,
+    Shown,
     arguments_json,
     data_url,
     extra_of,
@@ -67,7 +68,7 @@ def parse(items: list[Any], path: str) -> tuple[list[NewMessage], list[str | Non
     turn: list[Part] | None = None  # the assistant message being gathered
     for i, raw in enumerate(items):
         o = Obj(raw, f"{path}[{i}]", "an input item")
-        kind = o.str("type", required=False) or "message"
+        kind = o.text("type", required=False) or "message"
         role = o.one_of("role", ("user", "assistant", "system", "developer")) if (
             kind == "message") else None  # fmt: skip
         if kind in ("function_call", "reasoning") or role == "assistant":
@@ -87,8 +88,9 @@ def parse(items: list[Any], path: str) -> tuple[list[NewMessage], list[str | Non
                 out.append(NewMessage(role="tool", content=[result]))
                 paths.append(o.at("call_id"))
             elif kind == "message":
-                assert role in ("user", "system", "developer")
-                out.append(NewMessage(role=role, content=_message_content(o)))
+                speaker: Role = "developer" if role == "developer" else (
+                    "system" if role == "system" else "user")  # fmt: skip
+                out.append(NewMessage(role=speaker, content=_message_content(o)))
                 paths.append(None)
             else:
                 fail(f"item type {kind!r} is not stored by ctxlog (stored: message, "
@@ -113,7 +115,7 @@ def _part(raw: Any, path: str, item: Any) -> Part:
     p = Obj(raw, path, "a content part")
     kind = p.req("type")
     kept = p.kept(NAME, (*KEPT, "annotations", "logprobs", "detail"))
-    fields = {**(kept or {}).get(NAME, {}), **({"item": item[NAME]} if item else {})}  # type: ignore[union-attr]
+    fields = {**(kept or {}).get(NAME, {}), **({"item": item[NAME]} if item else {})}
     extra = {NAME: fields} if fields else None
     part: Part
     match kind:
@@ -122,7 +124,7 @@ def _part(raw: Any, path: str, item: Any) -> Part:
         case "refusal":
             part = RefusalPart(text=p.req("refusal"), extra=extra or msgspec.UNSET)
         case "input_image":
-            href, file_id = p.str("image_url", required=False, null=True), p.str(
+            href, file_id = p.text("image_url", required=False, null=True), p.text(
                 "file_id", required=False, null=True)  # fmt: skip
             if href is None and file_id is None:
                 fail("an input_image needs image_url or file_id", p.at("image_url"))
@@ -144,10 +146,10 @@ def _part(raw: Any, path: str, item: Any) -> Part:
 
 
 def _file(p: Obj, extra: Any) -> FilePart:
-    raw = p.str("file_data", required=False, null=True)
-    file_id = p.str("file_id", required=False, null=True)
-    url = p.str("file_url", required=False, null=True)
-    name = p.str("filename", required=False, null=True)
+    raw = p.text("file_data", required=False, null=True)
+    file_id = p.text("file_id", required=False, null=True)
+    url = p.text("file_url", required=False, null=True)
+    name = p.text("filename", required=False, null=True)
     if raw is None and file_id is None and url is None:
         fail("an input_file needs file_data, file_id or file_url", p.at("file_data"))
     inline = None if raw is None else split_data_url(raw)
@@ -179,7 +181,7 @@ def _assistant_item(o: Obj, kind: str) -> list[Part]:
                           o.kept(NAME, CALL))]  # fmt: skip
     if kind == "reasoning":
         o.req("id")
-        o.list("summary")
+        o.array("summary")
         for key in o.value:
             o.get(key)
         return [OpaquePart(format=NAME, data=dict(o.value))]
@@ -192,7 +194,7 @@ def _assistant_item(o: Obj, kind: str) -> list[Part]:
 # -- out --------------------------------------------------------------------------------------
 
 
-def render(turns: list[Turn]) -> list[dict[str, Any]]:
+def render(turns: list[Shown]) -> list[dict[str, Any]]:
     """The turns as Responses input items."""
     out: list[dict[str, Any]] = []
     for t in turns:
@@ -255,7 +257,7 @@ def _part_out(p: Part) -> dict[str, Any]:
     return {"type": "input_text", "text": ""}  # pragma: no cover
 
 
-def _results_out(t: Turn) -> list[dict[str, Any]]:
+def _results_out(t: Shown) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     rest: list[Part] = []
     for p in t.content if not isinstance(t.content, str) else ():
@@ -271,7 +273,7 @@ def _results_out(t: Turn) -> list[dict[str, Any]]:
     return out
 
 
-def _assistant_out(t: Turn) -> list[dict[str, Any]]:
+def _assistant_out(t: Shown) -> list[dict[str, Any]]:
     if isinstance(t.content, str):
         return [{"type": "message", "role": "assistant", "content": t.content}]
     out: list[dict[str, Any]] = []
