@@ -129,7 +129,9 @@ def _part(raw: Any, path: str, item: Any) -> Part:
             if href is None and file_id is None:
                 fail("an input_image needs image_url or file_id", p.at("image_url"))
             inline = None if href is None else split_data_url(href)
+            detail = p.value.get("detail")  # also kept as sent: it may be null
             part = ImagePart(
+                detail=detail if detail in ("auto", "low", "high", "original") else None,
                 url=href if inline is None else None,
                 data=None if inline is None else inline[1],
                 media_type=None if inline is None else inline[0],
