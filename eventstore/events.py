@@ -11,14 +11,25 @@ from typing import Any, Literal
 
 import msgspec
 
-Role = Literal["system", "user", "assistant", "tool"]
-"""Who a message is from, as chat-completion APIs name it."""
+Role = Literal["system", "user", "assistant", "tool", "developer"]
+"""Who a message is from, as chat-completion APIs name it. ``developer`` is OpenAI's newer name
+for ``system`` (o1 and later): windows pin it like ``system``, and it is kept as sent."""
+
+PINNED_ROLES = frozenset({"system", "developer"})
+"""The roles a window pins: instructions, never trimmed."""
+
+Extra = dict[str, dict[str, Any]] | msgspec.UnsetType
+"""Provider fields ctxlog does not model, by the request format they came in (``{"anthropic":
+{"cache_control": {...}}}``): kept as sent and rendered back only in that format. UNSET (the
+default) is left out of the stored JSON, so parts without extras encode exactly as they always
+did (content hashes and window hashes of old content do not change)."""
 
 
 class TextPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="text"):
     """Plain text."""
 
     text: str
+    extra: Extra = msgspec.UNSET
 
 
 class ImagePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="image"):
@@ -27,16 +38,27 @@ class ImagePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     url: str | None = None
     data: str | None = None
     media_type: str | None = None
-    detail: Literal["auto", "low", "high"] | None = None
+    # "original" (OpenAI's newest level) widens the literal: every value stored before still
+    # decodes, which is all the schema rules protect.
+    detail: Literal["auto", "low", "high", "original"] | None = None
+    file_id: str | msgspec.UnsetType = msgspec.UNSET
+    """An image uploaded to the provider (OpenAI's or Anthropic's Files API)."""
+    extra: Extra = msgspec.UNSET
 
 
 class FilePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="file"):
-    """A reference to a file kept elsewhere (the log stores the reference, not the bytes)."""
+    """A file: a reference to one kept elsewhere (``file_id``, ``uri``), or inline as base64
+    ``data`` or plain ``text`` (a document given in the request itself)."""
 
     file_id: str | None = None
     uri: str | None = None
     name: str | None = None
     media_type: str | None = None
+    data: str | msgspec.UnsetType = msgspec.UNSET
+    """The file's bytes, base64 (e.g. a PDF sent inline)."""
+    text: str | msgspec.UnsetType = msgspec.UNSET
+    """The file's text, for a plain-text document sent inline."""
+    extra: Extra = msgspec.UNSET
 
 
 class ToolCallPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="tool_call"):
@@ -45,6 +67,11 @@ class ToolCallPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     id: str
     name: str
     arguments: dict[str, Any] = {}
+    arguments_json: str | msgspec.UnsetType = msgspec.UNSET
+    """The arguments exactly as the model wrote them (OpenAI sends a JSON string), when that
+    is not the compact JSON of ``arguments``: invalid JSON or not an object (``arguments`` is
+    then {}), or other spacing. Rendered back byte for byte, so a prompt cache still hits."""
+    extra: Extra = msgspec.UNSET
 
 
 class ToolResultPart(
@@ -55,9 +82,28 @@ class ToolResultPart(
     call_id: str
     content: str | list[TextPart | ImagePart | FilePart] = ""
     is_error: bool = False
+    extra: Extra = msgspec.UNSET
 
 
-Part = TextPart | ImagePart | FilePart | ToolCallPart | ToolResultPart
+class RefusalPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="refusal"):
+    """A model's refusal to answer (OpenAI keeps it apart from its text)."""
+
+    text: str
+    extra: Extra = msgspec.UNSET
+
+
+class OpaquePart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="opaque"):
+    """A provider's block that only that provider can read back, kept verbatim: Anthropic's
+    ``thinking`` and ``redacted_thinking``, OpenAI Responses' ``reasoning`` items (signed or
+    encrypted state a model must be handed back unchanged). Rendered only in ``format``."""
+
+    format: str
+    """The request format it came in (``anthropic``, ``responses``)."""
+    data: dict[str, Any]
+    """The block or item as the provider gave it."""
+
+
+Part = TextPart | ImagePart | FilePart | ToolCallPart | ToolResultPart | RefusalPart | OpaquePart
 Content = str | list[Part]
 
 
@@ -191,6 +237,9 @@ class WindowServed(EventBase, frozen=True, tag="window.served"):
     sealed: Sealed | None = None
     """When set, ``window_hash`` (a digest of the content served) is stored as "" and this
     holds it, encrypted with the keys of the subjects whose content the window showed."""
+    format: str | msgspec.UnsetType = msgspec.UNSET
+    """The request format whose framing was counted (``openai``, ``responses``,
+    ``anthropic``); unset in events recorded before formats existed."""
 
 
 class SubjectErased(EventBase, frozen=True, tag="subject.erased"):

@@ -134,6 +134,11 @@ class Accounting:
         self._estimate = None if estimate is None else estimate.recipe().count_message
         self.stored = recount is None and estimate is None and framing == OPENAI
         """The stored counts are the window's counts, as they are."""
+        self._delta = framing.message(False) - OPENAI.message(False)
+        self._named_delta = framing.message(True) - OPENAI.message(True)
+        self.reframed = recount is None and estimate is None and framing != OPENAI
+        """The window's counts are the stored ones with another format's framing: simple
+        arithmetic, done as a window selects (``tokens``) instead of copying each message."""
 
     def count(self, role: str, content: Content, name: str | None, stored: int) -> int:
         """The window's count of one message whose stored count is ``stored``."""
@@ -141,6 +146,10 @@ class Accounting:
         if self._estimate is not None:
             tokens = max(tokens, self._estimate(role, content, name))
         return tokens - OPENAI.message(bool(name)) + self.framing.message(bool(name))
+
+    def tokens(self, message: Message) -> int:
+        """The window's count of ``message`` when it is only ``reframed``."""
+        return message.tokens + (self._named_delta if message.name else self._delta)
 
     def message(self, message: Message) -> Message:
         """``message`` with the window's count as its ``tokens``."""

@@ -31,7 +31,7 @@ from eventstore import (
     to_micros,
 )
 
-from .context import content_hash, merge_patch
+from .context import content_hash, merge_patch, redacted_content
 from .history import CHUNK, write_snapshot_sync
 from .reads import context_sync, message_info_sync
 from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
@@ -65,7 +65,7 @@ UPDATE_EDITED = (
     " WHERE context_id = ? AND seq = ?"
 )
 UPDATE_REDACTED = (
-    "UPDATE messages SET content = '\"\"', tokens = ?, redacted = 1, content_hash = ?"
+    "UPDATE messages SET content = ?, tokens = ?, redacted = 1, content_hash = ?"
     " WHERE context_id = ? AND seq = ?"
 )
 DELETE_MESSAGES = "DELETE FROM messages WHERE context_id = ?"
@@ -262,11 +262,14 @@ def _apply_event(
             if info is None:
                 return ctx
             seq, role, name, redacted, content, old_hash, old_tokens, rowid, _, _ = info
-            new_hash = old_hash if redacted else content_hash(content_decoder.decode(content))
-            tokens = counter.count_message(role, "", name)
-            conn.execute(UPDATE_REDACTED, (tokens, new_hash, cid, seq))
+            old = content_decoder.decode(content)
+            new_hash = old_hash if redacted else content_hash(old)
+            blank = redacted_content(old)
+            tokens = counter.count_message(role, blank, name)
+            conn.execute(UPDATE_REDACTED, (json_encode(blank).decode(), tokens, new_hash, cid, seq))
             if search:
                 unindex_sync(conn, rowid, content)
+                index_sync(conn, rowid, blank)  # a skeleton's tool names, as a rebuild would
             ctx.total_tokens += tokens - old_tokens
             ctx.dirty.add(seq // CHUNK)
         case MetadataUpdated(patch=patch):

@@ -17,8 +17,9 @@ sense is applied as far as it can be, never raised on; ``validate`` rejects thes
 - MessageAppended adds a message, counting its tokens once. A duplicate id changes nothing.
   A message's and a summary's ``subject(s)`` come from the keys the log sealed them with
   (``subjects``).
-- MessageEdited replaces content and recounts. MessageRedacted blanks content to ``""``,
-  recounts, keeps the sha256 of the old content (``content_hash``) and sets ``redacted``.
+- MessageEdited replaces content and recounts. MessageRedacted blanks content to ``""`` (or
+  the skeleton of its tool calls and results: ``redacted_content``), recounts, keeps the
+  sha256 of the old content (``content_hash``) and sets ``redacted``.
   Edits and redactions of unknown ids change nothing; an edit of a redacted message changes
   nothing (redaction only ever comes undone through a rollback).
 - MetadataUpdated applies an RFC 7386 merge patch (``merge_patch``).
@@ -60,8 +61,11 @@ from eventstore.events import (
     MessageEdited,
     MessageRedacted,
     MetadataUpdated,
+    Part,
     SubjectErased,
     SummaryAdded,
+    ToolCallPart,
+    ToolResultPart,
     WindowConfigured,
     WindowServed,
     WindowSettings,
@@ -110,6 +114,26 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def content_hash(content: Content) -> str:
     """sha256 hex of a message content's canonical JSON (msgspec, keys sorted)."""
     return hashlib.sha256(msgspec.json.encode(content, order="sorted")).hexdigest()
+
+
+def redacted_content(content: Content) -> Content:
+    """What a redacted message keeps of ``content``: ``""``, or, when it held tool calls or
+    results, their bare skeleton (ids and tool names; no arguments, no result).
+
+    A provider refuses a conversation whose tool calls and results do not pair up (every
+    call answered, every result after its call), so redaction blanks what the tools said
+    but not which call a result answers: a window with a redacted call or result stays a
+    conversation a model accepts, and keeps the pair in one unit.
+    """
+    if isinstance(content, str):
+        return ""
+    skeleton: list[Part] = []
+    for part in content:
+        if isinstance(part, ToolCallPart):
+            skeleton.append(ToolCallPart(id=part.id, name=part.name))
+        elif isinstance(part, ToolResultPart):
+            skeleton.append(ToolResultPart(call_id=part.call_id))
+    return skeleton or ""
 
 
 class _Builder:
@@ -264,10 +288,11 @@ def _apply(
             if i is None:
                 return
             old = b.messages[i]
+            blank = redacted_content(old.content)
             b.messages[i] = msgspec.structs.replace(
                 old,
-                content="",
-                tokens=counter.count_message(old.role, "", old.name),
+                content=blank,
+                tokens=counter.count_message(old.role, blank, old.name),
                 redacted=True,
                 content_hash=old.content_hash if old.redacted else content_hash(old.content),
             )

@@ -92,7 +92,10 @@ class Queries(ServiceBase):
         start = (ctx.message_count if after < 0 else after) if backward else after
         page = (context_id, start, limit, backward)
         rows = await self.readmodel.read_small(message_page_sync, *page)
-        more = (rows[-1][0] > 0) if backward else (rows[-1][0] < ctx.message_count - 1)
+        # An empty page (an empty context) has no last row to continue from.
+        more = bool(rows) and (
+            (rows[-1][0] > 0) if backward else (rows[-1][0] < ctx.message_count - 1)
+        )
         return MessagePage(
             context_id, ctx.version, [m for _, m in rows], [s for s, _ in rows],
             rows[-1][0] if rows and more else None,

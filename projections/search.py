@@ -20,7 +20,17 @@ from collections.abc import Iterable
 
 import msgspec
 
-from eventstore import Content, ImagePart, Role, TextPart, ToolCallPart, ToolResultPart
+from eventstore import (
+    Content,
+    FilePart,
+    ImagePart,
+    OpaquePart,
+    RefusalPart,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 from .cursors import encode_cursor
 from .errors import InvalidCommand
@@ -87,11 +97,13 @@ def plain_text(content: Content) -> str:
                 pieces += [name, _json_encode(arguments).decode()]
             case ToolResultPart(content=inner):
                 pieces.append(plain_text(inner))
-            case ImagePart():
-                pass  # pixels are not text
-            case _:  # a file reference: its name is what a person would search for
-                if part.name:
-                    pieces.append(part.name)
+            case RefusalPart(text=text):
+                pieces.append(text)
+            case ImagePart() | OpaquePart():
+                pass  # pixels are not text; a provider's opaque state is not the conversation
+            case FilePart(name=name):  # its name is what a person would search for
+                if name:
+                    pieces.append(name)
     return "\n".join(p for p in pieces if p).replace("\x00", " ")
 
 

@@ -36,7 +36,8 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     that added it: messages a fork inherits keep their ancestor's numbers (and their ids).
     ``tokens`` is its cost under the state's ``token_encoding``, per-message overhead included.
     A redacted message keeps its place, id, role, name and metadata; its ``content`` is ``""``
-    and ``content_hash`` is the sha256 of what it held (see ``context.content_hash``).
+    (or the bare skeleton of its tool calls and results: ``context.redacted_content``) and
+    ``content_hash`` is the sha256 of what it held (see ``context.content_hash``).
     ``subject`` is the data subject its content belongs to (``subjects``), None for none.
     """
 

@@ -51,7 +51,7 @@ from eventstore import Content, Role, WindowSettings, to_datetime
 from . import search
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -96,7 +96,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (context_id, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (context_id, message_id);
-CREATE INDEX IF NOT EXISTS messages_pinned ON messages (context_id, seq) WHERE role = 'system';
+CREATE INDEX IF NOT EXISTS messages_pinned ON messages (context_id, seq)
+    WHERE role IN ('system', 'developer');
 CREATE TABLE IF NOT EXISTS summaries (
     context_id         TEXT    NOT NULL,
     seq                INTEGER NOT NULL,
@@ -179,11 +180,12 @@ SELECT_MESSAGES_BACKWARD = (
 # tail must reach it to know where the summary's coverage starts.
 SELECT_TAIL = (
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages"
-    " WHERE context_id = ? AND (role != 'system' OR seq = ?) ORDER BY seq DESC"
+    " WHERE context_id = ? AND (role NOT IN ('system', 'developer') OR seq = ?)"
+    " ORDER BY seq DESC"
 )
 SELECT_PINNED = (
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages INDEXED BY messages_pinned"
-    " WHERE context_id = ? AND role = 'system' ORDER BY seq"
+    " WHERE context_id = ? AND role IN ('system', 'developer') ORDER BY seq"
 )
 SELECT_MESSAGE_INFO = (
     "SELECT seq, role, name, redacted, content, content_hash, tokens, rowid, subject, metadata"
@@ -199,7 +201,8 @@ SELECT_SUBJECTS_UPTO = (
     " AND subject IS NOT NULL"
 )
 SELECT_NEWEST_UNPINNED_UPTO = (
-    "SELECT message_id FROM messages WHERE context_id = ? AND seq <= ? AND role != 'system'"
+    "SELECT message_id FROM messages WHERE context_id = ? AND seq <= ?"
+    " AND role NOT IN ('system', 'developer')"
     " ORDER BY seq DESC LIMIT 1"
 )
 SELECT_SUMMARIES = (

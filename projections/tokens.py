@@ -9,11 +9,20 @@ Non-text parts have no published recipe; these are documented estimates:
 
 - image: 85 when ``detail == "low"``, else 765 (``overhead.openai_image``: what a 1024x1024
   image costs at high detail, 85 + 4 tiles x 170; we never see pixels).
-- file reference: the tokens of its name, uri and file id, plus ``FILE_OVERHEAD`` (8).
-- tool call: the tokens of its name and of its arguments as compact sorted JSON, plus
-  ``TOOL_CALL_OVERHEAD`` (8, for the id and the function framing).
+- file: the tokens of its name, uri and file id, plus ``FILE_OVERHEAD`` (8); a plain-text
+  document sent inline adds its text's tokens. Inline bytes (``data``, e.g. a PDF) are not
+  counted: what a provider makes of them (pages rendered as images, extracted text) is not
+  knowable without parsing the file.
+- tool call: the tokens of its name and of its arguments as compact sorted JSON (or exactly
+  as the model wrote them, ``arguments_json``), plus ``TOOL_CALL_OVERHEAD`` (8, for the id
+  and the function framing).
 - tool result: the tokens of its content (text, or its parts as above), plus
   ``TOOL_RESULT_OVERHEAD`` (4, for the call id).
+- refusal: the tokens of its text.
+- opaque provider block (Anthropic thinking, Responses reasoning): the tokens of the text it
+  carries (``thinking``, summary and reasoning text); signatures and encrypted content are
+  the provider's state, not text the model reads, and count nothing. (Anthropic does not
+  bill earlier turns' thinking as input at all, so this errs on the safe side.)
 
 Encodings (``OFFLINE_ENCODINGS``), both from packages, both checked against the sha256 that
 tiktoken itself expects of them, so nothing is ever downloaded:
@@ -50,7 +59,9 @@ from eventstore.events import (
     Content,
     FilePart,
     ImagePart,
+    OpaquePart,
     Part,
+    RefusalPart,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -193,6 +204,23 @@ def load_offline_encodings() -> None:
         load_encoding(name)
 
 
+_OPAQUE_TEXT_KEYS = ("thinking", "text")
+_OPAQUE_LISTS = ("summary", "content")
+
+
+def opaque_text(data: dict[str, object]) -> str:
+    """The readable text an opaque provider block carries: Anthropic's ``thinking``, the
+    ``text`` of a Responses reasoning item's summary and content entries."""
+    pieces = [v for k in _OPAQUE_TEXT_KEYS if isinstance(v := data.get(k), str)]
+    for key in _OPAQUE_LISTS:
+        entries = data.get(key)
+        if isinstance(entries, list):
+            pieces += [
+                t for e in entries if isinstance(e, dict) and isinstance(t := e.get("text"), str)
+            ]
+    return "\n".join(pieces)
+
+
 class ChatRecipe(ABC):
     """The chat counting recipe (the module's), over some way of counting text."""
 
@@ -212,14 +240,23 @@ class ChatRecipe(ABC):
                 return self.count_text(text)
             case ImagePart():
                 return self.count_image(part)
-            case FilePart(file_id=file_id, uri=uri, name=name):
+            case FilePart(file_id=file_id, uri=uri, name=name, text=text):
                 label = " ".join(s for s in (name, uri, file_id) if s)
-                return self.count_text(label) + FILE_OVERHEAD
-            case ToolCallPart(name=name, arguments=arguments):
-                args = msgspec.json.encode(arguments, order="sorted").decode()
+                inline = self.count_text(text) if isinstance(text, str) else 0
+                return self.count_text(label) + inline + FILE_OVERHEAD
+            case ToolCallPart(name=name, arguments=arguments, arguments_json=raw):
+                args = (
+                    raw
+                    if isinstance(raw, str)
+                    else msgspec.json.encode(arguments, order="sorted").decode()
+                )
                 return self.count_text(name) + self.count_text(args) + TOOL_CALL_OVERHEAD
             case ToolResultPart(content=content):
                 return self.count_content(content) + TOOL_RESULT_OVERHEAD
+            case RefusalPart(text=text):
+                return self.count_text(text)
+            case OpaquePart(data=data):
+                return self.count_text(opaque_text(data))
         raise TypeError(f"not a content part: {part!r}")  # pragma: no cover
 
     def count_content(self, content: str | Sequence[Part]) -> int:

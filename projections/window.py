@@ -2,7 +2,8 @@
 
 Rules, in order of the result's ``entries``:
 
-1. Every system-role message is pinned, in its original order, even one older than the
+1. Every system-role message (``system``, and ``developer``, OpenAI's newer name for it:
+   ``eventstore.PINNED_ROLES``) is pinned, in its original order, even one older than the
    summary or placed mid-conversation (it moves to the front). Pinned messages always count
    against the budget; they are never left out.
 2. The latest summary (``ContextState.latest_summary``) follows as a system entry; the
@@ -38,12 +39,13 @@ in-memory composition of the same pieces over a ``ContextState``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
 import msgspec
 
 from eventstore.events import (
+    PINNED_ROLES,
     Content,
     Role,
     ToolCallPart,
@@ -144,7 +146,7 @@ def _units(
             if unit:  # results whose call the summary covers
                 yield unit, True
             return
-        if message.role == "system":
+        if message.role in PINNED_ROLES:
             continue  # pinned by the caller
         unit.append(message)
         pending |= _result_ids(message)
@@ -156,14 +158,20 @@ def _units(
         yield unit, False
 
 
+def _stored(message: Message) -> int:
+    return message.tokens
+
+
 def select_tail(
     newest_first: Iterable[Message],
     *,
     budget: int | None,
     last_n: int | None = None,
     through_message_id: str | None = None,
+    cost: Callable[[Message], int] = _stored,
 ) -> Tail:
-    """The newest units that fit ``budget`` tokens (None: any) and ``last_n`` messages.
+    """The newest units that fit ``budget`` tokens (None: any) and ``last_n`` messages, each
+    message costing ``cost(message)`` (default: its stored ``tokens``).
 
     Reads ``newest_first`` lazily and stops one unit past the window or at
     ``through_message_id`` (the summary's boundary); system messages in it are skipped.
@@ -178,11 +186,11 @@ def select_tail(
                 stop=None,
                 covered_results=tuple(reversed(unit)),
             )
-        cost = sum(m.tokens for m in unit)
+        size = sum(cost(m) for m in unit)
         stop: Reason | None = None
         if last_n is not None and len(taken) + len(unit) > last_n:
             stop = "beyond_last_n"
-        elif budget is not None and tokens + cost > budget:
+        elif budget is not None and tokens + size > budget:
             stop = "over_budget"
         if stop is not None:
             return Tail(
@@ -192,18 +200,18 @@ def select_tail(
                 blocked=tuple(reversed(unit)),
             )
         taken.extend(unit)
-        tokens += cost
+        tokens += size
     return Tail(messages=tuple(reversed(taken)), tokens=tokens, stop=None)
 
 
-def _entry(message: Message, kind: Literal["system", "message"]) -> WindowEntry:
+def _entry(message: Message, kind: Literal["system", "message"], tokens: int) -> WindowEntry:
     return WindowEntry(
         kind=kind,
         id=message.message_id,
         role=message.role,
         content=message.content,
         name=message.name,
-        tokens=message.tokens,
+        tokens=tokens,
         redacted=message.redacted,
     )
 
@@ -229,10 +237,14 @@ def compose(
 ) -> tuple[Window, Tail]:
     """A Window from its parts (any source), counted as ``counting`` says (the stored counts,
     recounted or estimated); ``left_out`` is left for the caller to count."""
+    cost = _stored
     if not counting.stored:
         pinned = [counting.message(m) for m in pinned]
         summary = None if summary is None else counting.summary(summary)
-        newest_first = _counted(newest_first, counting)
+        if counting.reframed:
+            cost = counting.tokens  # arithmetic on the stored counts, no copies
+        else:
+            newest_first = _counted(newest_first, counting)
     priming = counting.framing.reply_priming
     fixed = sum(m.tokens for m in pinned) + (summary.tokens if summary else 0) + priming
     budget = None if max_tokens is None else max(max_tokens - fixed, 0)
@@ -241,19 +253,20 @@ def compose(
         budget=budget,
         last_n=last_n if policy == "last_n" else None,
         through_message_id=summary.through_message_id if summary else None,
+        cost=cost,
     )
-    entries = [_entry(m, "system") for m in pinned]
+    entries = [_entry(m, "system", m.tokens) for m in pinned]
     if summary is not None:
         entries.append(WindowEntry(
             kind="summary", id=summary.summary_id, role="system",
             content=summary.text, tokens=summary.tokens,
         ))  # fmt: skip
-    entries.extend(_entry(m, "message") for m in tail.messages)
+    entries.extend(_entry(m, "message", cost(m)) for m in tail.messages)
     newest_does_not_fit = tail.stop is not None and not tail.messages
     reason = counting.reason
     if newest_does_not_fit:
         newest = tail.blocked[-1]
-        size = sum(m.tokens for m in tail.blocked)
+        size = sum(cost(m) for m in tail.blocked)
         what = f"the newest message {newest.message_id!r}"
         if len(tail.blocked) > 1:
             what += f" with its tool call/results ({len(tail.blocked)} messages)"
@@ -294,7 +307,7 @@ def _counted(newest_first: Iterable[Message], counting: Accounting) -> Iterator[
     """The messages with the window's counts, counted lazily as the selection reads them
     (system messages are pinned by the caller and skipped by the selection: left as they are)."""
     for message in newest_first:
-        yield message if message.role == "system" else counting.message(message)
+        yield message if message.role in PINNED_ROLES else counting.message(message)
 
 
 def resolve(
@@ -340,7 +353,7 @@ def window(
         state.window, state.token_encoding, max_tokens, model, policy, last_n, format_name
     )
     summary = state.latest_summary
-    pinned = [m for m in state.messages if m.role == "system"]
+    pinned = [m for m in state.messages if m.role in PINNED_ROLES]
     result, tail = compose(
         context_id=state.context_id,
         version=state.version,
@@ -363,16 +376,18 @@ def _left_out(state: ContextState, summary: Summary | None, tail: Tail) -> tuple
     if tail.stop is not None:
         newest = tail.blocked[-1]
         end = state.index[newest.message_id]
-        count = sum(1 for m in state.messages[covered_end + 1 : end + 1] if m.role != "system")
+        count = sum(
+            1 for m in state.messages[covered_end + 1 : end + 1] if m.role not in PINNED_ROLES
+        )
         left.append(LeftOut(reason=tail.stop, count=count, newest_message_id=newest.message_id))
     if summary is not None:
         covered = state.messages[: covered_end + 1]
-        count = sum(1 for m in covered if m.role != "system") + len(tail.covered_results)
+        count = sum(1 for m in covered if m.role not in PINNED_ROLES) + len(tail.covered_results)
         if count:
             newest_id = (
                 tail.covered_results[-1].message_id
                 if tail.covered_results
-                else next(m.message_id for m in reversed(covered) if m.role != "system")
+                else next(m.message_id for m in reversed(covered) if m.role not in PINNED_ROLES)
             )
             left.append(
                 LeftOut(reason="covered_by_summary", count=count, newest_message_id=newest_id)
@@ -391,4 +406,5 @@ def served_event(window: Window) -> WindowServed:
         summary_id=window.summary_id,
         total_tokens=window.total_tokens,
         window_hash=window.window_hash,
+        format=window.format,
     )

@@ -3,10 +3,10 @@
     .venv/bin/python scripts/bench_tokens.py [--messages 20000] [--repeats 5]
 
 Counts a fixed corpus of chat messages (English prose, code, and some text in other
-scripts, as in ``tests/test_projections_tokens.py``) with ``TokenCounter.count_message``, the call the
-projector makes on every append and a window makes when it recounts. Prints one table; every
-figure is the median over ``--repeats`` runs. Loading an encoding is timed in a fresh
-interpreter each run (it happens once per process).
+scripts, as in ``tests/test_projections_tokens.py``) with ``TokenCounter.count_message``, the
+call the projector makes on every append and a window makes when it recounts. Prints one
+table; every figure is the median over ``--repeats`` runs. Loading an encoding is timed in a
+fresh interpreter each run (it happens once per process).
 """
 
 from __future__ import annotations

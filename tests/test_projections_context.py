@@ -112,8 +112,10 @@ def test_redaction_blanks_content_keeps_place_and_hash() -> None:
     m2 = state.messages[1]
     assert [m.message_id for m in state.messages] == ["m1", "m2", "m3"]
     assert m2.redacted
-    assert m2.content == ""
-    assert m2.tokens == COUNTER.count_message("user", "")
+    # The text and the call's arguments are gone; which tool call it was stays, so that the
+    # call and its result still pair up in a window (``redacted_content``).
+    assert m2.content == [ToolCallPart(id="c", name="pay")]
+    assert m2.tokens == COUNTER.count_message("user", [ToolCallPart(id="c", name="pay")])
     expected = hashlib.sha256(msgspec.json.encode(secret, order="sorted")).hexdigest()
     assert m2.content_hash == expected
     # Redacting again keeps the hash of the original, not of the blank.

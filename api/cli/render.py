@@ -21,7 +21,9 @@ from eventstore import (
     MessageEdited,
     MessageRedacted,
     MetadataUpdated,
+    OpaquePart,
     RecordedEvent,
+    RefusalPart,
     SubjectErased,
     SummaryAdded,
     TextPart,
@@ -59,6 +61,10 @@ def _texts(content: Content | list[Any]) -> list[str]:
             case ToolResultPart(content=inner, is_error=is_error):
                 label = "tool error" if is_error else "tool result"
                 out.append(f"[{label}: {' '.join(_texts(inner))}]")
+            case RefusalPart(text=text):
+                out.append(f"[refusal: {text}]")
+            case OpaquePart(format=fmt, data=data):
+                out.append(f"[{fmt} {data.get('type', 'block')}]")
     return out
 
 

@@ -8,8 +8,10 @@ import uuid
 import msgspec
 
 import projections as pj
+from projections.overhead import DEFAULT_FORMAT
 from projections.service import Caller, Contexts
 
+from .. import formats
 from ..rest import render, schemas
 from . import schemas as s
 
@@ -30,10 +32,21 @@ async def create(contexts: Contexts, caller: Caller, a: s.CreateContextArgs) -> 
 
 
 async def append(contexts: Contexts, caller: Caller, a: s.AppendMessagesArgs) -> msgspec.Struct:
+    context_id = _id(a.context_id)
+    if a.format is None:
+        if a.system is not None:
+            raise formats.FormatError("system goes with format anthropic", "$.system")
+        native = msgspec.convert({"messages": a.messages}, s.NativeMessages)
+        messages = [render.new_message(m) for m in native.messages]
+    else:
+        messages, pending = formats.parse(a.format, a.messages, system=a.system)
+        if not messages:
+            raise formats.FormatError("give system or at least one message", "$.messages")
+        await formats.check_answers(contexts, caller, context_id, pending)
     written = await contexts.append(
         caller,
-        _id(a.context_id),
-        [render.new_message(m) for m in a.messages],
+        context_id,
+        messages,
         expected_version=a.expected_version,
         idempotency_key=a.idempotency_key,
     )
@@ -58,8 +71,9 @@ async def window(contexts: Contexts, caller: Caller, a: s.GetWindowArgs) -> msgs
         policy=a.policy,
         last_n=a.last_n,
         record=a.record,
+        format_name=a.format or DEFAULT_FORMAT,
     )
-    return render.render_window(window)
+    return render.render_window(window, a.format)
 
 
 async def history(contexts: Contexts, caller: Caller, a: s.GetHistoryArgs) -> msgspec.Struct:

@@ -12,7 +12,16 @@ import msgspec
 
 import eventstore as es
 import projections as pj
-from eventstore import Content, ImagePart, TextPart, ToolCallPart, ToolResultPart
+from eventstore import (
+    Content,
+    FilePart,
+    ImagePart,
+    OpaquePart,
+    RefusalPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 from projections.service import Caller, Contexts
 
 from .protocol import invalid_params
@@ -79,8 +88,8 @@ def _message(entry: pj.WindowEntry) -> dict[str, Any]:
     text = _text(entry.content)
     if entry.kind == "summary":
         role, text = "user", f"[Summary of the earlier conversation]\n{text}"
-    elif entry.role == "system":
-        role, text = "user", f"[System]\n{text}"
+    elif entry.role in es.PINNED_ROLES:  # MCP prompts have no system role
+        role, text = "user", f"[{entry.role.capitalize()}]\n{text}"
     elif entry.role == "tool":
         label = f"[Tool result: {entry.name}]" if entry.name else "[Tool result]"
         role, text = "user", f"{label}\n{text}"
@@ -107,6 +116,10 @@ def _text(content: Content) -> str:
                 pieces.append(("[Tool error] " if failed else "[Tool result] ") + body)
             case ImagePart(url=url):
                 pieces.append(f"[Image: {url}]" if url else "[Image]")
-            case _:
+            case RefusalPart(text=text):
+                pieces.append(f"[Refusal] {text}")
+            case FilePart():
                 pieces.append(f"[File: {part.name or part.uri or part.file_id or '?'}]")
+            case OpaquePart():
+                pass  # a provider's own reasoning state: nothing a prompt can show
     return "\n".join(pieces)

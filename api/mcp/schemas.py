@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from api.formats import Format
 from api.rest.schemas import Limit, MessageIn, PositiveInt, Version, WindowIn
 from eventstore import Content
 from projections.queries import MAX_METADATA_FILTERS
@@ -46,13 +47,42 @@ class CreateContextArgs(Args, frozen=True, kw_only=True):
     idempotency_key: IdempotencyKey | None = None
 
 
+FormatArg = Annotated[
+    Format,
+    Meta(description="A provider's message format: openai (Chat), responses or anthropic"),
+]
+
+
 class AppendMessagesArgs(Args, frozen=True, kw_only=True):
     """Messages to append to a context, atomically, in order."""
 
     context_id: ContextId
-    messages: Annotated[list[MessageIn], Meta(min_length=1, max_length=1000)]
+    messages: Annotated[
+        list[dict[str, Any]],
+        Meta(
+            max_length=1000,
+            description=(
+                "Without format: {role, content, name?, metadata?}, content a string or "
+                "parts (text, image, file, tool_call, tool_result). With format: that "
+                "provider's message objects (responses: input items)"
+            ),
+        ),
+    ]
+    format: FormatArg | None = None
+    system: (
+        Annotated[
+            str | list[dict[str, Any]], Meta(description="format anthropic: the system prompt")
+        ]
+        | None
+    ) = None
     expected_version: ExpectedVersion | None = None
     idempotency_key: IdempotencyKey | None = None
+
+
+class NativeMessages(msgspec.Struct, frozen=True, kw_only=True):
+    """``AppendMessagesArgs.messages`` without a format, decoded (errors name the path)."""
+
+    messages: Annotated[list[MessageIn], Meta(min_length=1)]
 
 
 class GetContextArgs(Args, frozen=True, kw_only=True):
@@ -73,6 +103,7 @@ class GetWindowArgs(Args, frozen=True, kw_only=True):
     model: str | None = None
     policy: Literal["tokens", "last_n"] | None = None
     last_n: PositiveInt | None = None
+    format: FormatArg | None = None
     record: Annotated[
         bool, Meta(description="Log a window.served event recording exactly what was shown")
     ] = False
@@ -129,7 +160,10 @@ class EditMessageArgs(Args, frozen=True, kw_only=True):
 
     context_id: ContextId
     message_id: uuid.UUID
-    content: Content
+    content: Annotated[
+        Content,
+        Meta(description="A string, or parts (text, image, file, tool_call, tool_result)"),
+    ]
     expected_version: ExpectedVersion | None = None
     idempotency_key: IdempotencyKey | None = None
 

@@ -18,11 +18,12 @@ import eventstore as es
 import projections as pj
 from projections.service import Caller, Contexts
 
+from .. import formats
 from ..errors import translate
 from ..rest import schemas
 from . import actions
 from . import schemas as s
-from .json_schema import object_schema
+from .json_schema import compact_schema
 from .protocol import invalid_params
 
 Run = Callable[[Contexts, Caller, Any], Awaitable[msgspec.Struct]]
@@ -41,13 +42,15 @@ class Tool:
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+    depth: int = 0
+    """How deep nested Structs of the arguments are spelled out in ``inputSchema``."""
 
     def describe(self, version: str) -> dict[str, Any]:
         """The ``tools/list`` entry (2025-03-26 predates titles and output schemas)."""
         entry: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
-            "inputSchema": object_schema(self.args),
+            "inputSchema": compact_schema(self.args, self.depth),
             "annotations": {
                 "title": self.title,
                 "readOnlyHint": self.read_only,
@@ -58,7 +61,9 @@ class Tool:
         }
         if version != "2025-03-26":
             entry["title"] = self.title
-            entry["outputSchema"] = object_schema(self.output)
+            # The result's fields, not their nested shapes: what a client needs to pick a
+            # result apart; the nested ones are the REST API's, in its OpenAPI document.
+            entry["outputSchema"] = compact_schema(self.output, 0, arguments=False)
         return entry
 
 
@@ -73,13 +78,15 @@ _TOOLS = (
         args=s.CreateContextArgs,
         output=schemas.ContextOut,
         run=actions.create,
+        depth=1,  # the window settings' fields
     ),
     Tool(
         name="append_messages",
         title="Append messages",
         description=(
-            "Append one or more messages (role: system, user, assistant or tool) to a context, "
-            "atomically. Returns the new version and the message ids."
+            "Append messages to a context, atomically: ctxlog's own (role system, developer, "
+            "user, assistant or tool), or with format an OpenAI or Anthropic SDK's messages. "
+            "Returns the new version and the message ids."
         ),
         args=s.AppendMessagesArgs,
         output=s.Change,
@@ -103,8 +110,9 @@ _TOOLS = (
         title="Get the context window",
         description=(
             "The messages that fit a token budget (pinned system messages, the latest summary, "
-            "then the newest messages), with an account of what was left out and why. "
-            "record=true logs exactly what was served."
+            "then the newest messages), with an account of what was left out and why. With "
+            "format, also as messages ready to send to that provider. record=true logs "
+            "exactly what was served."
         ),
         args=s.GetWindowArgs,
         output=schemas.Window,
@@ -246,6 +254,10 @@ async def call_tool(
         return _failure(version, "invalid_arguments", f"invalid arguments: {e}", {})
     try:
         out = await tool.run(contexts, caller, args)
+    except (msgspec.ValidationError, formats.FormatError) as e:
+        error = translate(e)
+        assert error is not None
+        return _failure(version, "invalid_arguments", error.message, error.details)
     except (pj.ProjectionError, es.EventStoreError) as e:
         error = translate(e)
         if error is None:

@@ -15,7 +15,7 @@ import projections as pj
 from projections.queries import check_metadata_filter
 from projections.service import Written
 
-from .. import appkeys
+from .. import appkeys, formats
 from ..auth import caller
 from ..errors import ApiError, invalid
 from . import render, schemas, wire
@@ -152,24 +152,62 @@ async def delete_context(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+_APPEND_BODIES: dict[str | None, Any] = {
+    None: schemas.AppendMessages,
+    "openai": schemas.OpenAIMessages,
+    "responses": schemas.ResponsesItems,
+    "anthropic": schemas.AnthropicMessages,
+}
+"""The body an append takes, by its ``?format=``."""
+
+
 @operation(
     "Append one message, or several atomically",
     tag="messages",
-    body=schemas.AppendMessages,
+    query=schemas.AppendQuery,
+    body=tuple(_APPEND_BODIES.values()),
     response=(schemas.ContextOut, schemas.Appended),
     status=201,
     headers=(*_WRITE_HEADERS, "Prefer"),
     errors=(404, 409, 412, 422),
-    description="With `Prefer: return=minimal` the answer is `Appended` ({version, message_ids}).",
+    description=(
+        "With `Prefer: return=minimal` the answer is `Appended` ({version, message_ids}).\n\n"
+        "`?format=` takes the providers' own shapes as the body, stored losslessly: `openai` "
+        "`{messages: [...]}` (Chat Completions message params: developer, system, user, "
+        "assistant with tool_calls, tool with tool_call_id; text, image_url and file parts), "
+        "`responses` `{items: [...]}` (Responses input items: messages with input_text, "
+        "input_image, input_file or output_text parts, function_call, function_call_output, "
+        "reasoning kept opaque), `anthropic` `{system, messages: [...]}` (Messages params: "
+        "text, image, document, tool_use, tool_result, thinking kept opaque). A message that "
+        "is invalid in its format is a 400 whose `details.path` names the field; a tool "
+        "result must answer a call of the latest assistant message before it (in the body or "
+        "in the context). Fields a format defines that ctxlog does not model (cache_control, "
+        "annotations, item ids, ...) are kept and rendered back in that format."
+    ),
 )
 async def append_messages(request: web.Request) -> web.Response:
     """Append messages; O(1) in the context's length when the answer is minimal."""
     context_id = wire.path_uuid(request)
-    body = await wire.read_json(request, schemas.AppendMessages)
-    written = await appkeys.contexts(request).append(
-        caller(request),
+    fmt = wire.query(request, schemas.AppendQuery).format
+    body = await wire.read_json(request, _APPEND_BODIES[fmt])
+    service = appkeys.contexts(request)
+    who = caller(request)
+    if isinstance(body, schemas.AppendMessages):
+        messages = render.new_messages(body)
+    else:
+        messages, pending = formats.parse(
+            fmt or "openai",
+            body.items if isinstance(body, schemas.ResponsesItems) else body.messages,
+            system=body.system if isinstance(body, schemas.AnthropicMessages) else None,
+            path="$.items" if isinstance(body, schemas.ResponsesItems) else "$.messages",
+        )
+        if not messages:
+            raise invalid("give system or at least one message", "$.messages")
+        await formats.check_answers(service, who, context_id, pending)
+    written = await service.append(
+        who,
         context_id,
-        render.new_messages(body),
+        messages,
         expected_version=wire.expected_version(request, body.expected_version),
         idempotency_key=wire.idempotency_key(request),
     )

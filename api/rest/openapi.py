@@ -153,8 +153,9 @@ def document(routes: Iterable[web.AbstractRouteDef], version: str) -> dict[str, 
     _describe_fields(components)
     schema_of: dict[Any, dict[str, Any]] = dict(zip(unique, refs, strict=True))
     for *_, op in ops:
-        if isinstance(op.response, tuple):
-            schema_of[op.response] = {"anyOf": [schema_of[t] for t in op.response]}
+        for choice in (op.response, op.body):
+            if isinstance(choice, tuple):
+                schema_of[choice] = {"anyOf": [schema_of[t] for t in choice]}
     paths: dict[str, dict[str, Any]] = {}
     for name, method, path, op in ops:
         paths.setdefault(path, {})[method] = _operation(

@@ -9,6 +9,7 @@ from eventstore import RecordedEvent
 from projections import ContextState, Message, SearchPage, StateDiff, Window
 from projections.service import ContextPage, ContextSize, Lineage, NewMessage
 
+from .. import formats
 from ..errors import invalid
 from . import schemas
 from .schemas import (
@@ -26,9 +27,16 @@ from .schemas import (
 )
 
 
-def render_window(window: Window) -> schemas.Window:
-    """A window as the API's answer (its twin in ``schemas.reads``, field for field)."""
-    return msgspec.convert(window, schemas.Window, from_attributes=True)
+def render_window(window: Window, fmt: str | None = None) -> schemas.Window:
+    """A window as the API's answer (its twin in ``schemas.reads``, field for field), with
+    its ``messages`` in request format ``fmt`` when one is asked for."""
+    out = msgspec.convert(window, schemas.Window, from_attributes=True)
+    if fmt is None:
+        return out
+    rendered = formats.render(fmt, window)
+    if fmt == "anthropic":
+        return msgspec.structs.replace(out, messages=rendered.messages, system=rendered.system)
+    return msgspec.structs.replace(out, messages=rendered.messages)
 
 
 def render_diff(diff: StateDiff) -> schemas.StateDiff:

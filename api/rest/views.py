@@ -8,6 +8,7 @@ from aiohttp import web
 
 from eventstore import WindowSettings
 from projections.audit import audit_filter
+from projections.overhead import DEFAULT_FORMAT
 
 from .. import appkeys
 from ..auth import caller
@@ -97,8 +98,10 @@ async def _window(
         policy=params.policy,
         last_n=params.last_n,
         record=record,
+        format_name=params.format or DEFAULT_FORMAT,
     )
-    return wire.json_response(render.render_window(window), version=window.version)
+    body = render.render_window(window, params.format)
+    return wire.json_response(body, version=window.version)
 
 
 @operation(

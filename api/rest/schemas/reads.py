@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
+
 from eventstore import Content, Role
 from projections import Policy
 from projections.tokens import REPLY_PRIMING
@@ -59,6 +61,13 @@ class Window(Response, frozen=True, kw_only=True):
     newest_does_not_fit: bool = False
     reason: str | None = None
     window_hash: str
+    messages: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    """With ``format``: the window ready to send, in that format (OpenAI
+    ChatCompletionMessageParam, Responses ResponseInputItemParam or Anthropic MessageParam
+    objects); ``entries`` keep the accounting. Absent without a format."""
+    system: str | list[dict[str, Any]] | msgspec.UnsetType | None = msgspec.UNSET
+    """With ``format=anthropic``: the top-level ``system`` (pinned messages and the summary;
+    null when there is none)."""
 
 
 class MetadataChange(Response, frozen=True, kw_only=True):

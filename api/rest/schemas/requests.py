@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from api.formats import Format
 from eventstore import Content, Role, WindowSettings
 from projections import Policy
 
@@ -79,6 +80,45 @@ class AppendMessages(Request, frozen=True, kw_only=True):
     """Several messages, appended atomically in order."""
     expected_version: Version | None = None
     """Write only if the context is at this version (like If-Match)."""
+
+
+class OpenAIMessages(Request, frozen=True, kw_only=True):
+    """``POST /contexts/{id}/messages?format=openai``: Chat Completions message params, as
+    ``chat.completions.create(messages=...)`` takes them, appended atomically."""
+
+    messages: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=1000)]
+    """OpenAI ChatCompletionMessageParam objects (developer, system, user, assistant, tool)."""
+    expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
+
+
+class ResponsesItems(Request, frozen=True, kw_only=True):
+    """``POST /contexts/{id}/messages?format=responses``: OpenAI Responses input items, as
+    ``responses.create(input=...)`` takes them (``response.output`` too), appended atomically."""
+
+    items: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=1000)]
+    """Messages, function_call, function_call_output and reasoning items."""
+    expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
+
+
+class AnthropicMessages(Request, frozen=True, kw_only=True):
+    """``POST /contexts/{id}/messages?format=anthropic``: an Anthropic Messages request's
+    ``system`` and ``messages``, as ``messages.create(...)`` takes them, appended atomically."""
+
+    system: str | list[dict[str, Any]] | None = None
+    """The system prompt: a string or text blocks (stored as one system message)."""
+    messages: Annotated[list[dict[str, Any]], Meta(max_length=1000)] = []
+    """Anthropic MessageParam objects (user and assistant turns)."""
+    expected_version: Version | None = None
+    """Write only if the context is at this version (like If-Match)."""
+
+
+class AppendQuery(Request, frozen=True, kw_only=True):
+    """The format of an append's body (default: ctxlog's own)."""
+
+    format: Format | None = None
+    """The body's format: openai, responses or anthropic (default: ctxlog's own messages)."""
 
 
 class EditMessage(Request, frozen=True, kw_only=True):
@@ -181,6 +221,8 @@ class WindowQuery(Request, frozen=True, kw_only=True):
     """Selection policy for this read (default: the context's)."""
     last_n: PositiveInt | None = None
     """How many newest messages the last_n policy keeps, for this read."""
+    format: Format | None = None
+    """Also answer with messages ready to send in this format: openai, responses, anthropic."""
 
 
 class RecordWindow(WindowQuery, frozen=True, kw_only=True):
