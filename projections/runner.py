@@ -505,8 +505,11 @@ class Projector:
         finally:
             if not getting.done():
                 getting.cancel()
-        if getting.cancelled():
-            pumping.result()  # re-raises what stopped the subscription
+        if not getting.done() or getting.cancelled():
+            # A cancelled get is done only once the loop has run it: what ended the wait is
+            # the subscription, whose own error is the one to report.
+            if pumping.done():
+                pumping.result()  # re-raises what stopped the subscription
             raise ProjectorFailed("the subscription ended")
         batch = [getting.result()]
         while len(batch) < self.batch_size and not queue.empty():
