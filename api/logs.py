@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,8 +86,3 @@ def access(
         "actor": actor,
     }
     ACCESS.info("%s %s %d", method, route, status, extra={"fields": fields})
-
-
-def monotonic() -> float:
-    """The clock request durations are measured on."""
-    return time.perf_counter()

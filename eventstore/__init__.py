@@ -43,6 +43,7 @@ from .events import (
     event_type,
 )
 from .ids import new_id
+from .observe import Observers, StoreObserver
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -100,6 +101,7 @@ __all__ = [
     "MessageEdited",
     "MessageRedacted",
     "MetadataUpdated",
+    "Observers",
     "Part",
     "RecordedEvent",
     "Recorder",
@@ -108,6 +110,7 @@ __all__ = [
     "SchemaTooNew",
     "Sealed",
     "StoreClosed",
+    "StoreObserver",
     "StoreUnavailable",
     "StoredEvent",
     "StreamInfo",

@@ -18,6 +18,7 @@ from .codec import encoder, event_decoder, metadata_decoder
 from .errors import CorruptEvent, EventTooLarge, InvalidEvent, UnknownEventType
 from .events import EVENT_TYPES, Event, EventBase, EventMetadata, event_type
 from .ids import new_id
+from .observe import StoreObserver
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -187,6 +188,10 @@ class EventStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def observe(self, observer: StoreObserver) -> None:
+        """Tell ``observer`` about every commit and erasure from now on."""
+        self._writer.observer = observer
+
     @property
     def batches(self) -> int:
         """Transactions committed by this store's writer so far."""
@@ -321,7 +326,9 @@ class EventStore:
         """Destroy the key of ``subject`` in ``tenant``: its sealed content reads as
         ``ERASED`` from now on, everywhere it is read from the log. Idempotent; returns how
         many keys were destroyed (0 for an unknown or already erased subject)."""
-        return await self.keys.destroy(tenant, subject)
+        destroyed = await self.keys.destroy(tenant, subject)
+        self._writer.observer.erased(destroyed)
+        return destroyed
 
     async def iter_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None

@@ -18,6 +18,7 @@ from aiohttp import web
 from projections.service import Contexts
 
 from .. import appkeys
+from ..tracing import TRACING
 from .protocol import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -46,7 +47,9 @@ class Endpoint:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.server = Server(app[appkeys.VERSION], self.contexts)
+        tracing = app.get(TRACING)
+        traced = tracing.mcp_request if tracing is not None else None
+        self.server = Server(app[appkeys.VERSION], self.contexts, traced=traced)
         self.sessions = Sessions()
 
     async def contexts(self) -> Contexts:

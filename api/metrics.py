@@ -1,0 +1,241 @@
+"""Prometheus metrics at ``/metrics`` (text format), one registry per application.
+
+What moves on the request path is as cheap as it can be: one histogram observation per
+request (its ``_count`` is the request counter), and on the write path one set per group
+commit, fed by the store's observer (``eventstore/observe.py``; the store does not import
+this library). Everything else is read when Prometheus scrapes (``StateCollector``): the
+projector's lag and health, rebuild progress, the window cache's hits, live connections,
+MCP sessions, rate-limit refusals; counted by their own layers as plain integers.
+
+Names follow Prometheus's conventions: ``ctxlog_`` prefix, base units (seconds, bytes),
+``_total`` on counters. Route labels are route templates (``/api/v1/contexts/{id}``), never
+paths, so the series stay few and no id or query reaches the metrics. No label holds a tenant
+or an actor: ``/metrics`` may be scraped without a key (``metrics_token`` guards it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from eventstore import StoreObserver
+
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Histogram as HistogramChild
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Request and commit latencies: sub-millisecond commits up to slow requests."""
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+"""Appends per group commit (the writer takes at most 4,096 events)."""
+UNMATCHED = "unmatched"
+"""The route label of a request no route matched (404, 405)."""
+
+
+class Metrics(StoreObserver):
+    """The application's metrics; also the store's observer (commits, erasures)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.requests = Histogram(
+            "ctxlog_http_request_duration_seconds",
+            "HTTP requests by method, route template and status, and how long they took",
+            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.appends = Counter("ctxlog_appends", "Appends stored (retries not counted)", registry=r)
+        self.events = Counter("ctxlog_events_written", "Events written to the log", registry=r)
+        self.bytes = Counter(
+            "ctxlog_written_bytes", "Bytes of event payload and metadata written", registry=r
+        )
+        self.batch = Histogram(
+            "ctxlog_commit_batch_appends", "Appends per group commit (one transaction)",
+            buckets=BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.commit = Histogram(
+            "ctxlog_commit_duration_seconds", "Group commits: the whole write transaction",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.sync = Histogram(
+            "ctxlog_commit_sync_duration_seconds",
+            "Group commits: the COMMIT itself, mostly the fsync (SQLite)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.erasures = Counter("ctxlog_erasures", "Subject erasures requested", registry=r)
+        self.erased_keys = Counter("ctxlog_erased_keys", "Subject keys destroyed", registry=r)
+        self.retention_deleted = Counter(
+            "ctxlog_retention_deleted_contexts", "Contexts deleted by retention", registry=r
+        )
+        self.retention_erased = Counter(
+            "ctxlog_retention_erased_subjects", "Subjects erased by retention", registry=r
+        )
+        self.retention_runs = Counter(
+            "ctxlog_retention_runs", "Scheduled applications of the retention policies",
+            registry=r,
+        )  # fmt: skip
+        self.lag: tuple[int, float] = (0, 0.0)
+        """(events, seconds) the projector was behind at the last refresh."""
+        self._children: dict[tuple[str, str, int], HistogramChild] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request (its labelled child is looked up once, then kept)."""
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(method, route, str(status))
+        child.observe(seconds)
+
+    def committed(
+        self,
+        appends: int,
+        events: int,
+        nbytes: int,
+        started_ns: int,
+        seconds: float,
+        sync_seconds: float | None,
+    ) -> None:
+        """A group commit (``StoreObserver``)."""
+        self.appends.inc(appends)
+        self.events.inc(events)
+        self.bytes.inc(nbytes)
+        self.batch.observe(appends)
+        self.commit.observe(seconds)
+        if sync_seconds is not None:
+            self.sync.observe(sync_seconds)
+
+    def erased(self, keys: int) -> None:
+        """An erasure (``StoreObserver``)."""
+        self.erasures.inc()
+        self.erased_keys.inc(keys)
+
+    def watch(self, app: web.Application) -> None:
+        """Read the app's state at each scrape, and the process's (CPU, memory, files)."""
+        self.registry.register(StateCollector(app, self))
+        ProcessCollector(registry=self.registry)
+
+    def exposition(self) -> bytes:
+        """Everything, in Prometheus's text format."""
+        return generate_latest(self.registry)
+
+
+class StateCollector(Collector):
+    """Gauges and counters read from the application when scraped."""
+
+    def __init__(self, app: web.Application, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        """The projector, caches, connections, sessions and limits, as they are now."""
+        from . import appkeys, ratelimit  # noqa: PLC0415 (appkeys imports this module)
+        from .mcp.endpoint import ENDPOINT  # noqa: PLC0415 (the MCP door imports the core)
+
+        app = self.app
+        yield _gauge("ctxlog_build_info", "ctxlog's version", 1, version=app[appkeys.VERSION])
+        health = appkeys.health(app)
+        state = GaugeMetricFamily(
+            "ctxlog_projector_state",
+            "1 for the projector's state now: ok, starting, behind or failed",
+            labels=["state"],
+        )
+        for name in ("ok", "starting", "behind", "failed"):
+            state.add_metric([name], 1.0 if health.status == name else 0.0)
+        yield state
+        service = app.get(appkeys.CONTEXTS)
+        if service is not None:
+            projector = service.projector
+            events, seconds = self.metrics.lag
+            yield _gauge(
+                "ctxlog_projector_position", "Last log position applied", projector.checkpoint
+            )
+            yield _gauge("ctxlog_projector_lag_events", "Events in the log not yet applied", events)
+            yield _gauge(
+                "ctxlog_projector_lag_seconds", "Age of the oldest event not yet applied", seconds
+            )
+            done, total = projector.rebuilding or (0, 0)
+            yield _gauge(
+                "ctxlog_rebuild_position", "Log position a running rebuild has reached (0: none)",
+                done,
+            )  # fmt: skip
+            yield _gauge(
+                "ctxlog_rebuild_target_position", "Head a running rebuild replays to", total
+            )
+            cache = service.window_cache
+            yield _counter(
+                "ctxlog_window_cache_hits", "Window reads served from the cache", cache.hits
+            )
+            yield _counter(
+                "ctxlog_window_cache_misses", "Window reads computed from the read model",
+                cache.misses,
+            )  # fmt: skip
+        live = app[appkeys.LIVE]
+        connections = GaugeMetricFamily(
+            "ctxlog_live_connections", "Open WebSockets and event streams", labels=["kind"]
+        )
+        connections.add_metric(["websocket"], len(live.websockets))
+        connections.add_metric(["stream"], len(live.streams))
+        yield connections
+        limits = app[ratelimit.LIMITS]
+        refused = CounterMetricFamily(
+            "ctxlog_rate_limited", "Requests refused by a limit", labels=["limit"]
+        )
+        refused.add_metric(["requests"], limits.refused_requests)
+        refused.add_metric(["connections"], limits.live.refused)
+        yield refused
+        endpoint = app.get(ENDPOINT)
+        if endpoint is not None:
+            sessions = endpoint.sessions
+            yield _gauge("ctxlog_mcp_sessions", "Open MCP sessions", len(sessions))
+            yield _gauge(
+                "ctxlog_mcp_subscriptions", "Resources MCP sessions subscribe to",
+                sessions.subscriptions(),
+            )  # fmt: skip
+
+
+def _gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def authorized(request: web.Request, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (constant time)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """The metrics in Prometheus's text format; 401 without the token when one is set."""
+    from . import appkeys  # noqa: PLC0415
+
+    app = request.app
+    token = app[appkeys.SETTINGS].metrics_token
+    if token and not authorized(request, token):
+        raise ApiError(401, "unauthorized", "/metrics needs its bearer token")
+    metrics = app[METRICS]
+    service = app.get(appkeys.CONTEXTS)
+    if service is not None and appkeys.status(app) == "ok":
+        # A log that cannot be read keeps the last figures; ctxlog_projector_state says why.
+        with contextlib.suppress(Exception):
+            metrics.lag = await service.projector.lag()
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
