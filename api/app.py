@@ -22,7 +22,7 @@ from eventstore import EventStore, Observers
 from projections.service import Contexts
 from projections.tokens import load_offline_encodings
 
-from . import appkeys, errors, mcp, observe, ratelimit, rest
+from . import appkeys, errors, mcp, observe, ratelimit, rest, retention
 from .auth import KeyRing
 from .errors import error_middleware
 from .gate import gate_middleware
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_contexts)
+    app.cleanup_ctx.append(retention.scheduled)
     app.on_shutdown.append(_close_live)
     return app
 

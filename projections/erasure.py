@@ -54,6 +54,12 @@ def _affected_sync(conn: sqlite3.Connection, tenant: str | None, subject: str) -
 class Erasure(ServiceBase):
     """Erasing a data subject (a mixin of ``service.Contexts``)."""
 
+    async def erasure_scope(self, caller: Caller, subject: str) -> list[str]:
+        """The contexts of the caller's tenant that erasing ``subject`` would touch (those
+        holding its content, and their forks); changes nothing."""
+        await self.projector.catch_up()
+        return await self.readmodel.read(_affected_sync, caller.tenant, subject)
+
     async def erase(self, caller: Caller, subject: str) -> Erased:
         """Destroy ``subject``'s key in the caller's tenant, record it, and re-project.
 

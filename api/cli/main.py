@@ -16,6 +16,7 @@ from .audit import audit, stats
 from .config import config, resolve_flags, settings_options
 from .inspect import history, replay, show
 from .ops import backup, erase, export, import_, rebuild, verify
+from .retention import retention
 from .support import EXIT_CODES, CliError, Exit
 
 log = logging.getLogger("ctxlog")
@@ -96,6 +97,7 @@ for command in (history, replay, show, audit, verify, export, import_, backup, r
     cli.add_command(command)
 cli.add_command(erase)
 cli.add_command(config)
+cli.add_command(retention)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
