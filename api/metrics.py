@@ -41,6 +41,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 """Appends per group commit (the writer takes at most 4,096 events)."""
 UNMATCHED = "unmatched"
 """The route label of a request no route matched (404, 405)."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Method labels as sent; any other method the HTTP parser accepts (WebDAV's and the like)
+is ``other``, so that the series stay the API's own."""
 
 
 class Metrics(StoreObserver):
@@ -93,7 +96,10 @@ class Metrics(StoreObserver):
         key = (method, route, status)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self.requests.labels(method, route, str(status))
+            label = method if method in METHODS else "other"
+            child = self.requests.labels(label, route, str(status))
+            if label == method:  # others are not kept: each would be a new key
+                self._children[key] = child
         child.observe(seconds)
 
     def committed(

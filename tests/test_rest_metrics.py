@@ -65,6 +65,9 @@ async def test_metrics_parse_and_move_with_requests(server: ServerProcess) -> No
                 assert r.status == 200
         async with session.get(f"{base}/{cid}", headers={"X-API-Key": "wrong"}) as r:
             assert r.status == 401
+        for method in ("PROPFIND", "MKCOL", "LOCK"):  # methods outside the API: one label
+            async with session.request(method, f"{server.url}/", headers=KEY) as r:
+                assert r.status == 405
         async with session.post(f"{server.url}/api/v1/subjects/u-1/erase", headers=KEY) as r:
             assert r.status == 200, await r.text()
         after = await scrape(session, server)
@@ -76,6 +79,8 @@ async def test_metrics_parse_and_move_with_requests(server: ServerProcess) -> No
     )
     assert moved == 3
     assert value(after, count, method="GET", route="/api/v1/contexts/{id}", status="401") >= 1
+    assert value(after, count, method="other", route="unmatched", status="405") == 3
+    assert not any(name == count and ("method", "PROPFIND") in labels for name, labels in after)
     # Routes are templates: no id ever becomes a label.
     assert not any(cid in v for (_, labels) in after for _, v in labels)
     # 1 creation + 3 appends (+ the erasure's record) were stored, in at least one commit.
