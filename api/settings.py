@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -180,7 +181,7 @@ class Settings:
     def load(
         cls,
         *,
-        env: Any = None,
+        env: Mapping[str, str] | None = None,
         config: str | None = None,
         **flags: Any,
     ) -> Settings:

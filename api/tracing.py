@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -88,11 +89,18 @@ class Tracing(StoreObserver):
         ):
             yield
 
-    def contexts(self, store: EventStore) -> Contexts:
-        """The contexts service on ``store``, with spans around append and window."""
-        service = TracedContexts(store)
+    def contexts(self, store: EventStore, **kwargs: Any) -> Contexts:
+        """The contexts service on ``store`` (``kwargs`` as for ``Contexts``), with spans
+        around append and window."""
+        service = TracedContexts(store, **kwargs)
         service.tracer = self.tracer
         return service
+
+    def close(self) -> None:
+        """Export what is still buffered, then stop (at shutdown)."""
+        shutdown = getattr(self.provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
 
 TRACING = web.AppKey("tracing", Tracing)
@@ -143,7 +151,7 @@ def setup(mode: str) -> Tracing | None:
 
         exporter = OTLPSpanExporter()
     else:
-        exporter = ConsoleSpanExporter()
+        exporter = ConsoleSpanExporter(out=sys.stderr)  # stdout may carry a protocol (stdio)
     name = os.environ.get("OTEL_SERVICE_NAME", "ctxlog")
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(exporter))

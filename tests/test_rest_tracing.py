@@ -114,3 +114,41 @@ def test_tracing_without_the_extra_says_how_to_install_it(
     monkeypatch.setattr(builtins, "__import__", no_otel)
     with pytest.raises(SettingsError, match=r"ctxlog\[otel\]"):
         create_app(testing.settings(str(tmp_path / "x.db"), tracing="console"))
+
+
+def test_stdio_mcp_continues_the_trace_and_keeps_stdout_for_the_protocol(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.server_process import KEYS_ENV
+
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+         "params": {"_meta": {"traceparent": TRACEPARENT}}},
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "api.mcp", "--db", "ctx.db"],
+        input=b"".join(json.dumps(m).encode() + b"\n" for m in messages),
+        capture_output=True,
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "CTXLOG_API_KEYS": KEYS_ENV,
+            "CTXLOG_API_KEY": "key-alice",
+            "CTXLOG_TRACING": "console",
+        },
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    answers = [json.loads(line) for line in done.stdout.splitlines()]  # protocol only
+    assert [a["id"] for a in answers] == [1, 2]
+    stderr = done.stderr.decode()
+    assert '"name": "mcp tools/list"' in stderr
+    assert f'"trace_id": "0x{TRACE_ID}"' in stderr
+    assert f'"parent_id": "0x{PARENT_ID}"' in stderr

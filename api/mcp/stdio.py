@@ -32,7 +32,11 @@ from eventstore import EventStore
 from projections.service import Caller, Contexts
 
 from ..auth import KeyRing
+from ..config import masked
+from ..logs import setup_logging
 from ..settings import Settings, SettingsError
+from ..tracing import Tracing
+from ..tracing import setup as setup_tracing
 from . import pipes
 from .protocol import (
     INTERNAL_ERROR,
@@ -246,15 +250,25 @@ def _version() -> str:
 
 
 async def serve_stdio(
-    db: str, caller: Caller, *, readmodel: str = ":memory:", max_bytes: int = 1 << 20
+    db: str,
+    caller: Caller,
+    *,
+    readmodel: str = ":memory:",
+    max_bytes: int = 1 << 20,
+    tracing: Tracing | None = None,
 ) -> None:
-    """Serve MCP on this process's stdin and stdout until stdin ends or SIGTERM/SIGINT."""
+    """Serve MCP on this process's stdin and stdout until stdin ends or SIGTERM/SIGINT;
+    with ``tracing``, each request is a span continuing its ``_meta.traceparent``."""
     loop = asyncio.get_running_loop()
     reader = await pipes.open_stdin(max_bytes + 1)
     output = pipes.Output()
     await output.open()
     store = await EventStore.open_url(db)
-    contexts = Contexts(store, readmodel_path=readmodel)
+    if tracing is None:
+        contexts = Contexts(store, readmodel_path=readmodel)
+    else:
+        store.observe(tracing)
+        contexts = tracing.contexts(store, readmodel_path=readmodel)
     # Catching up can take a while on a long log: the handshake is answered meanwhile.
     startup = asyncio.create_task(contexts.start(patient=True), name="ctxlog-mcp-catch-up")
 
@@ -265,7 +279,9 @@ async def serve_stdio(
             raise Unavailable("the server could not catch up with the log") from e
         return contexts
 
-    connection = Connection(Server(_version(), ready), caller, reader, output.write, max_bytes)
+    traced = tracing.mcp_request if tracing is not None else None
+    server = Server(_version(), ready, traced=traced)
+    connection = Connection(server, caller, reader, output.write, max_bytes)
     serving = asyncio.create_task(connection.serve())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, serving.cancel)
@@ -281,6 +297,8 @@ async def serve_stdio(
         await contexts.close()
         await store.close()
         output.close()
+        if tracing is not None:
+            tracing.close()
 
 
 def run_stdio(
@@ -295,19 +313,20 @@ def run_stdio(
     settings it cannot serve with). ``api_key`` defaults to ``CTXLOG_API_KEY``; the keys and
     the message size limit come from ``CTXLOG_*`` as for ``ctxlog serve``."""
     env = os.environ if env is None else env
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging()  # stderr: stdout carries the protocol only
     try:
         settings = Settings.load(db=db, env=env)
         caller = caller_from(settings, api_key or env.get("CTXLOG_API_KEY"))
+        tracing = setup_tracing(settings.tracing)
     except SettingsError as e:
         print(f"ctxlog mcp: {e}", file=sys.stderr)
         return 2
-    log.info("ctxlog MCP server on stdio, database %s", settings.db)
+    setup_logging(settings.log_format, settings.log_level)
+    log.info("ctxlog MCP server on stdio, database %s", masked("db", settings.db))
     asyncio.run(
-        serve_stdio(settings.db, caller, readmodel=readmodel, max_bytes=settings.max_body_bytes)
-    )
+        serve_stdio(
+            settings.db, caller, readmodel=readmodel, max_bytes=settings.max_body_bytes,
+            tracing=tracing,
+        )
+    )  # fmt: skip
     return 0
