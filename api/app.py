@@ -76,9 +76,9 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
     routes = [*rest.routes, *(rest.metrics_routes if metrics else []), *mcp.routes]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
     app.add_routes(routes)
-    if metrics is not None:
-        metrics.watch(app)
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
+    if metrics is not None:
+        metrics.watch(app, sessions=mcp.sessions_of(app))
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_contexts)
     app.cleanup_ctx.append(retention.scheduled)

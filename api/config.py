@@ -254,11 +254,11 @@ def masked(name: str, value: Any) -> Any:
     if spec.secret and value:
         return MASK
     if isinstance(value, tuple):
-        return [msgspec_builtins(item) for item in value]
+        return [_plain(item) for item in value]
     return value
 
 
-def msgspec_builtins(item: Any) -> Any:
+def _plain(item: Any) -> Any:
     """A policy as its table; anything else as it is."""
     if isinstance(item, RetentionPolicy):
         return {"tenant": item.tenant, "idle_days": item.idle_days, "erase": item.erase}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from eventstore import StoreObserver
 
+from . import appkeys, ratelimit
 from .errors import ApiError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ LATENCY_BUCKETS = (
 """Request and commit latencies: sub-millisecond commits up to slow requests."""
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 """Appends per group commit (the writer takes at most 4,096 events)."""
+SessionsSource = Callable[[], tuple[int, int]]
+"""(open MCP sessions, their resource subscriptions), from the MCP door."""
 UNMATCHED = "unmatched"
 """The route label of a request no route matched (404, 405)."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -125,9 +128,10 @@ class Metrics(StoreObserver):
         self.erasures.inc()
         self.erased_keys.inc(keys)
 
-    def watch(self, app: web.Application) -> None:
-        """Read the app's state at each scrape, and the process's (CPU, memory, files)."""
-        self.registry.register(StateCollector(app, self))
+    def watch(self, app: web.Application, sessions: SessionsSource | None = None) -> None:
+        """Read the app's state at each scrape (``sessions``: the MCP door's sessions), and
+        the process's (CPU, memory, files)."""
+        self.registry.register(StateCollector(app, self, sessions))
         ProcessCollector(registry=self.registry)
 
     def exposition(self) -> bytes:
@@ -138,15 +142,15 @@ class Metrics(StoreObserver):
 class StateCollector(Collector):
     """Gauges and counters read from the application when scraped."""
 
-    def __init__(self, app: web.Application, metrics: Metrics) -> None:
+    def __init__(
+        self, app: web.Application, metrics: Metrics, sessions: SessionsSource | None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
         """The projector, caches, connections, sessions and limits, as they are now."""
-        from . import appkeys, ratelimit  # noqa: PLC0415 (appkeys imports this module)
-        from .mcp.endpoint import ENDPOINT  # noqa: PLC0415 (the MCP door imports the core)
-
         app = self.app
         yield _gauge("ctxlog_build_info", "ctxlog's version", 1, version=app[appkeys.VERSION])
         health = appkeys.health(app)
@@ -199,14 +203,12 @@ class StateCollector(Collector):
         refused.add_metric(["requests"], limits.refused_requests)
         refused.add_metric(["connections"], limits.live.refused)
         yield refused
-        endpoint = app.get(ENDPOINT)
-        if endpoint is not None:
-            sessions = endpoint.sessions
-            yield _gauge("ctxlog_mcp_sessions", "Open MCP sessions", len(sessions))
+        if self.sessions is not None:
+            open_sessions, subscriptions = self.sessions()
+            yield _gauge("ctxlog_mcp_sessions", "Open MCP sessions", open_sessions)
             yield _gauge(
-                "ctxlog_mcp_subscriptions", "Resources MCP sessions subscribe to",
-                sessions.subscriptions(),
-            )  # fmt: skip
+                "ctxlog_mcp_subscriptions", "Resources MCP sessions subscribe to", subscriptions
+            )
 
 
 def _gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
@@ -232,8 +234,6 @@ def authorized(request: web.Request, token: str) -> bool:
 
 async def get_metrics(request: web.Request) -> web.Response:
     """The metrics in Prometheus's text format; 401 without the token when one is set."""
-    from . import appkeys  # noqa: PLC0415
-
     app = request.app
     token = app[appkeys.SETTINGS].metrics_token
     if token and not authorized(request, token):

@@ -125,6 +125,33 @@ async def test_live_connections_and_refusals_are_counted(server: ServerProcess) 
     )
 
 
+async def test_mcp_sessions_and_subscriptions_are_counted(server: ServerProcess) -> None:
+    params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    headers = {**KEY, "Accept": "application/json, text/event-stream"}
+    async with aiohttp.ClientSession() as session:
+        before = await scrape(session, server)
+        async with session.post(f"{server.url}/mcp", json=init, headers=headers) as r:
+            assert r.status == 200
+            sid = r.headers["Mcp-Session-Id"]
+        headers["Mcp-Session-Id"] = sid
+        async with session.post(f"{server.url}/api/v1/contexts", json={}, headers=KEY) as r:
+            cid = (await r.json())["id"]
+        subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+                     "params": {"uri": f"ctxlog://contexts/{cid}"}}  # fmt: skip
+        async with session.post(f"{server.url}/mcp", json=subscribe, headers=headers) as r:
+            assert r.status == 200, await r.text()
+        during = await scrape(session, server)
+        async with session.delete(f"{server.url}/mcp", headers=headers) as r:
+            assert r.status in (200, 204)
+        after = await scrape(session, server)
+    assert value(during, "ctxlog_mcp_sessions") == value(before, "ctxlog_mcp_sessions") + 1
+    assert (
+        value(during, "ctxlog_mcp_subscriptions") == value(before, "ctxlog_mcp_subscriptions") + 1
+    )
+    assert value(after, "ctxlog_mcp_sessions") == value(before, "ctxlog_mcp_sessions")
+
+
 async def test_the_token_guards_metrics(server: ServerProcess) -> None:
     async with aiohttp.ClientSession() as session:
         for headers in ({}, {"Authorization": "Bearer nope"}, {"X-API-Key": "key-alice"}):

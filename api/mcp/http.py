@@ -14,6 +14,7 @@ limit (413). Bad input is always a 4xx, never a 5xx; a body that does not arrive
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -176,6 +177,12 @@ routes = [
     web.route("DELETE", PATH, mcp_end_session),
 ]
 """The MCP door's routes, joined with the REST API's in ``create_app``."""
+
+
+def sessions_of(app: web.Application) -> Callable[[], tuple[int, int]]:
+    """(open sessions, their resource subscriptions) of the app's endpoint, for metrics."""
+    sessions = app[ENDPOINT].sessions
+    return lambda: (len(sessions), sessions.subscriptions())
 
 
 def setup(app: web.Application) -> None:
