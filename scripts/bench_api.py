@@ -176,7 +176,9 @@ def metrics_overhead(workdir: Path, levels: list[int], seconds: float, repeats: 
     on_proc, on = start_api(workdir, "on.db")
     off_proc, off = start_api(workdir, "off.db", CTXLOG_METRICS="false")
     try:
-        return asyncio.run(_overhead(on, off, levels, seconds, repeats))
+        return asyncio.run(
+            _overhead((on, on_proc.pid), (off, off_proc.pid), levels, seconds, repeats)
+        )
     finally:
         for proc in (on_proc, off_proc):
             proc.send_signal(signal.SIGTERM)
@@ -184,7 +186,23 @@ def metrics_overhead(workdir: Path, levels: list[int], seconds: float, repeats: 
             proc.wait(60)
 
 
-async def _overhead(on: str, off: str, levels: list[int], seconds: float, repeats: int) -> int:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _overhead(
+    on_server: tuple[str, int],
+    off_server: tuple[str, int],
+    levels: list[int],
+    seconds: float,
+    repeats: int,
+) -> int:
+    """Throughput is what the target is about, but on a busy machine it swings by tens of
+    percent between rounds; the server's CPU time per append (from /proc) moves far less
+    with the neighbours, so it is reported beside it."""
+    (on, on_pid), (off, off_pid) = on_server, off_server
     await wait_up(f"{on}/healthz")
     await wait_up(f"{off}/healthz")
     async with aiohttp.ClientSession() as s:
@@ -207,16 +225,29 @@ async def _overhead(on: str, off: str, levels: list[int], seconds: float, repeat
         ratios: list[float] = []
         on_rates: list[float] = []
         off_rates: list[float] = []
+        on_cpu: list[float] = []
+        off_cpu: list[float] = []
         for round_ in range(repeats):
-            pair = [(append_to(on, on_ids), on_rates), (append_to(off, off_ids), off_rates)]
-            for request, rates in pair if round_ % 2 == 0 else pair[::-1]:
-                rates.append((await run_phase(c, seconds, request))[0])
+            pair = [
+                (append_to(on, on_ids), on_rates, on_pid, on_cpu),
+                (append_to(off, off_ids), off_rates, off_pid, off_cpu),
+            ]
+            for request, rates, pid, cpu in pair if round_ % 2 == 0 else pair[::-1]:
+                used = cpu_seconds(pid)
+                rate, latencies = await run_phase(c, seconds, request)
+                cpu.append((cpu_seconds(pid) - used) / len(latencies) * 1e6)
+                rates.append(rate)
             ratios.append(on_rates[-1] / off_rates[-1])
         ratio = statistics.median(ratios)
         rounds = ", ".join(f"{x:.3f}" for x in ratios)
         print(f"  c={c:<3} on {statistics.median(on_rates):7.0f}/s  off"
               f" {statistics.median(off_rates):7.0f}/s  on/off {ratio:.3f} (rounds: {rounds})",
               flush=True)  # fmt: skip
+        cpu_on, cpu_off = statistics.median(on_cpu), statistics.median(off_cpu)
+        print(f"        server CPU per append: on {cpu_on:.0f} us, off {cpu_off:.0f} us,"
+              f" off/on {cpu_off / cpu_on:.3f} (rounds on: "
+              + ", ".join(f"{x:.0f}" for x in on_cpu) + "; off: "
+              + ", ".join(f"{x:.0f}" for x in off_cpu) + ")", flush=True)  # fmt: skip
         verdicts.append((f"metrics on/off at c={c} >= 0.97", ratio >= 0.97, f"{ratio:.3f}"))
     for what, ok, value in verdicts:
         print(f"{'PASS' if ok else 'MISS'}  {what}: {value}")
