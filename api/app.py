@@ -16,17 +16,21 @@ from collections.abc import AsyncIterator
 from importlib import metadata
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from eventstore import EventStore
+from eventstore import EventStore, Observers
 from projections.service import Contexts
 from projections.tokens import load_offline_encodings
 
-from . import appkeys, errors, mcp, ratelimit, rest
+from . import appkeys, errors, mcp, observe, ratelimit, rest, retention
 from .auth import KeyRing
 from .errors import error_middleware
 from .gate import gate_middleware
+from .metrics import METRICS, Metrics
 from .rest import openapi
 from .settings import Settings, refuse_open_with_tenants
+from .tracing import TRACING, Tracing
+from .tracing import setup as setup_tracing
 
 log = logging.getLogger("ctxlog.api")
 
@@ -38,15 +42,29 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings) -> web.Application:
-    """A new application serving ``settings.db``; raises SettingsError for unsafe settings."""
+def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.Application:
+    """A new application serving ``settings.db``; raises SettingsError for unsafe settings.
+
+    ``tracing`` replaces what ``settings.tracing`` asks for (tests pass an in-memory one)."""
     settings.check()
     keys = KeyRing(settings.api_keys)
+    tracing = tracing or setup_tracing(settings.tracing)
+    metrics = Metrics() if settings.metrics else None
+    middlewares: list[Middleware] = []
+    if metrics is not None or settings.access_log:
+        middlewares.append(observe.middleware(metrics, settings.access_log))
+    if tracing is not None:
+        middlewares.append(tracing.middleware())
     app = web.Application(
-        middlewares=[error_middleware, gate_middleware],
+        middlewares=[*middlewares, error_middleware, gate_middleware],
         client_max_size=settings.max_body_bytes,
         handler_args={"keepalive_timeout": settings.keepalive_timeout},
     )
+    if tracing is not None:
+        app[TRACING] = tracing
+        app.on_cleanup.append(_flush_traces)
+    if metrics is not None:
+        app[METRICS] = metrics
     ratelimit.setup(app, settings)
     errors.quiet_protocol_errors()
     app[appkeys.SETTINGS] = settings
@@ -55,12 +73,15 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.VERSION] = _version()
     app[errors.RENDERERS] = {}
     # Every door's routes in one table, and the one OpenAPI document of all of them.
-    routes = [*rest.routes, *mcp.routes]
+    routes = [*rest.routes, *(rest.metrics_routes if metrics else []), *mcp.routes]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
     app.add_routes(routes)
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
+    if metrics is not None:
+        metrics.watch(app, sessions=mcp.sessions_of(app))
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_contexts)
+    app.cleanup_ctx.append(retention.scheduled)
     app.on_shutdown.append(_close_live)
     return app
 
@@ -69,6 +90,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     store = await EventStore.open_url(settings.db)
     app[appkeys.STORE] = store
+    observers = [o for o in (app.get(METRICS), app.get(TRACING)) if o is not None]
+    if observers:
+        store.observe(observers[0] if len(observers) == 1 else Observers(observers))
     if settings.open:
         try:  # before anything is served: refused (SettingsError) if it holds tenants' data
             refuse_open_with_tenants(
@@ -91,7 +115,9 @@ YOUNG_OBJECTS = 20_000
 
 async def _contexts(app: web.Application) -> AsyncIterator[None]:
     thresholds = gc.get_threshold()
-    contexts = Contexts(app[appkeys.STORE])
+    tracing = app.get(TRACING)
+    store = app[appkeys.STORE]
+    contexts = tracing.contexts(store) if tracing is not None else Contexts(store)
     app[appkeys.CONTEXTS] = contexts
     startup = asyncio.create_task(_start(contexts), name="ctxlog-projector-catch-up")
     app[appkeys.STARTUP] = startup
@@ -136,6 +162,11 @@ async def _start(contexts: Contexts) -> None:
     # first. A/B at c=64 appends: +4-9% (100,000: +1%, as each pass grows; 5,000: +2-6%).
     gc.set_threshold(YOUNG_OBJECTS, 20, 20)
     log.info("projector caught up; ready")
+
+
+async def _flush_traces(app: web.Application) -> None:
+    # The batch exporter holds the last spans; a blocking flush, once, at exit.
+    await asyncio.to_thread(app[TRACING].close)
 
 
 async def _close_live(app: web.Application) -> None:

@@ -109,6 +109,26 @@ def health(app: web.Application) -> Health:
     return Health()
 
 
+async def readiness(app: web.Application) -> Health:
+    """``health``, then the log readable and the projector within the settings' lag limits
+    (``behind`` past either; ``failed`` when the log cannot be read)."""
+    now = health(app)
+    service = app.get(CONTEXTS)
+    if now.status != "ok" or service is None:
+        return now
+    settings = app[SETTINGS]
+    try:
+        events, seconds = await service.projector.lag()
+    except Exception as e:
+        reason = f"the log cannot be read: {type(e).__name__}"
+        return Health(status="failed", reason=reason, retry_after=1)
+    max_seconds, max_events = settings.ready_max_lag_seconds, settings.ready_max_lag_events
+    if (max_seconds and seconds > max_seconds) or (max_events and events > max_events):
+        reason = f"the read model is {events} events ({seconds:.1f} s) behind the log"
+        return Health(status="behind", reason=reason, retry_after=1)
+    return now
+
+
 def contexts(request: web.Request) -> Contexts:
     """The contexts service, once it is ready to answer (503 ``starting`` before)."""
     app = request.app

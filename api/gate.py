@@ -18,8 +18,10 @@ In order:
 
 The gate raises ``ApiError``; each door renders it in its own shape (``errors.py`` picks the
 renderer by path), so the decision is made once and the answer is the one its client
-understands. ``/``, ``/healthz``, ``/openapi.json`` and ``/docs`` are not gated: they hold no
-data, and probes (Kubernetes sends the pod's address as ``Host``) must reach them.
+understands. ``/``, the probes (``/healthz``, ``/readyz``, ``/livez``), ``/openapi.json``,
+``/docs`` and ``/metrics`` (which has its own token, ``metrics_token``) are not gated: they hold
+no data, and probes and scrapers (Kubernetes sends the pod's address as ``Host``) must reach
+them.
 """
 
 from __future__ import annotations

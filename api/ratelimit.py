@@ -78,6 +78,8 @@ class LiveSlots:
         self.total = total
         self._open: collections.Counter[Hashable] = collections.Counter()
         self._count = 0
+        self.refused = 0
+        """Connections refused by either cap (for metrics)."""
 
     @property
     def count(self) -> int:
@@ -87,6 +89,7 @@ class LiveSlots:
     def acquire(self, key: Hashable) -> None:
         """Take a slot for ``key``; ApiError 429 past the key's cap, 503 past the server's."""
         if self._open[key] >= self.per_key:
+            self.refused += 1
             raise ApiError(
                 429,
                 "too_many_connections",
@@ -94,6 +97,7 @@ class LiveSlots:
                 {"limit": self.per_key, "retry_after": 1},
             )
         if self._count >= self.total:
+            self.refused += 1
             raise ApiError(
                 503,
                 "unavailable",
@@ -118,6 +122,8 @@ class Limits:
         burst = settings.rate_burst or max(1, math.ceil(settings.rate_limit))
         self.buckets = TokenBuckets(settings.rate_limit, burst) if settings.rate_limit > 0 else None
         self.live = LiveSlots(settings.max_live_per_key, settings.max_live)
+        self.refused_requests = 0
+        """Requests refused for their key's rate (for metrics)."""
 
 
 LIMITS = web.AppKey("limits", Limits)
@@ -138,6 +144,7 @@ def take(request: web.Request) -> None:
         return
     wait = buckets.take(caller_key(request))
     if wait > 0:
+        request.app[LIMITS].refused_requests += 1
         raise ApiError(
             429,
             "rate_limited",

@@ -1,33 +1,33 @@
-"""Server settings: where to listen, which database, who may call, and how much they may send.
+"""Server settings: one table, the ``Settings`` fields, from which everything else derives.
 
-Values come from command-line flags, then ``CTXLOG_*`` environment variables, then defaults
-(``Settings.load``). API keys are ``key:tenant:actor`` entries, comma-separated in
-``CTXLOG_API_KEYS`` or one per line in a keys file (``#`` starts a comment).
+Each field is declared once with ``setting(default, doc, ...)``: its name is the key in a
+config file (``ctxlog.toml``), ``CTXLOG_<NAME>`` its environment variable and ``--<name>`` its
+flag (``config.py`` reads all three, ``cli/config.py`` makes the flags and prints the
+reference). Precedence: flags > environment > file > defaults. Adding a setting is one line
+here; its type (str, int, float, bool, a ``Literal``, a tuple of names) says how it is parsed.
 
-Without keys the server is open: every caller is let in, with no tenant, and sees the whole
-log. On a database that holds tenants' data it refuses to start (``refuse_open_with_tenants``)
-unless ``CTXLOG_ALLOW_OPEN_WITH_TENANTS=1`` (``--allow-open-with-tenants``) says to serve it
-anyway.
-
-Per-key limits (``ratelimit.py``, ``mcp/sessions.py``): ``CTXLOG_RATE_LIMIT`` and
-``CTXLOG_RATE_BURST``; ``CTXLOG_MAX_LIVE_PER_KEY`` and ``CTXLOG_MAX_LIVE`` (WebSockets, event
-streams and MCP sessions' subscriptions); ``CTXLOG_MCP_SESSIONS_PER_KEY``,
-``CTXLOG_MCP_MAX_SESSIONS`` and ``CTXLOG_MCP_SESSION_IDLE`` (seconds).
+API keys are ``key:tenant:actor`` entries, comma-separated in ``CTXLOG_API_KEYS``, a list in
+the file, or one per line in a keys file (``#`` starts a comment); they never have a flag
+(a command line is visible to every user of the machine) and are masked when printed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from projections.retention import RetentionPolicy
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB = "./ctxlog.db"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -44,43 +44,119 @@ class ApiKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Spec:
+    """How one setting is given and shown (the type comes from the field's annotation)."""
+
+    doc: str
+    env: tuple[str, ...]
+    """Its variables: ``CTXLOG_<NAME>`` first, then older names still read (lists: all)."""
+    flag: bool
+    """Whether ``ctxlog serve`` takes ``--<name>`` (not for secrets)."""
+    secret: bool
+    """Masked by ``ctxlog config``, never in a repr, never a flag."""
+    minimum: float | None
+
+
+def setting(
+    default: T,
+    doc: str,
+    *,
+    env: tuple[str, ...] = (),
+    secret: bool = False,
+    flag: bool = True,
+    minimum: float | None = None,
+) -> T:
+    """A field of ``Settings``: its default, one line of documentation, older variable names
+    (``env``) and the least value it takes (checked by ``Settings.check``)."""
+    spec = Spec(doc, env, flag and not secret, secret, minimum)
+    made: T = field(default=default, repr=not secret, metadata={"setting": spec})
+    return made
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``create_app`` needs; ``api_keys`` empty means an open (loopback-only) server."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    db: str = DEFAULT_DB
-    api_keys: tuple[ApiKey, ...] = ()
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # How long a shutdown waits for in-flight requests before it closes them.
-    shutdown_timeout: float = 10.0
-    # Comment lines keep idle SSE streams and their proxies from timing out.
-    sse_heartbeat: float = 15.0
-    # Requests per second per API key (0: no rate limiting) and the bucket's size (0: one
-    # second's worth); see api/ratelimit.py for why it is off by default.
-    rate_limit: float = 0.0
-    rate_burst: int = 0
-    # Open WebSockets, event streams and MCP sessions' subscriptions, per API key and in all.
-    max_live_per_key: int = 100
-    max_live: int = 1000
-    # MCP (handshake era) sessions per API key and in all, and the seconds one may go without
-    # a request or an open event stream before it ends.
-    mcp_sessions_per_key: int = 100
-    mcp_max_sessions: int = 1000
-    mcp_session_idle: float = 300.0
-    # Seconds a client has to send a request body (408 after), and to send a request's
-    # headers or its next request on an idle connection (closed after).
-    body_timeout: float = 30.0
-    keepalive_timeout: float = 75.0
-    # Browser origins (besides loopback ones and the server's own) that may call /api/ and
-    # /mcp; "*" allows any.
-    allowed_origins: tuple[str, ...] = ()
-    # Host names (with or without a port) that requests to /api/ and /mcp may name, besides
-    # loopback names and the address the server binds; "*" allows any. A DNS-rebinding page
-    # names its own host, so it is refused.
-    allowed_hosts: tuple[str, ...] = ()
-    # Serve open (no keys) a database that holds tenants' data, to every caller.
-    allow_open_with_tenants: bool = False
+    # -- where ---------------------------------------------------------------------------------
+    host: str = setting(DEFAULT_HOST, "Address to bind (0.0.0.0 needs API keys and allowed_hosts).")
+    port: int = setting(DEFAULT_PORT, "TCP port to listen on.", minimum=0)
+    db: str = setting(DEFAULT_DB, "SQLite file or postgresql:// DSN of the log.")
+    # -- who may call --------------------------------------------------------------------------
+    api_keys: tuple[ApiKey, ...] = setting((), "API keys, key:tenant:actor each.", secret=True)
+    api_keys_file: str = setting("", "File of key:tenant:actor lines, added to api_keys.")
+    allowed_hosts: tuple[str, ...] = setting(
+        (), "Host names clients may use besides loopback and the bound address (* any)."
+    )
+    allow_open_with_tenants: bool = setting(
+        False, "Serve without API keys a database that holds tenants' data, to every caller."
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        "Browser origins allowed besides loopback and the server's own (* any).",
+        env=("CTXLOG_MCP_ALLOWED_ORIGINS",),
+    )
+    # -- how much ------------------------------------------------------------------------------
+    max_body_bytes: int = setting(DEFAULT_MAX_BODY_BYTES, "Request body limit in bytes.", minimum=1)
+    rate_limit: float = setting(0.0, "Requests per second per API key (0: no limit).", minimum=0)
+    rate_burst: int = setting(
+        0, "Requests a key may send at once (0: one second's worth).", minimum=0
+    )
+    max_live_per_key: int = setting(
+        100, "Open WebSockets, event streams and MCP subscriptions per API key.", minimum=1
+    )
+    max_live: int = setting(
+        1000, "Open WebSockets, event streams and MCP subscriptions in all.", minimum=1
+    )
+    mcp_sessions_per_key: int = setting(100, "MCP (handshake era) sessions per API key.", minimum=1)
+    mcp_max_sessions: int = setting(1000, "MCP (handshake era) sessions in all.", minimum=1)
+    mcp_session_idle: float = setting(
+        300.0,
+        "Seconds an MCP session may go without a request or an open stream before it ends.",
+        minimum=0.001,
+    )
+    body_timeout: float = setting(
+        30.0, "Seconds a client has to send a request body (408 after).", minimum=0.001
+    )
+    keepalive_timeout: float = setting(
+        75.0, "Seconds an idle connection is kept open.", minimum=0.001
+    )
+    shutdown_timeout: float = setting(
+        10.0, "Seconds a shutdown waits for requests in flight.", minimum=0
+    )
+    sse_heartbeat: float = setting(
+        15.0, "Seconds between comment lines on idle event streams.", minimum=0.01
+    )
+    # -- health --------------------------------------------------------------------------------
+    ready_max_lag_seconds: float = setting(
+        60.0,
+        "/readyz fails while the oldest event the projector has not applied is older (0: off).",
+        minimum=0,
+    )
+    ready_max_lag_events: int = setting(
+        0, "/readyz fails while the projector is more events behind the log (0: off).", minimum=0
+    )
+    # -- observability -------------------------------------------------------------------------
+    log_format: Literal["text", "json"] = setting(
+        "text", "Log lines as text or as one JSON object each."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Least level logged.")
+    access_log: bool = setting(
+        False, "Log every request: method, route, status, duration, request id, tenant, actor."
+    )
+    metrics: bool = setting(True, "Serve Prometheus metrics at /metrics.")
+    metrics_token: str = setting("", "Bearer token /metrics requires (empty: none).", secret=True)
+    tracing: Literal["off", "otlp", "console"] = setting(
+        "off",
+        "OpenTelemetry traces: off, otlp (OTEL_EXPORTER_OTLP_*) or console; needs ctxlog[otel].",
+    )
+    # -- retention -----------------------------------------------------------------------------
+    retention: tuple[RetentionPolicy, ...] = setting(
+        (),
+        "Delete (and erase) a tenant's contexts idle that many days: tenant:days[:erase] each.",
+    )
+    retention_interval: float = setting(
+        3600.0, "Seconds between applications of the retention policies.", minimum=1
+    )
 
     @property
     def open(self) -> bool:
@@ -88,22 +164,15 @@ class Settings:
         return not self.api_keys
 
     def check(self) -> None:
-        """Raise SettingsError for a combination that must not serve: an open server that is
-        reachable from other machines, a bad port, or a non-positive body limit."""
-        if not 0 <= self.port <= 65535:
+        """Raise SettingsError for a value below its minimum or a combination that must not
+        serve: an open server that is reachable from other machines, a bad port."""
+        for f in fields():
+            spec = f.metadata["setting"]
+            value = getattr(self, f.name)
+            if spec.minimum is not None and value < spec.minimum:
+                raise SettingsError(f"{f.name} must be at least {spec.minimum:g}, not {value}")
+        if self.port > 65535:
             raise SettingsError(f"port must be 0-65535, not {self.port}")
-        if self.max_body_bytes < 1:
-            raise SettingsError("the body limit must be at least 1 byte")
-        if self.rate_limit < 0 or self.rate_burst < 0:
-            raise SettingsError("the rate limit and its burst cannot be negative")
-        if self.max_live_per_key < 1 or self.max_live < 1:
-            raise SettingsError("the live connection limits must be at least 1")
-        if self.mcp_sessions_per_key < 1 or self.mcp_max_sessions < 1:
-            raise SettingsError("the MCP session limits must be at least 1")
-        if self.mcp_session_idle <= 0:
-            raise SettingsError("the MCP session idle timeout must be positive")
-        if self.body_timeout <= 0 or self.keepalive_timeout <= 0:
-            raise SettingsError("the body and keep-alive timeouts must be positive")
         if self.open and not is_loopback(self.host):
             raise SettingsError(
                 f"refusing to serve without API keys on {self.host!r}, which is not a loopback"
@@ -116,96 +185,29 @@ class Settings:
                 " set CTXLOG_ALLOWED_HOSTS (e.g. ctxlog.internal,10.0.0.5:8080), or * to"
                 " accept any Host header"
             )
+        tenants = [policy.tenant for policy in self.retention]
+        if len(set(tenants)) != len(tenants):
+            raise SettingsError("retention: a tenant has two policies")
 
     @classmethod
     def load(
         cls,
         *,
-        host: str | None = None,
-        port: int | None = None,
-        db: str | None = None,
-        api_keys_file: str | None = None,
-        max_body_bytes: int | None = None,
-        allow_open_with_tenants: bool | None = None,
         env: Mapping[str, str] | None = None,
+        config: str | None = None,
+        **flags: Any,
     ) -> Settings:
-        """Settings from explicit values (flags) over ``CTXLOG_*`` variables over defaults."""
-        env = os.environ if env is None else env
-        keys = parse_keys(env.get("CTXLOG_API_KEYS", ""), source="CTXLOG_API_KEYS")
-        keys_file = api_keys_file or env.get("CTXLOG_API_KEYS_FILE")
-        if keys_file:
-            keys += read_keys_file(keys_file)
-        seen: set[str] = set()
-        for key in keys:
-            if key.key in seen:
-                raise SettingsError("an API key is configured twice")
-            seen.add(key.key)
-        return cls(
-            host=host or env.get("CTXLOG_HOST") or DEFAULT_HOST,
-            port=port if port is not None else _int(env, "CTXLOG_PORT", DEFAULT_PORT),
-            db=db or env.get("CTXLOG_DB") or DEFAULT_DB,
-            api_keys=tuple(keys),
-            max_body_bytes=(
-                max_body_bytes
-                if max_body_bytes is not None
-                else _int(env, "CTXLOG_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
-            ),
-            rate_limit=_float(env, "CTXLOG_RATE_LIMIT", 0.0),
-            rate_burst=_int(env, "CTXLOG_RATE_BURST", 0),
-            max_live_per_key=_int(env, "CTXLOG_MAX_LIVE_PER_KEY", 100),
-            max_live=_int(env, "CTXLOG_MAX_LIVE", 1000),
-            mcp_sessions_per_key=_int(env, "CTXLOG_MCP_SESSIONS_PER_KEY", 100),
-            mcp_max_sessions=_int(env, "CTXLOG_MCP_MAX_SESSIONS", 1000),
-            mcp_session_idle=_float(env, "CTXLOG_MCP_SESSION_IDLE", 300.0),
-            body_timeout=_float(env, "CTXLOG_BODY_TIMEOUT", 30.0),
-            keepalive_timeout=_float(env, "CTXLOG_KEEPALIVE_TIMEOUT", 75.0),
-            # CTXLOG_MCP_ALLOWED_ORIGINS is the name from when only /mcp checked origins.
-            allowed_origins=_names(env, "CTXLOG_ALLOWED_ORIGINS", "CTXLOG_MCP_ALLOWED_ORIGINS"),
-            allowed_hosts=_names(env, "CTXLOG_ALLOWED_HOSTS"),
-            allow_open_with_tenants=(
-                allow_open_with_tenants
-                if allow_open_with_tenants is not None
-                else _bool(env, "CTXLOG_ALLOW_OPEN_WITH_TENANTS")
-            ),
-        )
+        """Settings from flags (keyword arguments; None: not given) over ``CTXLOG_*``
+        variables (``env``, default ``os.environ``) over a config file (``config``, else
+        ``CTXLOG_CONFIG``) over defaults."""
+        from .config import resolve  # noqa: PLC0415 (config imports this module)
+
+        return resolve(env=env, config=config, flags=flags).settings
 
 
-def _names(env: Mapping[str, str], *variables: str) -> tuple[str, ...]:
-    """The comma-separated entries of the variables, in order, without blanks or repeats."""
-    names = [n.strip() for v in variables for n in env.get(v, "").split(",")]
-    return tuple(dict.fromkeys(n for n in names if n))
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
-
-
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-    if not math.isfinite(value):
-        raise SettingsError(f"{name} must be a finite number, not {raw!r}")
-    return value
+def fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The settings, in the table's order."""
+    return dataclasses.fields(Settings)
 
 
 def refuse_open_with_tenants(has_tenants: bool, *, allowed: bool) -> None:

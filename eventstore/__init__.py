@@ -49,6 +49,7 @@ from .events import (
     event_type,
 )
 from .ids import new_id
+from .observe import Observers, StoreObserver
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -109,6 +110,7 @@ __all__ = [
     "MessageEdited",
     "MessageRedacted",
     "MetadataUpdated",
+    "Observers",
     "OpaquePart",
     "Part",
     "RecordedEvent",
@@ -120,6 +122,7 @@ __all__ = [
     "SealLayer",
     "Sealed",
     "StoreClosed",
+    "StoreObserver",
     "StoreUnavailable",
     "StoredEvent",
     "StreamInfo",

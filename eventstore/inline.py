@@ -42,6 +42,8 @@ class CommitPlacement:
         self.checkpoint_every = checkpoint_every
         self.sync_time = 0.0
         """Moving average of an inline COMMIT's duration (s): mostly the WAL's fsync."""
+        self.last = 0.0
+        """The last COMMIT's duration (s), inline or on the writer's thread (``timed``)."""
         self._threaded = 0  # commits sent to the writer's thread since the last inline one
         self._since_checkpoint = 0
 
@@ -56,12 +58,18 @@ class CommitPlacement:
         """COMMIT on the inline connection, timed."""
         start = time.perf_counter()
         conn.execute("COMMIT")
-        took = time.perf_counter() - start
+        took = self.last = time.perf_counter() - start
         # A probe after a slow spell replaces the average: the disk may have recovered.
         weight = 1.0 if self._threaded else 0.1
         self.sync_time += weight * (took - self.sync_time)
         self._threaded = 0
         self._since_checkpoint += 1
+
+    def timed(self, conn: sqlite3.Connection) -> None:
+        """COMMIT on the writer's thread, timed but kept out of the inline average."""
+        start = time.perf_counter()
+        conn.execute("COMMIT")
+        self.last = time.perf_counter() - start
 
     def checkpoint_due(self) -> bool:
         """True once every ``checkpoint_every`` inline commits (and resets the count)."""

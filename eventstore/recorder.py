@@ -186,6 +186,8 @@ class Recorder(abc.ABC):
     """A storage backend for the log. Every method translates driver errors to EventStoreError."""
 
     supports_concurrent_reads: bool = True
+    last_sync: float | None = None
+    """Seconds the last commit's COMMIT took (mostly its fsync), for backends that time it."""
 
     @abc.abstractmethod
     async def open(self) -> None:

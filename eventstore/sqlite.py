@@ -172,10 +172,15 @@ class SQLiteRecorder(Recorder):
                     if not busy(e):
                         raise
                 else:
+                    self.last_sync = placement.last
                     if placement.checkpoint_due():
                         await _run(self._writer, checkpoint)
                     return outcomes
-            return await _run(self._writer, commit_batch, batch, now_us, self._versions)
+            outcomes = await _run(
+                self._writer, commit_batch, batch, now_us, self._versions, placement.timed
+            )
+            self.last_sync = placement.last
+            return outcomes
 
     async def import_rows(self, rows: list[StoredEvent]) -> None:
         """Check and insert the rows as given in one BEGIN IMMEDIATE transaction."""

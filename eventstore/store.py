@@ -18,6 +18,7 @@ from .errors import CorruptEvent, EventTooLarge, InvalidEvent, KeyDestroyed, Unk
 from .events import EVENT_TYPES, Event, EventBase, EventMetadata, SubjectErased, event_type
 from .ids import new_id
 from .integrity import VerifyReport, walk_chain
+from .observe import StoreObserver
 from .recorder import (
     ANY,
     NO_FILTER,
@@ -178,6 +179,10 @@ class EventStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def observe(self, observer: StoreObserver) -> None:
+        """Tell ``observer`` about every commit and erasure from now on."""
+        self._writer.observer = observer
+
     @property
     def batches(self) -> int:
         """Transactions committed by this store's writer so far."""
@@ -336,7 +341,9 @@ class EventStore:
 
     async def destroy_subject_key(self, tenant: str | None, subject: str) -> list[str]:
         """``erase_subject``, returning the ids of the keys destroyed."""
-        return await self.keys.destroy(tenant, subject)
+        destroyed = await self.keys.destroy(tenant, subject)
+        self._writer.observer.erased(len(destroyed))
+        return destroyed
 
     async def iter_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None

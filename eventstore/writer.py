@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from .errors import EventStoreError, StoreClosed
+from .observe import NO_OBSERVER, StoreObserver
 from .recorder import AppendOutcome, PendingAppend, Recorder, StoredEvent
 
 _Item = tuple[PendingAppend, "asyncio.Future[AppendOutcome]"]
@@ -37,6 +38,8 @@ class Writer:
         self._closing = False
         self.batches = 0
         """How many transactions were committed (for tests and benchmarks)."""
+        self.observer: StoreObserver = NO_OBSERVER
+        """Told about each commit (``observe``)."""
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -80,17 +83,21 @@ class Writer:
                 return
 
     async def _commit(self, batch: list[_Item]) -> None:
+        started_ns = time.time_ns()
+        start = time.perf_counter()
         try:
             outcomes = await self._recorder.commit(
-                [append for append, _ in batch], time.time_ns() // 1000
+                [append for append, _ in batch], started_ns // 1000
             )
         except Exception as e:  # the store's own errors, or a bug: fail the callers, keep writing
             for _, future in batch:
                 if not future.done():
                     future.set_exception(e)
             return
+        seconds = time.perf_counter() - start
         self.batches += 1
         committed: list[StoredEvent] = []
+        appends = 0
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, EventStoreError):
                 if not future.done():
@@ -98,7 +105,13 @@ class Writer:
                 continue
             if not outcome.duplicate:
                 committed.extend(outcome.events)
+                appends += 1
             if not future.done():
                 future.set_result(outcome)
         if committed:
             self._on_commit(committed)
+        if self.observer is not NO_OBSERVER:
+            nbytes = sum(len(row.data) + len(row.metadata) for row in committed)
+            self.observer.committed(
+                appends, len(committed), nbytes, started_ns, seconds, self._recorder.last_sync
+            )

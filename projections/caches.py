@@ -34,12 +34,18 @@ class LRU(Generic[K, V]):
         self._items: OrderedDict[K, V] = OrderedDict()
         self.generation = 0
         """Moves on at each ``clear``."""
+        self.hits = 0
+        """Lookups that found their value (for metrics), and ``misses`` those that did not."""
+        self.misses = 0
 
     def get(self, key: K) -> V | None:
         """The value, or None; marks it recently used."""
         value = self._items.get(key)
         if value is not None:
             self._items.move_to_end(key)
+            self.hits += 1
+        else:
+            self.misses += 1
         return value
 
     def put(self, key: K, value: V, generation: int | None = None) -> None:

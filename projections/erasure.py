@@ -56,6 +56,14 @@ class ErasedNotScrubbed(ReadModelInUse):
 class Erasure(ServiceBase):
     """Erasing a data subject (a mixin of ``service.Contexts``)."""
 
+    async def erasure_scope(self, caller: Caller, subject: str) -> list[str]:
+        """The contexts of the caller's tenant that erasing ``subject`` would touch (those
+        holding its content, and their forks); changes nothing."""
+        await self.projector.catch_up()
+        known = await self.readmodel.read(subject_keys_sync, caller.tenant, subject)
+        key_ids = sorted({key_id for key_id, _ in known})
+        return await self.readmodel.read(affected_sync, caller.tenant, subject, key_ids)
+
     async def erase(self, caller: Caller, subject: str) -> Erased:
         """Destroy ``subject``'s key in the caller's tenant, record it, and forget the content.
 

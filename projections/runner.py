@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from eventstore import (
@@ -101,6 +102,8 @@ class Projector:
         whoever caches what was read from it empties that cache."""
         self.error: BaseException | None = None
         """What the last attempt failed on; None once a batch applies again."""
+        self.rebuilding: tuple[int, int] | None = None
+        """(position replayed, head of the log) while a rebuild runs, else None."""
         self.backoff = Backoff(retry_initial, retry_cap)
         self._retry_at = 0.0
         self._rebuilding = False
@@ -120,6 +123,17 @@ class Projector:
         if error is None:
             return OK
         return health(error, self._retry_at - asyncio.get_running_loop().time())
+
+    async def lag(self) -> tuple[int, float]:
+        """How far the read model is behind the log: the events it has not applied, and the
+        age in seconds of the oldest of them (0, 0.0 when caught up)."""
+        behind = await self.store.head() - self.checkpoint
+        if behind <= 0:
+            return 0, 0.0
+        events, _ = await self.store.read_all(self.checkpoint, 1)
+        if not events:
+            return behind, 0.0
+        return behind, max(0.0, time.time() - events[0].recorded_at.timestamp())
 
     def check(self) -> None:
         """ProjectorBehind while the projector retries after an error."""
@@ -347,6 +361,7 @@ class Projector:
         await target.write(defer_sync)  # a crash before index_all_sync: start over
         await target.write(bulk_sync, True)
         try:
+            self.rebuilding = (0, total)
             while True:
                 events, through = await reading
                 if len(events) == batch_size:
@@ -359,6 +374,7 @@ class Projector:
                         self._apply_to(target, history, events, tokens, search=False)
                     )
                     done += len(events)
+                self.rebuilding = (through, max(total, through))
                 if progress is not None:
                     progress(through, max(total, through))
                 if len(events) < batch_size:
@@ -367,6 +383,7 @@ class Projector:
                 await applying
             await target.write(index_all_sync)
         finally:
+            self.rebuilding = None
             for pending in (reading, applying):
                 if pending is not None and not pending.done():
                     pending.cancel()

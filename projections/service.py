@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from .caches import WindowCache
 from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage, NewMessage, Written
 from .commands import Commands
 from .erasure import Erasure
@@ -61,6 +62,11 @@ class Contexts(Commands, Queries, Erasure):
                     await self._settle()
         await self.projector.stop()
         await self.readmodel.close()
+
+    @property
+    def window_cache(self) -> WindowCache:
+        """The windows kept by the version they were computed at (``hits``, ``misses``)."""
+        return self._windows
 
     @property
     def ready(self) -> bool:

@@ -35,12 +35,15 @@ BAD_SUBJECT = "bad-subject"
 MCP_PATH = "/mcp"
 JSON = {"Content-Type": "application/json"}
 FOREIGN_ORIGIN = "http://evil.example"
+METRICS_TOKEN = "metrics-secret"
 
 # A request each operation accepts: (query suffix, body); {mid} is the context's message.
 VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/"): ("", None),
     ("GET", "/healthz"): ("", None),
     ("GET", "/readyz"): ("", None),
+    ("GET", "/livez"): ("", None),
+    ("GET", "/metrics"): ("", None),
     ("GET", "/openapi.json"): ("", None),
     ("GET", "/docs"): ("", None),
     ("POST", CTX): ("", {}),
@@ -137,6 +140,8 @@ async def status_of(api: ApiClient, method: str, template: str, status: int) -> 
     send = api
     headers: dict[str, str] = {}
     data: bytes | None = None
+    if template == "/metrics" and status != 401:
+        headers["Authorization"] = f"Bearer {METRICS_TOKEN}"
     match status:
         case 304:
             headers["If-None-Match"] = (await api.get(path)).headers["ETag"]
@@ -232,7 +237,7 @@ async def apis(
         client: TestClient = await aiohttp_client(app)
         return ApiClient(client, app[appkeys.OPENAPI], "key-alice")
 
-    main = await connect("main", max_body_bytes=4096, body_timeout=0.2)
+    main = await connect("main", max_body_bytes=4096, body_timeout=0.2, metrics_token=METRICS_TOKEN)
     await main.wait_ready()
     limited = await connect("limited", rate_limit=0.001, rate_burst=1)
     await limited.wait_ready()

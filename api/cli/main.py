@@ -7,15 +7,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import click
 from aiohttp import web
 
 from eventstore.files import exposure
 
+from ..config import masked
 from .audit import audit, stats
+from .config import config, resolve_flags, settings_options
 from .inspect import history, replay, show
 from .ops import backup, erase, export, import_, rebuild, verify
+from .retention import retention
 from .support import EXIT_CODES, CliError, Exit
 
 log = logging.getLogger("ctxlog")
@@ -44,46 +48,20 @@ def cli() -> None:
     epilog="\b\nExit codes:\n  0  stopped cleanly (SIGTERM/SIGINT)\n  2  bad settings",
     short_help="Run the HTTP API server.",
 )
-@click.option("--host", help="Address to bind (env CTXLOG_HOST; default 127.0.0.1).")
-@click.option("--port", type=int, help="Port (env CTXLOG_PORT; default 8080).")
-@click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
-@click.option(
-    "--api-keys-file",
-    help="File of key:tenant:actor lines (env CTXLOG_API_KEYS_FILE; keys may also come from"
-    " CTXLOG_API_KEYS).",
-)
-@click.option("--max-body-bytes", type=int, help="Request body limit (env CTXLOG_MAX_BODY_BYTES).")
-@click.option(
-    "--allow-open-with-tenants",
-    is_flag=True,
-    default=None,
-    help=ALLOW_OPEN_HELP,
-)
-def serve(
-    host: str | None,
-    port: int | None,
-    db: str | None,
-    api_keys_file: str | None,
-    max_body_bytes: int | None,
-    allow_open_with_tenants: bool | None,
-) -> None:
-    """Run the HTTP API server until SIGTERM/SIGINT, then shut down cleanly."""
+@settings_options
+def serve(config: str | None, **flags: Any) -> None:
+    """Run the HTTP API server until SIGTERM/SIGINT, then shut down cleanly.
+
+    Every setting is a flag, a CTXLOG_* variable and a key of the --config file (precedence
+    in that order); `ctxlog config` prints what they add up to."""
     # Imported here: the other commands need neither aiohttp's app nor its settings checks.
     from ..app import create_app  # noqa: PLC0415
-    from ..settings import Settings, SettingsError  # noqa: PLC0415
+    from ..logs import setup_logging  # noqa: PLC0415
+    from ..settings import SettingsError  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = resolve_flags(config, flags).settings
+    setup_logging(settings.log_format, settings.log_level)
     try:
-        settings = Settings.load(
-            host=host,
-            port=port,
-            db=db,
-            api_keys_file=api_keys_file,
-            max_body_bytes=max_body_bytes,
-            allow_open_with_tenants=allow_open_with_tenants,
-        )
         app = create_app(settings)
     except SettingsError as e:
         raise CliError(Exit.USAGE, str(e)) from None
@@ -91,7 +69,7 @@ def serve(
         log.warning(warning)
     log.info(
         "ctxlog serving %s on http://%s:%d (%s)",
-        settings.db,
+        masked("db", settings.db),
         settings.host,
         settings.port,
         "open, no API keys" if settings.open else f"{len(settings.api_keys)} API keys",
@@ -137,6 +115,8 @@ def mcp(db: str | None, allow_open_with_tenants: bool | None) -> None:
 for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):
     cli.add_command(command)
 cli.add_command(erase)
+cli.add_command(config)
+cli.add_command(retention)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,6 @@ contexts service (``projections.service.Contexts``), with the REST API's keys an
 
 from __future__ import annotations
 
-from .http import routes, setup
+from .http import routes, sessions_of, setup
 
-__all__ = ["routes", "setup"]
+__all__ = ["routes", "sessions_of", "setup"]

@@ -18,6 +18,7 @@ from aiohttp import web
 from projections.service import Contexts
 
 from .. import appkeys, ratelimit
+from ..tracing import TRACING
 from .protocol import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -47,7 +48,9 @@ class Endpoint:
     def __init__(self, app: web.Application) -> None:
         settings = app[appkeys.SETTINGS]
         self.app = app
-        self.server = Server(app[appkeys.VERSION], self.contexts)
+        tracing = app.get(TRACING)
+        traced = tracing.mcp_request if tracing is not None else None
+        self.server = Server(app[appkeys.VERSION], self.contexts, traced=traced)
         self.sessions = Sessions(
             limit=settings.mcp_max_sessions,
             per_key=settings.mcp_sessions_per_key,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -190,6 +190,12 @@ async def _sweeping(app: web.Application) -> AsyncIterator[None]:
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
+
+
+def sessions_of(app: web.Application) -> Callable[[], tuple[int, int]]:
+    """(open sessions, their resource subscriptions) of the app's endpoint, for metrics."""
+    sessions = app[ENDPOINT].sessions
+    return lambda: (len(sessions), sessions.subscriptions())
 
 
 def setup(app: web.Application) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import eventstore as es
@@ -76,14 +77,19 @@ class Call:
 
 ContextsSource = Callable[[], Awaitable[Contexts]]
 Handler = Callable[["Server", Call, dict[str, Any]], Awaitable[dict[str, Any]]]
+Traced = Callable[[str, dict[str, Any]], AbstractContextManager[None]]
 
 
 class Server:
     """Answers MCP requests by calling the contexts service."""
 
-    def __init__(self, version: str, contexts: ContextsSource) -> None:
+    def __init__(
+        self, version: str, contexts: ContextsSource, *, traced: Traced | None = None
+    ) -> None:
         self.info = {"name": "ctxlog", "title": "ctxlog", "version": version}
         self.contexts = contexts
+        self.traced = traced
+        """Wraps each request in a span continuing its ``_meta.traceparent`` (``tracing``)."""
 
     async def handle(self, call: Call, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """The result of a request; RpcError for a protocol-level failure."""
@@ -91,7 +97,10 @@ class Server:
         handler = table.get(method)
         if handler is None:
             raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
-        return self.finish(call, await handler(self, call, params))
+        if self.traced is None:
+            return self.finish(call, await handler(self, call, params))
+        with self.traced(method, params):
+            return self.finish(call, await handler(self, call, params))
 
     def finish(self, call: Call, result: dict[str, Any]) -> dict[str, Any]:
         """The era's envelope around a result (the stateless era: ``resultType`` and the

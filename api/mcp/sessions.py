@@ -123,6 +123,10 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._open)
 
+    def subscriptions(self) -> int:
+        """Resources the open sessions are subscribed to, in all."""
+        return sum(len(s.follower.uris) for s in self._open.values() if s.follower is not None)
+
     def _expired(self, session: Session, now: float) -> bool:
         return not session.streaming and now - session.last_seen > self.idle
 

@@ -33,7 +33,11 @@ from eventstore.files import exposure
 from projections.service import Caller, Contexts
 
 from ..auth import KeyRing
+from ..config import masked
+from ..logs import setup_logging
 from ..settings import Settings, SettingsError, refuse_open_with_tenants
+from ..tracing import Tracing
+from ..tracing import setup as setup_tracing
 from . import pipes
 from .protocol import (
     INTERNAL_ERROR,
@@ -253,8 +257,10 @@ async def serve_stdio(
     readmodel: str = ":memory:",
     max_bytes: int = 1 << 20,
     allow_open_with_tenants: bool = False,
+    tracing: Tracing | None = None,
 ) -> None:
-    """Serve MCP on this process's stdin and stdout until stdin ends or SIGTERM/SIGINT.
+    """Serve MCP on this process's stdin and stdout until stdin ends or SIGTERM/SIGINT;
+    with ``tracing``, each request is a span continuing its ``_meta.traceparent``.
     SettingsError, before anything is read, when it would serve tenants' data openly."""
     loop = asyncio.get_running_loop()
     store = await EventStore.open_url(db)
@@ -267,7 +273,11 @@ async def serve_stdio(
     except BaseException:
         await store.close()
         raise
-    contexts = Contexts(store, readmodel_path=readmodel)
+    if tracing is None:
+        contexts = Contexts(store, readmodel_path=readmodel)
+    else:
+        store.observe(tracing)
+        contexts = tracing.contexts(store, readmodel_path=readmodel)
     # Catching up can take a while on a long log: the handshake is answered meanwhile.
     startup = asyncio.create_task(contexts.start(patient=True), name="ctxlog-mcp-catch-up")
 
@@ -278,7 +288,9 @@ async def serve_stdio(
             raise Unavailable("the server could not catch up with the log") from e
         return contexts
 
-    connection = Connection(Server(_version(), ready), caller, reader, output.write, max_bytes)
+    traced = tracing.mcp_request if tracing is not None else None
+    server = Server(_version(), ready, traced=traced)
+    connection = Connection(server, caller, reader, output.write, max_bytes)
     serving = asyncio.create_task(connection.serve())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, serving.cancel)
@@ -294,6 +306,8 @@ async def serve_stdio(
         await contexts.close()
         await store.close()
         output.close()
+        if tracing is not None:
+            tracing.close()
 
 
 def run_stdio(
@@ -310,17 +324,15 @@ def run_stdio(
     data unless ``allow_open_with_tenants``). ``api_key`` defaults to ``CTXLOG_API_KEY``; the
     keys and the message size limit come from ``CTXLOG_*`` as for ``ctxlog serve``."""
     env = os.environ if env is None else env
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging()  # stderr: stdout carries the protocol only
     try:
         settings = Settings.load(db=db, allow_open_with_tenants=allow_open_with_tenants, env=env)
         caller = caller_from(settings, api_key or env.get("CTXLOG_API_KEY"))
+        tracing = setup_tracing(settings.tracing)
+        setup_logging(settings.log_format, settings.log_level)
         if (warning := exposure(settings.db)) is not None:
             log.warning(warning)
-        log.info("ctxlog MCP server on stdio, database %s", settings.db)
+        log.info("ctxlog MCP server on stdio, database %s", masked("db", settings.db))
         asyncio.run(
             serve_stdio(
                 settings.db,
@@ -328,6 +340,7 @@ def run_stdio(
                 readmodel=readmodel,
                 max_bytes=settings.max_body_bytes,
                 allow_open_with_tenants=settings.allow_open_with_tenants,
+                tracing=tracing,
             )
         )
     except SettingsError as e:

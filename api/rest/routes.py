@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import appkeys
+from projections.retry import Health
+
+from .. import appkeys, metrics
 from . import docs, handlers, live, schemas, views, wire
 from .openapi import operation
 
@@ -35,8 +37,8 @@ _HEALTH_DESCRIPTION = (
 )
 
 
-def _health(request: web.Request) -> web.Response:
-    now = appkeys.health(request.app)
+def _health(request: web.Request, now: Health | None = None) -> web.Response:
+    now = now or appkeys.health(request.app)
     body = schemas.Health(
         status=now.status, version=request.app[appkeys.VERSION], reason=now.reason,
         retry_after=now.retry_after or None,
@@ -63,16 +65,53 @@ async def get_health(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 @operation(
-    "Readiness (for a load balancer): the same answer as /healthz",
+    "Readiness (for a load balancer): /healthz, and the projector within the lag limits",
     response=schemas.Health,
     tag="meta",
     public=True,
     also=(503,),
-    description=_HEALTH_DESCRIPTION,
+    description=_HEALTH_DESCRIPTION
+    + " Also 503 `behind` while the read model is further behind the log than"
+    " `ready_max_lag_seconds` or `ready_max_lag_events` allow, and `failed` while the log"
+    " cannot be read.",
 )
 async def get_readiness(request: web.Request) -> web.Response:
-    """200 ``ok`` when reads of the read model are served; 503 with the reason otherwise."""
-    return _health(request)
+    """200 ``ok`` when reads of the read model are served and it keeps up; 503 with the
+    reason otherwise."""
+    return _health(request, await appkeys.readiness(request.app))
+
+
+@routes.get("/livez")
+@operation(
+    "Liveness (for a restart policy): the process answers; says nothing about the database",
+    response=schemas.Health,
+    tag="meta",
+    public=True,
+)
+async def get_liveness(request: web.Request) -> web.Response:
+    """Always 200 ``ok`` while the event loop answers."""
+    body = schemas.Health(status="ok", version=request.app[appkeys.VERSION])
+    return wire.json_response(body)
+
+
+metrics_routes = web.RouteTableDef()
+"""``/metrics``, in the table only when the metrics are on (``create_app``)."""
+
+
+@metrics_routes.get("/metrics")
+@operation(
+    "Prometheus metrics (text format): requests, appends, commits, the projector, caches",
+    response=str,
+    content_type="text/plain",
+    tag="meta",
+    public=True,
+    database=False,
+    errors=(401,),
+    notes={401: "`metrics_token` is set and the request does not carry it as a Bearer token"},
+)
+async def get_metrics(request: web.Request) -> web.Response:
+    """Every metric in Prometheus's text exposition format (``api/metrics.py``)."""
+    return await metrics.get_metrics(request)
 
 
 @routes.get("/openapi.json")
