@@ -82,10 +82,6 @@ async def test_the_server_applies_the_policy_on_its_schedule(
                     if r.status == 404:
                         break
                 await asyncio.sleep(0.1)
-            async with session.get(
-                f"{server.url}/api/v1/events?context_id={story.old}", headers=ada
-            ) as r:
-                log = (await r.json())["events"]
             for cid in (story.recent, story.other):
                 key = ada if cid == story.recent else {"X-API-Key": "key-gus"}
                 async with session.get(f"{server.url}/api/v1/contexts/{cid}", headers=key) as r:
@@ -96,6 +92,11 @@ async def test_the_server_applies_the_policy_on_its_schedule(
                 if "ctxlog_retention_runs_total 0.0" not in metrics:
                     break
                 await asyncio.sleep(0.1)
+            # Read once the run is over: it deletes first, then erases.
+            async with session.get(
+                f"{server.url}/api/v1/events?context_id={story.old}", headers=ada
+            ) as r:
+                log = (await r.json())["events"]
     finally:
         assert server.stop() == 0
     kinds = [(e["type"], e.get("actor")) for e in log]
