@@ -59,8 +59,10 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", f"{CTX}/{{id}}/fork"): ("", {}),
     ("GET", f"{CTX}/{{id}}/events"): ("", None),
     ("GET", f"{CTX}/{{id}}/diff"): ("?from=1", None),
+    ("GET", f"{CTX}/{{id}}/diff/parent"): ("", None),
     ("GET", f"{CTX}/{{id}}/lineage"): ("", None),
     ("GET", f"{V1}/events"): ("", None),
+    ("GET", f"{V1}/search"): ("?q=m", None),
     ("GET", STREAM): ("", None),
     ("GET", WS): ("", None),
     ("POST", f"{V1}/mcp/contexts"): ("", {}),
@@ -76,7 +78,11 @@ SPECIAL: dict[tuple[str, str, int], tuple[str, Any]] = {
     ("GET", f"{CTX}/{{id}}/window", 422): ("?policy=last_n", None),
     ("POST", f"{CTX}/{{id}}/window", 422): ("", {"policy": "last_n"}),
     ("GET", f"{CTX}/{{id}}", 400): ("?version=zero", None),
+    ("GET", f"{V1}/search", 404): (f"?q=m&context_id={UNKNOWN}", None),
+    ("GET", f"{CTX}/{{id}}/diff/parent", 422): ("", None),  # the fresh context is no fork
 }
+PARENT_DIFF = f"{CTX}/{{id}}/diff/parent"
+"""Answers about a fork: the fresh context is forked first, but for its 422 (not a fork)."""
 
 
 def documented(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
@@ -127,6 +133,8 @@ async def slow_body(client: TestClient, method: str, path: str) -> int:
 async def status_of(api: ApiClient, method: str, template: str, status: int) -> int:
     """The status a request meant to get ``status`` from this operation gets."""
     cid, mid = await fresh(api)
+    if template == PARENT_DIFF and status != 422:
+        cid = (await api.post(f"{CTX}/{cid}/fork", {}, expect=201)).json["id"]
     path = fill(template, cid, mid)
     suffix, body = SPECIAL.get((method, template, status), VALID[(method, template)])
     body = filled(body, mid)

@@ -35,6 +35,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("POST", "/fork", {}),
     ("GET", "/events", None),
     ("GET", "/diff?from=1", None),
+    ("GET", "/diff/parent", None),
     ("GET", "/lineage", None),
 ]
 

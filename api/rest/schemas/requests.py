@@ -196,6 +196,27 @@ class DiffQuery(Request, frozen=True, kw_only=True):
     """The version to compare to (default: the current one)."""
 
 
+class ParentDiffQuery(Request, frozen=True, kw_only=True):
+    """A fork against its parent: the parent at a version (default: its current one)."""
+
+    parent_version: PositiveInt | None = None
+    """The parent's version to compare from (default: its current one; the fork point is
+    the fork's parent.version)."""
+
+
+class SearchQuery(Request, frozen=True, kw_only=True):
+    """Full-text search over the current messages of the caller's contexts (or of one)."""
+
+    q: Annotated[str, Meta(min_length=1, max_length=1000)]
+    """Words that must all appear; a trailing * matches a prefix (tok*)."""
+    context_id: uuid.UUID | None = None
+    """Only this context's messages."""
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+    """Hits per page."""
+    cursor: str | None = None
+    """next_cursor of the previous page."""
+
+
 class AuditQuery(Request, frozen=True, kw_only=True):
     """The audit query: events after a log position, filtered; ``type`` may list several,
     comma-separated."""
