@@ -22,6 +22,7 @@ from projections.service import Contexts
 from projections.tokens import load_offline_encodings
 
 from . import appkeys, errors, mcp, ratelimit, rest
+from . import web as web_view
 from .auth import KeyRing
 from .errors import error_middleware
 from .gate import gate_middleware
@@ -55,10 +56,11 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.VERSION] = _version()
     app[errors.RENDERERS] = {}
     # Every door's routes in one table, and the one OpenAPI document of all of them.
-    routes = [*rest.routes, *mcp.routes]
+    routes = [*rest.routes, *mcp.routes, *web_view.routes]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
     app.add_routes(routes)
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
+    web_view.setup(app)  # /ui: the web view's security headers (api/web/)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_contexts)
     app.on_shutdown.append(_close_live)

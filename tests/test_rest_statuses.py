@@ -43,6 +43,8 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/readyz"): ("", None),
     ("GET", "/openapi.json"): ("", None),
     ("GET", "/docs"): ("", None),
+    ("GET", "/ui"): ("", None),
+    ("GET", "/ui/assets/{name}"): ("", None),
     ("POST", CTX): ("", {}),
     ("GET", CTX): ("", None),
     ("GET", f"{CTX}/{{id}}"): ("", None),
@@ -100,7 +102,8 @@ def fill(template: str, cid: str, mid: str) -> str:
     # A subject over 256 characters is the one malformed subject.
     subject = "s" * 300 if mid == BAD_SUBJECT else "subject-1"
     path = template.replace("{id}", cid).replace("{message_id}", mid)
-    return path.replace("{subject}", subject)
+    asset = "missing.js" if mid == UNKNOWN else "app.js"  # the web view's files
+    return path.replace("{subject}", subject).replace("{name}", asset)
 
 
 def filled(body: Any, mid: str) -> Any:

@@ -1,0 +1,112 @@
+// What the model saw: every window recorded for a context (window.served events), and for
+// one of them the exact messages it held, its budget and encoding, and what was left out.
+
+import { contextHref, contextTabs, fill, h } from "./dom.js";
+import { get } from "./api.js";
+import { clip, contentText, number, shortId, time } from "./format.js";
+
+const PAGE = 100;
+const LIST_LEFT_OUT = 200;
+
+export async function render(app, parts, query) {
+  const id = parts[1];
+  const after = Number(query.get("after")) || 0;
+  const page = await get("/events", { context_id: id, type: "window.served", limit: PAGE, after });
+  if (!app.current()) return;
+  const served = page.events;
+  const wanted = Number(query.get("v"));
+  const chosen = served.find((e) => e.version === wanted) || served[served.length - 1];
+  const rows = served.map((e) =>
+    h(
+      "tr",
+      { class: e === chosen ? "sel" : "", dataset: { version: String(e.version) } },
+      h("td", null, h("a", { href: contextHref(id, "/windows", { v: e.version, after: after || null }) }, "v" + e.version)),
+      h("td", null, time(e.recorded_at)),
+      h("td", null, e.actor || "—"),
+      h("td", { class: "num" }, number(e.data.message_ids.length)),
+      h("td", { class: "num" }, number(e.data.total_tokens)),
+      h("td", { class: "num" }, e.data.max_tokens ? number(e.data.max_tokens) : "—"),
+      h("td", null, e.data.model || e.data.encoding),
+    ),
+  );
+  const detail = h("section", { class: "window", "aria-label": "window" });
+  fill(
+    app.main,
+    h("div", { class: "ctxhead" }, h("h1", null, "Context ", h("span", { class: "mono" }, id))),
+    contextTabs(id, "windows"),
+    served.length
+      ? h(
+          "div",
+          { class: "split" },
+          h(
+            "section",
+            null,
+            h("table", { class: "grid windows" }, h("thead", null, h("tr", null, ["version", "served at", "by", "messages", "tokens", "budget", "model"].map((t) => h("th", null, t)))), h("tbody", null, rows)),
+            served.length === PAGE ? h("p", { class: "pager" }, h("a", { href: contextHref(id, "/windows", { after: page.next_after }) }, "Later windows »")) : null,
+          ),
+          detail,
+        )
+      : h("p", { class: "muted empty" }, after ? "No later windows." : "No window has been recorded for this context. A window is recorded when it is served with POST /api/v1/contexts/{id}/window."),
+  );
+  if (chosen) await show(app, id, chosen, detail);
+}
+
+// The window was computed from the version just before its own event: the messages it names
+// are read from the context as it was then, so edits made later do not change what it shows.
+async function show(app, id, e, detail) {
+  const w = e.data;
+  const state = await get(`/contexts/${encodeURIComponent(id)}`, { version: e.version - 1 });
+  if (!app.current()) return;
+  const byId = new Map(state.messages.map((m, i) => [m.id, [m, i]]));
+  const included = new Set(w.message_ids);
+  const summary = w.summary_id ? state.summaries.find((s) => s.id === w.summary_id) : null;
+  const covered = summary && byId.has(summary.through_message_id) ? byId.get(summary.through_message_id)[1] : -1;
+  const groups = new Map();
+  state.messages.forEach((m, i) => {
+    if (included.has(m.id)) return;
+    const reason = i <= covered ? "covered_by_summary" : w.policy === "last_n" ? "beyond_last_n" : "over_budget";
+    if (!groups.has(reason)) groups.set(reason, []);
+    groups.get(reason).push([m, i]);
+  });
+  const why = { covered_by_summary: "covered by the summary", beyond_last_n: "beyond the last N", over_budget: "over the token budget" };
+  fill(
+    detail,
+    h("h2", null, `Window served at v${e.version}`),
+    h(
+      "dl",
+      { class: "facts" },
+      h("dt", null, "served"), h("dd", null, `${time(e.recorded_at)} by ${e.actor || "—"}`),
+      h("dt", null, "computed from"), h("dd", null, h("a", { href: contextHref(id, "", { v: e.version - 1 }) }, `version ${e.version - 1}`)),
+      h("dt", null, "budget"), h("dd", null, w.max_tokens ? `${number(w.max_tokens)} tokens` : "none"),
+      h("dt", null, "policy"), h("dd", null, w.policy),
+      h("dt", null, "model"), h("dd", null, w.model || "—"),
+      h("dt", null, "encoding"), h("dd", null, w.encoding),
+      h("dt", null, "total"), h("dd", null, `${number(w.total_tokens)} tokens, ${number(w.message_ids.length)} messages${summary ? " and a summary" : ""}`),
+      h("dt", null, "hash"), h("dd", { class: "mono small" }, w.window_hash),
+    ),
+    h("h3", null, "What the model saw"),
+    summary ? h("article", { class: "msg summary" }, h("header", null, h("span", { class: "role" }, "summary"), h("span", { class: "muted" }, ` through ${shortId(summary.through_message_id)}`)), h("div", { class: "content" }, summary.text)) : null,
+    h(
+      "div",
+      { class: "messages seen" },
+      w.message_ids.map((mid) => {
+        const found = byId.get(mid);
+        if (!found) return h("p", { class: "muted" }, `message ${shortId(mid)} (not in version ${e.version - 1})`);
+        const [m, i] = found;
+        return h("article", { class: `msg role-${m.role}` + (m.redacted ? " redacted" : ""), dataset: { id: m.id } }, h("header", null, h("span", { class: "role" }, m.role), h("span", { class: "muted" }, ` #${i + 1} · ${m.tokens} tokens (stored count)`)), h("div", { class: "content" }, contentText(m.content)));
+      }),
+    ),
+    h("h3", null, "Left out"),
+    groups.size === 0
+      ? h("p", { class: "muted" }, "Nothing: every message of that version was in the window.")
+      : [...groups].map(([reason, list]) =>
+          h(
+            "details",
+            { class: "leftout" },
+            h("summary", null, `${number(list.length)} ${why[reason]}`),
+            h("ul", null, list.slice(-LIST_LEFT_OUT).map(([m, i]) => h("li", null, h("span", { class: "muted" }, `#${i + 1} ${m.role}: `), clip(contentText(m.content), 120)))),
+          ),
+        ),
+    h("p", { class: "muted small" }, "The messages are the ones the window.served event names, read from the context as it was when the window was computed; why each other message was left out follows the window's rules (summary, last N, budget)."),
+  );
+}
