@@ -197,7 +197,13 @@ async function load(s) {
     return;
   }
   if (control.signal.aborted || !s.app.current()) return;
-  conversation(s, state, version);
+  if (state.version < version && (s.retries = (s.retries || 0) + 1) <= 20) {
+    // The live stream can run a moment ahead of the read model that answers "now".
+    s.timer = setTimeout(() => load(s), 100);
+    return;
+  }
+  s.retries = 0;
+  conversation(s, state, state.version);
   performance.mark("ctxlog:conversation");
 }
 

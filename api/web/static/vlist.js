@@ -78,12 +78,13 @@ export class VirtualList {
 
   /** Render the rows in view again (their data arrived or changed). */
   refresh(first = 0, last = Infinity) {
-    for (const [i, node] of this.rows) {
-      if (i >= first && i <= last) {
-        node.remove();
-        this.rows.delete(i);
-        this.place(i);
-      }
+    // The indices first: placing a row re-adds it to the map, which a live loop would visit
+    // again, for ever.
+    const stale = [...this.rows.keys()].filter((i) => i >= first && i <= last);
+    for (const i of stale) {
+      this.rows.get(i).remove();
+      this.rows.delete(i);
+      this.place(i);
     }
   }
 
