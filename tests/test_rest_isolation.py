@@ -61,6 +61,8 @@ ROWS = [
     Row("GET", "{ctx}?version=1"),
     Row("DELETE", "{ctx}"),
     Row("POST", "{ctx}/messages", {"role": "user", "content": "x"}),
+    Row("GET", "{ctx}/messages?direction=backward"),
+    Row("GET", "{ctx}/messages?version=1"),
     Row("PATCH", "{ctx}/messages/{mid}", {"content": "y"}),
     Row("POST", "{ctx}/messages/{mid}/redact", {}),
     Row("PATCH", "{ctx}/metadata", {"a": 1}),

@@ -50,6 +50,7 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", f"{CTX}/{{id}}"): ("", None),
     ("DELETE", f"{CTX}/{{id}}"): ("", {}),
     ("POST", f"{CTX}/{{id}}/messages"): ("", {"role": "user", "content": "x"}),
+    ("GET", f"{CTX}/{{id}}/messages"): ("", None),
     ("PATCH", f"{CTX}/{{id}}/messages/{{message_id}}"): ("", {"content": "y"}),
     ("POST", f"{CTX}/{{id}}/messages/{{message_id}}/redact"): ("", {}),
     ("PATCH", f"{CTX}/{{id}}/metadata"): ("", {"a": 1}),

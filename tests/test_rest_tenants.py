@@ -24,6 +24,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("GET", "?version=1", None),
     ("DELETE", "", None),
     ("POST", "/messages", MESSAGE),
+    ("GET", "/messages", None),
     ("PATCH", "/messages/{mid}", {"content": "y"}),
     ("POST", "/messages/{mid}/redact", {}),
     ("PATCH", "/metadata", {"a": 1}),

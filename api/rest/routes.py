@@ -101,6 +101,7 @@ _TABLE = [
     ("GET", "/contexts/{id}", handlers.get_context),
     ("DELETE", "/contexts/{id}", handlers.delete_context),
     ("POST", "/contexts/{id}/messages", handlers.append_messages),
+    ("GET", "/contexts/{id}/messages", views.list_messages),
     ("PATCH", "/contexts/{id}/messages/{message_id}", handlers.edit_message),
     ("POST", "/contexts/{id}/messages/{message_id}/redact", handlers.redact_message),
     ("PATCH", "/contexts/{id}/metadata", handlers.patch_metadata),

@@ -50,6 +50,34 @@ async def get_history(request: web.Request) -> web.Response:
 
 
 @operation(
+    "A page of the context's messages, now or as they were at a version",
+    query=schemas.MessagesQuery,
+    response=schemas.MessagePageOut,
+    errors=(404,),
+    tag="messages",
+    description=(
+        "Now: O(limit) from the read model. At a version: from history (a snapshot and at"
+        " most a few events folded), then the page of it. A 10,000-message context is read"
+        " a page at a time instead of in one answer."
+    ),
+)
+async def list_messages(request: web.Request) -> web.Response:
+    """Messages after (or, backward, before) a place, oldest or newest first."""
+    context_id = wire.path_uuid(request)
+    params = wire.query(request, schemas.MessagesQuery)
+    backward = params.direction == "backward"
+    page = await appkeys.contexts(request).messages(
+        caller(request),
+        context_id,
+        after=-1 if params.after is None else params.after,
+        limit=params.limit,
+        backward=backward,
+        version=params.version,
+    )
+    return wire.json_response(render.render_message_page(page), version=page.version)
+
+
+@operation(
     "The context window a model would be shown, with its accounting",
     tag="windows",
     query=schemas.WindowQuery,

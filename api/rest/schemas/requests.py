@@ -13,7 +13,7 @@ from msgspec import Meta
 from eventstore import Content, Role, WindowSettings
 from projections import Policy
 
-from .base import Limit, Metadata, PositiveInt, Request, Version
+from .base import MAX_INT, Limit, Metadata, PositiveInt, Request, Version
 
 # -- request bodies ---------------------------------------------------------------------------
 
@@ -147,6 +147,9 @@ class GetContextQuery(Request, frozen=True, kw_only=True):
     """Read the context as it was at this version."""
     at: datetime | None = None
     """Read the context as it was at this time (ISO 8601)."""
+    messages: bool = True
+    """false: leave the messages out (the rest of the context only; page them with GET
+    /contexts/{id}/messages)."""
 
 
 class ListQuery(Request, frozen=True, kw_only=True):
@@ -156,6 +159,20 @@ class ListQuery(Request, frozen=True, kw_only=True):
     """next_cursor of the previous page."""
     limit: Limit = 50
     """Contexts per page."""
+
+
+class MessagesQuery(Request, frozen=True, kw_only=True):
+    """A page of a context's messages, now or at a version, in either direction."""
+
+    version: PositiveInt | None = None
+    """Page the messages as they were at this version (default: now)."""
+    after: Annotated[int, Meta(ge=0, le=MAX_INT)] | None = None
+    """Forward: messages after this place (0-based); backward: before it (default: from
+    the start, or from the end going backward)."""
+    limit: Limit = 100
+    """Messages per page."""
+    direction: Literal["forward", "backward"] = "forward"
+    """Oldest first (forward) or newest first (backward)."""
 
 
 class HistoryQuery(Request, frozen=True, kw_only=True):
