@@ -337,6 +337,13 @@ def test_a_long_timeline_keeps_only_a_window_in_the_page(
     rows = browser.find_elements(*by_css(".ev"))
     assert 10 < len(rows) < 100, len(rows)
     assert len(browser.find_elements(*by_css(".conversation article"))) == 100
+    # The conversation pages through the rest.
+    browser.find_element(*by_css(".conversation .pager button:nth-of-type(2)")).click()
+    wait_for(lambda: "messages 9,801" in main_text(browser), "the page before")
+    browser.find_element(*by_css(".conversation .pager button:nth-of-type(1)")).click()
+    wait_for(lambda: "messages 1\u2013100 of" in main_text(browser), "the first page")
+    first = browser.find_element(*by_css(".conversation article .content")).text
+    assert first == "message 0"
     assert browser.find_element(*by_css("input#version")).get_attribute("max") == "10001"
     assert browser.execute_script("return document.getElementsByTagName('*').length") < 1500
     # Scrolled to the top, the first events come in and the rest leave the page.

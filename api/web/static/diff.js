@@ -4,7 +4,7 @@
 
 import { contextHref, contextTabs, fill, h } from "./dom.js";
 import { get } from "./api.js";
-import { contentText, json, number, shortId } from "./format.js";
+import { contentText, messageText, json, number, shortId } from "./format.js";
 
 const MAX_ROWS = 500;
 
@@ -89,7 +89,7 @@ function cell(m, state) {
     "td",
     null,
     h("div", { class: "muted small" }, `${m.role}${m.name ? " " + m.name : ""} · #${seq} · ${shortId(m.id)}${m.redacted ? " · redacted" : ""}`),
-    h("div", { class: "content" }, contentText(m.content)),
+    h("div", { class: "content" }, messageText(m)),
   );
 }
 

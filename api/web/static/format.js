@@ -37,6 +37,12 @@ function partText(part) {
   }
 }
 
+/** A message's text; a redaction left none, and says so. */
+export function messageText(m) {
+  const text = contentText(m.content);
+  return m.redacted && !text ? "[redacted]" : text;
+}
+
 export function clip(text, n = 140) {
   const flat = String(text).replace(/\s+/g, " ").trim();
   return flat.length > n ? flat.slice(0, n - 1) + "…" : flat;

@@ -6,17 +6,18 @@ import { add, contextHref, contextTabs, fill, h } from "./dom.js";
 import { get } from "./api.js";
 import { VirtualList } from "./vlist.js";
 import { follow } from "./live.js";
-import { contentText, eventSummary, json, number, shortId, time } from "./format.js";
+import { contentText, messageText, eventSummary, json, number, shortId, time } from "./format.js";
 
 const ROW = 30;
 const FETCH = 200;
+const NEWEST = 64; // the rows a first look shows, and a few more
 const PAGE = 100;
 
 export async function render(app, parts, query) {
   const id = parts[1];
   const path = `/contexts/${encodeURIComponent(id)}`;
   // The newest events first: they say how many versions there are and where the log is.
-  const newest = await get(path + "/events", { direction: "backward", limit: FETCH });
+  const newest = await get(path + "/events", { direction: "backward", limit: NEWEST });
   if (!app.current()) return null;
   const events = new Map();
   for (const e of newest.events) events.set(e.version, e);
@@ -107,7 +108,7 @@ function row(s, version) {
   return add(
     node,
     h("span", { class: "v" }, "v" + version),
-    h("span", { class: "t" }, time(e.recorded_at).slice(0, 19)),
+    h("span", { class: "t", title: time(e.recorded_at) }, time(e.recorded_at).slice(5, 19)),
     h("span", { class: "a" }, e.actor || "—"),
     h("span", { class: "ty" }, e.type),
     h("span", { class: "w", title: what }, what),
@@ -177,15 +178,26 @@ function arrived(s, e) {
 }
 
 // The conversation at the selected version: time travel on the server (a snapshot and at
-// most a few events folded), shown a page of messages at a time.
+// most a few events folded), read as the context without its messages and then a page of
+// them (the newest first), so a 10,000-message context costs one page, not all of it.
 async function load(s) {
   if (s.abort) s.abort.abort();
   const control = new AbortController();
   s.abort = control;
   const version = s.selected;
-  let state;
+  let header;
+  let page;
   try {
-    state = await get(s.path, version === s.latest ? {} : { version }, control.signal);
+    // Both at once; the page names the version, so the two agree (a read model a moment
+    // behind the live stream answers 404 for it, and the pair is asked again).
+    [header, page] = await Promise.all([
+      get(s.path, version === s.latest ? { messages: "false" } : { version, messages: "false" }, control.signal),
+      get(s.path + "/messages", { version, direction: "backward", limit: PAGE }, control.signal).catch((error) => {
+        if (error.status === 404) return null;
+        throw error;
+      }),
+    ]);
+    if (header.version !== version) page = null;
   } catch (error) {
     if (control.signal.aborted) return;
     if (error.status === 404 && version === s.latest && s.latest > 1) {
@@ -197,25 +209,29 @@ async function load(s) {
     return;
   }
   if (control.signal.aborted || !s.app.current()) return;
-  if (state.version < version && (s.retries = (s.retries || 0) + 1) <= 20) {
-    // The live stream can run a moment ahead of the read model that answers "now".
-    s.timer = setTimeout(() => load(s), 100);
+  if (!page) {
+    if ((s.retries = (s.retries || 0) + 1) <= 20) {
+      // The live stream can run a moment ahead of the read model that answers "now".
+      s.timer = setTimeout(() => load(s), 100);
+    }
     return;
   }
   s.retries = 0;
-  conversation(s, state, state.version);
+  conversation(s, header, page);
   performance.mark("ctxlog:conversation");
 }
 
-function conversation(s, state, version) {
+function conversation(s, state, first) {
+  const version = state.version;
   const e = s.events.get(version);
   const older = version !== s.latest;
+  const count = h("span", { class: "muted" }, ` · ${number(first.total)} messages, ${number(state.total_tokens)} tokens (${state.token_encoding})`);
   const head = h(
     "div",
     { class: "asof" + (older ? " older" : "") },
     h("strong", null, older ? `As it was at version ${version}` : `Now (version ${version})`),
     e ? h("span", { class: "muted" }, ` · ${time(e.recorded_at)} · ${e.type}`) : null,
-    h("span", { class: "muted" }, ` · ${number(state.messages.length)} messages, ${number(state.total_tokens)} tokens (${state.token_encoding})`),
+    count,
   );
   const links = h(
     "p",
@@ -237,25 +253,35 @@ function conversation(s, state, version) {
   );
   const list = h("div", { class: "messages" });
   const pager = h("div", { class: "pager" });
-  const total = state.messages.length;
-  const pages = Math.max(1, Math.ceil(total / PAGE));
-  const show = (p) => {
-    const start = p * PAGE;
-    fill(list, total === 0 ? h("p", { class: "muted empty" }, "No messages at this version.") : state.messages.slice(start, start + PAGE).map((m, i) => message(m, start + i)));
+  const turn = (params) => async () => {
+    try {
+      const next = await get(s.path + "/messages", { version, limit: PAGE, ...params });
+      if (s.app.current() && s.selected === version) show(next);
+    } catch (error) {
+      s.app.failed(error);
+    }
+  };
+  const show = (page) => {
+    // Pages come newest first going backward: shown oldest first either way.
+    const rows = page.messages.map((m, i) => [m, page.seqs[i]]).sort((a, b) => a[1] - b[1]);
+    const total = page.total;
+    const low = rows.length ? rows[0][1] : 0;
+    const high = rows.length ? rows[rows.length - 1][1] : -1;
+    fill(list, rows.length === 0 ? h("p", { class: "muted empty" }, "No messages at this version.") : rows.map(([m, seq]) => message(m, seq)));
     fill(
       pager,
-      pages > 1
+      total > rows.length
         ? [
-            h("button", { type: "button", disabled: p === 0, onclick: () => show(0) }, "« First"),
-            h("button", { type: "button", disabled: p === 0, onclick: () => show(p - 1) }, "‹ Earlier"),
-            h("span", { class: "muted" }, ` messages ${number(start + 1)}–${number(Math.min(total, start + PAGE))} of ${number(total)} `),
-            h("button", { type: "button", disabled: p === pages - 1, onclick: () => show(p + 1) }, "Later ›"),
-            h("button", { type: "button", disabled: p === pages - 1, onclick: () => show(pages - 1) }, "Last »"),
+            h("button", { type: "button", disabled: low === 0, onclick: turn({}) }, "« First"),
+            h("button", { type: "button", disabled: low === 0, onclick: turn({ direction: "backward", after: low }) }, "‹ Earlier"),
+            h("span", { class: "muted" }, ` messages ${number(low + 1)}–${number(high + 1)} of ${number(total)} `),
+            h("button", { type: "button", disabled: high >= total - 1, onclick: turn({ after: high }) }, "Later ›"),
+            h("button", { type: "button", disabled: high >= total - 1, onclick: turn({ direction: "backward" }) }, "Last »"),
           ]
         : [],
     );
   };
-  show(pages - 1);
+  show(first);
   fill(s.conversation, head, links, meta, summaries, pager, list);
 }
 
@@ -274,6 +300,6 @@ function message(m, seq) {
       h("span", { class: "muted" }, ` #${seq + 1} · ${m.tokens} tokens · v${m.version}`),
       flags.length ? h("span", { class: "flags" }, " · " + flags.join(" · ")) : null,
     ),
-    h("div", { class: "content" }, contentText(m.content)),
+    h("div", { class: "content" }, messageText(m)),
   );
 }

@@ -3,7 +3,7 @@
 
 import { contextHref, contextTabs, fill, h } from "./dom.js";
 import { get } from "./api.js";
-import { clip, contentText, number, shortId, time } from "./format.js";
+import { clip, contentText, messageText, number, shortId, time } from "./format.js";
 
 const PAGE = 100;
 const LIST_LEFT_OUT = 200;
@@ -97,7 +97,7 @@ async function show(app, id, e, detail) {
         const found = byId.get(mid);
         if (!found) return h("p", { class: "muted" }, `message ${shortId(mid)} (not in version ${e.version - 1})`);
         const [m, i] = found;
-        return h("article", { class: `msg role-${m.role}` + (m.redacted ? " redacted" : ""), dataset: { id: m.id } }, h("header", null, h("span", { class: "role" }, m.role), h("span", { class: "muted" }, ` #${i + 1} · ${m.tokens} tokens (stored count)`)), h("div", { class: "content" }, contentText(m.content)));
+        return h("article", { class: `msg role-${m.role}` + (m.redacted ? " redacted" : ""), dataset: { id: m.id } }, h("header", null, h("span", { class: "role" }, m.role), h("span", { class: "muted" }, ` #${i + 1} · ${m.tokens} tokens (stored count)`)), h("div", { class: "content" }, messageText(m)));
       }),
     ),
     h("h3", null, "Left out"),
@@ -108,7 +108,7 @@ async function show(app, id, e, detail) {
             "details",
             { class: "leftout" },
             h("summary", null, `${number(list.length)} ${why[reason]}`),
-            h("ul", null, list.slice(-LIST_LEFT_OUT).map(([m, i]) => h("li", null, h("span", { class: "muted" }, `#${i + 1} ${m.role}: `), clip(contentText(m.content), 120)))),
+            h("ul", null, list.slice(-LIST_LEFT_OUT).map(([m, i]) => h("li", null, h("span", { class: "muted" }, `#${i + 1} ${m.role}: `), clip(messageText(m), 120)))),
           ),
         ),
     h("p", { class: "muted small" }, "The messages are the ones the window.served event names, read from the context as it was when the window was computed; why each other message was left out follows the window's rules (summary, last N, budget)."),
