@@ -165,6 +165,25 @@ def test_an_older_version_shows_the_older_conversation(
     assert "fado" not in browser.find_element(*by_css(".conversation")).text
 
 
+def test_the_keyboard_walks_the_versions_and_a_deleted_context_keeps_its_past(
+    browser: Any, server: ServerProcess, alice: Api
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    cid = alice.create({"title": "short-lived"})
+    alice.append(cid, ("user", "only words"))
+    alice.call("DELETE", f"/contexts/{cid}", expect=204)
+    visit(browser, server, f"#/c/{cid}")
+    shown(browser, '.ev.t-context-deleted[data-version="3"]', "the deletion in the timeline")
+    wait_for(lambda: "This context is deleted" in main_text(browser), "what now is")
+    browser.find_element(*by_css(".vlist")).send_keys(Keys.ARROW_UP)
+    wait_for(lambda: "As it was at version 2" in main_text(browser), "the version before")
+    assert "only words" in browser.find_element(*by_css(".conversation")).text
+    browser.find_element(*by_css(".vlist")).send_keys(Keys.HOME)
+    wait_for(lambda: "As it was at version 1" in main_text(browser), "the first version")
+    assert "No messages at this version." in main_text(browser)
+
+
 def test_a_diff_shows_an_edit_side_by_side(
     browser: Any, server: ServerProcess, story: dict[str, Any]
 ) -> None:

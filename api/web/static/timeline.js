@@ -52,6 +52,13 @@ export async function render(app, parts, query) {
     render: (i) => row(s, i + 1),
     onRange: (first, last) => need(s, first + 1, last + 1),
   });
+  // The keyboard walks the versions too: up and down a version, Home and End.
+  s.list.el.addEventListener("keydown", (event) => {
+    const to = { ArrowUp: s.selected - 1, ArrowDown: s.selected + 1, Home: 1, End: s.latest }[event.key];
+    if (to === undefined) return;
+    event.preventDefault();
+    select(s, Math.min(s.latest, Math.max(1, to)), { scroll: true });
+  });
   s.conversation = h("section", { class: "conversation", "aria-label": "conversation" });
   fill(
     app.main,
