@@ -38,7 +38,7 @@ async def test_pages_forward_backward_and_at_a_version(api: ApiClient) -> None:
     rest = (await api.get(f"{url}?after=2", expect=200)).json
     assert [m["content"] for m in rest["messages"]] == texts[3:]
     assert rest["next_after"] is None
-    last = (await api.get(f"{url}?direction=backward&limit=2", expect=200))
+    last = await api.get(f"{url}?direction=backward&limit=2", expect=200)
     assert [m["content"] for m in last.json["messages"]] == ["m6", "m5"]
     assert last.headers["ETag"] == '"8"'
     # Version 4 held m0..m2 (each message of an append is a version of its own).
