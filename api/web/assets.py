@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 
 PAGE = "index.html"
@@ -62,9 +61,9 @@ def _asset(name: str, body: bytes) -> Asset:
     return Asset(body, TYPES[suffix], f'"{digest}"')
 
 
-@cache
 def load() -> dict[str, Asset]:
-    """Every file of ``static/`` by name (the page as ``index.html``), read once."""
+    """Every file of ``static/`` by name (the page as ``index.html``); RuntimeError when the
+    page is missing (a broken install fails at start, not at the first visit)."""
     root = resources.files(__package__) / "static"
     found = {}
     for entry in root.iterdir():

@@ -16,6 +16,8 @@ from . import assets
 routes = web.RouteTableDef()
 
 PREFIX = "/ui"
+ASSETS = web.AppKey("web_assets", dict[str, assets.Asset])
+"""The page and its files, read from the package once, when the app is made."""
 _TEXT = {"schema": {"type": "string"}}
 
 
@@ -42,7 +44,7 @@ def _answer(request: web.Request, asset: assets.Asset) -> web.Response:
 )
 async def get_web_view(request: web.Request) -> web.Response:
     """The page (``static/index.html``); its scripts come from ``/ui/assets``."""
-    return _answer(request, assets.load()[assets.PAGE])
+    return _answer(request, request.app[ASSETS][assets.PAGE])
 
 
 @routes.get(PREFIX + "/assets/{name}")
@@ -57,7 +59,7 @@ async def get_web_view(request: web.Request) -> web.Response:
 async def get_web_asset(request: web.Request) -> web.Response:
     """One file of ``static/`` by name; 404 for anything else."""
     name = request.match_info["name"]
-    found = assets.load().get(name) if assets.ASSET_NAME.fullmatch(name) else None
+    found = request.app[ASSETS].get(name) if assets.ASSET_NAME.fullmatch(name) else None
     if found is None:
         raise not_found("no such asset")
     return _answer(request, found)
@@ -69,5 +71,7 @@ async def _secure(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def setup(app: web.Application) -> None:
-    """Every answer under ``/ui``, errors included, gets the page's security headers."""
+    """Read the page and its files; every answer under ``/ui``, errors included, gets the
+    page's security headers."""
+    app[ASSETS] = assets.load()
     app.on_response_prepare.append(_secure)
