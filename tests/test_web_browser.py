@@ -343,13 +343,29 @@ def test_search_finds_a_message(browser: Any, server: ServerProcess, story: dict
     shown(browser, ".ev:not(.pending)", "the hit's timeline")
 
 
+@pytest.fixture(scope="module")
+def long_context(alice: Api) -> str:
+    """A context of 10,000 messages (a system message first)."""
+    cid = alice.create({"title": "10,000 messages"})
+    alice.append(cid, ("system", "Be brief."))
+    for batch in range(10):
+        first = 1 if batch == 0 else 0
+        alice.append(cid, *[("user", f"message {batch * 1000 + i}") for i in range(first, 1000)])
+    return cid
+
+
+API_BYTES = (
+    "return performance.getEntriesByType('resource')"
+    ".filter(r => new URL(r.name).pathname.startsWith('/api/'))"
+    ".reduce((n, r) => n + r.encodedBodySize, 0)"
+)
+
+
 @pytest.mark.slow
 def test_a_long_timeline_keeps_only_a_window_in_the_page(
-    browser: Any, server: ServerProcess, alice: Api
+    browser: Any, server: ServerProcess, long_context: str
 ) -> None:
-    cid = alice.create({"title": "10,000 messages"})
-    for batch in range(10):
-        alice.append(cid, *[("user", f"message {batch * 1000 + i}") for i in range(1000)])
+    cid = long_context
     visit(browser, server, f"#/c/{cid}")
     last_page = "messages 9,901\u201310,000 of 10,000"  # an en dash, as the page writes it
     wait_for(lambda: last_page in main_text(browser), "the last page")
@@ -362,7 +378,7 @@ def test_a_long_timeline_keeps_only_a_window_in_the_page(
     browser.find_element(*by_css(".conversation .pager button:nth-of-type(1)")).click()
     wait_for(lambda: "messages 1\u2013100 of" in main_text(browser), "the first page")
     first = browser.find_element(*by_css(".conversation article .content")).text
-    assert first == "message 0"
+    assert first == "Be brief."
     assert browser.find_element(*by_css("input#version")).get_attribute("max") == "10001"
     assert browser.execute_script("return document.getElementsByTagName('*').length") < 1500
     # Scrolled to the top, the first events come in and the rest leave the page.
@@ -370,3 +386,20 @@ def test_a_long_timeline_keeps_only_a_window_in_the_page(
     shown(browser, '.ev.t-context-created[data-version="1"]', "the first event")
     assert not browser.find_elements(*by_css('.ev[data-version="10001"]'))
     assert len(browser.find_elements(*by_css(".ev"))) < 100
+
+
+@pytest.mark.slow
+def test_what_the_model_saw_of_a_long_context_reads_only_what_it_needs(
+    browser: Any, server: ServerProcess, alice: Api, long_context: str
+) -> None:
+    window = alice.call("POST", f"/contexts/{long_context}/window", {"max_tokens": 200}, 200)
+    visit(browser, server, f"#/c/{long_context}/windows")
+    seen = shown(browser, ".messages.seen article", "the window's messages")
+    assert [a.get_attribute("data-id") for a in seen] == [e["id"] for e in window["entries"]]
+    assert seen[0].find_element(*by_css(".content")).text == "Be brief."
+    text = browser.find_element(*by_css("section.window")).text
+    (left_out,) = window["left_out"]
+    assert left_out["reason"] == "over_budget"
+    assert f"{left_out['count']:,} over the token budget" in text
+    # The newest and the oldest pages, not the 10,000 messages in one answer (~3 MB).
+    assert browser.execute_script(API_BYTES) < 1_000_000

@@ -7,6 +7,36 @@ import { clip, contentText, messageText, number, shortId, time } from "./format.
 
 const PAGE = 100;
 const LIST_LEFT_OUT = 200;
+const READ = 500; // messages per request when reading what a window named
+const MAX_PAGES = 8;
+
+// The context at ``version`` without its messages, and the messages a window can name: all
+// of a small context; of a long one the newest (where a window's messages are), more of
+// them while some it named are still missing, and the oldest (pinned system messages).
+async function read(id, version, w) {
+  const path = `/contexts/${encodeURIComponent(id)}`;
+  const known = new Map();
+  const take = (page) => page.messages.forEach((m, i) => known.set(page.seqs[i], m));
+  const [header, newest] = await Promise.all([
+    get(path, { version, messages: "false" }),
+    get(path + "/messages", { version, direction: "backward", limit: READ }),
+  ]);
+  take(newest);
+  const total = newest.total;
+  const ids = new Set([...known.values()].map((m) => m.id));
+  // The summary's last covered message too: where it sits divides the reasons.
+  const summary = w.summary_id ? header.summaries.find((s) => s.id === w.summary_id) : null;
+  const wanted = summary ? [...w.message_ids, summary.through_message_id] : w.message_ids;
+  const missing = () => wanted.some((mid) => !ids.has(mid));
+  let page = newest;
+  for (let n = 1; n < MAX_PAGES && page.next_after !== null && missing(); n++) {
+    page = await get(path + "/messages", { version, direction: "backward", after: page.next_after, limit: READ });
+    take(page);
+    page.messages.forEach((m) => ids.add(m.id));
+  }
+  if (known.size < total) take(await get(path + "/messages", { version, limit: READ }));
+  return { header, known, total, whole: known.size >= total };
+}
 
 export async function render(app, parts, query) {
   const id = parts[1];
@@ -59,19 +89,25 @@ export async function render(app, parts, query) {
 // are read from the context as it was then, so edits made later do not change what it shows.
 async function show(app, id, e, detail) {
   const w = e.data;
-  const state = await get(`/contexts/${encodeURIComponent(id)}`, { version: e.version - 1 });
+  const { header, known, total, whole } = await read(id, e.version - 1, w);
   if (!app.current()) return;
-  const byId = new Map(state.messages.map((m, i) => [m.id, [m, i]]));
+  const byId = new Map([...known].map(([seq, m]) => [m.id, [m, seq]]));
   const included = new Set(w.message_ids);
-  const summary = w.summary_id ? state.summaries.find((s) => s.id === w.summary_id) : null;
+  const summary = w.summary_id ? header.summaries.find((s) => s.id === w.summary_id) : null;
   const covered = summary && byId.has(summary.through_message_id) ? byId.get(summary.through_message_id)[1] : -1;
+  // Left out, as the server counts it: messages other than system ones that the window did
+  // not name, each for the first reason that applies. Places not read (the middle of a long
+  // context) count as ordinary messages left out.
   const groups = new Map();
-  state.messages.forEach((m, i) => {
-    if (included.has(m.id)) return;
-    const reason = i <= covered ? "covered_by_summary" : w.policy === "last_n" ? "beyond_last_n" : "over_budget";
-    if (!groups.has(reason)) groups.set(reason, []);
-    groups.get(reason).push([m, i]);
-  });
+  for (let seq = 0; seq < total; seq++) {
+    const m = known.get(seq);
+    if (m && (included.has(m.id) || m.role === "system")) continue;
+    const reason = seq <= covered ? "covered_by_summary" : w.policy === "last_n" ? "beyond_last_n" : "over_budget";
+    if (!groups.has(reason)) groups.set(reason, { count: 0, listed: [] });
+    const group = groups.get(reason);
+    group.count += 1;
+    if (m) group.listed.push([m, seq]);
+  }
   const why = { covered_by_summary: "covered by the summary", beyond_last_n: "beyond the last N", over_budget: "over the token budget" };
   fill(
     detail,
@@ -103,14 +139,19 @@ async function show(app, id, e, detail) {
     h("h3", null, "Left out"),
     groups.size === 0
       ? h("p", { class: "muted" }, "Nothing: every message of that version was in the window.")
-      : [...groups].map(([reason, list]) =>
+      : [...groups].map(([reason, group]) =>
           h(
             "details",
             { class: "leftout" },
-            h("summary", null, `${number(list.length)} ${why[reason]}`),
-            h("ul", null, list.slice(-LIST_LEFT_OUT).map(([m, i]) => h("li", null, h("span", { class: "muted" }, `#${i + 1} ${m.role}: `), clip(messageText(m), 120)))),
+            h("summary", null, `${number(group.count)} ${why[reason]}`),
+            h(
+              "ul",
+              null,
+              group.listed.slice(-LIST_LEFT_OUT).map(([m, i]) => h("li", null, h("span", { class: "muted" }, `#${i + 1} ${m.role}: `), clip(messageText(m), 120))),
+              group.count > Math.min(group.listed.length, LIST_LEFT_OUT) ? h("li", { class: "muted" }, `… and ${number(group.count - Math.min(group.listed.length, LIST_LEFT_OUT))} more`) : null,
+            ),
           ),
         ),
-    h("p", { class: "muted small" }, "The messages are the ones the window.served event names, read from the context as it was when the window was computed; why each other message was left out follows the window's rules (summary, last N, budget)."),
+    h("p", { class: "muted small" }, `The messages are the ones the window.served event names, read from the context as it was when the window was computed; why each other message was left out follows the window's rules (summary, last N, budget).${whole ? "" : ` Of this context's ${number(total)} messages, the newest and the oldest were read.`}`),
   );
 }
