@@ -403,3 +403,21 @@ def test_what_the_model_saw_of_a_long_context_reads_only_what_it_needs(
     assert f"{left_out['count']:,} over the token budget" in text
     # The newest and the oldest pages, not the 10,000 messages in one answer (~3 MB).
     assert browser.execute_script(API_BYTES) < 1_000_000
+
+
+@pytest.mark.slow
+def test_a_diff_of_a_long_context_reads_only_what_changed(
+    browser: Any, server: ServerProcess, alice: Api, long_context: str
+) -> None:
+    page = alice.call("GET", f"/contexts/{long_context}/messages?limit=6", expect=200)
+    target = page["messages"][5]["id"]
+    before = alice.call("GET", f"/contexts/{long_context}?messages=false", expect=200)["version"]
+    edit = {"content": "changed far back"}
+    alice.call("PATCH", f"/contexts/{long_context}/messages/{target}", edit, 200)
+    visit(browser, server, f"#/c/{long_context}/diff?from={before}&to={before + 1}")
+    (row,) = shown(browser, f'tr.edited[data-id="{target}"]', "the edit at #6")
+    old, new = (c.text for c in row.find_elements(*by_css("td")))
+    assert old.endswith("message 5")
+    assert new.endswith("changed far back")
+    assert "9,999 messages unchanged" in main_text(browser)
+    assert browser.execute_script(API_BYTES) < 1_000_000

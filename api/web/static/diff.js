@@ -4,7 +4,8 @@
 
 import { contextHref, contextTabs, fill, h } from "./dom.js";
 import { get } from "./api.js";
-import { contentText, messageText, json, number, shortId } from "./format.js";
+import { messagesAt } from "./pages.js";
+import { json, messageText, number, shortId } from "./format.js";
 
 const MAX_ROWS = 500;
 
@@ -50,8 +51,12 @@ export async function render(app, parts, query) {
   const d = parentMode
     ? await get(path + "/diff/parent", pv ? { parent_version: pv } : {})
     : await get(path + "/diff", { from, to });
-  const state = (context, version) => get(`/contexts/${encodeURIComponent(context)}`, { version });
-  const [a, b] = await Promise.all([state(d.from_context, d.from_version), state(d.to_context, d.to_version)]);
+  // Only the messages that changed are read (a page at a time, newest first), not both
+  // states whole.
+  const [a, b] = await Promise.all([
+    messagesAt(d.from_context, d.from_version, [...d.removed, ...d.edited, ...d.redacted]),
+    messagesAt(d.to_context, d.to_version, [...d.added, ...d.edited, ...d.redacted]),
+  ]);
   if (!app.current()) return;
   fill(body, summary(d, a, b), sideBySide(d, a, b), metadata(d), windowChanges(d), summaries(d));
 }
@@ -62,7 +67,7 @@ function side(context, version, self) {
 
 function summary(d, a, b) {
   const chip = (n, what, cls) => (n ? h("span", { class: "chip " + cls }, `${n} ${what}`) : null);
-  const unchanged = b.messages.length - d.added.length - d.edited.length - d.redacted.length;
+  const unchanged = b.total - d.added.length - d.edited.length - d.redacted.length;
   const none = !(d.added.length || d.removed.length || d.edited.length || d.redacted.length || d.metadata.length || d.window.length || d.summaries_added.length || d.summaries_removed.length || d.deleted);
   return h(
     "p",
@@ -82,32 +87,36 @@ function summary(d, a, b) {
   );
 }
 
-function cell(m, state) {
-  if (!m) return h("td", { class: "none" });
-  const seq = state.messages.indexOf(m) + 1;
+// ``found``: [message, place]; null: nothing on this side; undefined: not read (a change
+// far back in a long context).
+function cell(found) {
+  if (found === null) return h("td", { class: "none" });
+  if (found === undefined) return h("td", null, h("div", { class: "muted small" }, "not read: far back in a long context"));
+  const [m, seq] = found;
   return h(
     "td",
     null,
-    h("div", { class: "muted small" }, `${m.role}${m.name ? " " + m.name : ""} · #${seq} · ${shortId(m.id)}${m.redacted ? " · redacted" : ""}`),
+    h("div", { class: "muted small" }, `${m.role}${m.name ? " " + m.name : ""} · #${seq + 1} · ${shortId(m.id)}${m.redacted ? " · redacted" : ""}`),
     h("div", { class: "content" }, messageText(m)),
   );
 }
 
+function places(read) {
+  return new Map([...read.known].map(([seq, m]) => [m.id, [m, seq]]));
+}
+
 function sideBySide(d, a, b) {
-  const inA = new Map(a.messages.map((m) => [m.id, m]));
-  const kinds = new Map();
-  for (const id of d.added) kinds.set(id, "added");
-  for (const id of d.edited) kinds.set(id, "edited");
-  for (const id of d.redacted) kinds.set(id, "redacted");
-  const rows = [];
-  for (const m of b.messages) {
-    const kind = kinds.get(m.id);
-    if (kind) rows.push(h("tr", { class: kind, dataset: { id: m.id } }, h("th", null, kind), cell(inA.get(m.id), a), cell(m, b)));
-  }
-  const removed = new Set(d.removed);
-  for (const m of a.messages) {
-    if (removed.has(m.id)) rows.push(h("tr", { class: "removed", dataset: { id: m.id } }, h("th", null, "removed"), cell(m, a), cell(null, b)));
-  }
+  const inA = places(a);
+  const inB = places(b);
+  const at = (map, id) => (map.has(id) ? map.get(id)[1] : Infinity);
+  const changed = [
+    ...d.added.map((id) => [id, "added"]),
+    ...d.edited.map((id) => [id, "edited"]),
+    ...d.redacted.map((id) => [id, "redacted"]),
+  ].sort((x, y) => at(inB, x[0]) - at(inB, y[0]));
+  const rows = changed.map(([id, kind]) => h("tr", { class: kind, dataset: { id } }, h("th", null, kind), cell(kind === "added" ? null : inA.get(id)), cell(inB.get(id))));
+  const removed = [...d.removed].sort((x, y) => at(inA, x) - at(inA, y));
+  for (const id of removed) rows.push(h("tr", { class: "removed", dataset: { id } }, h("th", null, "removed"), cell(inA.get(id)), cell(null)));
   if (!rows.length) return null;
   const shown = rows.slice(0, MAX_ROWS);
   return [

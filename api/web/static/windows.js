@@ -3,39 +3,19 @@
 
 import { contextHref, contextTabs, fill, h } from "./dom.js";
 import { get } from "./api.js";
+import { messagesAt } from "./pages.js";
 import { clip, contentText, messageText, number, shortId, time } from "./format.js";
 
 const PAGE = 100;
 const LIST_LEFT_OUT = 200;
-const READ = 500; // messages per request when reading what a window named
-const MAX_PAGES = 8;
 
-// The context at ``version`` without its messages, and the messages a window can name: all
-// of a small context; of a long one the newest (where a window's messages are), more of
-// them while some it named are still missing, and the oldest (pinned system messages).
+// The context at ``version`` without its messages, and the messages the window named (and
+// the summary's last covered one, whose place divides the reasons).
 async function read(id, version, w) {
-  const path = `/contexts/${encodeURIComponent(id)}`;
-  const known = new Map();
-  const take = (page) => page.messages.forEach((m, i) => known.set(page.seqs[i], m));
-  const [header, newest] = await Promise.all([
-    get(path, { version, messages: "false" }),
-    get(path + "/messages", { version, direction: "backward", limit: READ }),
-  ]);
-  take(newest);
-  const total = newest.total;
-  const ids = new Set([...known.values()].map((m) => m.id));
-  // The summary's last covered message too: where it sits divides the reasons.
+  const header = await get(`/contexts/${encodeURIComponent(id)}`, { version, messages: "false" });
   const summary = w.summary_id ? header.summaries.find((s) => s.id === w.summary_id) : null;
   const wanted = summary ? [...w.message_ids, summary.through_message_id] : w.message_ids;
-  const missing = () => wanted.some((mid) => !ids.has(mid));
-  let page = newest;
-  for (let n = 1; n < MAX_PAGES && page.next_after !== null && missing(); n++) {
-    page = await get(path + "/messages", { version, direction: "backward", after: page.next_after, limit: READ });
-    take(page);
-    page.messages.forEach((m) => ids.add(m.id));
-  }
-  if (known.size < total) take(await get(path + "/messages", { version, limit: READ }));
-  return { header, known, total, whole: known.size >= total };
+  return { header, ...(await messagesAt(id, version, wanted)) };
 }
 
 export async function render(app, parts, query) {
