@@ -23,6 +23,7 @@ from projections.service import Contexts
 from projections.tokens import load_offline_encodings
 
 from . import appkeys, errors, mcp, observe, ratelimit, rest, retention
+from . import web as web_view
 from .auth import KeyRing
 from .errors import error_middleware
 from .gate import gate_middleware
@@ -73,10 +74,16 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
     app[appkeys.VERSION] = _version()
     app[errors.RENDERERS] = {}
     # Every door's routes in one table, and the one OpenAPI document of all of them.
-    routes = [*rest.routes, *(rest.metrics_routes if metrics else []), *mcp.routes]
+    routes = [
+        *rest.routes,
+        *(rest.metrics_routes if metrics else []),
+        *mcp.routes,
+        *web_view.routes,
+    ]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
     app.add_routes(routes)
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
+    web_view.setup(app)  # /ui: the web view's security headers (api/web/)
     if metrics is not None:
         metrics.watch(app, sessions=mcp.sessions_of(app))
     app.cleanup_ctx.append(_store)

@@ -64,11 +64,13 @@ class Lineage(msgspec.Struct, frozen=True):
 
 
 class MessagePage(msgspec.Struct, frozen=True):
-    """A page of a context's current messages; ``seqs`` are their 0-based places, and
-    ``next_after`` continues the page (None at the end)."""
+    """A page of a context's messages at ``version``; ``seqs`` are their 0-based places,
+    ``next_after`` continues the page (None at the end), and ``total`` is how many messages
+    the context holds at that version."""
 
     context_id: str
     version: int
     messages: list[Message]
     seqs: list[int]
     next_after: int | None
+    total: int = 0

@@ -73,6 +73,11 @@ class Queries(ServiceBase):
             raise ContextNotFound(context_id)
         return state
 
+    async def size(self, caller: Caller, context_id: str) -> tuple[int, ContextSize]:
+        """The context's current version and how much it holds then: O(1)."""
+        ctx = await self._visible(caller, context_id)
+        return ctx.version, ContextSize(ctx.message_count, ctx.total_tokens)
+
     async def messages(
         self,
         caller: Caller,
@@ -81,24 +86,31 @@ class Queries(ServiceBase):
         after: int = -1,
         limit: int = 100,
         backward: bool = False,
+        version: int | None = None,
     ) -> MessagePage:
-        """A page of current messages: those after seq ``after``, oldest first, or with
-        ``backward`` those before seq ``after`` (default: the end), newest first. O(limit)."""
+        """A page of the messages: those after seq ``after``, oldest first, or with
+        ``backward`` those before seq ``after`` (default: the end), newest first. Now: from
+        the read model, O(limit). At ``version``: from history (a snapshot and at most K
+        events folded), then the page of it."""
         if not 1 <= limit <= 1000:
             raise InvalidCommand("limit must be between 1 and 1000")
         ctx = await self._visible(caller, context_id)
+        if version is not None and version != ctx.version:
+            if not 1 <= version <= ctx.version:
+                raise InvalidVersion(context_id, version, ctx.version)
+            state = await self.time_travel.state_at(context_id, version)
+            return _page_of(state, after, limit, backward)
         if ctx.deleted:
             raise ContextIsDeleted(context_id)
         start = (ctx.message_count if after < 0 else after) if backward else after
         page = (context_id, start, limit, backward)
         rows = await self.readmodel.read_small(message_page_sync, *page)
-        # An empty page (an empty context) has no last row to continue from.
-        more = bool(rows) and (
-            (rows[-1][0] > 0) if backward else (rows[-1][0] < ctx.message_count - 1)
-        )
+        if not rows:
+            return MessagePage(context_id, ctx.version, [], [], None, ctx.message_count)
+        more = (rows[-1][0] > 0) if backward else (rows[-1][0] < ctx.message_count - 1)
         return MessagePage(
             context_id, ctx.version, [m for _, m in rows], [s for s, _ in rows],
-            rows[-1][0] if rows and more else None,
+            rows[-1][0] if more else None, ctx.message_count,
         )  # fmt: skip
 
     async def window(
@@ -258,6 +270,20 @@ class Queries(ServiceBase):
         return await self.readmodel.read(
             search_sync, caller.tenant, query, context_id, limit, offset
         )
+
+
+def _page_of(state: ContextState, after: int, limit: int, backward: bool) -> MessagePage:
+    """``Queries.messages``'s page, cut from a whole state (a past version)."""
+    total = len(state.messages)
+    if backward:
+        end = total if after < 0 else min(after, total)
+        seqs = list(range(end - 1, max(0, end - limit) - 1, -1))
+        following = seqs[-1] if seqs and seqs[-1] > 0 else None
+    else:
+        seqs = list(range(after + 1, min(total, after + 1 + limit)))
+        following = seqs[-1] if seqs and seqs[-1] < total - 1 else None
+    messages = [state.messages[i] for i in seqs]
+    return MessagePage(state.context_id, state.version, messages, seqs, following, total)
 
 
 def _window_sync(

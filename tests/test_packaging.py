@@ -86,6 +86,10 @@ def test_the_wheel_holds_every_package_and_marker(wheel: Path) -> None:
         assert modules <= names, modules - names
     for top in ("api", "projections", "eventstore"):
         assert f"{top}/py.typed" in names
+    # The web view's page and assets are package data.
+    static = {str(p.relative_to(ROOT)) for p in (ROOT / "api/web/static").iterdir()}
+    assert "api/web/static/index.html" in static
+    assert static <= names, static - names
 
 
 def test_the_installed_command_reports_its_version(installed: Path, tmp_path: Path) -> None:
@@ -134,5 +138,15 @@ async def test_the_installed_server_serves(installed: Path, tmp_path: Path) -> N
             ) as r:
                 assert r.status == 200
                 assert (await r.json())["result"]["serverInfo"]["name"] == "ctxlog"
+            # The web view, from the installed package's data.
+            async with http.get(f"{server.url}/ui") as r:
+                assert r.status == 200
+                assert "/ui/assets/app.js" in await r.text()
+                assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+            static = ROOT / "api" / "web" / "static"
+            for name in ("app.js", "app.css", "timeline.js"):
+                async with http.get(f"{server.url}/ui/assets/{name}") as r:
+                    assert r.status == 200, name
+                    assert await r.read() == (static / name).read_bytes()
     finally:
         assert server.stop() == 0

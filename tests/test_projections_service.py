@@ -242,6 +242,32 @@ async def test_message_pages(svc: Contexts) -> None:
     back = await svc.messages(ACME, cid, backward=True, limit=2)
     assert [m.message_id for m in back.messages] == ["m6", "m5"]
     assert back.next_after == 5
+    assert back.total == 7
+
+
+async def test_message_pages_of_an_empty_context_and_at_a_version(svc: Contexts) -> None:
+    cid = (await svc.create(ACME)).context_id
+    for backward in (False, True):  # no rows: an empty page, not an error
+        empty = await svc.messages(ACME, cid, backward=backward)
+        assert (empty.messages, empty.next_after, empty.total) == ([], None, 0)
+    await svc.append(ACME, cid, [user(str(i), f"m{i}") for i in range(5)])
+    await svc.append(ACME, cid, [user("5", "m5")])
+    assert (await svc.messages(ACME, cid, after=5)).messages == []
+    # At version 4 (created, then m0..m2): the same pages, cut from that version.
+    page = await svc.messages(ACME, cid, version=4, limit=2)
+    assert ([m.message_id for m in page.messages], page.seqs) == (["m0", "m1"], [0, 1])
+    assert (page.version, page.total, page.next_after) == (4, 3, 1)
+    rest = await svc.messages(ACME, cid, version=4, after=1)
+    assert (rest.seqs, rest.next_after) == ([2], None)
+    back = await svc.messages(ACME, cid, version=4, backward=True, limit=2)
+    assert (back.seqs, back.next_after) == ([2, 1], 1)
+    first = await svc.messages(ACME, cid, version=4, backward=True, after=1)
+    assert (first.seqs, first.next_after) == ([0], None)
+    # Now is the read model's page, with the same shape.
+    now = await svc.messages(ACME, cid, version=7, backward=True, limit=2)
+    assert (now.seqs, now.total, now.version) == ([5, 4], 6, 7)
+    with pytest.raises(InvalidVersion):
+        await svc.messages(ACME, cid, version=8)
 
 
 async def test_concurrent_writers_without_a_precondition_never_conflict(svc: Contexts) -> None:

@@ -61,6 +61,8 @@ ROWS = [
     Row("GET", "{ctx}?version=1"),
     Row("DELETE", "{ctx}"),
     Row("POST", "{ctx}/messages", {"role": "user", "content": "x"}),
+    Row("GET", "{ctx}/messages?direction=backward"),
+    Row("GET", "{ctx}/messages?version=1"),
     Row("PATCH", "{ctx}/messages/{mid}", {"content": "y"}),
     Row("POST", "{ctx}/messages/{mid}/redact", {}),
     Row("PATCH", "{ctx}/metadata", {"a": 1}),
@@ -72,12 +74,15 @@ ROWS = [
     Row("POST", "{ctx}/fork", {}),
     Row("GET", "{ctx}/events"),
     Row("GET", "{ctx}/diff?from=1"),
+    Row("GET", "{ctx}/diff/parent"),
+    Row("GET", f"{V1}/search?q=secret&context_id={{id}}"),
     Row("GET", "{ctx}/lineage"),
     Row("GET", f"{V1}/mcp/contexts/{{id}}"),
     Row("GET", f"{V1}/ws/{{id}}", kind="ws"),
     Row("POST", CTX, {}, names_context=False),
     Row("GET", CTX, names_context=False),
     Row("GET", f"{V1}/events", names_context=False),
+    Row("GET", f"{V1}/search?q=secret", names_context=False),
     Row("GET", f"{V1}/events/stream", kind="sse", names_context=False),
     Row("POST", f"{V1}/mcp/contexts", {}, names_context=False),
     Row("GET", f"{V1}/mcp/capabilities", names_context=False),
@@ -250,13 +255,15 @@ async def test_listings_and_audit_never_show_another_tenant(
         f"{CTX}",
         f"{CTX}?metadata.owner=alice-only",
         f"{CTX}?limit=1000",
+        f"{V1}/search?q=secret",
+        f"{V1}/search?q=alice*",
     ]
     for query in queries:
         status, answer, raw = await call(session, server, "GET", query, BOB)
         assert status == 200, (query, raw)
         assert cid.encode() not in raw, query
         assert b"alice" not in raw, query
-        items = answer.get("events", answer.get("contexts"))
+        items = answer.get("events", answer.get("contexts", answer.get("hits")))
         assert all((i.get("context_id") or i.get("id")) == bob_cid for i in items), query
     # The lineage of a fork shows no fork made by another tenant... which cannot exist: a
     # fork needs the parent to be visible.

@@ -46,11 +46,14 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/metrics"): ("", None),
     ("GET", "/openapi.json"): ("", None),
     ("GET", "/docs"): ("", None),
+    ("GET", "/ui"): ("", None),
+    ("GET", "/ui/assets/{name}"): ("", None),
     ("POST", CTX): ("", {}),
     ("GET", CTX): ("", None),
     ("GET", f"{CTX}/{{id}}"): ("", None),
     ("DELETE", f"{CTX}/{{id}}"): ("", {}),
     ("POST", f"{CTX}/{{id}}/messages"): ("", {"role": "user", "content": "x"}),
+    ("GET", f"{CTX}/{{id}}/messages"): ("", None),
     ("PATCH", f"{CTX}/{{id}}/messages/{{message_id}}"): ("", {"content": "y"}),
     ("POST", f"{CTX}/{{id}}/messages/{{message_id}}/redact"): ("", {}),
     ("PATCH", f"{CTX}/{{id}}/metadata"): ("", {"a": 1}),
@@ -62,8 +65,10 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", f"{CTX}/{{id}}/fork"): ("", {}),
     ("GET", f"{CTX}/{{id}}/events"): ("", None),
     ("GET", f"{CTX}/{{id}}/diff"): ("?from=1", None),
+    ("GET", f"{CTX}/{{id}}/diff/parent"): ("", None),
     ("GET", f"{CTX}/{{id}}/lineage"): ("", None),
     ("GET", f"{V1}/events"): ("", None),
+    ("GET", f"{V1}/search"): ("?q=m", None),
     ("GET", STREAM): ("", None),
     ("GET", WS): ("", None),
     ("POST", f"{V1}/mcp/contexts"): ("", {}),
@@ -79,7 +84,11 @@ SPECIAL: dict[tuple[str, str, int], tuple[str, Any]] = {
     ("GET", f"{CTX}/{{id}}/window", 422): ("?policy=last_n", None),
     ("POST", f"{CTX}/{{id}}/window", 422): ("", {"policy": "last_n"}),
     ("GET", f"{CTX}/{{id}}", 400): ("?version=zero", None),
+    ("GET", f"{V1}/search", 404): (f"?q=m&context_id={UNKNOWN}", None),
+    ("GET", f"{CTX}/{{id}}/diff/parent", 422): ("", None),  # the fresh context is no fork
 }
+PARENT_DIFF = f"{CTX}/{{id}}/diff/parent"
+"""Answers about a fork: the fresh context is forked first, but for its 422 (not a fork)."""
 
 
 def documented(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
@@ -97,7 +106,8 @@ def fill(template: str, cid: str, mid: str) -> str:
     # A subject over 256 characters is the one malformed subject.
     subject = "s" * 300 if mid == BAD_SUBJECT else "subject-1"
     path = template.replace("{id}", cid).replace("{message_id}", mid)
-    return path.replace("{subject}", subject)
+    asset = "missing.js" if mid == UNKNOWN else "app.js"  # the web view's files
+    return path.replace("{subject}", subject).replace("{name}", asset)
 
 
 def filled(body: Any, mid: str) -> Any:
@@ -130,6 +140,8 @@ async def slow_body(client: TestClient, method: str, path: str) -> int:
 async def status_of(api: ApiClient, method: str, template: str, status: int) -> int:
     """The status a request meant to get ``status`` from this operation gets."""
     cid, mid = await fresh(api)
+    if template == PARENT_DIFF and status != 422:
+        cid = (await api.post(f"{CTX}/{cid}/fork", {}, expect=201)).json["id"]
     path = fill(template, cid, mid)
     suffix, body = SPECIAL.get((method, template, status), VALID[(method, template)])
     body = filled(body, mid)

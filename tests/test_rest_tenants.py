@@ -24,6 +24,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("GET", "?version=1", None),
     ("DELETE", "", None),
     ("POST", "/messages", MESSAGE),
+    ("GET", "/messages", None),
     ("PATCH", "/messages/{mid}", {"content": "y"}),
     ("POST", "/messages/{mid}/redact", {}),
     ("PATCH", "/metadata", {"a": 1}),
@@ -35,6 +36,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("POST", "/fork", {}),
     ("GET", "/events", None),
     ("GET", "/diff?from=1", None),
+    ("GET", "/diff/parent", None),
     ("GET", "/lineage", None),
 ]
 

@@ -121,12 +121,19 @@ async def get_context(request: web.Request) -> web.StreamResponse:
     if params.version is not None and params.at is not None:
         raise invalid("give version or at, not both", "$.at", "query")
     state = await appkeys.contexts(request).get(
-        caller(request), context_id, version=params.version, at=params.at
-    )
+        caller(request), context_id, version=params.version, at=params.at,
+        include_messages=params.messages,
+    )  # fmt: skip
     tag = wire.etag(state.version)
     if request.headers.get("If-None-Match") == tag:
         return web.Response(status=304, headers={"ETag": tag})
-    return wire.json_response(render.render_context(state), version=state.version)
+    total = None
+    if not params.messages and not state.messages:
+        # A header read from the read model has no messages to add up: take its total.
+        now, size = await appkeys.contexts(request).size(caller(request), context_id)
+        total = size.total_tokens if now == state.version else None
+    body = render.render_context(state, messages=params.messages, total_tokens=total)
+    return wire.json_response(body, version=state.version)
 
 
 @operation(

@@ -7,7 +7,7 @@ import msgspec
 
 from eventstore import RecordedEvent
 from projections import ContextState, Message, SearchPage, StateDiff, Window
-from projections.service import ContextPage, ContextSize, Lineage, NewMessage
+from projections.service import ContextPage, ContextSize, Lineage, MessagePage, NewMessage
 
 from .. import formats
 from ..errors import invalid
@@ -22,6 +22,7 @@ from .schemas import (
     LineageOut,
     MessageIn,
     MessageOut,
+    MessagePageOut,
     SummaryOut,
     VersionRef,
 )
@@ -65,15 +66,35 @@ def render_message(m: Message) -> MessageOut:
     )
 
 
+def render_message_page(page: MessagePage) -> MessagePageOut:
+    """A page of messages as a response body."""
+    return MessagePageOut(
+        context_id=page.context_id,
+        version=page.version,
+        total=page.total,
+        messages=[render_message(m) for m in page.messages],
+        seqs=page.seqs,
+        next_after=page.next_after,
+    )
+
+
 def _parent(state: ContextState) -> VersionRef | None:
     p = state.parent
     return None if p is None else VersionRef(context_id=p.context_id, version=p.version)
 
 
-def render_context(state: ContextState, *, mcp: bool = False) -> ContextOut:
-    """A state as the context body; ``mcp`` adds ``metadata.mcp.window`` (rendered, not stored)."""
+def render_context(
+    state: ContextState,
+    *,
+    mcp: bool = False,
+    messages: bool = True,
+    total_tokens: int | None = None,
+) -> ContextOut:
+    """A state as the context body; ``mcp`` adds ``metadata.mcp.window`` (rendered, not
+    stored); ``messages=False`` leaves the messages out (``total_tokens`` then says what
+    they add up to, when the state no longer holds them)."""
     metadata = state.metadata
-    total = state.total_tokens
+    total = state.total_tokens if total_tokens is None else total_tokens
     if mcp:
         mcp_meta = metadata.get("mcp")
         mcp_meta = dict(mcp_meta) if isinstance(mcp_meta, dict) else {}
@@ -85,7 +106,7 @@ def render_context(state: ContextState, *, mcp: bool = False) -> ContextOut:
     return ContextOut(
         id=state.context_id,
         version=state.version,
-        messages=[render_message(m) for m in state.messages],
+        messages=[render_message(m) for m in state.messages] if messages else [],
         metadata=metadata,
         window=state.window,
         summaries=[

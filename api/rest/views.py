@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+import projections as pj
 from eventstore import WindowSettings
 from projections.audit import audit_filter
 from projections.overhead import DEFAULT_FORMAT
@@ -47,6 +48,34 @@ async def get_history(request: web.Request) -> web.Response:
         events=[render.render_event(e) for e in events], next_from_version=following
     )
     return wire.json_response(body)
+
+
+@operation(
+    "A page of the context's messages, now or as they were at a version",
+    query=schemas.MessagesQuery,
+    response=schemas.MessagePageOut,
+    errors=(404,),
+    tag="messages",
+    description=(
+        "Now: O(limit) from the read model. At a version: from history (a snapshot and at"
+        " most a few events folded), then the page of it. A 10,000-message context is read"
+        " a page at a time instead of in one answer."
+    ),
+)
+async def list_messages(request: web.Request) -> web.Response:
+    """Messages after (or, backward, before) a place, oldest or newest first."""
+    context_id = wire.path_uuid(request)
+    params = wire.query(request, schemas.MessagesQuery)
+    backward = params.direction == "backward"
+    page = await appkeys.contexts(request).messages(
+        caller(request),
+        context_id,
+        after=-1 if params.after is None else params.after,
+        limit=params.limit,
+        backward=backward,
+        version=params.version,
+    )
+    return wire.json_response(render.render_message_page(page), version=page.version)
 
 
 @operation(
@@ -122,6 +151,24 @@ async def get_diff(request: web.Request) -> web.Response:
 
 
 @operation(
+    "What a fork has that its parent has not",
+    tag="history",
+    query=schemas.ParentDiffQuery,
+    response=schemas.StateDiff,
+    errors=(404, 422),
+    notes={422: "The context is not a fork"},
+)
+async def get_parent_diff(request: web.Request) -> web.Response:
+    """The diff from the fork's parent (at ``parent_version``, default: now) to the fork now."""
+    context_id = wire.path_uuid(request)
+    params = wire.query(request, schemas.ParentDiffQuery)
+    result = await appkeys.contexts(request).diff_parent(
+        caller(request), context_id, parent_version=params.parent_version
+    )
+    return wire.json_response(render.render_diff(result))
+
+
+@operation(
     "Where the context came from, and its forks",
     response=schemas.LineageOut,
     errors=(404,),
@@ -132,6 +179,37 @@ async def get_lineage(request: web.Request) -> web.Response:
     context_id = wire.path_uuid(request)
     lineage = await appkeys.contexts(request).lineage(caller(request), context_id)
     return wire.json_response(render.render_lineage(lineage))
+
+
+@operation(
+    "Full-text search over the current messages of the caller's contexts",
+    query=schemas.SearchQuery,
+    response=schemas.SearchPage,
+    errors=(404,),
+    notes={404: "context_id names no context of the caller's (or a deleted one)"},
+    tag="messages",
+    description=(
+        "Every word of `q` must appear (a trailing `*` matches a prefix); best match first"
+        " (SQLite FTS5, bm25). Only what contexts hold now is found: an edited message by its"
+        " new text, a redacted one not at all."
+    ),
+)
+async def search_messages(request: web.Request) -> web.Response:
+    """A page of hits in the caller's live contexts (or in ``context_id``'s)."""
+    params = wire.query(request, schemas.SearchQuery)
+    if not params.q.split():
+        raise invalid("q needs at least one word", "$.q", "query")
+    try:
+        page = await appkeys.contexts(request).search(
+            caller(request),
+            params.q,
+            context_id=None if params.context_id is None else str(params.context_id),
+            limit=params.limit,
+            cursor=params.cursor,
+        )
+    except pj.InvalidCommand as e:  # what is left once q has words: a cursor it did not issue
+        raise invalid(str(e), "$.cursor", "query") from None
+    return wire.json_response(render.render_search(page))
 
 
 @operation(

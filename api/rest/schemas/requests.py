@@ -14,7 +14,7 @@ from api.formats import Format
 from eventstore import Content, Role, WindowSettings
 from projections import Policy
 
-from .base import Limit, Metadata, PositiveInt, Request, Version
+from .base import MAX_INT, Limit, Metadata, PositiveInt, Request, Version
 
 # -- request bodies ---------------------------------------------------------------------------
 
@@ -187,6 +187,9 @@ class GetContextQuery(Request, frozen=True, kw_only=True):
     """Read the context as it was at this version."""
     at: datetime | None = None
     """Read the context as it was at this time (ISO 8601)."""
+    messages: bool = True
+    """false: leave the messages out (the rest of the context only; page them with GET
+    /contexts/{id}/messages)."""
 
 
 class ListQuery(Request, frozen=True, kw_only=True):
@@ -197,6 +200,20 @@ class ListQuery(Request, frozen=True, kw_only=True):
     """next_cursor of the previous page."""
     limit: Limit = 50
     """Contexts per page."""
+
+
+class MessagesQuery(Request, frozen=True, kw_only=True):
+    """A page of a context's messages, now or at a version, in either direction."""
+
+    version: PositiveInt | None = None
+    """Page the messages as they were at this version (default: now)."""
+    after: Annotated[int, Meta(ge=0, le=MAX_INT)] | None = None
+    """Forward: messages after this place (0-based); backward: before it (default: from
+    the start, or from the end going backward)."""
+    limit: Limit = 100
+    """Messages per page."""
+    direction: Literal["forward", "backward"] = "forward"
+    """Oldest first (forward) or newest first (backward)."""
 
 
 class HistoryQuery(Request, frozen=True, kw_only=True):
@@ -237,6 +254,27 @@ class DiffQuery(Request, frozen=True, kw_only=True):
     """The version to compare from."""
     to: Version | None = None
     """The version to compare to (default: the current one)."""
+
+
+class ParentDiffQuery(Request, frozen=True, kw_only=True):
+    """A fork against its parent: the parent at a version (default: its current one)."""
+
+    parent_version: PositiveInt | None = None
+    """The parent's version to compare from (default: its current one; the fork point is
+    the fork's parent.version)."""
+
+
+class SearchQuery(Request, frozen=True, kw_only=True):
+    """Full-text search over the current messages of the caller's contexts (or of one)."""
+
+    q: Annotated[str, Meta(min_length=1, max_length=1000)]
+    """Words that must all appear; a trailing * matches a prefix (tok*)."""
+    context_id: uuid.UUID | None = None
+    """Only this context's messages."""
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+    """Hits per page."""
+    cursor: str | None = None
+    """next_cursor of the previous page."""
 
 
 class AuditQuery(Request, frozen=True, kw_only=True):

@@ -80,6 +80,19 @@ class ContextList(Response, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+class MessagePageOut(Response, frozen=True, kw_only=True):
+    """A page of a context's messages at ``version``: ``seqs`` are their places (0-based),
+    ``total`` how many it holds; pass ``next_after`` as ``after`` to continue (None: no
+    more)."""
+
+    context_id: str
+    version: int
+    total: int
+    messages: list[MessageOut]
+    seqs: list[int]
+    next_after: int | None
+
+
 class Appended(Response, frozen=True, kw_only=True):
     """The minimal answer to an append (``Prefer: return=minimal``)."""
 
