@@ -56,6 +56,15 @@ class Resolved:
     config: str | None
 
 
+def load_settings(
+    *, env: Mapping[str, str] | None = None, config: str | None = None, **flags: Any
+) -> Settings:
+    """Settings from flags (keyword arguments; None: not given) over ``CTXLOG_*`` variables
+    (``env``, default ``os.environ``) over a config file (``config``, else ``CTXLOG_CONFIG``)
+    over defaults; SettingsError naming what is wrong and where."""
+    return resolve(env=env, config=config, flags=flags).settings
+
+
 def resolve(
     *, env: Mapping[str, str] | None, config: str | None, flags: Mapping[str, Any]
 ) -> Resolved:

@@ -37,8 +37,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 import eventstore as es
 import projections as pj
 
-from .formats import FormatError
-
 log = logging.getLogger("ctxlog.api")
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -108,8 +106,6 @@ def translate(exc: BaseException, method: str = "GET") -> ApiError | None:
             return exc
         case msgspec.ValidationError():
             return from_validation(exc)
-        case FormatError():
-            return invalid(exc.message, exc.path)
         case web.HTTPException() if exc.status >= 400:
             code = _HTTP_CODES.get(exc.status, "http_error")
             details: dict[str, Any] = {}

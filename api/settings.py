@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -188,21 +187,6 @@ class Settings:
         tenants = [policy.tenant for policy in self.retention]
         if len(set(tenants)) != len(tenants):
             raise SettingsError("retention: a tenant has two policies")
-
-    @classmethod
-    def load(
-        cls,
-        *,
-        env: Mapping[str, str] | None = None,
-        config: str | None = None,
-        **flags: Any,
-    ) -> Settings:
-        """Settings from flags (keyword arguments; None: not given) over ``CTXLOG_*``
-        variables (``env``, default ``os.environ``) over a config file (``config``, else
-        ``CTXLOG_CONFIG``) over defaults."""
-        from .config import resolve  # noqa: PLC0415 (config imports this module)
-
-        return resolve(env=env, config=config, flags=flags).settings
 
 
 def fields() -> tuple[dataclasses.Field[Any], ...]:

@@ -14,12 +14,13 @@ import pytest
 
 from api import Settings, SettingsError
 from api.cli import cli, main
+from api.config import load_settings
 from api.settings import is_loopback, parse_keys
 from tests.support.cli_helpers import child_env, invoke
 
 
 def test_defaults() -> None:
-    s = Settings.load(env={})
+    s = load_settings(env={})
     assert (s.host, s.port, s.db) == ("127.0.0.1", 8080, "./ctxlog.db")
     assert s.open
     assert s.max_body_bytes == 1 << 20
@@ -27,19 +28,19 @@ def test_defaults() -> None:
 
 def test_environment_then_flags() -> None:
     env = {"CTXLOG_HOST": "::1", "CTXLOG_PORT": "9000", "CTXLOG_DB": "data/x.db"}
-    s = Settings.load(env=env)
+    s = load_settings(env=env)
     assert (s.host, s.port, s.db) == ("::1", 9000, "data/x.db")
-    s = Settings.load(host="127.0.0.2", port=7000, db="y.db", env=env)
+    s = load_settings(host="127.0.0.2", port=7000, db="y.db", env=env)
     assert (s.host, s.port, s.db) == ("127.0.0.2", 7000, "y.db")
     with pytest.raises(SettingsError, match="CTXLOG_PORT"):
-        Settings.load(env={"CTXLOG_PORT": "eighty"})
+        load_settings(env={"CTXLOG_PORT": "eighty"})
 
 
 def test_api_keys_from_env_and_file(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("# comment\nk2:t2:a2\n\nk3:t2:a3\n")
     env = {"CTXLOG_API_KEYS": "k1:t1:a1, k4:t1:a4", "CTXLOG_API_KEYS_FILE": str(keys_file)}
-    s = Settings.load(env=env)
+    s = load_settings(env=env)
     assert [(k.tenant, k.actor) for k in s.api_keys] == [
         ("t1", "a1"), ("t1", "a4"), ("t2", "a2"), ("t2", "a3"),
     ]  # fmt: skip
@@ -56,7 +57,7 @@ def test_malformed_keys_are_refused_without_echoing_them(text: str) -> None:
 
 def test_a_key_configured_twice_is_refused() -> None:
     with pytest.raises(SettingsError, match="twice"):
-        Settings.load(env={"CTXLOG_API_KEYS": "k:t:a,k:u:b"})
+        load_settings(env={"CTXLOG_API_KEYS": "k:t:a,k:u:b"})
 
 
 def test_loopback_rules() -> None:

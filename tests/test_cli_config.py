@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from api import Settings, SettingsError
-from api.config import env_names, flag_name, reference_markdown, resolve
+from api.config import env_names, flag_name, load_settings, reference_markdown, resolve
 from api.settings import fields
 from projections.retention import RetentionPolicy
 from tests.support.cli_helpers import invoke
@@ -38,7 +38,7 @@ def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
     assert resolved.sources["db"] == f"file {config}"
     assert resolved.sources["max_live"] == "default"
     # The file can come from CTXLOG_CONFIG too; an empty variable is unset.
-    s = Settings.load(env={"CTXLOG_CONFIG": config, "CTXLOG_PORT": ""})
+    s = load_settings(env={"CTXLOG_CONFIG": config, "CTXLOG_PORT": ""})
     assert (s.port, s.db) == (7001, "file.db")
 
 
@@ -54,7 +54,7 @@ def test_every_type_parses_from_every_source(tmp_path: Path) -> None:
         "idle_days = 30",
         "erase = true",
     ]))  # fmt: skip
-    s = Settings.load(env={}, config=config)
+    s = load_settings(env={}, config=config)
     assert s.allowed_hosts == ("a.example", "b.example:8080")
     assert (s.access_log, s.log_format, s.ready_max_lag_seconds) == (True, "json", 2.0)
     assert [(k.tenant, k.actor) for k in s.api_keys] == [("acme", "ada")]
@@ -64,14 +64,14 @@ def test_every_type_parses_from_every_source(tmp_path: Path) -> None:
         "CTXLOG_ACCESS_LOG": "off",
         "CTXLOG_RETENTION": "acme:7,globex:1.5:erase",
     }
-    s = Settings.load(env=env, config=config)
+    s = load_settings(env=env, config=config)
     assert s.allowed_hosts == ("c.example", "d.example")
     assert s.access_log is False
     assert s.retention == (
         RetentionPolicy(tenant="acme", idle_days=7),
         RetentionPolicy(tenant="globex", idle_days=1.5, erase=True),
     )
-    s = Settings.load(env=env, config=config, access_log=True, retention="x:3")
+    s = load_settings(env=env, config=config, access_log=True, retention="x:3")
     assert s.access_log is True
     assert s.retention == (RetentionPolicy(tenant="x", idle_days=3),)
 
@@ -79,12 +79,12 @@ def test_every_type_parses_from_every_source(tmp_path: Path) -> None:
 def test_unknown_keys_are_refused_by_name(tmp_path: Path) -> None:
     config = write(tmp_path, 'prot = 8080\nlog_fromat = "json"\nport = 1\n')
     with pytest.raises(SettingsError) as e:
-        Settings.load(env={}, config=config)
+        load_settings(env={}, config=config)
     assert "prot (did you mean port?)" in str(e.value)
     assert "log_fromat (did you mean log_format?)" in str(e.value)
     config = write(tmp_path, '[[retention]]\ntenant = "a"\nidle_days = 1\nerase_all = true\n')
     with pytest.raises(SettingsError, match="erase_all"):
-        Settings.load(env={}, config=config)
+        load_settings(env={}, config=config)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_bad_values_say_where_they_came_from(
 ) -> None:
     config = write(tmp_path, text)
     with pytest.raises(SettingsError, match=message):
-        Settings.load(env=env, config=config)
+        load_settings(env=env, config=config)
 
 
 def test_minimums_and_duplicates_are_checked() -> None:
@@ -120,7 +120,7 @@ def test_minimums_and_duplicates_are_checked() -> None:
 
 def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read the config file"):
-        Settings.load(env={}, config=str(tmp_path / "nope.toml"))
+        load_settings(env={}, config=str(tmp_path / "nope.toml"))
 
 
 def test_every_setting_has_a_key_a_variable_and_a_flag_but_secrets() -> None:
@@ -156,7 +156,7 @@ def test_ctxlog_config_prints_the_effective_configuration_masked(
     assert "postgresql://ctxlog:***@db.internal/ctxlog" in text
     # What it prints is itself a config file that loads back to the same settings.
     (tmp_path / "back.toml").write_text(text.replace('"***:acme:bob"', '"k:acme:bob"'))
-    again = Settings.load(env={}, config=str(tmp_path / "back.toml"))
+    again = load_settings(env={}, config=str(tmp_path / "back.toml"))
     assert (again.port, again.db) == (7002, dsn.replace("pg-secret", "***"))
     printed = invoke("config", "--config", config, "--format", "json").stdout
     doc: dict[str, Any] = json.loads(printed)

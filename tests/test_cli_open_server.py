@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from api.settings import Settings, SettingsError
+from api.config import load_settings
+from api.settings import SettingsError
 from eventstore import EventStore
 from projections import Caller, Contexts
 from tests.support.cli_helpers import child_env, story
@@ -160,9 +161,9 @@ def test_an_open_database_without_tenants_is_served_open(tmp_path: Path) -> None
 
 
 def test_the_override_is_a_yes_or_no() -> None:
-    assert Settings.load(env={OVERRIDE: "1"}).allow_open_with_tenants
-    assert not Settings.load(env={OVERRIDE: "0"}).allow_open_with_tenants
-    assert not Settings.load(env={}).allow_open_with_tenants
-    assert Settings.load(env={}, allow_open_with_tenants=True).allow_open_with_tenants
+    assert load_settings(env={OVERRIDE: "1"}).allow_open_with_tenants
+    assert not load_settings(env={OVERRIDE: "0"}).allow_open_with_tenants
+    assert not load_settings(env={}).allow_open_with_tenants
+    assert load_settings(env={}, allow_open_with_tenants=True).allow_open_with_tenants
     with pytest.raises(SettingsError, match=OVERRIDE):
-        Settings.load(env={OVERRIDE: "perhaps"})
+        load_settings(env={OVERRIDE: "perhaps"})

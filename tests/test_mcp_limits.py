@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.settings import Settings, SettingsError
+from api.config import load_settings
+from api.settings import SettingsError
 from api.testing import Checker
 from tests.support.server_process import ServerProcess, openapi_checker, seed_context, serving
 
@@ -256,10 +257,10 @@ def test_the_limits_are_settings() -> None:
         "CTXLOG_MCP_MAX_SESSIONS": "70",
         "CTXLOG_MCP_SESSION_IDLE": "2.5",
     }
-    settings = Settings.load(env=env)
+    settings = load_settings(env=env)
     assert (settings.mcp_sessions_per_key, settings.mcp_max_sessions) == (7, 70)
     assert settings.mcp_session_idle == 2.5
-    defaults = Settings.load(env={})
+    defaults = load_settings(env={})
     assert (defaults.mcp_sessions_per_key, defaults.mcp_max_sessions) == (100, 1000)
     assert defaults.mcp_session_idle == 300.0
     for bad in (
@@ -268,4 +269,4 @@ def test_the_limits_are_settings() -> None:
         {"CTXLOG_MCP_SESSION_IDLE": "0"},
     ):
         with pytest.raises(SettingsError):
-            Settings.load(env=bad).check()
+            load_settings(env=bad).check()

@@ -38,19 +38,20 @@ from eventstore import (
 )
 from projections import WindowEntry
 
+from ..errors import ApiError
+
 REDACTED = "[redacted]"
 """What a redacted message shows a model (providers refuse empty text)."""
 
 _json = msgspec.json.Encoder()
 
 
-class FormatError(ValueError):
-    """A message that is not valid in its declared format; ``path`` names the field
+class FormatError(ApiError):
+    """A message that is not valid in its declared format: a 400 whose ``path`` names the field
     (``$.messages[3].tool_call_id``). Nothing is written."""
 
     def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(400, "invalid_request", message, {"in": "body", "path": path})
         self.path = path
 
 

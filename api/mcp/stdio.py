@@ -33,7 +33,7 @@ from eventstore.files import exposure
 from projections.service import Caller, Contexts
 
 from ..auth import KeyRing
-from ..config import masked
+from ..config import load_settings, masked
 from ..logs import setup_logging
 from ..settings import Settings, SettingsError, refuse_open_with_tenants
 from ..tracing import Tracing
@@ -326,7 +326,7 @@ def run_stdio(
     env = os.environ if env is None else env
     setup_logging()  # stderr: stdout carries the protocol only
     try:
-        settings = Settings.load(db=db, allow_open_with_tenants=allow_open_with_tenants, env=env)
+        settings = load_settings(db=db, allow_open_with_tenants=allow_open_with_tenants, env=env)
         caller = caller_from(settings, api_key or env.get("CTXLOG_API_KEY"))
         tracing = setup_tracing(settings.tracing)
         setup_logging(settings.log_format, settings.log_level)
