@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    store = await EventStore.open_url(settings.db)
+    store = await EventStore.open_url(settings.db, follower_bytes=settings.stream_buffer_bytes)
     app[appkeys.STORE] = store
     if settings.open:
         log.warning(

@@ -213,9 +213,13 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
             async with contextlib.aclosing(store.subscribe(after, flt)) as events:
                 async for rec in events:
                     data = _encoder.encode(render.render_event(rec))
+                    # Waits while the client does not read (aiohttp drains the transport
+                    # past 64 KiB); meanwhile the subscription holds at most its budget.
                     await response.write(
                         b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, rec.type.encode(), data)
                     )
+    except ConnectionError:
+        pass  # the client went away (a reset while a write waited): nothing to answer
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -225,7 +229,7 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
 
 async def _heartbeat(response: web.StreamResponse, seconds: float) -> None:
     # A comment line every so often keeps proxies from closing an idle stream.
-    with contextlib.suppress(ConnectionResetError):
+    with contextlib.suppress(ConnectionError):  # the client went away
         while True:
             await asyncio.sleep(seconds)
             await response.write(b": keep-alive\n\n")

@@ -18,6 +18,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB = "./ctxlog.db"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_STREAM_BUFFER_BYTES = 1 << 20
 
 
 class SettingsError(ValueError):
@@ -53,6 +54,9 @@ class Settings:
     # Open WebSockets and event streams, per API key and in all.
     max_live_per_key: int = 100
     max_live: int = 1000
+    # Bytes of events one live stream (SSE, WebSocket, MCP subscriptions) may hold that its
+    # client has not taken yet; a stream further behind reads them from the log later.
+    stream_buffer_bytes: int = DEFAULT_STREAM_BUFFER_BYTES
     # Seconds a client has to send a request body (408 after), and to send a request's
     # headers or its next request on an idle connection (closed after).
     body_timeout: float = 30.0
@@ -76,6 +80,8 @@ class Settings:
             raise SettingsError("the rate limit and its burst cannot be negative")
         if self.max_live_per_key < 1 or self.max_live < 1:
             raise SettingsError("the live connection limits must be at least 1")
+        if self.stream_buffer_bytes < 1:
+            raise SettingsError("the stream buffer must be at least 1 byte")
         if self.body_timeout <= 0 or self.keepalive_timeout <= 0:
             raise SettingsError("the body and keep-alive timeouts must be positive")
         if self.open and not is_loopback(self.host):
@@ -121,6 +127,9 @@ class Settings:
             rate_burst=_int(env, "CTXLOG_RATE_BURST", 0),
             max_live_per_key=_int(env, "CTXLOG_MAX_LIVE_PER_KEY", 100),
             max_live=_int(env, "CTXLOG_MAX_LIVE", 1000),
+            stream_buffer_bytes=_int(
+                env, "CTXLOG_STREAM_BUFFER_BYTES", DEFAULT_STREAM_BUFFER_BYTES
+            ),
             body_timeout=_float(env, "CTXLOG_BODY_TIMEOUT", 30.0),
             keepalive_timeout=_float(env, "CTXLOG_KEEPALIVE_TIMEOUT", 75.0),
             mcp_allowed_origins=tuple(

@@ -43,6 +43,9 @@ from .tables import ContextRow
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in the log) during a rebuild."""
+FOLLOWER_BYTES = 32 << 20
+"""What the projector's subscription may buffer: more than a client stream's budget, as
+falling back to log reads under a burst would slow every append that waits for it."""
 
 
 class ProjectorFailed(ProjectionError):
@@ -292,7 +295,9 @@ class Projector:
 
     async def _follow(self) -> None:
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=4 * self.batch_size)
-        events = self.store.subscribe(self.checkpoint, poll_interval=self.poll_interval)
+        events = self.store.subscribe(
+            self.checkpoint, poll_interval=self.poll_interval, max_bytes=FOLLOWER_BYTES
+        )
 
         async def pump() -> None:
             async for rec in events:
