@@ -33,7 +33,7 @@ from eventstore import (
 from .context import content_hash, merge_patch
 from .history import CHUNK, write_snapshot_sync
 from .reads import context_sync, message_info_sync
-from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
+from .search import Indexer
 from .state import ContextState, TokenCounting
 from .tables import (
     UPSERT_CHECKPOINT,
@@ -121,13 +121,14 @@ def apply_sync(
     conn.execute("BEGIN IMMEDIATE")
     try:
         touched: dict[str, ContextRow | None] = {}
+        index = Indexer(conn) if search else None
         recorded, at = None, 0
         for rec in batch:
             cid = rec.stream_id
             ctx = touched[cid] if cid in touched else _row_before(conn, rec, known)
             if rec.recorded_at != recorded:  # one group commit: one time for many events
                 recorded, at = rec.recorded_at, to_micros(rec.recorded_at)
-            ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, search)
+            ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, index)
             touched[cid] = ctx
             if rec.version % snapshot_every == 0:
                 write_snapshot_sync(conn, ctx)
@@ -166,10 +167,10 @@ def _apply_event(
     counter: TokenCounting,
     resolved: Resolved,
     tokens: Tokens,
-    search: bool,
+    index: Indexer | None,
 ) -> ContextRow:
     """Apply one event to the rows of its context, as ``context.fold`` would to the state
-    (``at``: its time in µs)."""
+    (``at``: its time in µs); ``index`` None leaves the full-text indexes alone."""
     event, cid = rec.event, rec.stream_id
     if ctx is None:
         ctx = ContextRow(
@@ -184,7 +185,7 @@ def _apply_event(
                 return ctx
             case ContextForked(parent_id=parent_id, parent_version=parent_version):
                 parent = resolved[parent_id, parent_version]
-                _restore(conn, ctx, parent, search)
+                _restore(conn, ctx, parent, index)
                 ctx.parent_id, ctx.parent_version = parent_id, parent_version
                 ctx.metadata = merge_patch(parent.metadata, event.metadata)
                 ctx.deleted = False
@@ -202,8 +203,8 @@ def _apply_event(
                 json_encode(event.metadata).decode(), rec.version, count,
             ))  # fmt: skip
             if cursor.rowcount:  # 0 when the id is already there: a duplicate changes nothing
-                if search:
-                    index_sync(conn, cursor.lastrowid, content)
+                if index is not None:
+                    index.add(ctx.tenant, cursor.lastrowid, content)
                 ctx.message_count += 1
                 ctx.total_tokens += count
                 ctx.dirty.add(seq // CHUNK)
@@ -216,9 +217,9 @@ def _apply_event(
             conn.execute(
                 UPDATE_EDITED, (json_encode(content).decode(), tokens, rec.version, cid, seq)
             )
-            if search:
-                unindex_sync(conn, rowid, old_content)
-                index_sync(conn, rowid, content)
+            if index is not None:
+                index.remove(ctx.tenant, rowid, old_content)
+                index.add(ctx.tenant, rowid, content)
             ctx.total_tokens += tokens - old_tokens
             ctx.dirty.add(seq // CHUNK)
         case MessageRedacted(message_id=mid):
@@ -229,8 +230,8 @@ def _apply_event(
             new_hash = old_hash if redacted else content_hash(content_decoder.decode(content))
             tokens = counter.count_message(role, "", name)
             conn.execute(UPDATE_REDACTED, (tokens, new_hash, cid, seq))
-            if search:
-                unindex_sync(conn, rowid, content)
+            if index is not None:
+                index.remove(ctx.tenant, rowid, content)
             ctx.total_tokens += tokens - old_tokens
             ctx.dirty.add(seq // CHUNK)
         case MetadataUpdated(patch=patch):
@@ -243,24 +244,26 @@ def _apply_event(
             conn.execute(INSERT_SUMMARY, (cid, seq, sid, text, through, rec.version, tokens))
         case ContextRolledBack(to_version=target):
             if 1 <= target < rec.version:
-                _restore(conn, ctx, resolved[cid, target], search)
+                _restore(conn, ctx, resolved[cid, target], index)
         case ContextDeleted():
             ctx.deleted = True
     return ctx
 
 
-def _restore(conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, search: bool) -> None:
+def _restore(
+    conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, index: Indexer | None
+) -> None:
     """Make ``ctx``'s content that of ``state``: messages, summaries, metadata, window,
     deleted (not identity, version or times). O(messages)."""
     cid = ctx.context_id
-    if search:
-        unindex_context_sync(conn, cid)
+    if index is not None:
+        index.remove_context(ctx.tenant, cid)
     conn.execute(DELETE_MESSAGES, (cid,))
     conn.executemany(
         INSERT_MESSAGES, [message_to_row(cid, seq, m) for seq, m in enumerate(state.messages)]
     )
-    if search:
-        index_context_sync(conn, cid)
+    if index is not None:
+        index.add_context(ctx.tenant, cid)
     conn.execute(DELETE_SUMMARIES, (cid,))
     conn.executemany(INSERT_SUMMARY, [
         (cid, seq, s.summary_id, s.text, s.through_message_id, s.version, s.tokens)

@@ -25,8 +25,9 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   already O(window). Pinned system messages come from a partial index.
 - ``summaries``: the context's summaries in order.
 - ``snapshots`` and ``snapshot_chunks``: time-travel snapshots (owned by ``history``).
-- ``messages_fts``: the full-text index of the messages, and ``search_deferred``, a row while a
-  rebuild leaves that index for its end (see ``search``).
+- ``tenants``: a slot per tenant, and ``messages_fts_<slot>``: that tenant's full-text index
+  of its messages (see ``tenants``); ``search_deferred``, a row while a rebuild leaves the
+  indexes for its end (see ``search``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
 
@@ -41,10 +42,10 @@ import msgspec
 
 from eventstore import Content, Role, WindowSettings, to_datetime
 
-from . import search
+from . import search, tenants
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -119,11 +120,12 @@ CREATE TABLE IF NOT EXISTS event_ids (
     position   INTEGER NOT NULL
 );
 """
-SCHEMA += search.SCHEMA
+SCHEMA += search.SCHEMA + tenants.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
-    *search.TABLES,
+    *search.TABLES, *tenants.TABLES,
 )  # fmt: skip
+"""The fixed tables; each tenant's index goes with ``tenants.drop_sync``."""
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
 CONTEXT_COLUMNS = (
