@@ -25,6 +25,19 @@ Version = Annotated[
     int, Meta(ge=0, le=MAX_INT, description="a context version (0: before it existed)")
 ]
 Limit = Annotated[int, Meta(ge=1, le=1000)]
+Position = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_INT,
+        description=(
+            "a position in the log as the caller is shown it (0: before the first event). "
+            "With API keys it is the event's number among the caller's tenant's events (1, "
+            "2, 3, ...), never the log's own position, so other tenants' writes never move "
+            "it; on an open server (no keys) it is the log's position"
+        ),
+    ),
+]
 Metadata = dict[str, Any]
 
 MCP_DEFAULT_MAX_TOKENS = 4096
@@ -178,10 +191,10 @@ class DiffQuery(Request, kw_only=True):
 
 
 class AuditQuery(Request, kw_only=True):
-    """The audit query: events after a log position, filtered; ``type`` may list several,
-    comma-separated."""
+    """The audit query: events after a position (``next_after`` of the page before),
+    filtered; ``type`` may list several, comma-separated."""
 
-    after: Version = 0
+    after: Position = 0
     limit: Limit = 100
     type: str | None = None
     context_id: uuid.UUID | None = None
@@ -191,9 +204,10 @@ class AuditQuery(Request, kw_only=True):
 
 
 class StreamQuery(Request, kw_only=True):
-    """The live tail; ``after`` (or the Last-Event-ID header) resumes from a log position."""
+    """The live tail; ``after`` (or the Last-Event-ID header) resumes after a position (the
+    id of the last event received)."""
 
-    after: Version | None = None
+    after: Position | None = None
     type: str | None = None
     context_id: uuid.UUID | None = None
 
@@ -282,9 +296,13 @@ class Appended(Response, kw_only=True):
 
 
 class EventOut(Response, kw_only=True):
-    """One event of the log: where it is, what happened, who did it, and its chain hash."""
+    """One event of the log: where it is, what happened, who did it, and its chain hash.
 
-    position: int
+    With API keys, ``position`` is the event's number among the tenant's events and
+    ``hash`` is empty: the log's chain hash covers the event before it (perhaps another
+    tenant's) and the log's position. An open server shows both as the log has them."""
+
+    position: Position
     context_id: str
     version: int
     id: str
@@ -304,10 +322,11 @@ class EventPage(Response, kw_only=True):
 
 
 class AuditPage(Response, kw_only=True):
-    """Events of the whole log (the caller's tenant); ``next_after`` continues from there."""
+    """Events of the whole log (the caller's tenant); pass ``next_after`` as ``after`` to
+    continue (with API keys: the tenant's last event read, never the log's head)."""
 
     events: list[EventOut]
-    next_after: int
+    next_after: Position
 
 
 class LineageOut(Response, kw_only=True):

@@ -32,6 +32,7 @@ from eventstore import (
 
 from .context import content_hash, merge_patch
 from .history import CHUNK, write_snapshot_sync
+from .positions import Numbering
 from .reads import context_sync, message_info_sync
 from .search import Indexer
 from .state import ContextState, TokenCounting
@@ -43,6 +44,7 @@ from .tables import (
     json_encode,
     message_to_row,
 )
+from .tenants import Slots
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
@@ -121,7 +123,9 @@ def apply_sync(
     conn.execute("BEGIN IMMEDIATE")
     try:
         touched: dict[str, ContextRow | None] = {}
-        index = Indexer(conn) if search else None
+        slots = Slots(conn)
+        index = Indexer(conn, slots) if search else None
+        numbering = Numbering(conn, slots)
         recorded, at = None, 0
         for rec in batch:
             cid = rec.stream_id
@@ -134,6 +138,8 @@ def apply_sync(
                 write_snapshot_sync(conn, ctx)
             if rec.event_id[14] == "5":  # a name-based UUID: the service's idempotency key
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
+            numbering.note(rec.metadata.tenant, rec.position)
+        numbering.write()
         rows = [c for c in touched.values() if c]
         conn.executemany(UPSERT_CONTEXT, [c.to_row() for c in rows])
         conn.execute(UPSERT_CHECKPOINT, (batch[-1].position, counter.encoding))

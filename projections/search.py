@@ -110,9 +110,9 @@ def _stored_text(content_json: str) -> str:
 class Indexer:
     """The projector's changes to the tenants' indexes within one batch (its transaction)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, slots: Slots) -> None:
         self._conn = conn
-        self._slots = Slots(conn)
+        self._slots = slots
 
     def _table(self, tenant: str | None) -> str:
         return fts_table(self._slots.of(tenant))

@@ -28,6 +28,8 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
 - ``tenants``: a slot per tenant, and ``messages_fts_<slot>``: that tenant's full-text index
   of its messages (see ``tenants``); ``search_deferred``, a row while a rebuild leaves the
   indexes for its end (see ``search``).
+- ``tenant_events``: each event of a tenant's number among its tenant's events, the
+  position a caller of that tenant is shown (see ``positions``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
 
@@ -42,10 +44,10 @@ import msgspec
 
 from eventstore import Content, Role, WindowSettings, to_datetime
 
-from . import search, tenants
+from . import positions, search, tenants
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -120,10 +122,10 @@ CREATE TABLE IF NOT EXISTS event_ids (
     position   INTEGER NOT NULL
 );
 """
-SCHEMA += search.SCHEMA + tenants.SCHEMA
+SCHEMA += search.SCHEMA + tenants.SCHEMA + positions.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
-    *search.TABLES, *tenants.TABLES,
+    *search.TABLES, *tenants.TABLES, *positions.TABLES,
 )  # fmt: skip
 """The fixed tables; each tenant's index goes with ``tenants.drop_sync``."""
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
