@@ -198,7 +198,7 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     params = wire.query(request, schemas.StreamQuery)
     store = appkeys.store(request)
-    service = appkeys.contexts(request)
+    service = appkeys.log_reader(request, who.tenant)
     live = request.app[appkeys.LIVE]
     settings = request.app[appkeys.SETTINGS]
     after = params.after

@@ -116,9 +116,7 @@ async def audit(request: web.Request) -> web.Response:
         since=params.since,
         until=params.until,
     )
-    # Without a tenant the log's own positions are shown: no read model needed, so an open
-    # server answers while it is still catching up (a tenant's numbering waits for it).
-    service = request.app[appkeys.CONTEXTS] if who.tenant is None else appkeys.contexts(request)
+    service = appkeys.log_reader(request, who.tenant)
     page = await service.audit(who, params.after, params.limit, flt)
     tenant = who.tenant is not None
     body = schemas.AuditPage(

@@ -28,8 +28,8 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
 - ``tenants``: a slot per tenant, and ``messages_fts_<slot>``: that tenant's full-text index
   of its messages (see ``tenants``); ``search_deferred``, a row while a rebuild leaves the
   indexes for its end (see ``search``).
-- ``tenant_events``: each event of a tenant's number among its tenant's events, the
-  position a caller of that tenant is shown (see ``positions``).
+- ``tenant_runs``: each tenant's events numbered 1, 2, 3, …, the positions a caller of
+  that tenant is shown, as runs of consecutive positions (see ``positions``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
 
@@ -47,7 +47,7 @@ from eventstore import Content, Role, WindowSettings, to_datetime
 from . import positions, search, tenants
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """

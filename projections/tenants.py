@@ -1,6 +1,6 @@
 """Tenants in the read model: each gets a small number, its *slot*, the first time the
 projector sees it, and with it a full-text index of its own and a numbering of its events
-(``events``: how many it has, ``last``: the log position of the last; see ``positions``).
+(``positions``).
 
 Why an index per tenant: FTS5's bm25 scores a message against the statistics of its table
 (how many rows, their average length, how many hold each term). In one shared table, tenant
@@ -21,9 +21,7 @@ import sqlite3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
     slot   INTEGER PRIMARY KEY,
-    tenant TEXT,
-    events INTEGER NOT NULL DEFAULT 0,
-    last   INTEGER NOT NULL DEFAULT 0
+    tenant TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tenants_by_name ON tenants (tenant);
 """
