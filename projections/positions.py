@@ -91,38 +91,41 @@ class Numbering:
 
     An event at or before its tenant's last numbered position keeps the number it has: a
     projector stopped after a batch committed but before it took note applies that batch
-    again on restart (the rest of the read model takes that too)."""
+    again on restart (the rest of the read model takes that too). Runs are plain lists
+    here, [position, number, length]: this runs once per event of the log."""
 
     def __init__(self, conn: sqlite3.Connection, slots: Slots) -> None:
         self._conn = conn
         self._slots = slots
-        self._last: dict[int, Run | None] = {}
-        """Each slot's last run (None: it has none yet)."""
-        self._touched: dict[tuple[int, int], Run] = {}
+        self._last: dict[int, list[int]] = {}
+        """Each slot's last run, as far as this batch knows it."""
+        self._touched: list[tuple[int, list[int]]] = []
 
     def note(self, tenant: str | None, position: int) -> None:
         """Number the event at ``position`` (one of a tenant: None is not numbered)."""
         if tenant is None:
             return
         slot = self._slots.of(tenant)
-        if slot in self._last:
-            run = self._last[slot]
-        else:
-            run = self._last[slot] = _run(self._conn.execute(SELECT_LAST_RUN, (slot,)).fetchone())
-        if run is not None and position <= run.last:
+        run = self._last.get(slot)
+        if run is None:
+            row = self._conn.execute(SELECT_LAST_RUN, (slot,)).fetchone()
+            run = self._last[slot] = [0, 1, 0] if row is None else list(row)
+            self._touched.append((slot, run))
+        last = run[0] + run[2] - 1
+        if position <= last:
             return
-        if run is not None and position == run.last + 1:
-            run.length += 1
-        else:
-            number = 1 if run is None else run.number + run.length
-            run = self._last[slot] = Run(position, number, 1)
-        self._touched[slot, run.position] = run
+        if position == last + 1:
+            run[2] += 1
+            return
+        run = self._last[slot] = [position, run[1] + run[2], 1]
+        self._touched.append((slot, run))
 
     def write(self) -> None:
         """Store the runs this batch began or extended (in the batch's transaction)."""
         self._conn.executemany(UPSERT_RUN, [
-            (slot, run.position, run.number, run.length)
-            for (slot, _), run in self._touched.items()
+            (slot, position, number, length)
+            for slot, (position, number, length) in self._touched
+            if length
         ])  # fmt: skip
 
 

@@ -113,21 +113,27 @@ class Indexer:
     def __init__(self, conn: sqlite3.Connection, slots: Slots) -> None:
         self._conn = conn
         self._slots = slots
+        self._statements: dict[tuple[str, str | None], str] = {}
 
-    def _table(self, tenant: str | None) -> str:
-        return fts_table(self._slots.of(tenant))
+    def _sql(self, statement: str, tenant: str | None) -> str:
+        # Formatted once per tenant and batch: an append indexes its message on the hot path.
+        sql = self._statements.get((statement, tenant))
+        if sql is None:
+            sql = statement.format(table=fts_table(self._slots.of(tenant)))
+            self._statements[statement, tenant] = sql
+        return sql
 
     def add(self, tenant: str | None, rowid: int, content: Content) -> None:
         """Index a messages row just written with ``content``."""
         text = plain_text(content)
         if text:
-            self._conn.execute(INDEX.format(table=self._table(tenant)), (rowid, text))
+            self._conn.execute(self._sql(INDEX, tenant), (rowid, text))
 
     def remove(self, tenant: str | None, rowid: int, content_json: str) -> None:
         """Remove a messages row (its stored JSON content as it is now) from the index."""
         text = _stored_text(content_json)
         if text:
-            self._conn.execute(UNINDEX.format(table=self._table(tenant)), (rowid, text))
+            self._conn.execute(self._sql(UNINDEX, tenant), (rowid, text))
 
     def remove_context(self, tenant: str | None, context_id: str) -> None:
         """Remove every message row of a context (before its rows are rewritten)."""
@@ -137,7 +143,7 @@ class Indexer:
 
     def add_context(self, tenant: str | None, context_id: str) -> None:
         """Index every message row of a context (after its rows were rewritten)."""
-        insert = INDEX.format(table=self._table(tenant))
+        insert = self._sql(INDEX, tenant)
         rows: Iterable[tuple[int, str]] = self._conn.execute(
             SELECT_CONTEXT_ROWS, (context_id,)
         ).fetchall()
@@ -160,11 +166,14 @@ INDEX_ALL_TEXT_ROWS = (
     "INSERT INTO {table} (rowid, text) SELECT m.rowid, json_extract(m.content, '$')"
     " FROM messages m WHERE" + PLAIN_TEXT_ROWS
 )
-# Several: each tenant's rows, through its contexts.
+# Several: each tenant's rows, found through its contexts and read in rowid order. FTS5
+# writes out what it holds whenever a rowid comes in below the one before: context by
+# context, that was a write per context (measured: 1.66 s against 1.29 s for 300,000
+# messages of 20 tenants; one tenant, a plain scan: about 1.05 s).
 INDEX_TENANT_TEXT_ROWS = (
     "INSERT INTO {table} (rowid, text) SELECT m.rowid, json_extract(m.content, '$')"
-    " FROM contexts c JOIN messages m ON m.context_id = c.context_id"
-    " WHERE c.tenant IS ? AND" + PLAIN_TEXT_ROWS
+    " FROM messages m WHERE m.rowid IN (SELECT t.rowid FROM contexts c"
+    " JOIN messages t ON t.context_id = c.context_id WHERE c.tenant IS ?) AND" + PLAIN_TEXT_ROWS
 )
 SELECT_PART_ROWS = (
     "SELECT m.rowid, m.content, c.tenant FROM messages m"
