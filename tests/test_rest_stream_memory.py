@@ -21,9 +21,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from api.settings import DEFAULT_STREAM_BUFFER_BYTES, Settings, SettingsError
 from tests.server_process import ServerProcess, serving
-
-pytestmark = pytest.mark.slow
 
 V1 = "/api/v1"
 ALICE = {"X-API-Key": "key-alice"}
@@ -108,6 +107,16 @@ async def stream_position(session: aiohttp.ClientSession, url: str) -> int:
         after = page["events"][-1]["position"]
 
 
+def test_the_stream_budget_is_a_setting() -> None:
+    assert Settings.load(env={}).stream_buffer_bytes == DEFAULT_STREAM_BUFFER_BYTES == 1 << 20
+    assert Settings.load(env={"CTXLOG_STREAM_BUFFER_BYTES": "4096"}).stream_buffer_bytes == 4096
+    with pytest.raises(SettingsError, match="CTXLOG_STREAM_BUFFER_BYTES must be an integer"):
+        Settings.load(env={"CTXLOG_STREAM_BUFFER_BYTES": "1 MiB"})
+    with pytest.raises(SettingsError, match="stream buffer"):
+        Settings(stream_buffer_bytes=0).check()
+
+
+@pytest.mark.slow
 async def test_non_reading_streams_hold_bounded_memory_and_resume_without_gaps(
     server: ServerProcess, tmp_path: Path
 ) -> None:
