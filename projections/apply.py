@@ -44,7 +44,7 @@ from .tables import (
     json_encode,
     message_to_row,
 )
-from .tenants import Slots
+from .tenants import Known, Slots
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
@@ -115,17 +115,20 @@ def apply_sync(
     tokens: Tokens,
     search: bool = True,
     known: Mapping[str, ContextRow] | None = None,
+    tenants: Known | None = None,
 ) -> list[ContextRow]:
     """Apply the batch; returns the committed rows of the contexts it touched. ``search``
     False leaves the full-text index alone (a rebuild indexes everything once at its end).
     ``known``: committed rows the caller has at hand (the projector's header cache); each
-    is used, copied, only if it is the row just before the event that touches it."""
+    is used, copied, only if it is the row just before the event that touches it.
+    ``tenants``: what the caller knows of the tenants (updated once the batch commits)."""
+    tenants = Known() if tenants is None else tenants
     conn.execute("BEGIN IMMEDIATE")
     try:
         touched: dict[str, ContextRow | None] = {}
-        slots = Slots(conn)
+        slots = Slots(conn, tenants)
         index = Indexer(conn, slots) if search else None
-        numbering = Numbering(conn, slots)
+        numbering = Numbering(conn, slots, tenants)
         recorded, at = None, 0
         for rec in batch:
             cid = rec.stream_id
@@ -148,6 +151,8 @@ def apply_sync(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    slots.committed()
+    numbering.committed()
     return rows
 
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import msgspec
 
 from .errors import ProjectionError
-from .tenants import Slots, slot_sync
+from .tenants import Known, Slots, slot_sync
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenant_runs (
@@ -94,9 +94,10 @@ class Numbering:
     again on restart (the rest of the read model takes that too). Runs are plain lists
     here, [position, number, length]: this runs once per event of the log."""
 
-    def __init__(self, conn: sqlite3.Connection, slots: Slots) -> None:
+    def __init__(self, conn: sqlite3.Connection, slots: Slots, known: Known) -> None:
         self._conn = conn
         self._slots = slots
+        self._known = known.runs
         self._last: dict[int, list[int]] = {}
         """Each slot's last run, as far as this batch knows it."""
         self._touched: list[tuple[int, list[int]]] = []
@@ -108,8 +109,10 @@ class Numbering:
         slot = self._slots.of(tenant)
         run = self._last.get(slot)
         if run is None:
-            row = self._conn.execute(SELECT_LAST_RUN, (slot,)).fetchone()
-            run = self._last[slot] = [0, 1, 0] if row is None else list(row)
+            committed = self._known.get(slot)
+            if committed is None:
+                committed = self._conn.execute(SELECT_LAST_RUN, (slot,)).fetchone() or (0, 1, 0)
+            run = self._last[slot] = list(committed)  # a copy: the batch may roll back
             self._touched.append((slot, run))
         last = run[0] + run[2] - 1
         if position <= last:
@@ -127,6 +130,10 @@ class Numbering:
             for slot, (position, number, length) in self._touched
             if length
         ])  # fmt: skip
+
+    def committed(self) -> None:
+        """The batch committed: its slots' last runs are known."""
+        self._known.update((slot, (run[0], run[1], run[2])) for slot, run in self._last.items())
 
 
 def numbers_sync(conn: sqlite3.Connection, tenant: str, positions: Sequence[int]) -> dict[int, int]:

@@ -40,6 +40,7 @@ from .readmodel import ReadModel, bulk_sync, reset_sync
 from .search import defer_sync, index_all_sync
 from .state import TokenCounting
 from .tables import ContextRow
+from .tenants import Known
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in the log) during a rebuild."""
@@ -80,6 +81,8 @@ class Projector:
         """The last log position applied (and committed)."""
         self.headers = HeaderCache()
         """The rows of recently touched contexts, as committed."""
+        self.tenants = Known()
+        """The read model's tenants' slots and last runs, as committed."""
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._advanced = asyncio.Event()
@@ -100,6 +103,7 @@ class Projector:
             await self.readmodel.write(reset_sync, self.counter.encoding)
             self.history.clear_cache()
             self.headers.clear()
+            self.tenants.clear()
             checkpoint = 0
         self.checkpoint = checkpoint
         self.error = None
@@ -199,6 +203,7 @@ class Projector:
         """The read model was replaced or reset: drop what was cached from it."""
         self.history.clear_cache()
         self.headers.clear()
+        self.tenants.clear()
         self.checkpoint = checkpoint
         self._wake()
 
@@ -271,13 +276,14 @@ class Projector:
                 case ContextRolledBack(to_version=to) if 1 <= to < rec.version:
                     key = (rec.stream_id, to)
                     resolved[key] = await history.state_at(*key)
-        known = None
+        known, tenants = None, None
         if target is self.readmodel:  # a rebuild's fresh target has none of these rows
             cached = self.headers.get
             known = {cid: row for rec in batch if (row := cached(cid := rec.stream_id))}
+            tenants = self.tenants
         return await target.write(
             apply_sync, batch, resolved, self._counting, self.snapshot_every, tokens or {},
-            search, known,
+            search, known, tenants,
         )  # fmt: skip
 
     def count_batch(self, batch: list[RecordedEvent]) -> Tokens:

@@ -74,16 +74,42 @@ def drop_sync(conn: sqlite3.Connection) -> None:
         conn.execute(f'DROP TABLE IF EXISTS "{quoted}"')
 
 
-class Slots:
-    """Tenants' slots, looked up (and registered) at most once per projector batch."""
+class Known:
+    """What the projector knows of its read model's tenants between batches, as committed:
+    their slots and (``positions``) each one's last run.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    Why: looking them up afresh cost two SELECTs and some objects per batch, about a sixth
+    of applying a batch of 30 appends (+100 µs on 700 µs). Only what a batch committed is
+    taken in; a reset or rebuild of the read model clears it (``Projector._forget``)."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str | None, int] = {}
+        self.runs: dict[int, tuple[int, int, int]] = {}
+
+    def clear(self) -> None:
+        """Forget everything (the read model was replaced or reset)."""
+        self.slots.clear()
+        self.runs.clear()
+
+
+class Slots:
+    """Tenants' slots within one projector batch: from ``known``, else looked up (and
+    registered) once."""
+
+    def __init__(self, conn: sqlite3.Connection, known: Known) -> None:
         self._conn = conn
+        self._known = known.slots
         self._slots: dict[str | None, int] = {}
 
     def of(self, tenant: str | None) -> int:
         """The tenant's slot, registered if new."""
-        slot = self._slots.get(tenant)
+        slot = self._known.get(tenant)
         if slot is None:
-            slot = self._slots[tenant] = register_sync(self._conn, tenant)
+            slot = self._slots.get(tenant)
+            if slot is None:
+                slot = self._slots[tenant] = register_sync(self._conn, tenant)
         return slot
+
+    def committed(self) -> None:
+        """The batch committed: what it looked up or registered is known."""
+        self._known.update(self._slots)

@@ -11,7 +11,7 @@ from pathlib import Path
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
 from projections import Contexts
 from projections.positions import Numbering, number_upto_sync, numbers_sync, position_sync
-from projections.tenants import Slots
+from projections.tenants import Known, Slots
 
 TENANTS = ["a", "b", "c", None]
 
@@ -56,7 +56,8 @@ async def test_numbers_agree_with_counting_live_reapplied_and_rebuilt(tmp_path: 
 
         def number_again(conn: sqlite3.Connection, first: int, last: int) -> None:
             # What a batch applied again does (a projector stopped after its commit).
-            numbering = Numbering(conn, Slots(conn))
+            known = Known()  # nothing known: what a restarted projector knows
+            numbering = Numbering(conn, Slots(conn, known), known)
             for position in range(first, last + 1):
                 numbering.note(tenants[position - 1], position)
             numbering.write()
