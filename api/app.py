@@ -95,7 +95,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    store = await EventStore.open_url(settings.db)
+    store = await EventStore.open_url(settings.db, follower_bytes=settings.stream_buffer_bytes)
     app[appkeys.STORE] = store
     observers = [o for o in (app.get(METRICS), app.get(TRACING)) if o is not None]
     if observers:

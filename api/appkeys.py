@@ -137,6 +137,13 @@ def contexts(request: web.Request) -> Contexts:
     return app[CONTEXTS]
 
 
+def log_reader(request: web.Request, tenant: str | None) -> Contexts:
+    """The contexts service, to read the log as a caller of ``tenant`` is shown it. A caller
+    without a tenant is shown the log's own positions, which need no read model: answered
+    while the server starts. A tenant's numbering is the projector's (503 ``starting``)."""
+    return request.app[CONTEXTS] if tenant is None else contexts(request)
+
+
 def store(request: web.Request) -> EventStore:
     """The event store (readable as soon as the app is up)."""
     return request.app[STORE]

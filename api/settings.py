@@ -25,6 +25,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB = "./ctxlog.db"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_STREAM_BUFFER_BYTES = 1 << 20
 
 T = TypeVar("T")
 
@@ -105,6 +106,12 @@ class Settings:
     )
     max_live: int = setting(
         1000, "Open WebSockets, event streams and MCP subscriptions in all.", minimum=1
+    )
+    stream_buffer_bytes: int = setting(
+        DEFAULT_STREAM_BUFFER_BYTES,
+        "Bytes of events a live stream may hold that its client has not taken yet (past it,"
+        " the stream reads them from the log later).",
+        minimum=1,
     )
     mcp_sessions_per_key: int = setting(100, "MCP (handshake era) sessions per API key.", minimum=1)
     mcp_max_sessions: int = setting(1000, "MCP (handshake era) sessions in all.", minimum=1)

@@ -34,7 +34,7 @@ from .recorder import (
 )
 from .sealing import KeyRef, Keyring, SealBroken, key_refs, seal, subjects_for, unseal
 from .sqlite import SQLiteRecorder, Synchronous
-from .subscription import LiveFeed, follow
+from .subscription import DEFAULT_MAX_BYTES, LiveFeed, follow
 from .writer import Writer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -122,10 +122,16 @@ class EventStore:
     """Append-only, concurrent, verifiable storage of context events."""
 
     def __init__(
-        self, recorder: Recorder, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+        self,
+        recorder: Recorder,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        follower_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.recorder = recorder
         self.max_event_bytes = max_event_bytes
+        self.follower_bytes = follower_bytes
+        """What a subscription may hold unread (``subscription``) unless it says otherwise."""
         self._feeds: set[LiveFeed] = set()
         self._writer = Writer(recorder, self._publish)
         self.keys = Keyring(recorder)
@@ -139,19 +145,27 @@ class EventStore:
         synchronous: Synchronous = "FULL",
         busy_timeout_ms: int = 5000,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        follower_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Self:
         """Open (creating when missing) the log in a SQLite file, or ``:memory:``."""
         recorder = SQLiteRecorder(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
-        store = cls(recorder, max_event_bytes=max_event_bytes)
+        store = cls(recorder, max_event_bytes=max_event_bytes, follower_bytes=follower_bytes)
         await store.open()
         return store
 
     @classmethod
-    async def open_url(cls, url: str, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Self:
+    async def open_url(
+        cls,
+        url: str,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        follower_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> Self:
         """Open the store a ``--db`` value names: a SQLite path, or a ``postgresql://`` DSN
         (with the ``postgres`` extra installed; ``?schema=NAME`` picks the schema)."""
+        sizes = {"max_event_bytes": max_event_bytes, "follower_bytes": follower_bytes}
         if not url.startswith(("postgres://", "postgresql://")):
-            return await cls.open_sqlite(url, max_event_bytes=max_event_bytes)
+            return await cls.open_sqlite(url, **sizes)
         # asyncpg is an optional extra: import it only when a DSN asks for it.
         from .postgres import PostgresRecorder  # noqa: PLC0415
 
@@ -159,7 +173,7 @@ class EventStore:
         query = dict(parse_qsl(parts.query))
         schema = query.pop("schema", "ctxlog")
         dsn = urlunsplit(parts._replace(query=urlencode(query)))
-        store = cls(PostgresRecorder(dsn, schema=schema), max_event_bytes=max_event_bytes)
+        store = cls(PostgresRecorder(dsn, schema=schema), **sizes)
         await store.open()
         return store
 
@@ -404,10 +418,13 @@ class EventStore:
         *,
         poll_interval: float = 1.0,
         capacity: int = 10_000,
+        max_bytes: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after position ``after`` that passes ``filter``, then live, forever.
 
-        Close it with ``aclose()`` (or ``contextlib.aclosing``) when done.
+        It holds at most about ``max_bytes`` (default: ``follower_bytes``) of rows its
+        consumer has not taken yet; past that it reads the log again. Close it with
+        ``aclose()`` (or ``contextlib.aclosing``) when done.
         """
         rows = follow(
             self.recorder.read_all,
@@ -416,6 +433,7 @@ class EventStore:
             filter,
             poll_interval=poll_interval,
             capacity=capacity,
+            max_bytes=self.follower_bytes if max_bytes is None else max_bytes,
         )
         try:
             async for row in rows:

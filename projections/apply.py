@@ -33,8 +33,9 @@ from eventstore import (
 
 from .context import content_hash, merge_patch, redacted_content
 from .history import CHUNK, write_snapshot_sync
+from .positions import Numbering
 from .reads import context_sync, message_info_sync
-from .search import index_context_sync, index_sync, unindex_context_sync, unindex_sync
+from .search import Indexer
 from .shredding import DELETE_SNAPSHOT_CHUNKS, DELETE_SNAPSHOTS, MARK_FORGOTTEN, record_sync
 from .state import ContextState, TokenCounting
 from .subjects import sealed_subject, sealed_subjects
@@ -49,6 +50,7 @@ from .tables import (
     metadata_decoder,
     summary_to_row,
 )
+from .tenants import Known, Slots
 
 INSERT_MESSAGE = (
     "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
@@ -129,16 +131,19 @@ def apply_sync(
     tokens: Tokens,
     search: bool = True,
     known: Mapping[str, ContextRow] | None = None,
+    tenants: Known | None = None,
 ) -> Applied:
     """Apply the batch; returns the committed rows of the contexts it touched. ``search``
     False leaves the full-text index alone (a rebuild indexes everything once at its end).
     ``known``: committed rows the caller has at hand (the projector's header cache); each
     is used, copied, only if it is the row just before the event that touches it.
+    ``tenants``: what the caller knows of the tenants (updated once the batch commits).
 
     Events at or before the stored checkpoint are skipped: a read model on file may be
     shared by several processes on one log (two servers, or ``ctxlog erase`` beside a
     server), each with its own projector, and whichever applies an event first applies it
     for all (the checkpoint is read in this write transaction, so they take turns)."""
+    tenants = Known() if tenants is None else tenants
     conn.execute("BEGIN IMMEDIATE")
     try:
         stored = conn.execute(SELECT_CHECKPOINT).fetchone()
@@ -150,13 +155,16 @@ def apply_sync(
                 conn.execute("COMMIT")
                 return Applied([], True)
         touched: dict[str, ContextRow | None] = {}
+        slots = Slots(conn, tenants)
+        index = Indexer(conn, slots) if search else None
+        numbering = Numbering(conn, slots, tenants)
         recorded, at = None, 0
         for rec in batch:
             cid = rec.stream_id
             ctx = touched[cid] if cid in touched else _row_before(conn, rec, known)
             if rec.recorded_at != recorded:  # one group commit: one time for many events
                 recorded, at = rec.recorded_at, to_micros(rec.recorded_at)
-            ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, search)
+            ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, index)
             touched[cid] = ctx
             if rec.version % snapshot_every == 0 or (
                 rec.version == 1 and isinstance(rec.event, ContextForked)
@@ -167,6 +175,8 @@ def apply_sync(
             if rec.event_id[14] == "5":  # a name-based UUID: the service's idempotency key
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
             record_sync(conn, rec)
+            numbering.note(rec.metadata.tenant, rec.position)
+        numbering.write()
         rows = [c for c in touched.values() if c]
         conn.executemany(UPSERT_CONTEXT, [c.to_row() for c in rows])
         conn.execute(UPSERT_CHECKPOINT, (batch[-1].position, counter.encoding))
@@ -175,6 +185,8 @@ def apply_sync(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    slots.committed()
+    numbering.committed()
     return Applied(rows, shared)
 
 
@@ -200,10 +212,10 @@ def _apply_event(
     counter: TokenCounting,
     resolved: Resolved,
     tokens: Tokens,
-    search: bool,
+    index: Indexer | None,
 ) -> ContextRow:
     """Apply one event to the rows of its context, as ``context.fold`` would to the state
-    (``at``: its time in µs)."""
+    (``at``: its time in µs); ``index`` None leaves the full-text indexes alone."""
     event, cid = rec.event, rec.stream_id
     if ctx is None:
         ctx = ContextRow(
@@ -218,7 +230,7 @@ def _apply_event(
                 return ctx
             case ContextForked(parent_id=parent_id, parent_version=parent_version):
                 parent = resolved[parent_id, parent_version]
-                _restore(conn, ctx, parent, search)
+                _restore(conn, ctx, parent, index)
                 ctx.parent_id, ctx.parent_version = parent_id, parent_version
                 ctx.metadata = merge_patch(parent.metadata, event.metadata)
                 ctx.deleted = False
@@ -237,8 +249,8 @@ def _apply_event(
                 json_encode(event.metadata).decode(), rec.version, count, subject,
             ))  # fmt: skip
             if cursor.rowcount:  # 0 when the id is already there: a duplicate changes nothing
-                if search:
-                    index_sync(conn, cursor.lastrowid, content)
+                if index is not None:
+                    index.add(ctx.tenant, cursor.lastrowid, content)
                 ctx.message_count += 1
                 ctx.total_tokens += count
                 ctx.dirty.add(seq // CHUNK)
@@ -252,9 +264,9 @@ def _apply_event(
             conn.execute(UPDATE_EDITED, (
                 json_encode(content).decode(), tokens, rec.version, subject, cid, seq
             ))  # fmt: skip
-            if search:
-                unindex_sync(conn, rowid, old_content)
-                index_sync(conn, rowid, content)
+            if index is not None:
+                index.remove(ctx.tenant, rowid, old_content)
+                index.add(ctx.tenant, rowid, content)
             ctx.total_tokens += tokens - old_tokens
             ctx.dirty.add(seq // CHUNK)
         case MessageRedacted(message_id=mid):
@@ -267,9 +279,9 @@ def _apply_event(
             blank = redacted_content(old)
             tokens = counter.count_message(role, blank, name)
             conn.execute(UPDATE_REDACTED, (json_encode(blank).decode(), tokens, new_hash, cid, seq))
-            if search:
-                unindex_sync(conn, rowid, content)
-                index_sync(conn, rowid, blank)  # a skeleton's tool names, as a rebuild would
+            if index is not None:
+                index.remove(ctx.tenant, rowid, content)
+                index.add(ctx.tenant, rowid, blank)  # a skeleton's tool names, as a rebuild would
             ctx.total_tokens += tokens - old_tokens
             ctx.dirty.add(seq // CHUNK)
         case MetadataUpdated(patch=patch):
@@ -285,14 +297,17 @@ def _apply_event(
             )
         case ContextRolledBack(to_version=target):
             if 1 <= target < rec.version:
-                _restore(conn, ctx, resolved[cid, target], search)
+                _restore(conn, ctx, resolved[cid, target], index)
         case ContextDeleted():
             ctx.deleted = True
     return ctx
 
 
 def refold_sync(
-    conn: sqlite3.Connection, states: list[ContextState], forgotten: list[str]
+    conn: sqlite3.Connection,
+    states: list[ContextState],
+    forgotten: list[str],
+    tenants: Known | None = None,
 ) -> tuple[list[ContextRow], list[str]]:
     """Replace each context's rows with its state in ``states`` (folded again from the log
     once keys were destroyed, see ``shredding``) and drop its snapshots (they hold the old
@@ -300,15 +315,18 @@ def refold_sync(
     transaction notes the ``forgotten`` keys. A context whose row moved past its state's
     version meanwhile (another process sharing this read model applied more) is left alone
     and its id returned, to be folded again; also returned: the new rows of the others."""
+    tenants = Known() if tenants is None else tenants
     conn.execute("BEGIN IMMEDIATE")
     try:
+        slots = Slots(conn, tenants)
+        index = Indexer(conn, slots)
         rows, stale = [], []
         for state in states:
             row = context_sync(conn, state.context_id)
             if row is None or row.version != state.version:
                 stale.append(state.context_id)
                 continue
-            _restore(conn, row, state, True)
+            _restore(conn, row, state, index)
             conn.execute(DELETE_SNAPSHOTS, (row.context_id,))
             conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
             rows.append(row)
@@ -320,21 +338,24 @@ def refold_sync(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    slots.committed()
     return rows, stale
 
 
-def _restore(conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, search: bool) -> None:
+def _restore(
+    conn: sqlite3.Connection, ctx: ContextRow, state: ContextState, index: Indexer | None
+) -> None:
     """Make ``ctx``'s content that of ``state``: messages, summaries, metadata, window,
     deleted (not identity, version or times). O(messages)."""
     cid = ctx.context_id
-    if search:
-        unindex_context_sync(conn, cid)
+    if index is not None:
+        index.remove_context(ctx.tenant, cid)
     conn.execute(DELETE_MESSAGES, (cid,))
     conn.executemany(
         INSERT_MESSAGES, [message_to_row(cid, seq, m) for seq, m in enumerate(state.messages)]
     )
-    if search:
-        index_context_sync(conn, cid)
+    if index is not None:
+        index.add_context(ctx.tenant, cid)
     conn.execute(DELETE_SUMMARIES, (cid,))
     conn.executemany(
         INSERT_SUMMARY, [summary_to_row(cid, seq, s) for seq, s in enumerate(state.summaries)]

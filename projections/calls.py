@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore import Content, Role
+from eventstore import Content, RecordedEvent, Role
 
 from .state import ContextState, Message
 
@@ -74,3 +74,12 @@ class MessagePage(msgspec.Struct, frozen=True):
     seqs: list[int]
     next_after: int | None
     total: int = 0
+
+
+class Audited(msgspec.Struct, frozen=True):
+    """A page of the log as a caller sees it: its events, the position it is shown for each
+    (``Contexts.positions``), and the position to continue after."""
+
+    events: list[RecordedEvent]
+    positions: list[int]
+    next_after: int

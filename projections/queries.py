@@ -3,19 +3,22 @@ O(window)), history (a snapshot and at most K events folded) for what was."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from eventstore import RecordedEvent, VersionConflict
+import msgspec
+
+from eventstore import LogFilter, RecordedEvent, VersionConflict
 
 from .base import RETRIES, ServiceBase
 from .caches import WindowParams
-from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage
+from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
 from .errors import ContextIsDeleted, ContextNotFound, InvalidCommand, InvalidVersion
 from .overhead import DEFAULT_FORMAT
+from .positions import NotNumbered, number_upto_sync, numbers_sync, position_sync
 from .reads import context_sync, forks_sync, message_page_sync, page_sync, state_sync, window_sync
 from .search import SearchPage, search_sync
 from .state import ContextState
@@ -237,18 +240,73 @@ class Queries(ServiceBase):
         if not 1 <= limit <= 1000:
             raise InvalidCommand("limit must be between 1 and 1000")
         check_metadata_filter(metadata or {})
-        before = 2**62 if cursor is None else decode_cursor("p", cursor)
         await self._settle()
+        # The cursor holds the position (as the caller is shown it) of the last context's
+        # first event: "p" the log's, for a caller without a tenant; "n" its tenant's.
+        kind = "p" if caller.tenant is None else "n"
+        before = 2**62 if cursor is None else decode_cursor(kind, cursor)
+        if cursor is not None and caller.tenant is not None:
+            found = await self.readmodel.read_small(position_sync, caller.tenant, before)
+            if found is None or before == 0:
+                raise InvalidCommand(f"invalid cursor {cursor!r}")
+            before = found
         rows = await self.readmodel.read(
             page_sync, caller.tenant, before, limit + 1, metadata or {}
         )
         more = len(rows) > limit
         rows = rows[:limit]
+        following = None
+        if more:
+            (following,) = await self.positions(caller, [rows[-1].position])
         return ContextPage(
             [r.state() for r in rows],
-            encode_cursor("p", rows[-1].position) if more else None,
+            None if following is None else encode_cursor(kind, following),
             [ContextSize(r.message_count, r.total_tokens) for r in rows],
         )
+
+    async def positions(self, caller: Caller, events: Sequence[RecordedEvent | int]) -> list[int]:
+        """The positions ``caller`` is shown for its ``events`` (or log positions): the log's
+        for a caller without a tenant, else its tenant's numbering (``positions``)."""
+        logged = [e if isinstance(e, int) else e.position for e in events]
+        if caller.tenant is None or not logged:
+            return logged
+        await self.projector.wait_for(max(logged))
+        numbers = await self.readmodel.read_small(numbers_sync, caller.tenant, logged)
+        missing = [p for p in logged if p not in numbers]
+        if missing:  # not the caller's: never shown, whatever asked for it
+            raise NotNumbered(missing[0])
+        return [numbers[p] for p in logged]
+
+    async def log_position(self, caller: Caller, position: int) -> int | None:
+        """The log position of what ``caller`` was shown as ``position`` (``positions``);
+        None when its tenant has no such event yet."""
+        if caller.tenant is None:
+            return position
+        found = await self.readmodel.read_small(position_sync, caller.tenant, position)
+        if found is None:  # perhaps written, not numbered yet
+            await self.projector.catch_up()
+            found = await self.readmodel.read_small(position_sync, caller.tenant, position)
+        return found
+
+    async def audit(self, caller: Caller, after: int, limit: int, filter: LogFilter) -> Audited:
+        """The caller's events after ``after`` (a position as it is shown them) that pass
+        ``filter`` (its tenant's only, whatever the filter says): at most ``limit``, with
+        their positions and the position to continue after."""
+        if caller.tenant is not None:
+            filter = msgspec.structs.replace(filter, tenant=caller.tenant)
+        start = await self.log_position(caller, after)
+        if start is None:  # past the tenant's last event: nothing yet, and nothing to say
+            return Audited([], [], after)
+        events, through = await self.store.read_all(start, limit, filter)
+        positions = await self.positions(caller, events)
+        if caller.tenant is None:
+            return Audited(events, positions, through)
+        if len(events) == limit:  # a full page ends at its last event
+            following = positions[-1]
+        else:  # read through ``through``: continue after the tenant's last event by then
+            await self.projector.wait_for(through)
+            following = await self.readmodel.read_small(number_upto_sync, caller.tenant, through)
+        return Audited(events, positions, max(following, after))
 
     async def search(
         self,

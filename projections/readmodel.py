@@ -32,7 +32,7 @@ import aiosqlite
 
 from eventstore.files import create_private
 
-from . import search
+from . import search, tenants
 from .errors import ProjectionError, ReadModelInUse
 from .openmarks import OpenMark, fsync_path, remove_files
 from .retry import transient
@@ -269,6 +269,7 @@ def _init_sync(conn: sqlite3.Connection, path: str, encoding: str, unsynced: boo
     conn.execute(f"PRAGMA synchronous = {'OFF' if unsynced else 'NORMAL'}")
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found != SCHEMA_VERSION:
+        tenants.drop_sync(conn)
         conn.executescript(DROP)
     conn.executescript(SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -320,5 +321,6 @@ def bulk_sync(conn: sqlite3.Connection, on: bool) -> None:
 
 def reset_sync(conn: sqlite3.Connection, encoding: str) -> None:
     """Drop and recreate every table, checkpoint 0 (what ``rebuild`` starts from)."""
+    tenants.drop_sync(conn)
     conn.executescript(DROP + SCHEMA)
     conn.execute(UPSERT_CHECKPOINT, (0, encoding))

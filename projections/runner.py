@@ -56,11 +56,15 @@ from .shredding import (
     unsettled_sync,
 )
 from .state import TokenCounting
+from .tenants import Known
 
 log = logging.getLogger("ctxlog.projector")
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events in the log) during a rebuild."""
+FOLLOWER_BYTES = 32 << 20
+"""What the projector's subscription may buffer: more than a client stream's budget, as
+falling back to log reads under a burst would slow every append that waits for it."""
 
 
 class ProjectorFailed(ProjectionError):
@@ -100,6 +104,8 @@ class Projector:
         self.forgetting: list[Callable[[], None]] = []
         """Called whenever the read model forgot content (an erasure applied, a rebuild):
         whoever caches what was read from it empties that cache."""
+        self.tenants = Known()
+        """The read model's tenants' slots and last runs, as committed."""
         self.error: BaseException | None = None
         """What the last attempt failed on; None once a batch applies again."""
         self.rebuilding: tuple[int, int] | None = None
@@ -155,6 +161,7 @@ class Projector:
             await self.readmodel.write(reset_sync, self.counter.encoding)
             self.history.clear_cache()
             self.headers.clear()
+            self.tenants.clear()
             checkpoint = 0
         self.checkpoint = checkpoint
         self.error = None
@@ -274,6 +281,7 @@ class Projector:
         """The read model was replaced or reset: drop what was cached from it."""
         self.headers.clear()
         self._forget_content()
+        self.tenants.clear()
         self.checkpoint = checkpoint
         self._wake()
 
@@ -338,7 +346,8 @@ class Projector:
                 for cid, version in found
                 if only is None or cid in only
             ]
-            rows, stale = await target.write(refold_sync, states, key_ids)
+            tenants = self.tenants if target is self.readmodel else None
+            rows, stale = await target.write(refold_sync, states, key_ids, tenants)
             if target is self.readmodel:
                 self.headers.put_rows(rows)
             if not stale:
@@ -438,13 +447,14 @@ class Projector:
                 case ContextRolledBack(to_version=to) if 1 <= to < rec.version:
                     key = (rec.stream_id, to)
                     resolved[key] = await history.state_at(*key, memo)
-        known = None
+        known, tenants = None, None
         if target is self.readmodel:  # a rebuild's fresh target has none of these rows
             cached = self.headers.get
             known = {cid: row for rec in batch if (row := cached(cid := rec.stream_id))}
+            tenants = self.tenants
         return await target.write(
             apply_sync, batch, resolved, self._counting, self.snapshot_every, tokens or {},
-            search, known,
+            search, known, tenants,
         )  # fmt: skip
 
     def count_batch(self, batch: list[RecordedEvent]) -> Tokens:
@@ -496,7 +506,9 @@ class Projector:
 
     async def _follow_once(self) -> None:
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=4 * self.batch_size)
-        events = self.store.subscribe(self.checkpoint, poll_interval=self.poll_interval)
+        events = self.store.subscribe(
+            self.checkpoint, poll_interval=self.poll_interval, max_bytes=FOLLOWER_BYTES
+        )
 
         async def pump() -> None:
             async for rec in events:

@@ -1,16 +1,21 @@
-"""Full-text search over current messages: an SQLite FTS5 index inside the read model.
+"""Full-text search over current messages: SQLite FTS5 indexes inside the read model, one
+per tenant (``tenants``).
 
-The index is *contentless* (``content=''``): it stores the terms, not a second copy of every
+Each tenant's index is its own table, so bm25's statistics (rows, average length, rows per
+term) and the cost of a search are the tenant's own: what one tenant writes never moves
+another's ranks, scores or page boundaries.
+
+Each index is *contentless* (``content=''``): it stores the terms, not a second copy of every
 message, which makes indexing about twice as fast as a regular FTS5 table. Its rowids are the
 ``messages`` rows' rowids, so a hit joins back to its message and context in one step. The
 price of contentless: removing a row from it needs the text that was indexed, so whoever
-changes a message row (the projector only) calls ``unindex_sync`` with the old content before
-and ``index_sync`` with the new content after. The text indexed is ``plain_text(content)``,
-a pure function of the stored content, so the two always agree.
+changes a message row (the projector only) calls ``Indexer.remove`` with the old content
+before and ``Indexer.add`` with the new content after. The text indexed is
+``plain_text(content)``, a pure function of the stored content, so the two always agree.
 
 Only what a context holds now is searchable: an edit replaces the indexed text, a redaction
-removes it, a rollback or fork re-indexes the context's rows; deleted contexts and other
-tenants' contexts are filtered out by the query.
+removes it, a rollback or fork re-indexes the context's rows; deleted contexts are filtered
+out by the query.
 """
 
 from __future__ import annotations
@@ -34,28 +39,30 @@ from eventstore import (
 
 from .cursors import encode_cursor
 from .errors import InvalidCommand
+from .tenants import Slots, fts_table, register_sync, slot_sync
 
 SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
-    text, content = '', tokenize = 'unicode61 remove_diacritics 2'
-);
 CREATE TABLE IF NOT EXISTS search_deferred (id INTEGER PRIMARY KEY CHECK (id = 1));
 """
 TABLES = ("messages_fts", "search_deferred")
-"""``search_deferred`` holds a row while a rebuild leaves the index for its end: a read model
-opened with that row was cut off mid-rebuild, and is rebuilt (``readmodel``)."""
+"""``search_deferred`` holds a row while a rebuild leaves the indexes for its end: a read
+model opened with that row was cut off mid-rebuild, and is rebuilt (``readmodel``).
+(``messages_fts`` was the one index of every tenant before schema 5: dropped on sight.)"""
 
-INDEX = "INSERT INTO messages_fts (rowid, text) VALUES (?, ?)"
-UNINDEX = "INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', ?, ?)"
+# {table} is a tenant's index (``tenants.fts_table``: a name made of an integer).
+INDEX = "INSERT INTO {table} (rowid, text) VALUES (?, ?)"
+UNINDEX = "INSERT INTO {table} ({table}, rowid, text) VALUES ('delete', ?, ?)"
+DELETE_ALL = "INSERT INTO {table} ({table}) VALUES ('delete-all')"
 SELECT_CONTEXT_ROWS = "SELECT rowid, content FROM messages WHERE context_id = ?"
-# bm25 ranks better matches lower; the cursor is an offset into that order.
+# bm25 ranks better matches lower (ties: the older row first); the cursor is an offset into
+# that order. The tenant check is redundant with the table, and kept as a second fence.
 SEARCH = """
 SELECT m.context_id, m.message_id, m.seq, m.role, m.content, f.rank
-FROM messages_fts f
+FROM {table} f
 JOIN messages m ON m.rowid = f.rowid
 JOIN contexts c ON c.context_id = m.context_id
-WHERE messages_fts MATCH ? AND c.tenant IS ? AND c.deleted = 0 {context}
-ORDER BY f.rank LIMIT ? OFFSET ?
+WHERE {table} MATCH ? AND c.tenant IS ? AND c.deleted = 0 {context}
+ORDER BY f.rank, f.rowid LIMIT ? OFFSET ?
 """
 
 _json_encode = msgspec.json.Encoder().encode
@@ -112,46 +119,77 @@ def _stored_text(content_json: str) -> str:
     return plain_text(_content_decoder.decode(content_json))
 
 
-def index_sync(conn: sqlite3.Connection, rowid: int, content: Content) -> None:
-    """Index a messages row just written with ``content``."""
-    text = plain_text(content)
-    if text:
-        conn.execute(INDEX, (rowid, text))
+class Indexer:
+    """The projector's changes to the tenants' indexes within one batch (its transaction)."""
 
+    def __init__(self, conn: sqlite3.Connection, slots: Slots) -> None:
+        self._conn = conn
+        self._slots = slots
+        self._statements: dict[tuple[str, str | None], str] = {}
 
-def unindex_sync(conn: sqlite3.Connection, rowid: int, content_json: str) -> None:
-    """Remove a messages row (its stored JSON content as it is now) from the index."""
-    text = _stored_text(content_json)
-    if text:
-        conn.execute(UNINDEX, (rowid, text))
+    def _sql(self, statement: str, tenant: str | None) -> str:
+        # Formatted once per tenant and batch: an append indexes its message on the hot path.
+        sql = self._statements.get((statement, tenant))
+        if sql is None:
+            sql = statement.format(table=fts_table(self._slots.of(tenant)))
+            self._statements[statement, tenant] = sql
+        return sql
 
+    def add(self, tenant: str | None, rowid: int, content: Content) -> None:
+        """Index a messages row just written with ``content``."""
+        text = plain_text(content)
+        if text:
+            self._conn.execute(self._sql(INDEX, tenant), (rowid, text))
 
-def unindex_context_sync(conn: sqlite3.Connection, context_id: str) -> None:
-    """Remove every message row of a context from the index (before its rows are rewritten)."""
-    for rowid, content_json in conn.execute(SELECT_CONTEXT_ROWS, (context_id,)).fetchall():
-        unindex_sync(conn, rowid, content_json)
-
-
-def index_context_sync(conn: sqlite3.Connection, context_id: str) -> None:
-    """Index every message row of a context (after its rows were rewritten)."""
-    rows: Iterable[tuple[int, str]] = conn.execute(SELECT_CONTEXT_ROWS, (context_id,)).fetchall()
-    for rowid, content_json in rows:
+    def remove(self, tenant: str | None, rowid: int, content_json: str) -> None:
+        """Remove a messages row (its stored JSON content as it is now) from the index."""
         text = _stored_text(content_json)
         if text:
-            conn.execute(INDEX, (rowid, text))
+            self._conn.execute(self._sql(UNINDEX, tenant), (rowid, text))
+
+    def remove_context(self, tenant: str | None, context_id: str) -> None:
+        """Remove every message row of a context (before its rows are rewritten)."""
+        rows = self._conn.execute(SELECT_CONTEXT_ROWS, (context_id,)).fetchall()
+        for rowid, content_json in rows:
+            self.remove(tenant, rowid, content_json)
+
+    def add_context(self, tenant: str | None, context_id: str) -> None:
+        """Index every message row of a context (after its rows were rewritten)."""
+        insert = self._sql(INDEX, tenant)
+        rows: Iterable[tuple[int, str]] = self._conn.execute(
+            SELECT_CONTEXT_ROWS, (context_id,)
+        ).fetchall()
+        for rowid, content_json in rows:
+            text = _stored_text(content_json)
+            if text:
+                self._conn.execute(insert, (rowid, text))
 
 
 # The rows a rebuild indexes at its end: plain text content in SQL (json_extract decodes the
 # stored JSON string), content of parts through plain_text; empty text is never indexed.
 # Text holding an escaped NUL goes through plain_text too (it turns NUL into a space).
-INDEX_TEXT_ROWS = (
-    "INSERT INTO messages_fts (rowid, text) SELECT rowid, json_extract(content, '$')"
-    " FROM messages WHERE json_type(content) = 'text' AND content != '\"\"'"
-    " AND instr(content, '\\u0000') = 0"
+PLAIN_TEXT_ROWS = (
+    " json_type(m.content) = 'text' AND m.content != '\"\"' AND instr(m.content, '\\u0000') = 0"
+)
+PART_ROWS = " (json_type(m.content) = 'array' OR instr(m.content, '\\u0000') > 0)"
+SELECT_TENANTS = "SELECT DISTINCT tenant FROM contexts"
+# One tenant (an open server, a single-tenant one): every row, no join.
+INDEX_ALL_TEXT_ROWS = (
+    "INSERT INTO {table} (rowid, text) SELECT m.rowid, json_extract(m.content, '$')"
+    " FROM messages m WHERE" + PLAIN_TEXT_ROWS
+)
+# Several: each tenant's rows, found through its contexts and read in rowid order. FTS5
+# writes out what it holds whenever a rowid comes in below the one before: context by
+# context, that was a write per context (measured: 1.66 s against 1.29 s for 300,000
+# messages of 20 tenants; one tenant, a plain scan: about 1.05 s).
+INDEX_TENANT_TEXT_ROWS = (
+    "INSERT INTO {table} (rowid, text) SELECT m.rowid, json_extract(m.content, '$')"
+    " FROM messages m WHERE m.rowid IN (SELECT t.rowid FROM contexts c"
+    " JOIN messages t ON t.context_id = c.context_id WHERE c.tenant IS ?) AND" + PLAIN_TEXT_ROWS
 )
 SELECT_PART_ROWS = (
-    "SELECT rowid, content FROM messages"
-    " WHERE json_type(content) = 'array' OR instr(content, '\\u0000') > 0"
+    "SELECT m.rowid, m.content, c.tenant FROM messages m"
+    " JOIN contexts c ON c.context_id = m.context_id WHERE" + PART_ROWS
 )
 
 
@@ -166,16 +204,24 @@ def deferred_sync(conn: sqlite3.Connection) -> bool:
 
 
 def index_all_sync(conn: sqlite3.Connection) -> None:
-    """Index every messages row at once, in one transaction that also ends the deferral: far
-    cheaper than row by row, as the SQL part never crosses into Python."""
+    """Index every messages row at once, each in its tenant's index, in one transaction that
+    also ends the deferral: far cheaper than row by row, as the SQL part never crosses into
+    Python."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
-        conn.execute(INDEX_TEXT_ROWS)
-        for rowid, content_json in conn.execute(SELECT_PART_ROWS).fetchall():
+        tenants = [row[0] for row in conn.execute(SELECT_TENANTS).fetchall()]
+        tables = {tenant: fts_table(register_sync(conn, tenant)) for tenant in tenants}
+        for table in tables.values():
+            conn.execute(DELETE_ALL.format(table=table))
+        if len(tables) == 1:
+            conn.execute(INDEX_ALL_TEXT_ROWS.format(table=tables[tenants[0]]))
+        else:
+            for tenant, table in tables.items():
+                conn.execute(INDEX_TENANT_TEXT_ROWS.format(table=table), (tenant,))
+        for rowid, content_json, tenant in conn.execute(SELECT_PART_ROWS).fetchall():
             text = _stored_text(content_json)
             if text:
-                conn.execute(INDEX, (rowid, text))
+                conn.execute(INDEX.format(table=tables[tenant]), (rowid, text))
         conn.execute("DELETE FROM search_deferred")
         conn.execute("COMMIT")
     except BaseException:
@@ -219,9 +265,15 @@ def search_sync(
     limit: int,
     offset: int,
 ) -> SearchPage:
-    """One page of the tenant's live messages matching every word of ``query``."""
+    """One page of the tenant's live messages matching every word of ``query``, ranked
+    within the tenant's own index."""
     expression = match_expression(query)
-    sql = SEARCH.format(context="AND m.context_id = ?" if context_id is not None else "")
+    slot = slot_sync(conn, tenant)
+    if slot is None:  # the projector has not seen this tenant: nothing of it to find
+        return SearchPage([], None)
+    table = fts_table(slot)
+    context = "AND m.context_id = ?" if context_id is not None else ""
+    sql = SEARCH.format(table=table, context=context)
     params: list[object] = [expression, tenant]
     if context_id is not None:
         params.append(context_id)

@@ -26,8 +26,11 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   data subject the message's content belongs to (``subjects``).
 - ``summaries``: the context's summaries in order, each with its ``subjects`` (JSON).
 - ``snapshots`` and ``snapshot_chunks``: time-travel snapshots (owned by ``history``).
-- ``messages_fts``: the full-text index of the messages, and ``search_deferred``, a row while a
-  rebuild leaves that index for its end (see ``search``).
+- ``tenants``: a slot per tenant, and ``messages_fts_<slot>``: that tenant's full-text index
+  of its messages (see ``tenants``); ``search_deferred``, a row while a rebuild leaves the
+  indexes for its end (see ``search``).
+- ``tenant_runs``: each tenant's events numbered 1, 2, 3, …, the positions a caller of
+  that tenant is shown, as runs of consecutive positions (see ``positions``).
 - ``event_ids``: events whose id is a name-based UUID (version 5: the service's idempotency
   keys), so a retried command finds its first result with one lookup.
 - ``sealed_keys``: which contexts hold content sealed with which subject key, and for which
@@ -48,10 +51,10 @@ import msgspec
 
 from eventstore import Content, Role, WindowSettings, to_datetime
 
-from . import search
+from . import positions, search, tenants
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 8
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -142,11 +145,12 @@ CREATE TABLE IF NOT EXISTS erased_keys (
     forgotten INTEGER NOT NULL
 );
 """
-SCHEMA += search.SCHEMA
+SCHEMA += search.SCHEMA + tenants.SCHEMA + positions.SCHEMA
 TABLES = (
     "checkpoint", "contexts", "messages", "summaries", "snapshots", "snapshot_chunks", "event_ids",
-    "sealed_keys", "erased_keys", *search.TABLES,
+    "sealed_keys", "erased_keys", *search.TABLES, *tenants.TABLES, *positions.TABLES,
 )  # fmt: skip
+"""The fixed tables; each tenant's index goes with ``tenants.drop_sync``."""
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
 CONTEXT_COLUMNS = (

@@ -97,3 +97,35 @@ async def test_closing_a_subscription_unregisters_it(tmp_path: Path) -> None:
         await store.append("s", [ContextCreated()])
         await collect(store.subscribe(), 1)
         assert store._feeds == set()
+
+
+async def test_a_stopped_consumer_holds_at_most_its_byte_budget(tmp_path: Path) -> None:
+    budget = 64 << 10
+    async with await EventStore.open_sqlite(str(tmp_path / "log.db")) as store:
+        await store.append("s", [ContextCreated()])
+        sub = store.subscribe(max_bytes=budget)
+        async with contextlib.aclosing(sub):
+            first = await anext(sub)  # live now; then the consumer stops taking events
+            for i in range(50):
+                await store.append("s", [message(f"{i} " + "x" * 3000) for _ in range(10)])
+            (feed,) = store._feeds
+            assert 0 < feed.bytes <= budget  # not the 500 events (1.5 MB) published
+            rest = [await anext(sub) for _ in range(500)]
+        assert [e.position for e in [first, *rest]] == list(range(1, 502))
+
+
+async def test_a_page_of_the_log_is_cut_to_the_byte_budget() -> None:
+    from eventstore.recorder import LogPage, StoredEvent
+    from eventstore.subscription import _bounded, row_bytes
+
+    def row(position: int, size: int) -> StoredEvent:
+        return StoredEvent(position, "s", position, str(position), "t", b"x" * size, b"{}",
+                           None, None, 0, b"")  # fmt: skip
+
+    page = LogPage([row(p, 3000) for p in range(1, 101)], 100)
+    kept, through, more, following = _bounded(page, 100, 10 * row_bytes(page.events[0]), 1000)
+    assert [r.position for r in kept] == list(range(1, 11))
+    assert (through, more, following) == (10, True, 10)
+    kept, through, more, _ = _bounded(LogPage([row(1, 1 << 20)], 7), 5, 1024, 1000)
+    assert [r.position for r in kept] == [1]  # one row always, however big
+    assert (through, more) == (7, False)

@@ -136,9 +136,9 @@ def describe(event: Any) -> str:
 
 
 def event_record(rec: RecordedEvent, **extra: Any) -> dict[str, Any]:
-    """An event as ``GET /api/v1/events`` renders it, plus its tenant (an operator sees
-    every tenant) and ``extra``."""
-    record: dict[str, Any] = msgspec.to_builtins(render_event(rec))
+    """An event as ``GET /api/v1/events`` renders it for an open server (the log's position
+    and chain hash: an operator sees every tenant), plus its tenant and ``extra``."""
+    record: dict[str, Any] = msgspec.to_builtins(render_event(rec, rec.position))
     record["tenant"] = rec.metadata.tenant
     record.update(extra)
     return record

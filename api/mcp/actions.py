@@ -86,7 +86,7 @@ async def history(contexts: Contexts, caller: Caller, a: s.GetHistoryArgs) -> ms
         following = events[-1].version + (-1 if backward else 1)
         following = following if following >= 1 else None
     return schemas.EventPage(
-        events=[render.render_event(e) for e in events], next_from_version=following
+        events=await render.render_events(contexts, caller, events), next_from_version=following
     )
 
 

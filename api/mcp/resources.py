@@ -158,7 +158,8 @@ async def read(contexts: Contexts, caller: Caller, target: Target) -> tuple[dict
         )
         following = events[-1].version + 1 if len(events) == target.limit else None
         body = schemas.EventPage(
-            events=[render.render_event(e) for e in events], next_from_version=following
+            events=await render.render_events(contexts, caller, events),
+            next_from_version=following,
         )
     else:
         state = await contexts.get(caller, target.context_id, version=target.version)

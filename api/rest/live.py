@@ -3,7 +3,9 @@
 Both read the event store's catch-up subscriptions, so a change made by any client (or any
 process on the same database) reaches them, in log order, with no gap: a WebSocket notes the
 log's head *before* reading the context it sends first, then skips events the context already
-reflects (by version). An SSE client resumes with ``Last-Event-ID`` (a log position).
+reflects (by version). An SSE client resumes with ``Last-Event-ID`` (the id of the last event
+it got). Positions (SSE ids, ``position`` in event bodies) are the ones the caller is shown:
+its tenant's numbering with API keys, the log's on an open server (``projections.positions``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 import projections as pj
-from eventstore import EventStore, InvalidStreamId, LogFilter
+from eventstore import InvalidStreamId, LogFilter
 
 from .. import appkeys, ratelimit
 from ..auth import caller
@@ -78,7 +80,8 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         lock = asyncio.Lock()
         await _send(ws, lock, {"type": "context", "context": render.render_context(state)})
         flt = LogFilter(stream_id=context_id, tenant=who.tenant)
-        pump = asyncio.create_task(_pump(ws, lock, store, flt, head, state.version))
+        follow = _pump(ws, lock, service, who, flt, head, state.version)
+        pump = asyncio.create_task(follow)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -105,16 +108,20 @@ async def _send(ws: web.WebSocketResponse, lock: asyncio.Lock, frame: Any) -> No
 async def _pump(
     ws: web.WebSocketResponse,
     lock: asyncio.Lock,
-    store: EventStore,
+    service: pj.Contexts,
+    who: pj.Caller,
     flt: LogFilter,
     head: int,
     seen_version: int,
 ) -> None:
-    async with contextlib.aclosing(store.subscribe(head, flt)) as events:
+    tenant = who.tenant is not None
+    async with contextlib.aclosing(service.store.subscribe(head, flt)) as events:
         async for rec in events:
             if rec.version <= seen_version:
                 continue  # already in the context sent first
-            await _send(ws, lock, {"type": "event", "event": render.render_event(rec)})
+            (position,) = await service.positions(who, [rec])
+            event = render.render_event(rec, position, tenant=tenant)
+            await _send(ws, lock, {"type": "event", "event": event})
             if rec.type == "context.deleted":
                 await ws.close(code=1000, message=b"context deleted")
                 return
@@ -177,6 +184,8 @@ def _error_frame(error: ApiError, frame_id: str | None) -> dict[str, Any]:
     headers=("Last-Event-ID",),
     description=(
         "Each event is sent as `id: <position>`, `event: <type>`, `data: <EventOut JSON>`. "
+        "With API keys a position is the event's number among the tenant's events (1, 2, "
+        "…), never the log's: other tenants' writes do not move it. "
         "Without `after` or Last-Event-ID the stream starts at the current end of the log."
     ),
 )
@@ -190,6 +199,7 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     params = wire.query(request, schemas.StreamQuery)
     store = appkeys.store(request)
+    service = appkeys.log_reader(request, who.tenant)
     live = request.app[appkeys.LIVE]
     settings = request.app[appkeys.SETTINGS]
     after = params.after
@@ -197,10 +207,16 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     if last_id is not None:
         # ASCII digits only (str.isdigit takes "²", which int() refuses), within 64 bits.
         if not _POSITION.fullmatch(last_id.strip()) or int(last_id) > schemas.MAX_INT:
-            raise invalid("Last-Event-ID must be a log position", "Last-Event-ID", "header")
+            raise invalid("Last-Event-ID must be a position", "Last-Event-ID", "header")
         after = int(last_id)
+    floor = 0  # events the caller is shown at this position or before are not sent
     if after is None:
-        after = await store.head()
+        start = await store.head()
+    else:
+        found = await service.log_position(who, after)
+        # Past the tenant's last event: from the end of the log, skipping up to ``after``.
+        start, floor = (found, 0) if found is not None else (await store.head(), after)
+    tenant = who.tenant is not None
     flt = LogFilter(
         types=tuple(params.type.split(",")) if params.type else None,
         stream_id=None if params.context_id is None else str(params.context_id),
@@ -211,12 +227,19 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     beat = asyncio.create_task(_heartbeat(response, settings.sse_heartbeat))
     try:
         with live.streaming():
-            async with contextlib.aclosing(store.subscribe(after, flt)) as events:
+            async with contextlib.aclosing(store.subscribe(start, flt)) as events:
                 async for rec in events:
-                    data = _encoder.encode(render.render_event(rec))
+                    (position,) = await service.positions(who, [rec])
+                    if position <= floor:
+                        continue
+                    data = _encoder.encode(render.render_event(rec, position, tenant=tenant))
+                    # Waits while the client does not read (aiohttp drains the transport
+                    # past 64 KiB); meanwhile the subscription holds at most its budget.
                     await response.write(
-                        b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, rec.type.encode(), data)
+                        b"id: %d\nevent: %s\ndata: %s\n\n" % (position, rec.type.encode(), data)
                     )
+    except ConnectionError:
+        pass  # the client went away (a reset while a write waited): nothing to answer
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -226,7 +249,7 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
 
 async def _heartbeat(response: web.StreamResponse, seconds: float) -> None:
     # A comment line every so often keeps proxies from closing an idle stream.
-    with contextlib.suppress(ConnectionResetError):
+    with contextlib.suppress(ConnectionError):  # the client went away
         while True:
             await asyncio.sleep(seconds)
             await response.write(b": keep-alive\n\n")

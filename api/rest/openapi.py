@@ -119,7 +119,7 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
     "Last-Event-ID": {
-        "description": "Resume the stream after this log position",
+        "description": "Resume the stream after this position (the id of the last event)",
         "schema": {"type": "string", "pattern": r"^\s*[0-9]{1,19}\s*$"},
     },
 }

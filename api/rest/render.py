@@ -7,7 +7,15 @@ import msgspec
 
 from eventstore import RecordedEvent
 from projections import ContextState, Message, SearchPage, StateDiff, Window
-from projections.service import ContextPage, ContextSize, Lineage, MessagePage, NewMessage
+from projections.service import (
+    Caller,
+    ContextPage,
+    Contexts,
+    ContextSize,
+    Lineage,
+    MessagePage,
+    NewMessage,
+)
 
 from .. import formats
 from ..errors import invalid
@@ -150,10 +158,15 @@ def _list_item(state: ContextState, size: ContextSize) -> ContextListItem:
     )
 
 
-def render_event(e: RecordedEvent) -> EventOut:
-    """A recorded event as a response body (the tenant is left out: it is the caller's)."""
+def render_event(e: RecordedEvent, position: int, *, tenant: bool = False) -> EventOut:
+    """A recorded event as a response body, at the ``position`` the caller is shown
+    (``Contexts.positions``); the tenant is left out: it is the caller's.
+
+    A caller with a ``tenant`` gets an empty ``hash``: the log's chain hash covers the event
+    before, perhaps another tenant's, and the log position, which a tenant could recover by
+    trying positions against two adjacent events of its own."""
     return EventOut(
-        position=e.position,
+        position=position,
         context_id=e.stream_id,
         version=e.version,
         id=e.event_id,
@@ -162,8 +175,17 @@ def render_event(e: RecordedEvent) -> EventOut:
         actor=e.metadata.actor,
         metadata=msgspec.structs.replace(e.metadata, tenant=None),
         recorded_at=e.recorded_at,
-        hash=e.hash,
+        hash="" if tenant else e.hash,
     )
+
+
+async def render_events(
+    contexts: Contexts, caller: Caller, events: list[RecordedEvent]
+) -> list[EventOut]:
+    """``events`` (the caller's) as response bodies, at the positions the caller is shown."""
+    positions = await contexts.positions(caller, events)
+    tenant = caller.tenant is not None
+    return [render_event(e, p, tenant=tenant) for e, p in zip(events, positions, strict=True)]
 
 
 def render_lineage(lineage: Lineage) -> LineageOut:

@@ -45,7 +45,8 @@ async def get_history(request: web.Request) -> web.Response:
         following = events[-1].version + (-1 if backward else 1)
         following = following if following >= 1 else None
     body = schemas.EventPage(
-        events=[render.render_event(e) for e in events], next_from_version=following
+        events=await render.render_events(appkeys.contexts(request), caller(request), events),
+        next_from_version=following,
     )
     return wire.json_response(body)
 
@@ -217,9 +218,13 @@ async def search_messages(request: web.Request) -> web.Response:
     query=schemas.AuditQuery,
     response=schemas.AuditPage,
     tag="audit",
+    description=(
+        "With API keys, positions (`after`, `next_after`, each event's `position`) number the "
+        "caller's tenant's events 1, 2, 3, ...: nothing in them depends on other tenants."
+    ),
 )
 async def list_events(request: web.Request) -> web.Response:
-    """Events after a log position, filtered by type, context, actor and time."""
+    """Events after a position, filtered by type, context, actor and time."""
     who = caller(request)
     params = wire.query(request, schemas.AuditQuery)
     flt = audit_filter(  # the same filter as ``ctxlog audit``
@@ -230,8 +235,16 @@ async def list_events(request: web.Request) -> web.Response:
         since=params.since,
         until=params.until,
     )
-    events, through = await appkeys.store(request).read_all(params.after, params.limit, flt)
-    body = schemas.AuditPage(events=[render.render_event(e) for e in events], next_after=through)
+    service = appkeys.log_reader(request, who.tenant)
+    page = await service.audit(who, params.after, params.limit, flt)
+    tenant = who.tenant is not None
+    body = schemas.AuditPage(
+        events=[
+            render.render_event(e, p, tenant=tenant)
+            for e, p in zip(page.events, page.positions, strict=True)
+        ],
+        next_after=page.next_after,
+    )
     return wire.json_response(body)
 
 

@@ -14,6 +14,19 @@ Version = Annotated[
     int, Meta(ge=0, le=MAX_INT, description="a context version (0: before it existed)")
 ]
 Limit = Annotated[int, Meta(ge=1, le=1000)]
+Position = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_INT,
+        description=(
+            "a position in the log as the caller is shown it (0: before the first event). "
+            "With API keys it is the event's number among the caller's tenant's events (1, "
+            "2, 3, ...), never the log's own position, so other tenants' writes never move "
+            "it; on an open server (no keys) it is the log's position"
+        ),
+    ),
+]
 Metadata = dict[str, Any]
 
 MCP_DEFAULT_MAX_TOKENS = 4096

@@ -14,7 +14,7 @@ from api.formats import Format
 from eventstore import Content, Role, WindowSettings
 from projections import Policy
 
-from .base import MAX_INT, Limit, Metadata, PositiveInt, Request, Version
+from .base import MAX_INT, Limit, Metadata, Position, PositiveInt, Request, Version
 
 # -- request bodies ---------------------------------------------------------------------------
 
@@ -278,10 +278,10 @@ class SearchQuery(Request, frozen=True, kw_only=True):
 
 
 class AuditQuery(Request, frozen=True, kw_only=True):
-    """The audit query: events after a log position, filtered; ``type`` may list several,
-    comma-separated."""
+    """The audit query: events after a position (``next_after`` of the page before),
+    filtered; ``type`` may list several, comma-separated."""
 
-    after: Version = 0
+    after: Position = 0
     """Return events after this log position (next_after of the previous page)."""
     limit: Limit = 100
     """Events per page."""
@@ -298,9 +298,10 @@ class AuditQuery(Request, frozen=True, kw_only=True):
 
 
 class StreamQuery(Request, frozen=True, kw_only=True):
-    """The live tail; ``after`` (or the Last-Event-ID header) resumes from a log position."""
+    """The live tail; ``after`` (or the Last-Event-ID header) resumes after a position (the
+    id of the last event received)."""
 
-    after: Version | None = None
+    after: Position | None = None
     """Resume after this log position (or send Last-Event-ID)."""
     type: str | None = None
     """Only these event types, comma-separated."""

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from eventstore import Content, Event, EventMetadata, Role, WindowSettings
 
-from .base import Metadata, Response
+from .base import Metadata, Position, Response
 
 
 class MessageOut(Response, frozen=True, kw_only=True):
@@ -101,9 +101,13 @@ class Appended(Response, frozen=True, kw_only=True):
 
 
 class EventOut(Response, frozen=True, kw_only=True):
-    """One event of the log: where it is, what happened, who did it, and its chain hash."""
+    """One event of the log: where it is, what happened, who did it, and its chain hash.
 
-    position: int
+    With API keys, ``position`` is the event's number among the tenant's events and
+    ``hash`` is empty: the log's chain hash covers the event before it (perhaps another
+    tenant's) and the log's position. An open server shows both as the log has them."""
+
+    position: Position
     context_id: str
     version: int
     id: str
@@ -123,10 +127,11 @@ class EventPage(Response, frozen=True, kw_only=True):
 
 
 class AuditPage(Response, frozen=True, kw_only=True):
-    """Events of the whole log (the caller's tenant); ``next_after`` continues from there."""
+    """Events of the whole log (the caller's tenant); pass ``next_after`` as ``after`` to
+    continue (with API keys: the tenant's last event read, never the log's head)."""
 
     events: list[EventOut]
-    next_after: int
+    next_after: Position
 
 
 class LineageOut(Response, frozen=True, kw_only=True):
