@@ -252,6 +252,93 @@ class SubjectErased(EventBase, frozen=True, tag="subject.erased"):
     """The destroyed keys (empty in events written before they were recorded)."""
 
 
+# -- checkpoints of agent frameworks (LangGraph) -----------------------------------------------
+# A framework's state is not chat messages: its checkpoints, the writes of tasks in between,
+# and the channel values they hold (blobs, each stored once per channel version) are events of
+# their own, kept in the same log and chain as a context's messages. ctxlog never reads what
+# they hold: ``Typed`` values are the framework serializer's bytes. Their content is sealed like
+# a message's (the context's ``metadata.subject``); ids, namespaces and channel versions are not.
+
+
+class Typed(msgspec.Struct, frozen=True, kw_only=True):
+    """A value as a framework's serializer wrote it: its type tag and bytes."""
+
+    type: str
+    data: bytes
+
+
+class Blob(msgspec.Struct, frozen=True, kw_only=True):
+    """One channel's value at one version."""
+
+    channel: str
+    version: str
+    value: Typed
+
+
+class CheckpointContent(msgspec.Struct, frozen=True, kw_only=True):
+    """What a checkpoint holds: itself without its channel values, its metadata, and the
+    values of the channels whose version it advanced (the others are in earlier events)."""
+
+    checkpoint: Typed
+    metadata: Typed
+    blobs: list[Blob] = []
+
+
+class CheckpointSaved(EventBase, frozen=True, kw_only=True, tag="checkpoint.saved"):
+    """A framework saved a checkpoint of this context (a thread) in ``checkpoint_ns``."""
+
+    checkpoint_ns: str = ""
+    checkpoint_id: str
+    parent_checkpoint_id: str | None = None
+    content: CheckpointContent | str
+    """The checkpoint; "" while ``sealed`` holds it, "[erased]" once its key is destroyed."""
+    sealed: Sealed | None = None
+
+
+class Write(msgspec.Struct, frozen=True, kw_only=True):
+    """One pending write of a task: its index in the task's writes, channel and value."""
+
+    idx: int
+    channel: str
+    value: Typed
+
+
+class WritesContent(msgspec.Struct, frozen=True, kw_only=True):
+    """The writes of one task, in order."""
+
+    writes: list[Write]
+
+
+class CheckpointWritesRecorded(
+    EventBase, frozen=True, kw_only=True, tag="checkpoint.writes_recorded"
+):
+    """A task's writes toward the checkpoint after ``checkpoint_id``, recorded as it ran."""
+
+    checkpoint_ns: str = ""
+    checkpoint_id: str
+    task_id: str
+    task_path: str = ""
+    content: WritesContent | str
+    """The writes; "" while ``sealed`` holds them, "[erased]" once its key is destroyed."""
+    sealed: Sealed | None = None
+
+
+class CheckpointRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A checkpoint of a context, by namespace and id."""
+
+    checkpoint_ns: str = ""
+    checkpoint_id: str
+
+
+class CheckpointsRemoved(EventBase, frozen=True, tag="checkpoints.removed"):
+    """Checkpoints (with their writes) no longer count: the ones named, or ``all`` of them
+    up to this event. Their events stay in the log; readers fold them out."""
+
+    checkpoints: list[CheckpointRef] = []
+    all: bool = False
+    reason: str | None = None
+
+
 Event = (
     ContextCreated
     | MessageAppended
@@ -265,6 +352,9 @@ Event = (
     | ContextDeleted
     | WindowServed
     | SubjectErased
+    | CheckpointSaved
+    | CheckpointWritesRecorded
+    | CheckpointsRemoved
 )
 
 EVENT_TYPES: dict[str, type[EventBase]] = {
@@ -282,6 +372,9 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
         ContextDeleted,
         WindowServed,
         SubjectErased,
+        CheckpointSaved,
+        CheckpointWritesRecorded,
+        CheckpointsRemoved,
     )
 }
 """Every event class by its stored tag."""

@@ -35,6 +35,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .codec import event_decoder
 from .errors import InvalidEvent
 from .events import (
+    CheckpointContent,
+    CheckpointSaved,
+    CheckpointWritesRecorded,
     Content,
     EventBase,
     MessageAppended,
@@ -43,6 +46,7 @@ from .events import (
     SealLayer,
     SummaryAdded,
     WindowServed,
+    WritesContent,
 )
 
 if TYPE_CHECKING:
@@ -56,13 +60,23 @@ _FIELD: dict[type[EventBase], str] = {
     MessageEdited: "content",
     SummaryAdded: "text",
     WindowServed: "window_hash",
+    CheckpointSaved: "content",
+    CheckpointWritesRecorded: "content",
 }
 """The events that carry content (or a digest of it), and the field that holds it."""
-_TEXT_FIELDS = frozenset({"text", "window_hash"})
-"""Fields that hold a string (the others hold ``Content``)."""
+_content_decoder = msgspec.json.Decoder(Content)
+_text_decoder = msgspec.json.Decoder(str)
+_DECODERS: dict[type[EventBase], msgspec.json.Decoder[Any]] = {
+    MessageAppended: _content_decoder,
+    MessageEdited: _content_decoder,
+    SummaryAdded: _text_decoder,
+    WindowServed: _text_decoder,
+    CheckpointSaved: msgspec.json.Decoder(CheckpointContent),
+    CheckpointWritesRecorded: msgspec.json.Decoder(WritesContent),
+}
+"""How each field's plaintext decodes once unsealed."""
 
 _encode = msgspec.json.Encoder().encode
-_content_decoder = msgspec.json.Decoder(Content)
 _NONCE_LABEL = b"ctxlog-nonce\x00"
 
 SubjectKey = tuple[str, str, bytes]
@@ -170,11 +184,7 @@ def unseal(event: EventBase, event_id: str, keys: Mapping[str, bytes | None]) ->
         for key, (_, nonce) in zip(reversed(found), reversed(steps), strict=True):
             assert key is not None
             data = AESGCM(key).decrypt(nonce, data, associated)
-        value: object = (
-            msgspec.json.decode(data, type=str)
-            if field in _TEXT_FIELDS
-            else _content_decoder.decode(data)
-        )
+        value: object = _DECODERS[type(event)].decode(data)
     except (InvalidTag, ValueError, msgspec.DecodeError) as e:
         raise SealBroken(f"sealed content does not decrypt: {e!r}") from e
     return msgspec.structs.replace(event, **{field: value, "sealed": None})

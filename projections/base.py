@@ -7,6 +7,8 @@ from __future__ import annotations
 from eventstore import (
     ANY,
     STREAM_EXISTS,
+    CheckpointSaved,
+    CheckpointWritesRecorded,
     EventBase,
     EventMetadata,
     EventStore,
@@ -184,6 +186,9 @@ class ServiceBase:
                 case WindowServed(message_ids=ids, summary_id=sid):
                     shown = await read(shown_subjects_sync, stream_id, ids, sid)
                     found.append(subjects.covering(shown, meta))
+                case CheckpointSaved() | CheckpointWritesRecorded():
+                    # A framework's state: the context's (its thread's) subject.
+                    found.append(subjects.for_message({}, meta))
                 case _:
                     found.append([])
         return found

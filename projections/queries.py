@@ -277,6 +277,14 @@ class Queries(ServiceBase):
             raise NotNumbered(missing[0])
         return [numbers[p] for p in logged]
 
+    async def shown_at(self, caller: Caller, position: int) -> int:
+        """The position ``caller`` is shown for the log's ``position``: its last event at or
+        before it (``positions``), 0 when it has none."""
+        if caller.tenant is None:
+            return position
+        await self.projector.wait_for(position)
+        return await self.readmodel.read_small(number_upto_sync, caller.tenant, position)
+
     async def log_position(self, caller: Caller, position: int) -> int | None:
         """The log position of what ``caller`` was shown as ``position`` (``positions``);
         None when its tenant has no such event yet."""

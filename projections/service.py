@@ -17,7 +17,7 @@ import contextlib
 
 from .caches import WindowCache
 from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage, NewMessage, Written
-from .commands import Commands
+from .checkpoints import Checkpoints
 from .erasure import Erasure
 from .queries import Queries
 
@@ -33,9 +33,10 @@ __all__ = [
 ]
 
 
-class Contexts(Commands, Queries, Erasure):
+class Contexts(Checkpoints, Queries, Erasure):
     """Commands and queries over contexts, on one event store and its read model
-    (``commands``: idempotency keys and expected versions; ``queries``; ``erasure``).
+    (``commands``: idempotency keys and expected versions; ``checkpoints``: a framework's
+    state on a context; ``queries``; ``erasure``).
 
     The read model is ``readmodel_path`` (default: ``<log>.readmodel`` beside a SQLite log
     file, else ``:memory:``, rebuilt from the log at each start). ``window_cache`` windows are

@@ -31,6 +31,13 @@ ALICE, ANN, BOB = "key-alice", "key-ann", "key-bob"
 SUBJECT = "subject-alice"
 WRONG = "key-mallory-not-configured"
 SECRETS = [k.key for k in KEYS] + [WRONG]
+TYPED = {"type": "msgpack", "data": "AQ=="}
+CHECKPOINT = {"checkpoint_id": "c1", "checkpoint": TYPED, "metadata": TYPED}
+WRITES = {
+    "checkpoint_id": "c1",
+    "task_id": "t1",
+    "writes": [{"idx": 0, "channel": "c", "value": TYPED}],
+}
 EXCLUDED_PREFIXES = ("/mcp",)
 """The MCP endpoint (``/mcp``) has its rows in ``tests/test_mcp_isolation.py``: its answers
 are JSON-RPC, not HTTP statuses. (The REST views under /api/v1/mcp/ are in this matrix.)"""
@@ -77,6 +84,9 @@ ROWS = [
     Row("GET", "{ctx}/diff/parent"),
     Row("GET", f"{V1}/search?q=secret&context_id={{id}}"),
     Row("GET", "{ctx}/lineage"),
+    Row("POST", "{ctx}/checkpoints", CHECKPOINT),
+    Row("POST", "{ctx}/checkpoints/writes", WRITES),
+    Row("POST", "{ctx}/checkpoints/remove", {"all": True}),
     Row("GET", f"{V1}/mcp/contexts/{{id}}"),
     Row("GET", f"{V1}/ws/{{id}}", kind="ws"),
     Row("POST", CTX, {}, names_context=False),

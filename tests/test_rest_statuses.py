@@ -36,6 +36,13 @@ MCP_PATH = "/mcp"
 JSON = {"Content-Type": "application/json"}
 FOREIGN_ORIGIN = "http://evil.example"
 METRICS_TOKEN = "metrics-secret"
+TYPED = {"type": "msgpack", "data": "AQ=="}
+CHECKPOINT = {"checkpoint_id": "c1", "checkpoint": TYPED, "metadata": TYPED}
+WRITES = {
+    "checkpoint_id": "c1",
+    "task_id": "t1",
+    "writes": [{"idx": 0, "channel": "c", "value": TYPED}],
+}
 
 # A request each operation accepts: (query suffix, body); {mid} is the context's message.
 VALID: dict[tuple[str, str], tuple[str, Any]] = {
@@ -67,6 +74,9 @@ VALID: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", f"{CTX}/{{id}}/diff"): ("?from=1", None),
     ("GET", f"{CTX}/{{id}}/diff/parent"): ("", None),
     ("GET", f"{CTX}/{{id}}/lineage"): ("", None),
+    ("POST", f"{CTX}/{{id}}/checkpoints"): ("", CHECKPOINT),
+    ("POST", f"{CTX}/{{id}}/checkpoints/writes"): ("", WRITES),
+    ("POST", f"{CTX}/{{id}}/checkpoints/remove"): ("", {"all": True}),
     ("GET", f"{V1}/events"): ("", None),
     ("GET", f"{V1}/search"): ("?q=m", None),
     ("GET", STREAM): ("", None),
@@ -202,6 +212,12 @@ async def status_of(api: ApiClient, method: str, template: str, status: int) -> 
                 body, data = {"text": "other", "through_message_id": mid}, None
             elif template.endswith("rollback"):
                 body, data = {"to_version": 2}, None
+            elif template.endswith("checkpoints"):
+                body, data = {**CHECKPOINT, "checkpoint_id": "c2"}, None
+            elif template.endswith("writes"):
+                body, data = {**WRITES, "task_id": "t2"}, None
+            elif template.endswith("remove"):
+                body, data = {"checkpoints": [{"checkpoint_id": "c1"}]}, None
             if data is not None:
                 headers = {**key, **JSON}
     r = await send.request(method, path + suffix, json=body, data=data, headers=headers)

@@ -17,6 +17,13 @@ CTX = f"{V1}/contexts"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 MESSAGE = {"role": "user", "content": "x"}
+TYPED = {"type": "msgpack", "data": "AQ=="}
+CHECKPOINT = {"checkpoint_id": "c1", "checkpoint": TYPED, "metadata": TYPED}
+WRITES = {
+    "checkpoint_id": "c1",
+    "task_id": "t1",
+    "writes": [{"idx": 0, "channel": "c", "value": TYPED}],
+}
 
 # (method, path under the context, body): every endpoint that names a context.
 ENDPOINTS: list[tuple[str, str, Any]] = [
@@ -38,6 +45,9 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("GET", "/diff?from=1", None),
     ("GET", "/diff/parent", None),
     ("GET", "/lineage", None),
+    ("POST", "/checkpoints", CHECKPOINT),
+    ("POST", "/checkpoints/writes", WRITES),
+    ("POST", "/checkpoints/remove", {"all": True}),
 ]
 
 

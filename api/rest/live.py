@@ -212,6 +212,7 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     floor = 0  # events the caller is shown at this position or before are not sent
     if after is None:
         start = await store.head()
+        after = await service.shown_at(who, start)
     else:
         found = await service.log_position(who, after)
         # Past the tenant's last event: from the end of the log, skipping up to ``after``.
@@ -223,7 +224,10 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
         tenant=who.tenant,
     )
     response = await wire.open_event_stream(request)
-    await response.write(b"retry: 1000\n: connected\n\n")
+    # The first block names where the stream starts: a client that loses the connection
+    # before any event arrives resumes from here with Last-Event-ID (an id line sets it even
+    # without data), instead of from a later end of the log that would skip what came between.
+    await response.write(b"retry: 1000\nid: %d\n: connected\n\n" % after)
     beat = asyncio.create_task(_heartbeat(response, settings.sse_heartbeat))
     try:
         with live.streaming():

@@ -57,6 +57,7 @@ TAGS: dict[str, str] = {
     "history": "Versions: a context's events, diffs, lineage, rollback and forks",
     "audit": "The whole log (the caller's tenant), and erasure of a data subject",
     "live": "Follow changes as they happen: WebSocket and server-sent events",
+    "checkpoints": "An agent framework's state on a context: checkpoints, writes, removals",
     "mcp": "The Model Context Protocol endpoint, and REST views shaped for MCP clients",
     "meta": "The server itself: what it is, its health, this document",
 }

@@ -13,7 +13,7 @@ from aiohttp import web
 from projections.retry import Health
 
 from .. import appkeys, metrics
-from . import docs, handlers, live, schemas, views, wire
+from . import checkpoints, docs, handlers, live, schemas, views, wire
 from .openapi import operation
 
 routes = web.RouteTableDef()
@@ -154,6 +154,9 @@ _TABLE = [
     ("GET", "/contexts/{id}/diff", views.get_diff),
     ("GET", "/contexts/{id}/diff/parent", views.get_parent_diff),
     ("GET", "/contexts/{id}/lineage", views.get_lineage),
+    ("POST", "/contexts/{id}/checkpoints", checkpoints.save_checkpoint),
+    ("POST", "/contexts/{id}/checkpoints/writes", checkpoints.record_writes),
+    ("POST", "/contexts/{id}/checkpoints/remove", checkpoints.remove_checkpoints),
     ("GET", "/events", views.list_events),
     ("GET", "/search", views.search_messages),
     ("POST", "/subjects/{subject}/erase", handlers.erase_subject),

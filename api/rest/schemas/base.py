@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -28,6 +28,16 @@ Position = Annotated[
     ),
 ]
 Metadata = dict[str, Any]
+
+# The wire's words for what the server's layers name too. Defined here, not imported from
+# ``projections`` or ``api.formats``, so that the client can import these Structs without the
+# server; tests/test_client_imports.py holds each equal to the server's own.
+Policy = Literal["tokens", "last_n"]
+"""How a window chooses messages (``projections.window.Policy``)."""
+Format = Literal["openai", "responses", "anthropic"]
+"""A provider's request format (``api.formats.Format``)."""
+REPLY_PRIMING = 3
+"""Tokens that prime a reply (``projections.tokens.REPLY_PRIMING``)."""
 
 MCP_DEFAULT_MAX_TOKENS = 4096
 MCP_CAPABILITIES = [

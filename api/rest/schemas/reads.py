@@ -10,10 +10,8 @@ from typing import Any, Literal
 import msgspec
 
 from eventstore import Content, Role
-from projections import Policy
-from projections.tokens import REPLY_PRIMING
 
-from .base import Response
+from .base import REPLY_PRIMING, Policy, Response
 
 
 class WindowEntry(Response, frozen=True, kw_only=True):

@@ -10,11 +10,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from api.formats import Format
 from eventstore import Content, Role, WindowSettings
-from projections import Policy
 
-from .base import MAX_INT, Limit, Metadata, Position, PositiveInt, Request, Version
+from .base import MAX_INT, Format, Limit, Metadata, Policy, Position, PositiveInt, Request, Version
 
 # -- request bodies ---------------------------------------------------------------------------
 
