@@ -54,9 +54,14 @@ async def sse_ids(api: ApiClient, headers: dict[str, str], count: int) -> list[i
     async with api.client.get(f"{V1}/events/stream", headers={**BOB, **headers}) as r:
         assert r.status == 200
         async with asyncio.timeout(10):
+            pending: int | None = None
             async for line in r.content:
+                # The stream's first block names where it starts (an id, no event): only the
+                # ids of blocks that carry an event are events' positions.
                 if line.startswith(b"id: "):
-                    ids.append(int(line[4:]))
+                    pending = int(line[4:])
+                elif line.startswith(b"event: ") and pending is not None:
+                    ids.append(pending)
                     if len(ids) == count:
                         return ids
     raise AssertionError(f"the stream ended after {ids}")
