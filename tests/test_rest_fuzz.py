@@ -82,7 +82,7 @@ def http() -> Iterator[requests.Session]:
     derandomize=DERANDOMIZE,
 )
 def test_the_server_answers_as_documented(
-    case: OpenApiCase, server: ServerProcess, http: requests.Session
+    case: schemathesis.Case, server: ServerProcess, http: requests.Session
 ) -> None:
     # Each case its own key: a generated key reused with another body is the documented 422
     # (idempotency_key_reused), which says nothing about the case at hand.
