@@ -51,7 +51,7 @@ def plan_batch(
     outcomes: list[AppendOutcome | EventStoreError] = []
     for append in batch:
         try:
-            destroyed = gone.intersection(k for e in append.events for k in e.keys)
+            destroyed = {k for e in append.events for k in e.keys if k in gone}
             if destroyed and not any(e.event_id in stored_by_id for e in append.events):
                 raise KeyDestroyed(destroyed)  # a replay is answered from what is stored
             outcome = _plan_one(append, now_us, head, stored_by_id, versions, stream_version)

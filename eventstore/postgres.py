@@ -229,7 +229,7 @@ class PostgresRecorder(Recorder):
                 raise
         self._pool = pool
 
-    async def _init_schema(self, conn: asyncpg.Connection) -> None:
+    async def _init_schema(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
         async with conn.transaction():
             # Two processes opening a fresh database at once must not both run the DDL.
             await conn.execute(LOCK_WRITES, self._lock_key)
@@ -260,7 +260,7 @@ class PostgresRecorder(Recorder):
                 await pool.close()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         if self._pool is None:
             raise StoreClosed("the store is closed")
         with self._translated():
@@ -343,6 +343,7 @@ class PostgresRecorder(Recorder):
                 candidate[1], now_us,
             )  # fmt: skip
             row = await conn.fetchrow(self._sql(keystore.POSTGRES_SELECT), tenant, subject)
+        assert row is not None  # the insert above, or the concurrent one that beat it, made it
         return row[0], bytes(row[1])
 
     async def keys_by_id(self, key_ids: list[str]) -> dict[str, bytes]:
@@ -448,6 +449,7 @@ class PostgresRecorder(Recorder):
         self, tenant: str | None, before: int | None, after: int | None, limit: int
     ) -> list[StreamInfo]:
         """A range of the partial index of stream starts."""
+        params: list[str | int]
         sql, params = (SELECT_STREAMS, []) if tenant is None else (SELECT_TENANT_STREAMS, [tenant])
         if before is not None:
             params += [before, limit]

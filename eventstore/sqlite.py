@@ -306,6 +306,7 @@ class SQLiteRecorder(Recorder):
         self, tenant: str | None, before: int | None, after: int | None, limit: int
     ) -> list[StreamInfo]:
         """A range of the partial index of stream starts."""
+        params: list[str | int]
         sql, params = (SELECT_STREAMS, []) if tenant is None else (SELECT_TENANT_STREAMS, [tenant])
         if before is not None:
             sql += " AND position < ? ORDER BY position DESC LIMIT ?"
@@ -326,7 +327,7 @@ async def _run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> 
 
     aiosqlite has no public call for this; ``_execute`` is how its own methods do it.
     """
-    return await conn._execute(lambda: fn(conn._conn, *args))
+    return await conn._execute(lambda: fn(conn._conn, *args))  # type: ignore[no-untyped-call,no-any-return]
 
 
 _INLINE_ROWS = 1000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -165,7 +165,9 @@ class EventStore:
         (with the ``postgres`` extra installed; ``?schema=NAME`` picks the schema)."""
         sizes = {"max_event_bytes": max_event_bytes, "follower_bytes": follower_bytes}
         if not url.startswith(("postgres://", "postgresql://")):
-            return await cls.open_sqlite(url, **sizes)
+            return await cls.open_sqlite(
+                url, max_event_bytes=max_event_bytes, follower_bytes=follower_bytes
+            )
         # asyncpg is an optional extra: import it only when a DSN asks for it.
         from .postgres import PostgresRecorder  # noqa: PLC0415
 
@@ -331,7 +333,7 @@ class EventStore:
         after the erasure was recorded decrypts under a key this process still remembers."""
         if any(isinstance(rec.event, SubjectErased) for rec in recs):
             self.keys.forget()
-        refs = {rec.position: found for rec in recs if (found := key_refs(rec.event))}
+        refs = {rec.position: kr for rec in recs if (kr := key_refs(rec.event))}
         if not refs:
             return recs
         keys = await self.keys.by_ids({ref.key_id for found in refs.values() for ref in found})
@@ -419,7 +421,7 @@ class EventStore:
         poll_interval: float = 1.0,
         capacity: int = 10_000,
         max_bytes: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Every event after position ``after`` that passes ``filter``, then live, forever.
 
         It holds at most about ``max_bytes`` (default: ``follower_bytes``) of rows its

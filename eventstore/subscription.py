@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from .recorder import LogFilter, LogPage, StoredEvent
 
@@ -123,7 +123,7 @@ async def follow(
     capacity: int = 10_000,
     max_bytes: int = DEFAULT_MAX_BYTES,
     poll_interval: float = 1.0,
-) -> AsyncIterator[StoredEvent]:
+) -> AsyncGenerator[StoredEvent, None]:
     """Every row after position ``after`` that passes ``filter``, in order, then live, forever.
 
     ``cursor`` is the last position examined (matching or not). The feed is registered

@@ -211,7 +211,7 @@ def _apply_event(
     at: int,
     counter: TokenCounting,
     resolved: Resolved,
-    tokens: Tokens,
+    counted: Tokens,
     index: Indexer | None,
 ) -> ContextRow:
     """Apply one event to the rows of its context, as ``context.fold`` would to the state
@@ -239,7 +239,7 @@ def _apply_event(
     ctx.version, ctx.updated_at = rec.version, at
     match event:
         case MessageAppended(message_id=mid, role=role, content=content, name=name):
-            count = tokens.get(rec.position)
+            count = counted.get(rec.position)
             if count is None:
                 count = counter.count_message(role, content, name)
             seq = ctx.message_count
@@ -250,6 +250,7 @@ def _apply_event(
             ))  # fmt: skip
             if cursor.rowcount:  # 0 when the id is already there: a duplicate changes nothing
                 if index is not None:
+                    assert cursor.lastrowid is not None  # the row just inserted
                     index.add(ctx.tenant, cursor.lastrowid, content)
                 ctx.message_count += 1
                 ctx.total_tokens += count

@@ -253,7 +253,9 @@ async def _compare(
     progress: Progress | None,
     keep: int,
 ) -> ReadModelReport:
-    (_, (start, _)) = await db.read(_header_sync)
+    _, header = await db.read(_header_sync)
+    assert header is not None  # _stale found a checkpoint
+    start = header[0]
     ids = dict.fromkeys(await db.read(_context_ids_sync))
     after = 0
     while True:  # every stream the log had begun by the checkpoint

@@ -229,7 +229,7 @@ class History:
         state = msgspec.structs.replace(
             header, messages=tuple(chain.from_iterable(chunks[k][0] for k in keys))[:count]
         )
-        index: dict[str, int] = {}
+        index = {}
         for key in keys:
             chunk_index = chunks[key][1]
             index.update(chunk_index)

@@ -3,6 +3,7 @@ O(window)), history (a snapshot and at most K events folded) for what was."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -71,10 +72,10 @@ class Queries(ServiceBase):
             return await self.time_travel.state_at(context_id, version)
         if ctx.deleted and version is None:
             raise ContextIsDeleted(context_id)
-        state = await self.readmodel.read(state_sync, context_id, include_messages)
-        if state is None:  # pragma: no cover (rows are never removed)
+        current = await self.readmodel.read(state_sync, context_id, include_messages)
+        if current is None:  # pragma: no cover (rows are never removed)
             raise ContextNotFound(context_id)
-        return state
+        return current
 
     async def size(self, caller: Caller, context_id: str) -> tuple[int, ContextSize]:
         """The context's current version and how much it holds then: O(1)."""
@@ -264,7 +265,9 @@ class Queries(ServiceBase):
             [ContextSize(r.message_count, r.total_tokens) for r in rows],
         )
 
-    async def positions(self, caller: Caller, events: Sequence[RecordedEvent | int]) -> list[int]:
+    async def positions(
+        self, caller: Caller, events: Sequence[RecordedEvent | int]
+    ) -> builtins.list[int]:
         """The positions ``caller`` is shown for its ``events`` (or log positions): the log's
         for a caller without a tenant, else its tenant's numbering (``positions``)."""
         logged = [e if isinstance(e, int) else e.position for e in events]

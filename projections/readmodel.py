@@ -187,7 +187,7 @@ class ReadModel:
         if self._writer is None:
             raise ProjectionError("the read model is closed")
         conn = self._writer
-        return await conn._execute(lambda: fn(conn._conn, *args))
+        return await conn._execute(lambda: fn(conn._conn, *args))  # type: ignore[no-untyped-call,no-any-return]
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(sqlite3_connection, *args)`` in one read transaction on a reader."""
@@ -196,7 +196,7 @@ class ReadModel:
         if self._writer is None:
             raise ProjectionError("the read model is closed")
         async with self._reader() as conn:
-            return await conn._execute(lambda: _in_read_txn(conn._conn, fn, args))
+            return await conn._execute(lambda: _in_read_txn(conn._conn, fn, args))  # type: ignore[no-untyped-call,no-any-return]
 
     async def read_small(self, fn: Callable[..., T], *args: Any) -> T:
         """``read`` for a read that costs about as much as handing it to a thread: a point

@@ -366,7 +366,7 @@ class Projector:
         # reader fetches page N+2 and this thread decodes and tokenizes page N+1 (tiktoken
         # releases the GIL while it encodes).
         reading = asyncio.ensure_future(self.store.read_all(0, batch_size))
-        applying: asyncio.Future[None] | None = None
+        applying: asyncio.Future[Applied] | None = None
         await target.write(defer_sync)  # a crash before index_all_sync: start over
         await target.write(bulk_sync, True)
         try:

@@ -21,7 +21,7 @@ out by the query.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -36,6 +36,7 @@ from eventstore import (
     ToolCallPart,
     ToolResultPart,
 )
+from eventstore.events import Part
 
 from .cursors import encode_cursor
 from .errors import InvalidCommand
@@ -89,7 +90,7 @@ class SearchPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
-def plain_text(content: Content) -> str:
+def plain_text(content: str | Sequence[Part]) -> str:
     """The searchable text of a message's content: text, tool names, arguments and results.
 
     A NUL becomes a space: SQLite would end the text there and never index what follows."""

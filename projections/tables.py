@@ -291,7 +291,9 @@ class ContextRow(msgspec.Struct, kw_only=True):
         self, messages: tuple[Message, ...] = (), summaries: tuple[Summary, ...] = ()
     ) -> ContextState:
         """A ContextState of this row with the given messages and summaries."""
-        parent = None if self.parent_id is None else ParentRef(self.parent_id, self.parent_version)
+        parent = None
+        if self.parent_id is not None and self.parent_version is not None:
+            parent = ParentRef(self.parent_id, self.parent_version)
         return ContextState(
             context_id=self.context_id,
             version=self.version,

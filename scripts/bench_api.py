@@ -388,8 +388,8 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float, repea
     print()
     print("| phase | c | req/s | p50 ms | p99 ms | vs ceiling |")
     print("|---|---:|---:|---:|---:|---|")
-    for name, c, rate, p50, p99, ratio in rows:
-        print(f"| {name} | {c} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {ratio} |")
+    for name, c, rate, p50, p99, versus in rows:
+        print(f"| {name} | {c} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {versus} |")
     print()
     for what, ok, value in verdicts:
         print(f"{'PASS' if ok else 'MISS'}  {what}: {value}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import platform
 import sqlite3
@@ -156,7 +157,8 @@ def main() -> None:
         ("raw sqlite3, 1 row/transaction", ref_single, ref_single / ref_batch),
     ]
     for concurrency in (1, 16, 64):
-        rate = repeat(r, lambda p, c=concurrency: appenders(p, c, s, 1, sync))
+        make = functools.partial(appenders, concurrency=concurrency, seconds=s, batch=1, sync=sync)
+        rate = repeat(r, make)
         rows.append((f"append 1 event, {concurrency} concurrent appenders", rate, rate / ref_batch))
     rate = repeat(r, lambda p: appenders(p, 4, s, 100, sync))
     rows.append(("append 100-event batches, 4 appenders", rate, rate / ref_batch))

@@ -29,6 +29,7 @@ from api.formats import NAMES
 from api.rest.render import render_window
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended, ToolCallPart
 from eventstore import ToolResultPart as Result
+from eventstore.events import Role
 from projections import Caller, Contexts, TokenCounter
 
 CALLER = Caller(tenant="bench")
@@ -73,7 +74,7 @@ async def fill(store: EventStore, stream: str, messages: int, rng: random.Random
             batch.append(MessageAppended(message_id=f"m{i + 1}", role="tool", content=[result]))
             i += 2
             continue
-        role = "user" if kind == 0 else "assistant"
+        role: Role = "user" if kind == 0 else "assistant"
         batch.append(MessageAppended(message_id=f"m{i}", role=role, content=text(rng)))
         i += 1
         if len(batch) >= 1000:

@@ -157,7 +157,8 @@ async def worker(
     """Loop over the weighted mix until ``until``."""
     rng = random.Random(n)
     key = {"X-API-Key": KEYS[n % len(KEYS)]}
-    ops, weights = zip(*MIX, strict=True)
+    ops = [op for op, _ in MIX]
+    weights = [weight for _, weight in MIX]
     i = 0
     while time.monotonic() < until:
         op = rng.choices(ops, weights)[0]

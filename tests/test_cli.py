@@ -70,7 +70,7 @@ def test_loopback_rules() -> None:
     assert not is_loopback("example.com")
     with pytest.raises(SettingsError, match="API keys"):
         Settings(host="0.0.0.0").check()
-    keys = parse_keys("k:t:a", source="x")
+    keys = tuple(parse_keys("k:t:a", source="x"))
     with pytest.raises(SettingsError, match="CTXLOG_ALLOWED_HOSTS"):
         Settings(host="0.0.0.0", api_keys=keys).check()
     Settings(host="0.0.0.0", api_keys=keys, allowed_hosts=("ctxlog.internal",)).check()

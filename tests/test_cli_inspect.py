@@ -11,6 +11,7 @@ import sqlite3
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_show_errors_have_their_exit_codes(db: Path) -> None:
 def test_audit_filters_the_whole_log(db: Path) -> None:
     _cid, fork = story(db)
 
-    def audit(*args: str) -> list[dict[str, object]]:
+    def audit(*args: str) -> list[dict[str, Any]]:
         result = invoke("audit", "--db", db, "--format", "json", *args)
         assert result.exit_code == 0, result.stderr
         return as_json(result)  # type: ignore[no-any-return]

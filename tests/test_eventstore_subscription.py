@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from eventstore import ContextCreated, EventStore, LogFilter, MessageAppended, RecordedEvent
@@ -15,12 +16,15 @@ def message(text: str) -> MessageAppended:
 
 
 async def collect(
-    events: object, count: int, delay: float = 0.0, within: float = 30.0
+    events: AsyncGenerator[RecordedEvent, None],
+    count: int,
+    delay: float = 0.0,
+    within: float = 30.0,
 ) -> list[RecordedEvent]:
     got: list[RecordedEvent] = []
 
     async def run() -> None:
-        async with contextlib.aclosing(events) as sub:  # type: ignore[type-var]
+        async with contextlib.aclosing(events) as sub:
             async for event in sub:
                 got.append(event)
                 if delay:

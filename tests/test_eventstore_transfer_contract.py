@@ -17,6 +17,7 @@ import pytest
 from eventstore import (
     ERASED,
     NO_STREAM,
+    Content,
     ContextCreated,
     EventMetadata,
     EventStore,
@@ -196,7 +197,7 @@ async def fill_subjects(store: EventStore) -> None:
     await store.append("s2", [message("no-tenant-words")], subject="ada")
 
 
-async def contents(store: EventStore) -> list[str]:
+async def contents(store: EventStore) -> list[Content]:
     recs = [rec for s in ("s0", "s1", "s2") for rec in await store.read_stream(s)]
     return [rec.event.content for rec in recs if isinstance(rec.event, MessageAppended)]
 

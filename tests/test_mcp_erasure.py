@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ async def _story(rest: Rest, subject: str) -> dict[str, str]:
     edit, a summary, a served window) and its fork, and a message naming the subject in a
     context without one, beside a message of nobody."""
     ctx = (await rest.call("POST", "/contexts", {"metadata": {"subject": subject}}, 201))["id"]
-    sent = {"messages": [
+    sent: dict[str, Any] = {"messages": [
         {"role": "system", "content": f"You keep {SECRET} safe."},
         {"role": "user", "content": f"hello {SECRET}"},
     ]}  # fmt: skip
@@ -116,13 +117,14 @@ async def _mcp_everything(client: Client, ids: dict[str, str]) -> str:
     texts = []
     for what, cid in ids.items():
         base, past = f"ctxlog://contexts/{cid}", PAST[what]
-        for name, args in [
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("get_context", {"context_id": cid}),
             ("get_context", {"context_id": cid, "version": past}),
             ("get_window", {"context_id": cid, "max_tokens": 500}),
             ("get_history", {"context_id": cid, "limit": 50}),
             ("diff", {"context_id": cid, "from_version": 1}),
-        ]:
+        ]
+        for name, args in calls:
             texts.append(_text(await client.call_tool(name, args)))
         for uri in (base, f"{base}@{past}", f"{base}/window", f"{base}/events?limit=50"):
             texts.append(_text(await client.read_resource(uri)))
@@ -146,7 +148,9 @@ async def _rest_everything(rest: Rest, ids: dict[str, str]) -> str:
     return "\n".join(texts)
 
 
-async def _until_forgotten(read: Any, ids: dict[str, str]) -> str:
+async def _until_forgotten(
+    read: Callable[[dict[str, str]], Awaitable[str]], ids: dict[str, str]
+) -> str:
     """Poll ``read(ids)`` until it shows no secret (bounded); returns the last reading."""
     shown = ""
     try:
@@ -196,7 +200,7 @@ async def test_erase_on_the_command_line_reaches_a_running_server(tmp_path: Path
             rest = Rest(session, server)
             ids = await _story(rest, "user-8")
             assert SECRET in await _rest_everything(rest, ids)  # cached in the server
-            erase = [*command("erase", "--subject", "user-8", "--tenant", "tenant-a"), "--db", db]
+            erase = command("erase", "--subject", "user-8", "--tenant", "tenant-a", "--db", db)
             done = await asyncio.to_thread(
                 subprocess.run, erase, capture_output=True, text=True, env=child_env(),
                 timeout=120, check=False,
@@ -235,7 +239,7 @@ async def test_an_erase_through_one_server_reaches_another_on_the_same_file(
                     await asyncio.sleep(0.1)
             refused = await one.call("POST", "/subjects/user-9/erase", expect=503)
             for rest in (one, two):
-                shown = await _until_forgotten(lambda i, r=rest: _rest_everything(r, i), ids)
+                shown = await _until_forgotten(functools.partial(_rest_everything, rest), ids)
                 assert ERASED in shown
                 assert PLAIN in shown
             assert "no process serves its content" in refused["error"]["message"]

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from aiohttp.test_utils import TestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -18,6 +17,7 @@ from api import appkeys, create_app, testing
 from api.mcp.tools import list_tools
 from api.testing import ApiClient
 from projections.tokens import counter
+from tests.support.clients import AppClient
 from tests.support.sdk import anthropic_alternates, validate
 
 CHAT: list[dict[str, Any]] = [
@@ -50,7 +50,7 @@ def test_the_tool_list_a_model_reads_is_under_budget(version: str) -> None:
 @pytest.fixture
 async def served(tmp_path: Path, aiohttp_client: Any) -> tuple[str, ApiClient]:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    rest: TestClient = await aiohttp_client(app)
+    rest: AppClient = await aiohttp_client(app)
     api = ApiClient(rest, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     return str(rest.make_url("/mcp")), api

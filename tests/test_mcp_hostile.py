@@ -21,10 +21,10 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient, Checker
+from tests.support.clients import AppClient
 from tests.support.hostile import HOSTILE_IDS, Answer, corpus, send
 from tests.support.server_process import (
     ServerProcess,
@@ -337,7 +337,7 @@ async def test_a_rate_limited_key_gets_429_with_retry_after_on_mcp(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     app = create_app(testing.settings(str(tmp_path / "ctx.db"), rate_limit=0.01, rate_burst=3))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     alice = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await alice.wait_ready()
     hello = {"protocolVersion": SESSION, "capabilities": {}, "clientInfo": {"name": "n"}}

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api.errors import ApiError
 from api.mcp.sessions import Sessions
 from api.mcp.updates import Follower
 from api.ratelimit import LiveSlots
 from projections.service import Caller
+from tests.support.clients import AppClient
 from tests.support.mcp_helpers import (
     ACCEPT,
     ALICE,
@@ -31,7 +31,7 @@ from tests.support.mcp_helpers import (
 
 
 @pytest.fixture
-async def client(tmp_path: Path, aiohttp_client: Any) -> TestClient:
+async def client(tmp_path: Path, aiohttp_client: Any) -> AppClient:
     return await start(
         aiohttp_client, tmp_path, max_body_bytes=4096, allowed_origins=("https://ok.test",)
     )
@@ -40,7 +40,7 @@ async def client(tmp_path: Path, aiohttp_client: Any) -> TestClient:
 # -- gates ------------------------------------------------------------------------------------
 
 
-async def test_origins_not_allowed_are_403(client: TestClient) -> None:
+async def test_origins_not_allowed_are_403(client: AppClient) -> None:
     status, _, body = await post(client, request("ping"), {"Origin": "http://evil.test"})
     assert status == 403
     assert body["error"]["code"] == -32600
@@ -50,7 +50,7 @@ async def test_origins_not_allowed_are_403(client: TestClient) -> None:
         assert status == 400, origin  # past the gate: no session yet
 
 
-async def test_a_key_is_required_like_the_rest_api(client: TestClient) -> None:
+async def test_a_key_is_required_like_the_rest_api(client: AppClient) -> None:
     for headers in ({}, {"X-API-Key": "nope"}, {"Authorization": "Bearer nope"}):
         sent = {**ACCEPT, "Content-Type": "application/json", **headers}
         async with client.post("/mcp", data=json.dumps(request("ping")), headers=sent) as r:
@@ -66,7 +66,7 @@ async def test_a_key_is_required_like_the_rest_api(client: TestClient) -> None:
     assert got["Mcp-Session-Id"]
 
 
-async def test_media_types_and_body_limit(client: TestClient) -> None:
+async def test_media_types_and_body_limit(client: AppClient) -> None:
     status, _, _ = await post(client, request("ping"), {"Content-Type": "text/plain"})
     assert status == 415
     status, _, _ = await post(client, request("ping"), {"Accept": "text/html"})
@@ -97,7 +97,7 @@ async def test_media_types_and_body_limit(client: TestClient) -> None:
     ],
 )
 async def test_initialize_negotiates_the_version(
-    client: TestClient, asked: str, settled: str
+    client: AppClient, asked: str, settled: str
 ) -> None:
     params = {
         "protocolVersion": asked,
@@ -113,7 +113,7 @@ async def test_initialize_negotiates_the_version(
     assert "resultType" not in body["result"]
 
 
-async def test_sessions_are_required_and_private(client: TestClient) -> None:
+async def test_sessions_are_required_and_private(client: AppClient) -> None:
     status, _, body = await post(client, request("tools/list"))
     assert status == 400
     assert "Mcp-Session-Id" in body["error"]["message"]
@@ -134,7 +134,7 @@ async def test_sessions_are_required_and_private(client: TestClient) -> None:
     assert status == 200
 
 
-async def test_jsonrpc_errors_and_accepted_messages(client: TestClient) -> None:
+async def test_jsonrpc_errors_and_accepted_messages(client: AppClient) -> None:
     session = {"Mcp-Session-Id": await initialize(client)}
     status, _, body = await post(client, request("no/such", id_="a"), session)
     assert (status, body["id"], body["error"]["code"]) == (200, "a", -32601)
@@ -159,7 +159,7 @@ async def test_jsonrpc_errors_and_accepted_messages(client: TestClient) -> None:
     assert status == 400
 
 
-async def test_batches_only_in_2025_03_26(client: TestClient) -> None:
+async def test_batches_only_in_2025_03_26(client: AppClient) -> None:
     old = {"Mcp-Session-Id": await initialize(client, "2025-03-26")}
     batch = [
         request("ping", id_=1),
@@ -177,7 +177,7 @@ async def test_batches_only_in_2025_03_26(client: TestClient) -> None:
     assert status == 400
 
 
-async def test_event_stream_carries_updates_and_delete_ends_the_session(client: TestClient) -> None:
+async def test_event_stream_carries_updates_and_delete_ends_the_session(client: AppClient) -> None:
     session = await initialize(client)
     headers = {**ALICE, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
     call = request("tools/call", {"name": "create_context", "arguments": {}})
@@ -253,7 +253,11 @@ async def test_a_session_ended_while_it_subscribes_keeps_no_follower() -> None:
     await sessions.close(session.id)
     follower = session.follow(slots, lambda: Follower(None, ann, session.post))  # type: ignore[arg-type]
     follower.uris["ctxlog://contexts/x"] = "x"
-    follower._task = asyncio.create_task(asyncio.Event().wait())  # following, as after start()
+
+    async def following() -> None:  # as after start(): until cancelled
+        await asyncio.Event().wait()
+
+    follower._task = asyncio.create_task(following())
     await session.unfollow_if_idle()  # what the subscribing request does last
     assert session.follower is None
     assert not follower.running

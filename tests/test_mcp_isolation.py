@@ -228,7 +228,8 @@ async def alices_context(http: aiohttp.ClientSession, server: ServerProcess) -> 
 
 def fill(params: dict[str, Any], cid: str, mid: str) -> dict[str, Any]:
     text = json.dumps(params).replace("{id}", cid).replace("{mid}", mid)
-    return json.loads(text)
+    filled: dict[str, Any] = json.loads(text)
+    return filled
 
 
 async def as_key(
@@ -376,7 +377,7 @@ async def next_update(stream: aiohttp.ClientResponse) -> dict[str, Any]:
     async with asyncio.timeout(10):
         async for line in stream.content:
             if line.startswith(b"data: "):
-                message = json.loads(line[6:])
+                message: dict[str, Any] = json.loads(line[6:])
                 if message.get("method", "").startswith("notifications/resources/"):
                     return message
     raise AssertionError("the stream ended")

@@ -23,7 +23,6 @@ import httpx2
 import mcp_types as types
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.stdio import stdio_client as sdk_stdio_client
@@ -32,6 +31,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 
 TOOLS = {
     "create_context", "append_messages", "get_context", "get_window", "get_history",
@@ -45,7 +45,7 @@ V1 = "/api/v1"
 class Served:
     """The API on a real loopback port: a REST client, and MCP clients per key."""
 
-    def __init__(self, rest: TestClient, app: web.Application) -> None:
+    def __init__(self, rest: AppClient, app: web.Application) -> None:
         self.url = str(rest.make_url("/mcp"))
         self.rest = ApiClient(rest, app[appkeys.OPENAPI], "key-alice")
 
@@ -62,7 +62,7 @@ class Served:
 @pytest.fixture
 async def served(tmp_path: Path, aiohttp_client: Any) -> Served:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    rest: TestClient = await aiohttp_client(app)
+    rest: AppClient = await aiohttp_client(app)
     served = Served(rest, app)
     await served.rest.wait_ready()
     return served

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api.mcp import resources
+from tests.support.clients import AppClient
 from tests.support.mcp_helpers import (
     ACCEPT,
     ALICE,
@@ -30,11 +30,11 @@ from tests.support.mcp_helpers import (
 
 
 @pytest.fixture
-async def client(tmp_path: Path, aiohttp_client: Any) -> TestClient:
+async def client(tmp_path: Path, aiohttp_client: Any) -> AppClient:
     return await start(aiohttp_client, tmp_path)
 
 
-async def test_stateless_requests_carry_their_own_envelope(client: TestClient) -> None:
+async def test_stateless_requests_carry_their_own_envelope(client: AppClient) -> None:
     body, headers = modern("server/discover")
     status, got, reply = await post(client, body, headers)
     assert status == 200
@@ -53,7 +53,7 @@ async def test_stateless_requests_carry_their_own_envelope(client: TestClient) -
     assert (status, reply["error"]["code"]) == (404, -32601)  # ping is gone in 2026-07-28
 
 
-async def test_stateless_header_rules(client: TestClient) -> None:
+async def test_stateless_header_rules(client: AppClient) -> None:
     body, headers = modern("tools/list")
     # Mcp-Method missing or wrong; Mcp-Name missing or wrong (also base64-encoded).
     status, _, reply = await post(client, body, {"MCP-Protocol-Version": MODERN})
@@ -90,7 +90,7 @@ async def test_stateless_header_rules(client: TestClient) -> None:
     assert (status, reply["error"]["code"]) == (400, -32020)
 
 
-async def test_stateless_errors_statuses_and_other_methods(client: TestClient) -> None:
+async def test_stateless_errors_statuses_and_other_methods(client: AppClient) -> None:
     call, headers = modern("tools/call", {"name": "nope"}, **{"Mcp-Name": "nope"})
     status, _, reply = await post(client, call, headers)
     assert (status, reply["id"], reply["error"]["code"]) == (400, 1, -32602)
@@ -116,7 +116,7 @@ async def test_stateless_errors_statuses_and_other_methods(client: TestClient) -
     assert status == 406
 
 
-async def test_listen_stream_acknowledges_and_closes_gracefully(client: TestClient) -> None:
+async def test_listen_stream_acknowledges_and_closes_gracefully(client: AppClient) -> None:
     create, headers = modern(
         "tools/call", {"name": "create_context", "arguments": {}}, **{"Mcp-Name": "create_context"}
     )
@@ -170,7 +170,7 @@ async def test_listen_stream_acknowledges_and_closes_gracefully(client: TestClie
         stream.close()
 
 
-async def test_no_input_gets_a_5xx(client: TestClient) -> None:
+async def test_no_input_gets_a_5xx(client: AppClient) -> None:
     session = await initialize(client)
     bodies: list[Any] = [
         None,
@@ -205,7 +205,7 @@ async def test_no_input_gets_a_5xx(client: TestClient) -> None:
             assert status < 500, (body, headers)
 
 
-async def test_resources_list_is_paginated(client: TestClient, monkeypatch: Any) -> None:
+async def test_resources_list_is_paginated(client: AppClient, monkeypatch: Any) -> None:
     monkeypatch.setattr(resources, "PAGE", 2)
     rest = {**ALICE, "Content-Type": "application/json"}
     made = []

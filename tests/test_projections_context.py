@@ -21,6 +21,7 @@ from eventstore.events import (
     MessageEdited,
     MessageRedacted,
     MetadataUpdated,
+    Part,
     SummaryAdded,
     TextPart,
     ToolCallPart,
@@ -74,7 +75,9 @@ def test_created_sets_identity_metadata_window_and_times() -> None:
 
 
 def test_append_counts_tokens_once_and_keeps_order() -> None:
-    parts = [TextPart(text="look at this"), ImagePart(url="http://x/y.png", detail="low")]
+    parts: list[Part] = [
+        TextPart(text="look at this"), ImagePart(url="http://x/y.png", detail="low")
+    ]
     s = Stream().add(created(), msg("m1", "Hello there", "user", name="ann"))
     s.add(msg("m2", parts, "assistant"))
     state = s.state()
@@ -105,7 +108,7 @@ def test_edit_replaces_content_and_recounts() -> None:
 
 
 def test_redaction_blanks_content_keeps_place_and_hash() -> None:
-    secret = [TextPart(text="my card is 4111 1111"), ToolCallPart(id="c", name="pay")]
+    secret: list[Part] = [TextPart(text="my card is 4111 1111"), ToolCallPart(id="c", name="pay")]
     s = Stream().add(created(), msg("m1", "hi"), msg("m2", secret), msg("m3", "bye"))
     s.add(MessageRedacted(message_id="m2", reason="pii"))
     state = s.state()

@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.cli.support import Exit
@@ -22,6 +21,8 @@ from eventstore import ERASED, EventMetadata, EventStore, MessageAppended, Subje
 from projections import Caller, Contexts, NewMessage
 from tests.conftest import PG_DSN
 from tests.support.cli_helpers import as_json, invoke
+from tests.support.clients import AppClient
+from tests.support.factories import content_of
 
 ADA = Caller(tenant="acme", actor="ada")
 SECRET = "ada-lives-at-42-secret-street"
@@ -226,11 +227,11 @@ async def test_retried_append_of_sealed_content_is_idempotent(tmp_path: Path) ->
         assert again.duplicate
         assert again.positions == first.positions
         (rec,) = await store.read_stream("s1")
-        assert rec.event.content == SECRET
+        assert content_of(rec) == SECRET
         assert await store.erase_subject("t", "ada") == 1
         assert await store.erase_subject("t", "ada") == 0
         (rec,) = await store.read_stream("s1")
-        assert rec.event.content == ERASED
+        assert content_of(rec) == ERASED
         assert (await store.verify()).ok
     finally:
         await store.close()
@@ -248,10 +249,10 @@ async def test_postgres_key_store_seals_and_erases() -> None:
         ]
         await store.append("s1", events[:1], metadata=meta, subject="ada")
         await store.append("s1", events[1:], metadata=meta, subject="grace")
-        assert [r.event.content for r in await store.read_stream("s1")] == [SECRET, OTHER]
+        assert [content_of(r) for r in await store.read_stream("s1")] == [SECRET, OTHER]
         assert await store.erase_subject("t", "ada") == 1
         assert await store.erase_subject("t", "ada") == 0
-        assert [r.event.content for r in await store.read_stream("s1")] == [ERASED, OTHER]
+        assert [content_of(r) for r in await store.read_stream("s1")] == [ERASED, OTHER]
         assert (await store.verify()).ok
         recorder: Any = store.recorder
         async with recorder._connection() as conn:
@@ -264,7 +265,7 @@ async def test_postgres_key_store_seals_and_erases() -> None:
 @pytest.fixture
 async def clients(aiohttp_client: Any, tmp_path: Path) -> tuple[ApiClient, ApiClient]:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     alice = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     bob = ApiClient(client, app[appkeys.OPENAPI], "key-bob")
     await alice.wait_ready()

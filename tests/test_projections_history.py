@@ -34,7 +34,9 @@ from tests.support.factories import COUNTER
 
 @pytest.fixture
 async def svc() -> AsyncIterator[Contexts]:
-    history.CHUNK = apply.CHUNK = 4  # snapshots of several chunks, even for short streams
+    # Snapshots of several chunks, even for short streams. apply.CHUNK is history's,
+    # imported by name (no re-export): shrink both.
+    history.CHUNK = apply.CHUNK = 4  # type: ignore[attr-defined]
     store = await EventStore.open_sqlite(":memory:")
     service = Contexts(store, snapshot_every=5)
     await service.start()
@@ -43,7 +45,7 @@ async def svc() -> AsyncIterator[Contexts]:
     finally:
         await service.close()
         await store.close()
-        history.CHUNK = apply.CHUNK = CHUNK
+        history.CHUNK = apply.CHUNK = CHUNK  # type: ignore[attr-defined]
 
 
 async def write(svc: Contexts) -> list[RecordedEvent]:

@@ -37,6 +37,7 @@ async def write_interleaved(store: EventStore, seed: int) -> list[str | None]:
 
 def check_numbering(conn: sqlite3.Connection, tenants: list[str | None]) -> None:
     for tenant in TENANTS[:3]:
+        assert tenant is not None  # the named ones
         mine = [p for p, t in enumerate(tenants, 1) if t == tenant]
         numbers = numbers_sync(conn, tenant, [*mine, *(p for p in range(1, len(tenants) + 1))])
         assert numbers == {p: n for n, p in enumerate(mine, 1)}  # nobody else's positions

@@ -19,6 +19,7 @@ from eventstore import (
     ContextDeleted,
     ContextForked,
     ContextRolledBack,
+    Event,
     EventBase,
     EventMetadata,
     EventStore,
@@ -85,6 +86,7 @@ _event: st.SearchStrategy[EventBase] = st.one_of(
     st.just(WindowServed(policy="tokens", max_tokens=None, encoding="cl100k_base")),
 )
 # (stream, event) steps; a fork step names its parent and a version to fork at.
+Step = tuple[str, Event | tuple[str, int]]
 _step = st.one_of(
     st.tuples(st.sampled_from(STREAMS), _event),
     st.tuples(st.sampled_from(["fork"]), st.tuples(st.sampled_from(STREAMS), st.integers(1, 6))),
@@ -95,7 +97,7 @@ def _m(mid: str, role: str = "user", content: object = "hello there") -> Message
     return MessageAppended(message_id=mid, role=role, content=content)  # type: ignore[arg-type]
 
 
-TRICKY: list[tuple[str, object]] = [
+TRICKY: list[Step] = [
     ("a", _m("m1", "system", "be brief")),
     ("a", _m("m2")),
     ("a", _m("m3", "assistant", [ToolCallPart(id="t1", name="f")])),
@@ -118,7 +120,7 @@ TRICKY: list[tuple[str, object]] = [
 
 
 async def write_history(
-    store: EventStore, steps: list[tuple[str, object]], after_each: Callable[[], object]
+    store: EventStore, steps: list[Step], after_each: Callable[[], object]
 ) -> None:
     """Append the steps as raw events (the fold is lenient, so nonsense is allowed too,
     except what no fold can follow: a fork of a context or version that does not exist)."""
@@ -127,15 +129,15 @@ async def write_history(
     meta = EventMetadata(tenant="t")
     for target, what in steps:
         stream = target
-        if target == "fork":
-            parent, at = what  # type: ignore[misc]
+        if isinstance(what, tuple):  # ("fork", (parent, at))
+            parent, at = what
             if versions[parent] < at:
                 continue
             forks += 1
             stream = f"f{forks}"
             event: EventBase = ContextForked(parent_id=parent, parent_version=at, metadata={"f": 1})
         else:
-            event = what  # type: ignore[assignment]
+            event = what
             if versions[stream] == 0:
                 await store.append(stream, [ContextCreated(metadata={"n": stream})], metadata=meta)
                 versions[stream] += 1
@@ -221,11 +223,12 @@ def _state(conn: object, stream: str) -> ContextState | None:
 @example(steps=TRICKY, batch=1000)
 @given(steps=st.lists(_step, min_size=15, max_size=40), batch=st.sampled_from([1, 3, 1000]))
 def test_incremental_rebuild_time_travel_and_fold_agree(
-    steps: list[tuple[str, object]], batch: int
+    steps: list[Step], batch: int
 ) -> None:
     async def run() -> None:
         # Two-message snapshot chunks, so snapshots span several chunks and rewrite some.
-        history.CHUNK = apply.CHUNK = 2
+        # apply.CHUNK is history's, imported by name (no re-export): shrink both.
+        history.CHUNK = apply.CHUNK = 2  # type: ignore[attr-defined]
         store = await EventStore.open_sqlite(":memory:")
         svc = Contexts(store, snapshot_every=3, batch_size=batch, poll_interval=0.01)
         try:
@@ -242,6 +245,6 @@ def test_incremental_rebuild_time_travel_and_fold_agree(
         finally:
             await svc.close()
             await store.close()
-            history.CHUNK = apply.CHUNK = CHUNK
+            history.CHUNK = apply.CHUNK = CHUNK  # type: ignore[attr-defined]
 
     asyncio.run(run())

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventStore, TextPart, ToolCallPart, ToolResultPart
+from eventstore.events import Part
 from projections import (
     Caller,
     ContextNotFound,
@@ -43,7 +44,7 @@ async def found(svc: Contexts, query: str, caller: Caller = ACME, **kw: object) 
 
 
 def test_plain_text_takes_text_tool_names_arguments_and_results() -> None:
-    content = [
+    content: list[Part] = [
         TextPart(text="see the weather"),
         ToolCallPart(id="c1", name="get_weather", arguments={"city": "Lisbon"}),
         ToolResultPart(call_id="c1", content="sunny"),

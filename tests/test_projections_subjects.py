@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
@@ -24,6 +23,7 @@ from eventstore import (
     WindowServed,
 )
 from projections import Caller, Contexts, NewMessage
+from tests.support.clients import AppClient
 
 CTX = "/api/v1/contexts"
 ADA = Caller(tenant="acme", actor="ada")
@@ -39,7 +39,7 @@ def _log_bytes(db: Path) -> bytes:
 @pytest.fixture
 async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     alice = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await alice.wait_ready()
     return alice

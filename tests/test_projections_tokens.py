@@ -6,7 +6,7 @@ import pytest
 import tiktoken
 import tiktoken.load
 
-from eventstore.events import FilePart, ImagePart, TextPart, ToolCallPart, ToolResultPart
+from eventstore.events import FilePart, ImagePart, Part, TextPart, ToolCallPart, ToolResultPart
 from projections import EncodingUnavailable, TokenCounter, UnknownModel, encoding_name_for_model
 from projections import tokens as tk
 from tests.support.factories import COUNTER
@@ -89,7 +89,7 @@ def test_multipart_content_sums_parts_with_documented_estimates() -> None:
     assert COUNTER.count_part(result) == len(enc.encode("18 degrees")) + 4
     nested = ToolResultPart(call_id="c1", content=[TextPart(text="ok"), ImagePart(detail="low")])
     assert COUNTER.count_part(nested) == len(enc.encode("ok")) + 85 + 4
-    parts = [text, ImagePart(url="u", detail="low")]
+    parts: list[Part] = [text, ImagePart(url="u", detail="low")]
     assert COUNTER.count_message("user", parts) == 3 + 1 + COUNTER.count_part(text) + 85
 
 

@@ -12,6 +12,7 @@ from eventstore.events import (
     ImagePart,
     MessageEdited,
     MessageRedacted,
+    Part,
     SummaryAdded,
     TextPart,
     ToolCallPart,
@@ -123,7 +124,9 @@ def test_latest_summary_wins() -> None:
 
 
 def test_multipart_content_uses_stored_counts() -> None:
-    parts = [TextPart(text="what is in this picture?"), ImagePart(url="http://x", detail="high")]
+    parts: list[Part] = [
+        TextPart(text="what is in this picture?"), ImagePart(url="http://x", detail="high")
+    ]
     state = Stream().add(created(), msg("u1", parts)).state()
     w = window(state, 10_000)
     assert w.entries[0].content == parts
@@ -132,7 +135,7 @@ def test_multipart_content_uses_stored_counts() -> None:
 
 
 def tool_turn(s: Stream) -> Stream:
-    calls = [
+    calls: list[Part] = [
         ToolCallPart(id="c1", name="weather", arguments={"city": "Paris"}),
         ToolCallPart(id="c2", name="weather", arguments={"city": "Rome"}),
     ]

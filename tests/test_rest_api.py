@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.app import YOUNG_OBJECTS
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
@@ -30,7 +30,7 @@ def connect(aiohttp_client: Any, tmp_path: Path) -> Connect:
 
     async def start() -> ApiClient:
         app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-        client: TestClient = await aiohttp_client(app)
+        client: AppClient = await aiohttp_client(app)
         api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
         await api.wait_ready()
         return api
@@ -468,7 +468,7 @@ async def test_a_ready_server_keeps_its_startup_heap_out_of_full_collections(
 
     thresholds = gc.get_threshold()
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     await ApiClient(client, app[appkeys.OPENAPI], "key-alice").wait_ready()
     assert gc.get_freeze_count() > 0  # frozen once ready: the collector skips it
     assert gc.get_threshold()[0] == YOUNG_OBJECTS  # and collects young objects less often

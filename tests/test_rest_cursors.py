@@ -11,15 +11,16 @@ before, perhaps A's, and the log position). An open server (no tenants) keeps th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 from tests.support.mcp_helpers import modern, post
 
 V1 = "/api/v1"
@@ -30,7 +31,7 @@ BOB = {"X-API-Key": "key-bob"}
 
 async def start(aiohttp_client: Any, db: Path, **settings: Any) -> ApiClient:
     app = create_app(testing.settings(str(db), **settings))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI], "key-bob")
     await api.wait_ready()
     return api
@@ -74,6 +75,7 @@ def positions(page: dict[str, Any]) -> list[int]:
 async def what_b_sees(api: ApiClient, *, with_a: bool) -> dict[str, Any]:
     """B's observable positions and cursors, with or without A writing in between."""
     seen: dict[str, Any] = {}
+    between: Callable[[], Awaitable[object]]
     between = (lambda: noise(api, 125)) if with_a else (lambda: asyncio.sleep(0))
     await between()
     cid = (await api.post(CTX, {}, expect=201)).json["id"]

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 from tests.support.sdk import anthropic_alternates, validate
 
 CTX = "/api/v1/contexts"
@@ -31,7 +31,7 @@ CHAT: list[dict[str, Any]] = [
 @pytest.fixture
 async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     return api

@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -26,6 +26,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api import Settings, appkeys, create_app
 from tests.support.server_process import ServerProcess, serving
+
+if TYPE_CHECKING:  # schemathesis names its OpenAPI case type for type checkers only
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 EXAMPLES = int(os.environ.get("CTXLOG_FUZZ_EXAMPLES", "15"))
 # CI runs the same examples every time; a longer run (scripts/fuzz.py) explores new ones.
@@ -49,7 +52,7 @@ STREAM = "/api/v1/events/stream"
 """Server-Sent Events never end: read the head of the answer, not the whole of it."""
 
 
-def check_stream(case: schemathesis.Case, server: ServerProcess, http: requests.Session) -> None:
+def check_stream(case: OpenApiCase, server: ServerProcess, http: requests.Session) -> None:
     """The stream's status and content type as documented; a refusal validated in full."""
     headers = {"X-API-Key": "key-alice"}
     kwargs = case.as_transport_kwargs(base_url=server.url, headers=headers)

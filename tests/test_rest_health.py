@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient, Reply
 from projections import Contexts, apply
+from tests.support.clients import AppClient
 
 CTX = "/api/v1/contexts"
 ROOM = 1 << 30
@@ -28,7 +28,7 @@ ROOM = 1 << 30
 @pytest.fixture
 async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     service(api).projector.backoff.cap = 0.2  # retry often: the test waits for a few
@@ -36,7 +36,7 @@ async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
 
 
 def service(api: ApiClient) -> Contexts:
-    app: web.Application = api.client.app  # type: ignore[assignment]
+    app: web.Application = api.client.app
     return app[appkeys.CONTEXTS]
 
 

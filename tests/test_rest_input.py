@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from api import Settings, appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 
 CTX = "/api/v1/contexts"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -24,7 +24,7 @@ def app(tmp_path: Path) -> web.Application:
 
 @pytest.fixture
 async def api(aiohttp_client: object, app: web.Application) -> ApiClient:
-    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    client: AppClient = await aiohttp_client(app)  # type: ignore[operator]
     return ApiClient(client, app[appkeys.OPENAPI], "key-alice")
 
 
@@ -153,7 +153,7 @@ async def test_unexpected_errors_are_json_500_with_a_logged_request_id(
         raise RuntimeError("secret internals")
 
     app.router.add_get("/api/v1/boom", boom)
-    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    client: AppClient = await aiohttp_client(app)  # type: ignore[operator]
     api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     with caplog.at_level(logging.ERROR, logger="ctxlog.api"):
         r = await api.get("/api/v1/boom", expect=500)
@@ -179,6 +179,6 @@ async def test_open_server_lets_callers_in_without_keys(
     tmp_path: Path, aiohttp_client: object
 ) -> None:
     app = create_app(Settings(db=str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    client: AppClient = await aiohttp_client(app)  # type: ignore[operator]
     api = ApiClient(client, app[appkeys.OPENAPI])
     await api.get("/api/v1/events", expect=200)

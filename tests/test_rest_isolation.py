@@ -293,7 +293,7 @@ async def test_an_event_stream_shows_only_the_callers_tenant(
         _, bobs, _ = await call(session, server, "POST", CTX, BOB, {})
         # Bob's own event comes after Alice's in the log; everything before it is on the
         # stream by then, so what arrived up to it is all Bob will ever see of that stretch.
-        seen = []
+        seen: list[dict[str, Any]] = []
         async with asyncio.timeout(10):
             while bobs["id"] not in {e["context_id"] for e in seen}:
                 line = (await stream.content.readline()).decode()

@@ -18,10 +18,10 @@ import aiohttp
 import msgspec
 import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
@@ -32,7 +32,7 @@ BOB = {"X-API-Key": "key-bob"}
 @pytest.fixture
 async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
     app = create_app(testing.settings(str(tmp_path / "ctx.db"), sse_heartbeat=0.05))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     return api

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_request_schemas_forbid_unknown_fields(app: web.Application) -> None:
 
 
 async def test_served_document_and_docs_page(aiohttp_client: Any, app: web.Application) -> None:
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI])
     served = await api.get("/openapi.json", expect=200)
     assert served.json == json.loads(json.dumps(app[appkeys.OPENAPI]))

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
 from tests.support import crash_cycles as crash
+from tests.support.clients import AppClient
 
 CTX = "/api/v1/contexts"
 
@@ -33,7 +33,7 @@ async def test_acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(
 @pytest.fixture
 async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     return api

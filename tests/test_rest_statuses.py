@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 import eventstore as es
 from api import appkeys, create_app, testing
 from api.mcp import endpoint as mcp_endpoint
 from api.testing import ApiClient
 from projections.service import Contexts
+from tests.support.clients import AppClient
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
@@ -132,7 +132,7 @@ async def fresh(api: ApiClient) -> tuple[str, str]:
     return cid, r.json["messages"][0]["id"]
 
 
-async def slow_body(client: TestClient, method: str, path: str) -> int:
+async def slow_body(client: AppClient, method: str, path: str) -> int:
     """Send a request whose body never finishes; the status the server answers with."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
@@ -262,7 +262,7 @@ async def apis(
 
     async def connect(name: str, **settings: Any) -> ApiClient:
         app = create_app(testing.settings(str(tmp_path / f"{name}.db"), **settings))
-        client: TestClient = await aiohttp_client(app)
+        client: AppClient = await aiohttp_client(app)
         return ApiClient(client, app[appkeys.OPENAPI], "key-alice")
 
     main = await connect("main", max_body_bytes=4096, body_timeout=0.2, metrics_token=METRICS_TOKEN)
@@ -281,7 +281,7 @@ async def apis(
     # One live connection in all: an MCP event stream held open leaves none (503).
     starting = await connect("starting", shutdown_timeout=0.1, max_live=1)
     monkeypatch.setattr(Contexts, "start", real_start)
-    app: web.Application = starting.client.app  # type: ignore[assignment]
+    app: web.Application = starting.client.app
 
     async def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise es.StoreUnavailable("the disk is gone")

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.clients import AppClient
 
 V1 = "/api/v1"
 CTX = f"{V1}/contexts"
@@ -54,7 +54,7 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
 @pytest.fixture
 async def api(aiohttp_client: Any, tmp_path: Path) -> ApiClient:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     api = ApiClient(client, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     return api

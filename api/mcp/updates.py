@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import projections as pj
-from eventstore import NO_FILTER, LogFilter, RecordedEvent
+from eventstore import NO_FILTER, LogFilter
 from projections.service import Caller, Contexts
 
 from .protocol import notification
@@ -83,9 +83,7 @@ class Follower:
         tenant = self.caller.tenant
         flt = NO_FILTER if tenant is None else LogFilter(tenant=tenant)
         try:
-            events = cast(
-                AsyncGenerator[RecordedEvent, None], self.contexts.store.subscribe(after, flt)
-            )
+            events = self.contexts.store.subscribe(after, flt)
             async with contextlib.aclosing(events):
                 async for rec in events:
                     if tenant is None and rec.metadata.tenant is not None:

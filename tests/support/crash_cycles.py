@@ -200,7 +200,7 @@ class Workload:
             forks = [c for c in ids if self.known[c].depth and self.known[c].tenant == ctx.tenant]
             if forks and self.rng.random() < 0.5:  # a fork of a fork
                 base = f"{CTX}/{self.rng.choice(forks)}"
-            body = {"metadata": {"m": "MARK"}}
+            body: dict[str, Any] = {"metadata": {"m": "MARK"}}
             return self._request("fork", key, "POST", f"{base}/fork", body, 1)[0]
         if roll < 0.20:
             body = {"to_version": self.rng.randint(1, ctx.version), "reason": "MARK"}
@@ -219,7 +219,7 @@ class Workload:
             body = {"text": "summary MARK", "through_message_id": self.rng.choice(ctx.messages)}
             return self._request("summary", key, "POST", f"{base}/summaries", body, 1)[0]
         count = self.rng.choice((1, 1, 1, 2, 3))
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": self.rng.choice(("user", "assistant")), "content": f"CONTENT-{i} " + "x" * 40,
              "id": str(uuid.uuid4()), "metadata": {"m": "MARK"}}
             for i in range(count)

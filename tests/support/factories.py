@@ -65,6 +65,12 @@ def msg(
     return MessageAppended(message_id=message_id, role=role, content=content, name=name)
 
 
+def content_of(rec: RecordedEvent) -> Content:
+    """The content of a recorded MessageAppended (any other event fails the test)."""
+    assert isinstance(rec.event, MessageAppended), rec.event
+    return rec.event.content
+
+
 def created(**metadata: Any) -> ContextCreated:
     """A ContextCreated with this metadata."""
     return ContextCreated(metadata=metadata)

@@ -71,7 +71,7 @@ def _replace(body: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
     copy = dict(body) if isinstance(body, dict) else list(body)
-    copy[path[0]] = _replace(body[path[0]], path[1:], new)  # type: ignore[index]
+    copy[path[0]] = _replace(body[path[0]], path[1:], new)
     return copy
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
 
 from api import create_app, testing
+from tests.support.clients import AppClient
 
 ALICE = {"X-API-Key": "key-alice"}
 BOB = {"X-API-Key": "key-bob"}
@@ -25,10 +25,10 @@ ENVELOPE = {
 }
 
 
-async def start(aiohttp_client: Any, tmp_path: Path, **settings: Any) -> TestClient:
+async def start(aiohttp_client: Any, tmp_path: Path, **settings: Any) -> AppClient:
     """The API (test keys) on a real loopback port, once its projector has caught up."""
     app = create_app(testing.settings(str(tmp_path / "ctx.db"), **settings))
-    client: TestClient = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     async with asyncio.timeout(10):
         while (await client.get("/healthz")).status != 200:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -36,7 +36,7 @@ async def start(aiohttp_client: Any, tmp_path: Path, **settings: Any) -> TestCli
 
 
 async def post(
-    client: TestClient, body: Any, headers: dict[str, str] | None = None, *, raw: bool = False
+    client: AppClient, body: Any, headers: dict[str, str] | None = None, *, raw: bool = False
 ) -> tuple[int, CIMultiDictProxy[str], Any]:
     sent = {**ALICE, **ACCEPT, "Content-Type": "application/json", **(headers or {})}
     data = body if raw else json.dumps(body)
@@ -49,7 +49,7 @@ def request(method: str, params: dict[str, Any] | None = None, id_: Any = 1) -> 
     return {"jsonrpc": "2.0", "id": id_, "method": method, "params": params or {}}
 
 
-async def initialize(client: TestClient, version: str = "2025-11-25", **headers: str) -> str:
+async def initialize(client: AppClient, version: str = "2025-11-25", **headers: str) -> str:
     params = {
         "protocolVersion": version,
         "capabilities": {},
