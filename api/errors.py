@@ -32,7 +32,9 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 import eventstore as es
 import projections as pj
@@ -206,8 +208,7 @@ class QuietProtocolErrors(logging.Filter):
 
     aiohttp logs it at ERROR with a traceback and the offending raw bytes, which can hold the
     client's API key; a client's garbage is neither a server error nor something to keep.
-    (aiohttp itself answers such requests with a plain-text 400 and closes the connection:
-    they never reach the application, so they cannot get the JSON error shape.)
+    (Such requests never reach the application: ``protocol_error`` answers them.)
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -226,9 +227,41 @@ QUIET_PROTOCOL_ERRORS = QuietProtocolErrors()
 """One instance, so that creating many apps adds it to aiohttp's logger once."""
 
 
+def protocol_error(status: int, exc: BaseException | None) -> ApiError:
+    """What a client is told of a request aiohttp's parser refused (an oversized request line
+    or header, bad framing) or of a failure outside every middleware. Never the offending
+    bytes: aiohttp's own plain-text answer echoes them."""
+    if status >= 500:
+        return ApiError(status, "internal", "internal error")
+    if isinstance(exc, LineTooLong):
+        message = "the request line or a header is longer than the server accepts"
+        return ApiError(status, _HTTP_CODES.get(status, "invalid_request"), message)
+    return ApiError(status, _HTTP_CODES.get(status, "invalid_request"), "malformed HTTP request")
+
+
+_aiohttp_handle_error = RequestHandler.handle_error
+
+
+def _handle_error(
+    self: RequestHandler,
+    request: BaseRequest,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> web.StreamResponse:
+    # aiohttp answers these itself, before any application code runs, and offers no hook for
+    # the answer's shape; its own method still logs and checks the connection's state.
+    _aiohttp_handle_error(self, request, status, exc, message)
+    response = error_response(protocol_error(status, exc), es.new_id().replace("-", ""))
+    response.force_close()
+    return response
+
+
 def quiet_protocol_errors() -> None:
-    """Install ``QuietProtocolErrors`` on aiohttp's server logger (idempotent)."""
+    """Log unparsable requests as one line (``QuietProtocolErrors``) and answer them with the
+    JSON error shape (``protocol_error``). Idempotent."""
     logging.getLogger("aiohttp.server").addFilter(QUIET_PROTOCOL_ERRORS)
+    RequestHandler.handle_error = _handle_error  # type: ignore[method-assign]
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -93,20 +93,26 @@ def _status_and_headers(answer: bytes) -> tuple[int, list[str]]:
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"zz\r\n{}\r\n0\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET /api/v1/search?q=" + b"key-alice" * 1000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     ],
     ids=["ctl-char", "nul", "bare-cr", "obs-fold", "long-header", "two-lengths", "cl-and-te",
-         "bad-chunk", "tls"],
+         "bad-chunk", "tls", "long-url"],
 )  # fmt: skip
 async def test_malformed_http_is_400_and_closed_and_writes_nothing(
     server: ServerProcess, request_bytes: bytes
 ) -> None:
-    # aiohttp's parser refuses these before the application sees them: a plain-text 400, the
-    # connection closed, nothing written, and (errors.QuietProtocolErrors) one log line
-    # without the raw bytes, which may hold a key.
+    # aiohttp's parser refuses these before the application sees them: a 400 in the API's
+    # JSON error shape that does not echo the request (errors.protocol_error), the connection
+    # closed, nothing written, and (errors.QuietProtocolErrors) one log line without the raw
+    # bytes, which may hold a key.
     before = server.head()
     answer = await raw(server, request_bytes)
-    status, _ = _status_and_headers(answer)
+    status, headers = _status_and_headers(answer)
     assert status == 400
+    assert "content-type: application/json" in headers
+    body = msgspec.json.decode(answer.partition(b"\r\n\r\n")[2])
+    assert body["error"]["code"] == "invalid_request"
+    assert b"key-alice" not in answer
     assert server.head() == before
 
 
