@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -20,7 +21,7 @@ from api.testing import ApiClient
 @pytest.fixture
 async def served(tmp_path: Path, aiohttp_client: Any) -> tuple[str, ApiClient]:
     app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    rest: TestClient = await aiohttp_client(app)
+    rest: TestClient[web.Request, web.Application] = await aiohttp_client(app)
     api = ApiClient(rest, app[appkeys.OPENAPI], "key-alice")
     await api.wait_ready()
     return str(rest.make_url("/mcp")), api
@@ -57,7 +58,7 @@ async def test_the_chat_loop_through_mcp_tools(served: tuple[str, ApiClient]) ->
             "expected_version": shown["version"],
         })  # fmt: skip
         assert late.is_error
-        error = late.structured_content["error"]  # type: ignore[index]
+        error = late.structured_content["error"]
         assert error["code"] == "version_conflict"
         assert error["details"]["current_version"] == shown["version"] + 2
     events = (await api.get(f"/api/v1/contexts/{cid}/events?limit=100")).json["events"]
