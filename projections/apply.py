@@ -223,8 +223,8 @@ def _apply_event(
             context_id=cid, tenant=rec.metadata.tenant, position=rec.position,
             version=rec.version, content_version=rec.version, deleted=False, metadata={},
             window=WindowSettings(), parent_id=None, parent_version=None, created_at=at,
-            updated_at=at, message_count=0,
-            total_tokens=0, token_encoding=counter.encoding, dirty=set(),
+            updated_at=at, message_count=0, total_tokens=0, token_encoding=counter.encoding,
+            dirty=set(),
         )  # fmt: skip
         match event:
             case ContextCreated(metadata=metadata, window=window):

@@ -13,11 +13,10 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
   It is written in the same transaction as the rows of each batch, so a batch is applied
   exactly once across crashes and restarts.
 - ``contexts``: one row per context: tenant, version, ``content_version`` (the version of its
-  latest event that is not a served window's record, see ``preconditions``), deleted, metadata
-  and window (JSON),
-  parent, times (µs), ``message_count``, ``total_tokens``, ``position`` (its first event, the
-  listing order) and ``dirty`` (snapshot chunks changed since the last snapshot, see
-  ``history``).
+  latest event that is not a served window's record, see ``preconditions``), deleted,
+  metadata and window (JSON), parent, times (µs), ``message_count``, ``total_tokens``,
+  ``position`` (its first event, the listing order) and ``dirty`` (snapshot chunks changed
+  since the last snapshot, see ``history``).
 - ``messages``: one row per message of the current state; ``seq`` is its 0-based place in
   ``ContextState.messages`` and is dense (appends take ``message_count``; only a rollback or a
   fork rewrites a context's rows), so counting a seq range is arithmetic, not a scan.
