@@ -10,8 +10,9 @@ Status codes (also in the OpenAPI document and the README):
 - 405 ``method_not_allowed``; 413 ``body_too_large`` (also an event over the store's limit);
   415 ``unsupported_media_type``.
 - 409 ``conflict``: the command clashes with what exists (a version out of range, a duplicate).
-- 412 ``version_conflict``: If-Match / ``expected_version`` is not the context's version;
-  ``details.current_version`` says what it is.
+- 412 ``version_conflict``: something other than a recorded window was written since the
+  If-Match / ``expected_version`` (``projections.preconditions``); ``details.current_version``
+  says where the context is now.
 - 422 ``invalid_command`` (well-formed but impossible, e.g. an unknown model) and
   ``idempotency_key_reused`` (the same Idempotency-Key with a different request).
 - 429 ``rate_limited`` (the key's request rate; ``Retry-After``) and

@@ -34,6 +34,7 @@ from eventstore import (
 from .context import content_hash, merge_patch, redacted_content
 from .history import CHUNK, write_snapshot_sync
 from .positions import Numbering
+from .preconditions import changes_content
 from .reads import context_sync, message_info_sync
 from .search import Indexer
 from .shredding import DELETE_SNAPSHOT_CHUNKS, DELETE_SNAPSHOTS, MARK_FORGOTTEN, record_sync
@@ -220,9 +221,10 @@ def _apply_event(
     if ctx is None:
         ctx = ContextRow(
             context_id=cid, tenant=rec.metadata.tenant, position=rec.position,
-            version=rec.version, deleted=False, metadata={}, window=WindowSettings(),
-            parent_id=None, parent_version=None, created_at=at, updated_at=at, message_count=0,
-            total_tokens=0, token_encoding=counter.encoding, dirty=set(),
+            version=rec.version, content_version=rec.version, deleted=False, metadata={},
+            window=WindowSettings(), parent_id=None, parent_version=None, created_at=at,
+            updated_at=at, message_count=0, total_tokens=0, token_encoding=counter.encoding,
+            dirty=set(),
         )  # fmt: skip
         match event:
             case ContextCreated(metadata=metadata, window=window):
@@ -236,7 +238,10 @@ def _apply_event(
                 ctx.deleted = False
                 return ctx
         # Lenient, like the fold: a stream that does not start with a creation starts empty.
+        ctx.content_version = 0
     ctx.version, ctx.updated_at = rec.version, at
+    if changes_content(event):
+        ctx.content_version = rec.version
     match event:
         case MessageAppended(message_id=mid, role=role, content=content, name=name):
             count = counted.get(rec.position)

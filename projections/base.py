@@ -5,8 +5,6 @@ model afterwards waits here for the projector to have applied them)."""
 from __future__ import annotations
 
 from eventstore import (
-    ANY,
-    STREAM_EXISTS,
     CheckpointSaved,
     CheckpointWritesRecorded,
     EventBase,
@@ -41,9 +39,6 @@ from .tokens import TokenCounter
 from .turns import Turns
 
 RETRIES = 5
-KEEP = (None, ANY, STREAM_EXISTS)
-"""Expected versions that let the service use the version it validated against (and retry
-on a conflict with another writer) instead of failing the caller."""
 
 
 class ServiceBase:

@@ -5,9 +5,11 @@ never a whole history), append events at the validated version, answer once the 
 command stores nothing new and returns the first result, also after a restart; the same key
 with different content raises ``eventstore.DuplicateEventId``. Ids the service would generate
 (a new context's, messages') derive from the key too, so a retry is identical.
-``expected_version``: the If-Match of HTTP; a mismatch raises ``eventstore.VersionConflict``.
-Without it, a command validates against the version it read and retries if another writer
-got in between.
+``expected_version``: the If-Match of HTTP, and of every other door; it holds when nothing
+but served windows' records was written since that version (``preconditions.admits``), and
+raises ``eventstore.VersionConflict`` otherwise. Either way a command validates against the
+version it read, appends at it, and retries if another writer got in between (with a
+precondition, only while the precondition still holds).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from eventstore import (
     new_id,
 )
 
-from .base import KEEP, RETRIES, ServiceBase
+from .base import RETRIES, ServiceBase
 from .calls import Caller, NewMessage, Written
 from .context import validate
 from .errors import (
@@ -50,6 +52,7 @@ from .errors import (
     MessageNotFound,
     ProjectionError,
 )
+from .preconditions import admits
 from .reads import event_id_sync, message_info_sync
 from .tables import ContextRow
 
@@ -100,13 +103,10 @@ class Commands(ServiceBase):
         mids = message_ids or []
         if await self._replayed(ids):  # the store answers with the first result, or refuses
             return await self._append(caller, context_id, events, ANY, ids, mids, replay=True)
-        if expected_version not in KEEP:
-            return await self._attempt(
-                caller, context_id, events, check, expected_version, ids, mids
-            )
-        # Without a precondition the caller wants its command applied to whatever version
-        # is current: commands on one context take turns here, so writers in this process
-        # never race each other into a conflict (another process can still; that retries).
+        # Commands on one context take turns here (so do recorded windows), so writers in this
+        # process never race each other into a conflict; another process can still, and
+        # that retries. A precondition is checked inside the turn, against what the writers
+        # before it wrote.
         async with self._turns.turn(context_id):
             return await self._attempt(
                 caller, context_id, events, check, expected_version, ids, mids
@@ -141,13 +141,18 @@ class Commands(ServiceBase):
                             caller, context_id, events, ANY, ids, mids, replay=True
                         )
                 raise
-            expected = ctx.version if expected_version in KEEP else expected_version
+            if isinstance(expected_version, int) and not admits(
+                expected_version, content_version=ctx.content_version, version=ctx.version
+            ):
+                raise VersionConflict(context_id, expected_version, ctx.version)
+            # At the version validated against (a precondition, if any, admitted it).
+            expected = NO_STREAM if expected_version is NO_STREAM else ctx.version
             try:
                 return await self._append(caller, context_id, events, expected, ids, mids)
             except VersionConflict:
-                if expected_version not in KEEP or attempt == RETRIES - 1:
+                if attempt == RETRIES - 1:
                     raise
-                await self.projector.catch_up()
+                await self.projector.catch_up()  # the next turn checks the precondition again
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def create(

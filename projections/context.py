@@ -35,7 +35,8 @@ sense is applied as far as it can be, never raised on; ``validate`` rejects thes
   ``parent`` records where it came from; ``deleted`` starts False; created_at and tenant are
   the fork's own.
 - ContextDeleted sets ``deleted``; later events are still applied (validate refuses them).
-- WindowServed and SubjectErased change nothing but ``version``/``updated_at``.
+- WindowServed and SubjectErased change nothing but ``version``/``updated_at``; every other
+  event also moves ``content_version`` (a rollback too: it changes what the context holds).
 
 Token counts in a ``base`` or resolved state made under another encoding than ``counter``'s
 are recounted (O(messages), once), so every count in a state is in one encoding.
@@ -82,6 +83,7 @@ from .errors import (
     MessageNotFound,
     MissingHistory,
 )
+from .preconditions import changes_content
 from .state import ContextState, Message, ParentRef, Summary, TokenCounting
 from .subjects import sealed_subject, sealed_subjects
 
@@ -140,13 +142,15 @@ class _Builder:
     """A mutable ContextState under construction; private to the fold."""
 
     __slots__ = (
-        "context_id", "created_at", "deleted", "encoding", "index", "messages", "metadata",
-        "parent", "summaries", "tenant", "updated_at", "version", "window",
+        "content_version", "context_id", "created_at", "deleted", "encoding", "index",
+        "messages", "metadata", "parent", "summaries", "tenant", "updated_at", "version",
+        "window",
     )  # fmt: skip
 
     def __init__(self, context_id: str, version: int, at: datetime, tenant: str | None) -> None:
         self.context_id = context_id
         self.version = version
+        self.content_version = version
         self.created_at = at
         self.updated_at = at
         self.tenant = tenant
@@ -163,6 +167,7 @@ class _Builder:
     def thaw(cls, state: ContextState, counter: TokenCounting) -> _Builder:
         """A builder holding ``state``, its counts in ``counter``'s encoding."""
         b = cls(state.context_id, state.version, state.created_at, state.tenant)
+        b.content_version = state.content_version
         b.updated_at = state.updated_at
         b.parent = state.parent
         b.restore(state, counter)
@@ -189,6 +194,7 @@ class _Builder:
         return ContextState(
             context_id=self.context_id,
             version=self.version,
+            content_version=self.content_version,
             messages=tuple(self.messages),
             metadata=self.metadata,
             window=self.window,
@@ -226,6 +232,7 @@ def _start(rec: RecordedEvent, counter: TokenCounting, resolve: Resolver | None)
             parent = _resolve(resolve, parent_id, parent_version)
             b = _Builder.thaw(parent, counter)
             b.context_id, b.version, b.tenant = rec.stream_id, rec.version, tenant
+            b.content_version = rec.version
             b.created_at = b.updated_at = rec.recorded_at
             b.parent = ParentRef(parent_id, parent_version)
             b.metadata = merge_patch(parent.metadata, md)
@@ -239,6 +246,7 @@ def _start(rec: RecordedEvent, counter: TokenCounting, resolve: Resolver | None)
             return b
     # Lenient: a stream that does not start with a creation starts empty.
     b = _Builder(rec.stream_id, rec.version - 1, rec.recorded_at, tenant)
+    b.content_version = 0  # nothing yet: a stream that starts with a record holds no content
     b.encoding = counter.encoding
     _apply(b, rec, counter, {}, resolve)
     return b
@@ -254,6 +262,8 @@ def _apply(
     """Apply one event to the builder, in place."""
     b.version = rec.version
     b.updated_at = rec.recorded_at
+    if changes_content(rec.event):
+        b.content_version = rec.version
     match rec.event:
         case MessageAppended(message_id=mid, role=role, content=content, name=name):
             if mid in b.index:

@@ -77,6 +77,9 @@ class ContextState(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """A context as of ``version``: what its events, folded in order, add up to.
 
     ``version`` counts every event of the stream (a rollback is itself a new version).
+    ``content_version`` is the version of the latest event that is not a ``window.served``
+    record: what an If-Match precondition compares against (``preconditions``), so recording
+    what a model saw never makes the next write of the chat loop conflict.
     ``created_at``/``updated_at`` are the ``recorded_at`` of the first and latest event;
     ``tenant`` comes from the first event's metadata. ``token_encoding`` names the encoding
     every ``Message.tokens`` and ``Summary.tokens`` is in.
@@ -84,6 +87,7 @@ class ContextState(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
     context_id: str
     version: int
+    content_version: int
     messages: tuple[Message, ...] = ()
     metadata: dict[str, Any] = {}
     window: WindowSettings = WindowSettings()

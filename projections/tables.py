@@ -12,10 +12,11 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
 - ``checkpoint``: one row, the last log position applied and the token encoding of the counts.
   It is written in the same transaction as the rows of each batch, so a batch is applied
   exactly once across crashes and restarts.
-- ``contexts``: one row per context: tenant, version, deleted, metadata and window (JSON),
-  parent, times (µs), ``message_count``, ``total_tokens``, ``position`` (its first event, the
-  listing order) and ``dirty`` (snapshot chunks changed since the last snapshot, see
-  ``history``).
+- ``contexts``: one row per context: tenant, version, ``content_version`` (the version of its
+  latest event that is not a served window's record, see ``preconditions``), deleted,
+  metadata and window (JSON), parent, times (µs), ``message_count``, ``total_tokens``,
+  ``position`` (its first event, the listing order) and ``dirty`` (snapshot chunks changed
+  since the last snapshot, see ``history``).
 - ``messages``: one row per message of the current state; ``seq`` is its 0-based place in
   ``ContextState.messages`` and is dense (appends take ``message_count``; only a rollback or a
   fork rewrites a context's rows), so counting a seq range is arithmetic, not a scan.
@@ -54,7 +55,7 @@ from eventstore import Content, Role, WindowSettings, to_datetime
 from . import positions, search, tenants
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS contexts (
     tenant         TEXT,
     position       INTEGER NOT NULL,
     version        INTEGER NOT NULL,
+    content_version INTEGER NOT NULL,
     deleted        INTEGER NOT NULL,
     metadata       TEXT    NOT NULL,
     window         TEXT    NOT NULL,
@@ -155,7 +157,7 @@ DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
 CONTEXT_COLUMNS = (
     "context_id, tenant, position, version, deleted, metadata, window, parent_id, parent_version,"
-    " created_at, updated_at, message_count, total_tokens, token_encoding, dirty"
+    " created_at, updated_at, message_count, total_tokens, token_encoding, dirty, content_version"
 )
 MESSAGE_COLUMNS = (
     "message_id, role, content, name, metadata, version, tokens, edited_version, redacted,"
@@ -169,7 +171,7 @@ UPSERT_CHECKPOINT = (
 SELECT_CONTEXT = f"SELECT {CONTEXT_COLUMNS} FROM contexts WHERE context_id = ?"
 UPSERT_CONTEXT = (
     f"INSERT OR REPLACE INTO contexts ({CONTEXT_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY seq"
 SELECT_MESSAGE_RANGE = (
@@ -254,6 +256,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
     tenant: str | None
     position: int
     version: int
+    content_version: int
     deleted: bool
     metadata: dict[str, Any]
     window: WindowSettings
@@ -275,6 +278,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             window=window_decoder.decode(row[6]), parent_id=row[7], parent_version=row[8],
             created_at=row[9], updated_at=row[10], message_count=row[11], total_tokens=row[12],
             token_encoding=row[13], dirty=set(msgspec.json.decode(row[14], type=list[int])),
+            content_version=row[15],
         )  # fmt: skip
 
     def to_row(self) -> tuple[Any, ...]:
@@ -284,7 +288,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             json_encode(self.metadata).decode(), json_encode(self.window).decode(),
             self.parent_id, self.parent_version, self.created_at, self.updated_at,
             self.message_count, self.total_tokens, self.token_encoding,
-            json_encode(sorted(self.dirty)).decode(),
+            json_encode(sorted(self.dirty)).decode(), self.content_version,
         )  # fmt: skip
 
     def state(
@@ -297,6 +301,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
         return ContextState(
             context_id=self.context_id,
             version=self.version,
+            content_version=self.content_version,
             messages=messages,
             metadata=self.metadata,
             window=self.window,

@@ -227,6 +227,17 @@ async def test_if_match_seen_is_the_last_version_this_client_saw(drive: Driver) 
     assert done.version == 5
 
 
+async def test_the_chat_loop_with_if_match_seen(drive: Driver) -> None:
+    """Record the window, then append the reply with ``if_match=SEEN``: the version seen is
+    the window's, and only its own record came after it (issue 16 item 5)."""
+    ctx = await drive("create_context")
+    await drive("append_messages", ctx.id, [s.MessageIn(role="user", content="q")])
+    window = await drive("record_window", ctx.id, format="openai")
+    reply = [s.MessageIn(role="assistant", content="a")]
+    done = await drive("append_messages", ctx.id, reply, if_match=SEEN)
+    assert done.version == window.version + 2
+
+
 @pytest.mark.parametrize("kind", ["async", "sync"])
 async def test_tenancy_and_keys(kind: str, server: ServerProcess) -> None:
     alice = Driver(make_client(kind, server.url, "key-alice"))

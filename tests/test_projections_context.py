@@ -49,8 +49,8 @@ from tests.support.factories import COUNTER, T0, Stream, created, msg, resolver
 
 
 def content_of(state: ContextState) -> ContextState:
-    """The state with what a rollback does not restore (version, updated_at) blanked."""
-    return msgspec.structs.replace(state, version=0, updated_at=T0)
+    """The state with what a rollback does not restore (versions, updated_at) blanked."""
+    return msgspec.structs.replace(state, version=0, content_version=0, updated_at=T0)
 
 
 def texts(state: ContextState) -> list[Any]:

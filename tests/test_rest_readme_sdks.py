@@ -1,4 +1,5 @@
-"""The README's "Use it with OpenAI" and "Use it with Anthropic" run as written: against a
+"""The README's "Use it with OpenAI" and "Use it with Anthropic" run as written (the chat loop:
+append, record the window, call the model, append the reply with the window's ETag): against a
 real ``ctxlog serve`` (open, on loopback) and the official SDKs, whose model calls go to a
 stand-in provider on loopback that records what it was sent and answers as the API would."""
 
@@ -92,6 +93,9 @@ async def test_the_readme_examples_run_as_written(
     ctx = scope["ctx"]
     http = scope["api"]
     after = http.get(f"/contexts/{ctx}/window?format={fmt}").json()
+    events = http.get(f"/contexts/{ctx}/events").json()["events"]
+    # The loop: the window was recorded, and the reply appended after it with its ETag.
+    assert [e["type"] for e in events][-2:] == ["window.served", "message.appended"]
     http.close()
     assert after["messages"][-1]["role"] == "assistant"
     answer = after["messages"][-1]["content"]

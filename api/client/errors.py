@@ -88,7 +88,8 @@ class Conflict(ApiError):
 
 
 class VersionConflict(ApiError):
-    """412: If-Match / ``expected_version`` was not the context's version."""
+    """412: something other than a recorded window was written since If-Match /
+    ``expected_version``."""
 
     @property
     def actual(self) -> int | None:

@@ -22,7 +22,8 @@ from projections.queries import MAX_METADATA_FILTERS
 
 ContextId = Annotated[uuid.UUID, Meta(description="The context's id (a UUID)")]
 ExpectedVersion = Annotated[
-    Version, Meta(description="Write only if the context is at this version (else an error)")
+    Version,
+    Meta(description="Write only if nothing but recorded windows came after this version"),
 ]
 IdempotencyKey = Annotated[
     str,

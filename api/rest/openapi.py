@@ -40,7 +40,8 @@ ERRORS: dict[int, str] = {
     405: "Method not allowed",
     408: "The request body did not arrive in time",
     409: "Conflicts with the context's state",
-    412: "If-Match / expected_version is not the current version",
+    412: "Since the If-Match / expected_version, something other than a recorded window was"
+    " written",
     413: "Body over the size limit",
     415: "Body is not application/json",
     422: "Well-formed but impossible, or an Idempotency-Key reused for another request",
@@ -108,7 +109,12 @@ def operation(summary: str, **kwargs: Any) -> Callable[[F], F]:
 
 _HEADERS: dict[str, dict[str, Any]] = {
     "If-Match": {
-        "description": 'The version the write expects, as an ETag ("3"); 412 otherwise',
+        "description": (
+            'The version the write expects, as an ETag ("3"). The write goes on if nothing but'
+            " recorded windows (window.served, POST .../window) was written since that version,"
+            " so the ETag of a recorded window works: the chat loop never conflicts with its own"
+            " record. Anything else written since: 412, with details.current_version."
+        ),
         "schema": {"type": "string", "pattern": r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'},
     },
     "Idempotency-Key": {

@@ -110,6 +110,13 @@ async def get_window(request: web.Request) -> web.Response:
     body_required=False,
     response=schemas.Window,
     errors=(404, 422),
+    description=(
+        "The answer's version (and ETag) is the one the window was computed at, so"
+        " `?version=` of it is exactly what the model saw. The record comes right after it,"
+        " and a write with that ETag as If-Match still goes on (only recorded windows came"
+        " since): append the model's reply with it, and a change by anyone else in between"
+        " is a 412."
+    ),
 )
 async def record_window(request: web.Request) -> web.Response:
     """The window under the body's overrides, recorded in the context's history; O(window)."""

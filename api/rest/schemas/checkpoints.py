@@ -51,7 +51,7 @@ class SaveCheckpoint(Request, frozen=True, kw_only=True):
     blobs: Annotated[list[BlobIn], Meta(max_length=1000)] = []
     """The values of the channels whose version this checkpoint advanced."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class WriteIn(Request, frozen=True, kw_only=True):
@@ -80,7 +80,7 @@ class RecordWrites(Request, frozen=True, kw_only=True):
     writes: Annotated[list[WriteIn], Meta(min_length=1, max_length=1000)]
     """The task's writes, in order."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class CheckpointRefIn(Request, frozen=True, kw_only=True):
@@ -103,7 +103,7 @@ class RemoveCheckpoints(Request, frozen=True, kw_only=True):
     reason: Annotated[str, Meta(max_length=1000)] | None = None
     """Why (kept in the log): delete_thread, prune, delete_for_runs, ..."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class Recorded(Response, frozen=True, kw_only=True):

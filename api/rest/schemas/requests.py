@@ -77,7 +77,7 @@ class AppendMessages(Request, frozen=True, kw_only=True):
     messages: Annotated[list[MessageIn], Meta(min_length=1, max_length=1000)] | None = None
     """Several messages, appended atomically in order."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class OpenAIMessages(Request, frozen=True, kw_only=True):
@@ -87,7 +87,7 @@ class OpenAIMessages(Request, frozen=True, kw_only=True):
     messages: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=1000)]
     """OpenAI ChatCompletionMessageParam objects (developer, system, user, assistant, tool)."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class ResponsesItems(Request, frozen=True, kw_only=True):
@@ -97,7 +97,7 @@ class ResponsesItems(Request, frozen=True, kw_only=True):
     items: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=1000)]
     """Messages, function_call, function_call_output and reasoning items."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class AnthropicMessages(Request, frozen=True, kw_only=True):
@@ -109,7 +109,7 @@ class AnthropicMessages(Request, frozen=True, kw_only=True):
     messages: Annotated[list[dict[str, Any]], Meta(max_length=1000)] = []
     """Anthropic MessageParam objects (user and assistant turns)."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class AppendQuery(Request, frozen=True, kw_only=True):
@@ -125,7 +125,7 @@ class EditMessage(Request, frozen=True, kw_only=True):
     content: Content
     """The message's new content."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class RedactMessage(Request, frozen=True, kw_only=True):
@@ -134,7 +134,7 @@ class RedactMessage(Request, frozen=True, kw_only=True):
     reason: str | None = None
     """Why the content was redacted (kept in the log)."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class Rollback(Request, frozen=True, kw_only=True):
@@ -145,7 +145,7 @@ class Rollback(Request, frozen=True, kw_only=True):
     reason: str | None = None
     """Why (kept in the log)."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class Fork(Request, frozen=True, kw_only=True):
@@ -165,7 +165,7 @@ class AddSummary(Request, frozen=True, kw_only=True):
     through_message_id: uuid.UUID
     """The last message the summary covers."""
     expected_version: Version | None = None
-    """Write only if the context is at this version (like If-Match)."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class DeleteContext(Request, frozen=True, kw_only=True):
@@ -325,7 +325,7 @@ class AppendFrame(Frame, frozen=True, kw_only=True, tag="append"):
     messages: Annotated[list[MessageIn], Meta(min_length=1, max_length=1000)] | None = None
     """Several messages, appended atomically in order."""
     expected_version: Version | None = None
-    """Write only if the context is at this version."""
+    """Write only if nothing but recorded windows came after this version (like If-Match)."""
 
 
 class PingFrame(Frame, frozen=True, tag="ping"):
