@@ -401,7 +401,11 @@ async def _rebuild_store(store: EventStore, out: Output) -> tuple[int, Damaged |
 
 @click.command(epilog=EXIT_CODES, short_help="Erase a data subject's content (crypto-shredding).")
 @click.option("--subject", required=True, help="The subject (metadata.subject) to erase.")
-@click.option("--tenant", help="The subject's tenant (default: none, as on an open server).")
+@click.option(
+    "--tenant",
+    help="The subject's tenant (default: none, as on an open server). Exit 3, naming them,"
+    " when only other tenants hold the subject's content.",
+)
 @db_option
 @format_option
 def erase(subject: str, tenant: str | None, db: str, fmt: str) -> None:
@@ -422,8 +426,15 @@ async def _erase(db: str, subject: str, tenant: str | None, out: Output) -> None
         try:
             await service.start()
             done = await service.erase(Caller(tenant=tenant, actor="ctxlog-cli"), subject)
+            elsewhere = [] if done.keys_destroyed or done.contexts else [
+                t for t in await service.subject_tenants(subject) if t != tenant
+            ]  # fmt: skip
         finally:
             await service.close()
+    if elsewhere:
+        # A subject is erased per tenant: "nothing to erase" here while another tenant still
+        # holds its content would read as done to an operator who forgot --tenant.
+        raise CliError(Exit.NOT_FOUND, _held_elsewhere(subject, tenant, elsewhere))
     if not out.text:
         out.document(msgspec.to_builtins(done))
     elif done.keys_destroyed:
@@ -433,3 +444,15 @@ async def _erase(db: str, subject: str, tenant: str | None, out: Output) -> None
         )
     else:
         out.print(f"nothing to erase: subject {subject} has no key (unknown or already erased)")
+
+
+def _held_elsewhere(subject: str, tenant: str | None, tenants: list[str | None]) -> str:
+    """Why nothing was erased in ``tenant`` although ``tenants`` hold the subject's content."""
+    where = "without a tenant" if tenant is None else f"in tenant {tenant!r}"
+    names = ", ".join("(none)" if t is None else repr(t) for t in tenants)
+    holders = f"tenant {names} holds" if len(tenants) == 1 else f"tenants {names} hold"
+    how = " and ".join("without --tenant" if t is None else f"--tenant {t}" for t in tenants)
+    return (
+        f"nothing erased: subject {subject!r} has no content {where}, but {holders} some:"
+        f" erase it there ({how})"
+    )

@@ -1,0 +1,69 @@
+"""Operator traps of the ``ctxlog`` command (issue 15, item 17), each walked into as a careless
+operator would: an erase without ``--tenant``, ``mcp`` on a mistyped database or with stdin at
+/dev/null, a second server on a used port, short ids that all look alike, ``show --at`` before
+a context existed, and bad arguments, options and database paths."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eventstore import EventStore
+from projections import Caller, Contexts, NewMessage
+from tests.support.cli_helpers import as_json, child_env, command, invoke, story
+
+ACME = Caller(tenant="acme", actor="ada")
+BETA = Caller(tenant="beta", actor="bea")
+
+
+async def subject_in(db: Path, *callers: Caller, subject: str = "user-42") -> list[str]:
+    """A context per caller whose content belongs to ``subject``; returns their ids."""
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    ids = []
+    try:
+        await service.start()
+        for caller in callers:
+            created = await service.create(caller, metadata={"subject": subject})
+            await service.append(caller, created.context_id, [NewMessage(role="user", content="hi")])
+            ids.append(created.context_id)
+    finally:
+        await service.close()
+        await store.close()
+    return ids
+
+
+# -- 1. erase without --tenant ------------------------------------------------------------------
+
+
+def test_erase_in_the_wrong_tenant_names_the_tenants_that_hold_the_subject(tmp_path: Path) -> None:
+    db = tmp_path / "ctx.db"
+    asyncio.run(subject_in(db, ACME, BETA))
+    forgot = invoke("erase", "--subject", "user-42", "--db", db)
+    assert forgot.exit_code == 3
+    assert "nothing erased" in forgot.stderr
+    assert "'acme', 'beta'" in forgot.stderr
+    assert "--tenant acme" in forgot.stderr
+    typo = invoke("erase", "--subject", "user-42", "--tenant", "acm", "--db", db)
+    assert typo.exit_code == 3
+    assert "in tenant 'acm'" in typo.stderr
+    # Erased in one tenant (again: idempotent), the other is still named without --tenant.
+    assert invoke("erase", "--subject", "user-42", "--tenant", "acme", "--db", db).exit_code == 0
+    assert invoke("erase", "--subject", "user-42", "--tenant", "acme", "--db", db).exit_code == 0
+    again = invoke("erase", "--subject", "user-42", "--db", db)
+    assert again.exit_code == 3
+    assert "tenant 'beta' holds" in again.stderr
+    assert invoke("erase", "--subject", "user-42", "--tenant", "beta", "--db", db).exit_code == 0
+    done = invoke("erase", "--subject", "user-42", "--db", db, "--format", "json")
+    assert done.exit_code == 0
+    assert as_json(done)["keys_destroyed"] == 0
+    unknown = invoke("erase", "--subject", "nobody", "--db", db)
+    assert unknown.exit_code == 0
+    assert "nothing to erase" in unknown.stdout
