@@ -32,7 +32,8 @@ async def subject_in(db: Path, *callers: Caller, subject: str = "user-42") -> li
         await service.start()
         for caller in callers:
             created = await service.create(caller, metadata={"subject": subject})
-            await service.append(caller, created.context_id, [NewMessage(role="user", content="hi")])
+            hello = [NewMessage(role="user", content="hi")]
+            await service.append(caller, created.context_id, hello)
             ids.append(created.context_id)
     finally:
         await service.close()
@@ -67,3 +68,43 @@ def test_erase_in_the_wrong_tenant_names_the_tenants_that_hold_the_subject(tmp_p
     unknown = invoke("erase", "--subject", "nobody", "--db", db)
     assert unknown.exit_code == 0
     assert "nothing to erase" in unknown.stdout
+
+
+# -- 2. mcp on a mistyped database; stdin at /dev/null ---------------------------------------
+
+
+def quiet_env() -> dict[str, str]:
+    """A child's environment with no CTXLOG_* setting of this process."""
+    return {k: v for k, v in child_env().items() if not k.startswith("CTXLOG_")}
+
+
+@pytest.mark.parametrize("entry", [["-m", "api", "mcp"], ["-m", "api.mcp"]])
+def test_mcp_refuses_a_missing_database_as_every_command_does(
+    tmp_path: Path, entry: list[str]
+) -> None:
+    typo = tmp_path / "typo.db"
+    expected = invoke("history", "x", "--db", typo)
+    done = subprocess.run(
+        [sys.executable, *entry, "--db", str(typo)], stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, env=quiet_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == expected.exit_code == 3
+    assert done.stderr == expected.stderr  # the same line
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_mcp_with_stdin_at_dev_null_ends_cleanly(tmp_path: Path, create: bool) -> None:
+    db = tmp_path / "ctx.db"
+    if not create:
+        asyncio.run(subject_in(db, Caller(None, None)))
+    with open(os.devnull, "rb") as stdin, open(os.devnull, "wb") as stdout:
+        done = subprocess.run(
+            [*command("mcp", "--db", db), *(["--create"] if create else [])],
+            stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True,
+            env=quiet_env(), timeout=30, check=False,
+        )  # fmt: skip (it used to hang: stdin's end never came)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Error" not in done.stderr
+    assert db.is_file()

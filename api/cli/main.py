@@ -20,7 +20,7 @@ from .config import config, resolve_flags, settings_options
 from .inspect import history, replay, show
 from .ops import backup, erase, export, import_, rebuild, verify
 from .retention import retention
-from .support import EXIT_CODES, CliError, Exit
+from .support import EXIT_CODES, CliError, Exit, check_sqlite_path, is_postgres
 
 log = logging.getLogger("ctxlog")
 
@@ -91,25 +91,42 @@ def serve(config: str | None, **flags: Any) -> None:
 
 
 @cli.command(
-    epilog="\b\nExit codes:\n  0  stdin closed\n  2  bad settings\n  5  unavailable",
+    epilog="\b\nExit codes:\n  0  stdin closed\n  2  bad settings\n  3  no database at --db"
+    " (see --create)\n  4  database from a newer ctxlog\n  5  unavailable",
     short_help="Serve MCP over stdin/stdout.",
 )
 @click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the SQLite database if it does not exist (else exit 3, as a mistyped path).",
+)
 @click.option(
     "--allow-open-with-tenants",
     is_flag=True,
     default=None,
     help=ALLOW_OPEN_HELP,
 )
-def mcp(db: str | None, allow_open_with_tenants: bool | None) -> None:
+def mcp(db: str | None, create: bool, allow_open_with_tenants: bool | None) -> None:
     """Serve the Model Context Protocol over stdin/stdout (for MCP clients that start
-    ctxlog themselves); the API key comes from CTXLOG_API_KEY."""
+    ctxlog themselves); the API key comes from CTXLOG_API_KEY. Like the other commands it
+    refuses a database that does not exist (a mistyped --db would be served empty);
+    --create makes a new one."""
+    from ..config import load_settings  # noqa: PLC0415
+    from ..settings import SettingsError  # noqa: PLC0415
+
     try:
         # Imported when asked for: the MCP server is a separate part of the API.
         from ..mcp.stdio import run_stdio  # noqa: PLC0415
     except ImportError as e:
         raise CliError(Exit.UNAVAILABLE, f"the MCP server is not available: {e}") from None
-    raise click.exceptions.Exit(run_stdio(db, allow_open_with_tenants=allow_open_with_tenants))
+    try:
+        path = load_settings(db=db).db  # as run_stdio resolves it: flag, CTXLOG_DB, config
+    except SettingsError as e:
+        raise CliError(Exit.USAGE, str(e)) from None
+    if not is_postgres(path):
+        check_sqlite_path(path, must_exist=not create)
+    raise click.exceptions.Exit(run_stdio(path, allow_open_with_tenants=allow_open_with_tenants))
 
 
 for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):
