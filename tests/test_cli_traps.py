@@ -108,3 +108,24 @@ def test_mcp_with_stdin_at_dev_null_ends_cleanly(tmp_path: Path, create: bool) -
     assert "Traceback" not in done.stderr
     assert "Error" not in done.stderr
     assert db.is_file()
+
+
+# -- 3. a second server on a used port ------------------------------------------------------
+
+
+def test_serve_on_a_used_port_says_so_in_one_line_and_touches_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            command("serve", "--port", str(port), "--db", db), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, env=quiet_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 5
+    assert done.stderr.splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: the address is in use (another server?)"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no database, no read model
+    assert "cannot listen on --host/--port" in invoke("serve", "--help").stdout

@@ -18,6 +18,7 @@ from ..config import masked
 from .audit import audit, stats
 from .config import config, resolve_flags, settings_options
 from .inspect import history, replay, show
+from .listen import listen
 from .ops import backup, erase, export, import_, rebuild, verify
 from .retention import retention
 from .support import EXIT_CODES, CliError, Exit, check_sqlite_path, is_postgres
@@ -45,7 +46,8 @@ def cli() -> None:
 
 
 @cli.command(
-    epilog="\b\nExit codes:\n  0  stopped cleanly (SIGTERM/SIGINT)\n  2  bad settings",
+    epilog="\b\nExit codes:\n  0  stopped cleanly (SIGTERM/SIGINT)\n  2  bad settings (also a"
+    " --host that does not resolve)\n  5  cannot listen on --host/--port (in use, not allowed)",
     short_help="Run the HTTP API server.",
 )
 @settings_options
@@ -65,13 +67,15 @@ def serve(config: str | None, **flags: Any) -> None:
         app = create_app(settings)
     except SettingsError as e:
         raise CliError(Exit.USAGE, str(e)) from None
+    # Before the database is opened: a port in use ends here, with nothing touched.
+    sockets = listen(settings.host, settings.port)
     if (warning := exposure(settings.db)) is not None:
         log.warning(warning)
     log.info(
         "ctxlog serving %s on http://%s:%d (%s)",
         masked("db", settings.db),
         settings.host,
-        settings.port,
+        sockets[0].getsockname()[1],
         "open, no API keys" if settings.open else f"{len(settings.api_keys)} API keys",
     )
     # run_app turns SIGTERM and SIGINT into a graceful shutdown: stop accepting, let in-flight
@@ -79,8 +83,7 @@ def serve(config: str | None, **flags: Any) -> None:
     try:
         web.run_app(
             app,
-            host=settings.host,
-            port=settings.port,
+            sock=sockets,
             shutdown_timeout=settings.shutdown_timeout,
             print=None,
             access_log=None,
