@@ -129,3 +129,22 @@ def test_serve_on_a_used_port_says_so_in_one_line_and_touches_nothing(tmp_path: 
     ]
     assert list(tmp_path.iterdir()) == []  # no database, no read model
     assert "cannot listen on --host/--port" in invoke("serve", "--help").stdout
+
+
+# -- 5. show --at before the context existed ------------------------------------------------
+
+
+def test_show_at_a_time_before_the_context_says_when_it_was_created(tmp_path: Path) -> None:
+    db = tmp_path / "ctx.db"
+    cid, _ = story(db)
+    created = as_json(invoke("show", cid, "--db", db, "--format", "json"))["created_at"]
+    for args in (["--at", "2h"], ["--at", "2000-01-01"], ["--at", "2h", "--window", "500"]):
+        result = invoke("show", cid, *args, "--db", db)
+        assert result.exit_code == 3
+        assert "did not exist yet at " in result.stderr
+        assert f"it was created at {created}" in result.stderr
+    old = invoke("show", cid, "--at", "2000-01-01", "--db", db)
+    assert "did not exist yet at 2000-01-01T00:00:00Z" in old.stderr
+    missing = invoke("show", "01a242d3-e390-7628-88ed-51e3a74eb983", "--at", "2h", "--db", db)
+    assert missing.exit_code == 3
+    assert "not found" in missing.stderr
