@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from api.cli.render import ShortIds
 from eventstore import EventStore
 from projections import Caller, Contexts, NewMessage
 from tests.support.cli_helpers import as_json, child_env, command, invoke, story
@@ -148,3 +149,69 @@ def test_show_at_a_time_before_the_context_says_when_it_was_created(tmp_path: Pa
     missing = invoke("show", "01a242d3-e390-7628-88ed-51e3a74eb983", "--at", "2h", "--db", db)
     assert missing.exit_code == 3
     assert "not found" in missing.stderr
+
+
+# -- 4. short ids that tell rows apart; contexts by the first characters of their id -----------
+
+
+def test_short_ids_are_tails_long_enough_to_tell_the_ids_shown_apart() -> None:
+    ids = ShortIds(["01a242d3-e390-7628-88ed-51e3a74eb982", "01a242d3-e390-7628-88ed-0003a74eb982",
+                    "01a242d3-e390-7628-88ed-51e3a74eb983", None])  # fmt: skip
+    assert ids("01a242d3-e390-7628-88ed-51e3a74eb982") == "e3a74eb982"  # 9 shared
+    assert ids("01a242d3-e390-7628-88ed-0003a74eb982") == "03a74eb982"
+    assert ids("01a242d3-e390-7628-88ed-51e3a74eb983") == "a74eb983"
+    assert ids(None) == "-"
+    assert ShortIds()("01a242d3-e390-7628-88ed-51e3a74eb982") == "a74eb982"
+    assert ShortIds()("m1") == "m1"
+
+
+def test_rows_of_one_minute_show_ids_that_differ_and_are_the_ids_tails(tmp_path: Path) -> None:
+    db = tmp_path / "ctx.db"
+    (cid,) = asyncio.run(subject_in(db, ACME))
+    asyncio.run(more_messages(db, cid, 30))
+    state = as_json(invoke("show", cid, "--db", db, "--format", "json"))
+    full = [m["id"] for m in state["messages"]]
+    assert len({i[:8] for i in full}) < len(full)  # the trap: made in the same minute
+    shown = [line.split()[1] for line in invoke("show", cid, "--db", db).stdout.splitlines()
+             if re.match(r"\d+ ", line)]  # fmt: skip
+    assert len(shown) == len(full) == len(set(shown))
+    assert all(f.endswith(s) and len(s) >= 8 for f, s in zip(full, shown, strict=True))
+    history = re.findall(r"\(([0-9a-f-]+)\)$", invoke("history", cid, "--db", db).stdout, re.M)
+    assert history == shown  # each appended message, once, as show shows it
+
+
+async def more_messages(db: Path, context_id: str, count: int) -> None:
+    store = await EventStore.open_url(str(db))
+    service = Contexts(store)
+    try:
+        await service.start()
+        news = [NewMessage(role="user", content=f"m{n}") for n in range(count)]
+        await service.append(ACME, context_id, news)
+    finally:
+        await service.close()
+        await store.close()
+
+
+def test_every_command_takes_a_context_by_a_unique_prefix_and_refuses_an_ambiguous_one(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "ctx.db"
+    ids = asyncio.run(subject_in(db, ACME, ACME, BETA))
+    common = os.path.commonprefix(ids)
+    assert len(common) >= 8  # made in the same minute: they start alike
+    shared = max(len(os.path.commonprefix([ids[0], other])) for other in ids[1:])
+    unique = ids[0][: shared + 1]  # the shortest prefix of its own, as git would show it
+    for args in (["show", unique], ["history", unique], ["replay", unique],
+                 ["audit", "--context", unique], ["export", "--context", unique]):  # fmt: skip
+        result = invoke(*args, "--db", db, "--format", "json") if args[0] != "export" else (
+            invoke(*args, "--db", db)
+        )  # fmt: skip
+        assert result.exit_code == 0, (args, result.stderr)
+        assert ids[0] in result.stdout
+        assert ids[1] not in result.stdout
+        ambiguous = invoke(*[common if a == unique else a for a in args], "--db", db)
+        assert ambiguous.exit_code == 2, (args, ambiguous.stderr)
+        assert f"{common!r} is ambiguous: the ids of 3 contexts start with it" in ambiguous.stderr
+        assert all(i in ambiguous.stderr for i in ids)
+    assert invoke("show", ids[2], "--db", db).exit_code == 0  # the full id, as always
+    assert invoke("show", "ffff", "--db", db).exit_code == 3

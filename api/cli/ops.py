@@ -44,6 +44,7 @@ from .support import (
     is_postgres,
     open_store,
     readmodel_path,
+    resolve_context,
     run,
 )
 
@@ -234,12 +235,14 @@ def export(context_id: str | None, tenant: str | None, output: str | None, db: s
 async def _export(
     db: str, context_id: str | None, tenant: str | None, output: str | None, out: Output
 ) -> None:
-    scope = ALL if context_id is None and tenant is None else (
-        f"context:{context_id}" if context_id is not None else f"tenant:{tenant}"
-    )  # fmt: skip
     async with open_store(db) as store:
-        if context_id is not None and await store.stream_version(context_id) == 0:
-            raise CliError(Exit.NOT_FOUND, f"context {context_id!r} not found")
+        if context_id is not None:
+            context_id = await resolve_context(store, context_id)
+            if await store.stream_version(context_id) == 0:
+                raise CliError(Exit.NOT_FOUND, f"context {context_id!r} not found")
+        scope = ALL if context_id is None and tenant is None else (
+            f"context:{context_id}" if context_id is not None else f"tenant:{tenant}"
+        )  # fmt: skip
         flt = audit_filter(context_id=context_id, tenant=tenant)
         with _target(output) as sink, out.progress("export") as (report,):
             done = await export_log(store, sink, filter=flt, scope=scope, progress=report)

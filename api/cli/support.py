@@ -168,6 +168,31 @@ async def open_store(db: str, *, must_exist: bool = True) -> AsyncIterator[es.Ev
         await store.close()
 
 
+MIN_PREFIX = 4
+"""The fewest first characters of a context id that a command takes for the id (as git)."""
+_SHOWN = 5
+
+
+async def resolve_context(store: es.EventStore, given: str) -> str:
+    """The context ``given`` names: that id, else the one context whose id starts with it (at
+    least MIN_PREFIX characters); CliError (usage) when several do. Otherwise ``given``, for
+    the command to find missing."""
+    if len(given) < MIN_PREFIX or await store.stream_version(given) > 0:
+        return given
+    found = await store.streams_starting_with(given, limit=_SHOWN + 1)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        count = f"{_SHOWN} or more" if len(found) > _SHOWN else f"{len(found)}"
+        listed = ", ".join(found[:_SHOWN]) + (", …" if len(found) > _SHOWN else "")
+        raise CliError(
+            Exit.USAGE,
+            f"{given!r} is ambiguous: the ids of {count} contexts start with it ({listed});"
+            " give more of the id",
+        )
+    return given
+
+
 def db_option(fn: F) -> F:
     """``--db PATH``: as for ``serve``, env CTXLOG_DB, else ./ctxlog.db."""
     return click.option(
