@@ -102,8 +102,13 @@ def test_mcp_with_stdin_at_dev_null_ends_cleanly(tmp_path: Path, create: bool) -
     with open(os.devnull, "rb") as stdin, open(os.devnull, "wb") as stdout:
         done = subprocess.run(
             [*command("mcp", "--db", db), *(["--create"] if create else [])],
-            stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True,
-            env=quiet_env(), timeout=30, check=False,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=quiet_env(),
+            timeout=30,
+            check=False,
         )  # fmt: skip (it used to hang: stdin's end never came)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -192,15 +197,22 @@ async def more_messages(db: Path, context_id: str, count: int) -> None:
         await store.close()
 
 
+def shared(a: str, b: str) -> int:
+    """How many first characters ``a`` and ``b`` have in common."""
+    return next(
+        (n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
 def test_every_command_takes_a_context_by_a_unique_prefix_and_refuses_an_ambiguous_one(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "ctx.db"
     ids = asyncio.run(subject_in(db, ACME, ACME, BETA))
-    common = os.path.commonprefix(ids)
+    common = ids[0][: min(shared(ids[0], other) for other in ids[1:])]
     assert len(common) >= 8  # made in the same minute: they start alike
-    shared = max(len(os.path.commonprefix([ids[0], other])) for other in ids[1:])
-    unique = ids[0][: shared + 1]  # the shortest prefix of its own, as git would show it
+    own = max(shared(ids[0], other) for other in ids[1:])
+    unique = ids[0][: own + 1]  # the shortest prefix of its own, as git would show it
     for args in (["show", unique], ["history", unique], ["replay", unique],
                  ["audit", "--context", unique], ["export", "--context", unique]):  # fmt: skip
         result = invoke(*args, "--db", db, "--format", "json") if args[0] != "export" else (
