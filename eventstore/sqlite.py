@@ -99,6 +99,11 @@ class SQLiteRecorder(Recorder):
         # Owner-only from the start (its WAL and index take its mode): it holds subject keys.
         create_private(self.path)
         with _translated():
+            # Opened on this thread first, so that a file SQLite cannot open (its directory
+            # missing or read-only) fails here: aiosqlite stops the thread of a connection
+            # that failed without waiting for it, and it may then outlive the event loop
+            # (a traceback at exit).
+            sqlite3.connect(self.path).close()
             self._writer = await self._connect()
             await _run(self._writer, self._init_schema)
             if self.supports_concurrent_reads:

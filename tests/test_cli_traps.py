@@ -9,9 +9,11 @@ import asyncio
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +229,79 @@ def test_every_command_takes_a_context_by_a_unique_prefix_and_refuses_an_ambiguo
         assert all(i in ambiguous.stderr for i in ids)
     assert invoke("show", ids[2], "--db", db).exit_code == 0  # the full id, as always
     assert invoke("show", "ffff", "--db", db).exit_code == 3
+
+
+# -- walking the command as a careless operator ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["import", "EXPORT", "--db", "nodir/new.db"],
+        ["backup", "nodir/copy.db", "--db", "DB"],
+        ["export", "-o", "nodir/log.ndjson", "--db", "DB"],
+        ["verify", "--write-anchor", "nodir/head.json", "--db", "DB"],
+        ["serve", "--db", "nodir/new.db", "--port", "0"],
+        ["mcp", "--create", "--db", "nodir/new.db"],
+    ],
+)
+def test_a_missing_directory_is_named_before_any_work(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "ctx.db"
+    story(db)
+    export = tmp_path / "log.ndjson"
+    assert invoke("export", "-o", export, "--db", db).exit_code == 0
+    before = sorted(tmp_path.iterdir())
+    given = [str(db) if a == "DB" else str(export) if a == "EXPORT" else a for a in args]
+    done = subprocess.run(
+        command(*given), cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, env=quiet_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()]  # one line, no traceback
+    assert re.match(r"Error: no directory nodir for (a new database )?nodir/", done.stderr)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_serve_refuses_a_directory_or_a_file_that_is_not_a_ctxlog_database(
+    tmp_path: Path,
+) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes\n" * 1000)
+    for db, code, says in ((tmp_path, 2, "is a directory"), (notes, 5, "not a database")):
+        done = subprocess.run(
+            command("serve", "--db", db, "--port", "0"), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, env=quiet_env(), timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == code, done.stderr
+        assert len(done.stderr.splitlines()) == 1
+        assert says in done.stderr
+    assert notes.read_text() == "my notes\n" * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+def test_a_database_in_a_directory_that_is_not_writable_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "ctx.db"
+    story(db)
+    export = tmp_path.parent / f"{tmp_path.name}.ndjson"
+    assert invoke("export", "-o", export, "--db", db).exit_code == 0
+    # As if the directory were read-only (tests may run as root, whom modes do not stop):
+    # SQLite cannot create the -shm beside the file, and says only "unable to open".
+    real = sqlite3.connect
+
+    def unable(path: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if str(tmp_path) in str(path):
+            raise sqlite3.OperationalError("unable to open database file")
+        conn: sqlite3.Connection = real(path, *args, **kwargs)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", unable)
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    result = invoke("stats", "--db", db)
+    assert result.exit_code == 5
+    assert result.stderr.startswith(f"Error: {db}: unable to open database file")
+    assert f"({tmp_path} is not writable, and SQLite keeps its -wal" in result.stderr
+    fresh = invoke("import", export, "--db", tmp_path / "new.db")
+    assert fresh.exit_code == 5
+    assert fresh.stderr == f"Error: cannot create {tmp_path}/new.db: {tmp_path} is not writable\n"

@@ -21,7 +21,7 @@ from .inspect import history, replay, show
 from .listen import listen
 from .ops import backup, erase, export, import_, rebuild, verify
 from .retention import retention
-from .support import EXIT_CODES, CliError, Exit, check_sqlite_path, is_postgres
+from .support import EXIT_CODES, CliError, Exit, check_sqlite_path, is_postgres, translated
 
 log = logging.getLogger("ctxlog")
 
@@ -67,6 +67,8 @@ def serve(config: str | None, **flags: Any) -> None:
         app = create_app(settings)
     except SettingsError as e:
         raise CliError(Exit.USAGE, str(e)) from None
+    if settings.db != ":memory:" and not is_postgres(settings.db):
+        check_sqlite_path(settings.db, must_exist=False)  # a missing directory, a foreign file
     # Before the database is opened: a port in use ends here, with nothing touched.
     sockets = listen(settings.host, settings.port)
     if (warning := exposure(settings.db)) is not None:
@@ -90,6 +92,8 @@ def serve(config: str | None, **flags: Any) -> None:
         )
     except SettingsError as e:  # found at startup: an open server on tenants' data
         raise CliError(Exit.USAGE, str(e)) from None
+    except Exception as e:  # at startup: a database that cannot be opened, among others
+        raise translated(e) from e
     log.info("ctxlog stopped")
 
 
@@ -129,7 +133,11 @@ def mcp(db: str | None, create: bool, allow_open_with_tenants: bool | None) -> N
         raise CliError(Exit.USAGE, str(e)) from None
     if not is_postgres(path):
         check_sqlite_path(path, must_exist=not create)
-    raise click.exceptions.Exit(run_stdio(path, allow_open_with_tenants=allow_open_with_tenants))
+    try:
+        status = run_stdio(path, allow_open_with_tenants=allow_open_with_tenants)
+    except Exception as e:  # a database that cannot be opened, among others
+        raise translated(e) from e
+    raise click.exceptions.Exit(status)
 
 
 for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):

@@ -38,6 +38,7 @@ from .support import (
     EXIT_CODES,
     CliError,
     Exit,
+    check_output,
     check_sqlite_path,
     db_option,
     format_option,
@@ -75,6 +76,8 @@ def verify(anchor_path: str | None, write_path: str | None, db: str, fmt: str) -
     With --anchor FILE, the event at the anchored position must still have the anchored
     hash: truncating the log or rewriting it (hashes recomputed) at or before that position
     is caught. --write-anchor FILE records the verified head for the next run."""
+    if write_path is not None:
+        check_output(write_path)
     anchor = None
     if anchor_path is not None:
         try:
@@ -229,6 +232,8 @@ def export(context_id: str | None, tenant: str | None, output: str | None, db: s
     no keys: content of data subjects stays sealed (encrypted) in it."""
     if context_id is not None and tenant is not None:
         raise click.UsageError("give --context or --tenant, not both")
+    if output is not None:
+        check_output(output)
     run(_export(db, context_id, tenant, output, Output()))
 
 
@@ -294,7 +299,8 @@ def import_(file: str, db: str, fmt: str) -> None:
             run(_import(db, source, Output(fmt)))
     except BaseException:
         if created:  # leave no empty database behind for a refused import
-            remove_files(db)
+            with contextlib.suppress(OSError):  # the error raised says why
+                remove_files(db)
         raise
 
 
@@ -339,6 +345,7 @@ def backup(dest: str, db: str, fmt: str) -> None:
     if is_postgres(db):
         raise CliError(Exit.USAGE, "backup copies SQLite files; for PostgreSQL use pg_dump")
     check_sqlite_path(db, must_exist=True)
+    check_output(dest)
     out = Output(fmt)
     run(_backup(db, dest, out))
 

@@ -110,6 +110,11 @@ def failure(e: BaseException) -> CliError | None:
     return None
 
 
+def translated(e: Exception) -> CliError:
+    """The CliError for any error: the layers' with their exit code, a bug's as internal."""
+    return failure(e) or CliError(Exit.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+
+
 def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
     """Run a command's coroutine; errors of the layers below end it with their exit code."""
     try:
@@ -124,10 +129,7 @@ def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise click.exceptions.Exit(Exit.BROKEN_PIPE) from None
     except Exception as e:
-        error = failure(e)
-        if error is None:
-            raise CliError(Exit.INTERNAL, f"internal error: {type(e).__name__}: {e}") from e
-        raise error from e
+        raise translated(e) from e
 
 
 def is_postgres(db: str) -> bool:
@@ -143,17 +145,43 @@ def readmodel_path(db: str) -> str | None:
 
 def check_sqlite_path(db: str, *, must_exist: bool) -> None:
     """Refuse ``:memory:`` (a command's own database would be empty); for commands that
-    read, a file that does not exist (opening it would create an empty one); and a file
-    that is not a ctxlog log (opening it would add the log's tables to it)."""
+    read, a file that does not exist (opening it would create an empty one); for those that
+    may create one, a directory that does not exist; and a file that is not a ctxlog log
+    (opening it would add the log's tables to it)."""
     if db == ":memory:" or db.startswith("file:"):
         raise CliError(Exit.USAGE, f"give the database as a file path, not {db!r}")
     if must_exist and not Path(db).is_file():
         raise CliError(Exit.NOT_FOUND, f"no database at {db} (give --db PATH or set CTXLOG_DB)")
+    if Path(db).is_dir():
+        raise CliError(Exit.USAGE, f"{db} is a directory: give the database file in it")
+    parent = Path(db).parent
+    if not Path(db).exists():
+        if not parent.is_dir():
+            raise CliError(Exit.NOT_FOUND, f"no directory {parent} for a new database {db}")
+        if not os.access(parent, os.W_OK):
+            raise CliError(Exit.UNAVAILABLE, f"cannot create {db}: {parent} is not writable")
     if Path(db).is_file() and Path(db).stat().st_size > 0:
         try:
             check_log_file(db)
         except (es.EventStoreError, OSError) as e:
-            raise failure(e) or e from e
+            error = failure(e) or CliError(Exit.UNAVAILABLE, str(e))
+            if not os.access(parent, os.W_OK):  # SQLite says "unable to open database file"
+                error = CliError(
+                    Exit(error.exit_code),
+                    f"{error.message} ({parent} is not writable, and SQLite keeps its -wal and"
+                    " -shm files beside the database)",
+                )
+            raise error from e
+
+
+def check_output(path: str) -> None:
+    """Refuse to start work whose output ``path`` cannot be written: in a directory that
+    does not exist (it would fail at the end, naming a temporary file)."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise CliError(Exit.NOT_FOUND, f"no directory {parent} for {path}")
+    if Path(path).is_dir():
+        raise CliError(Exit.USAGE, f"{path} is a directory: give a file name in it")
 
 
 @contextlib.asynccontextmanager
