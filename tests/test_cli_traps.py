@@ -305,3 +305,14 @@ def test_a_database_in_a_directory_that_is_not_writable_says_why(
     fresh = invoke("import", export, "--db", tmp_path / "new.db")
     assert fresh.exit_code == 5
     assert fresh.stderr == f"Error: cannot create {tmp_path}/new.db: {tmp_path} is not writable\n"
+
+
+def test_audit_refuses_an_event_type_that_does_not_exist(tmp_path: Path) -> None:
+    db = tmp_path / "ctx.db"
+    story(db)
+    typo = invoke("audit", "--type", "message.edit", "--db", db)
+    assert typo.exit_code == 2
+    assert "no event type 'message.edit'" in typo.stderr
+    assert "message.edited" in typo.stderr
+    edits = invoke("audit", "--type", "message.edited", "--db", db, "--format", "json")
+    assert [e["type"] for e in as_json(edits)] == ["message.edited"]

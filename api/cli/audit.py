@@ -15,7 +15,7 @@ from typing import Any
 import click
 import msgspec
 
-from eventstore import LogFilter, RecordedEvent, WindowServed
+from eventstore import EVENT_TYPES, LogFilter, RecordedEvent, WindowServed
 from projections.audit import audit_filter, log_stats
 
 from .output import Output
@@ -74,6 +74,13 @@ def audit(
 ) -> None:
     """The audit query over the whole log: who changed what, and when."""
     wanted = ",".join(types) or None
+    unknown = sorted({t.strip() for t in (wanted or "").split(",") if t.strip()} - set(EVENT_TYPES))
+    if unknown:  # a typo would otherwise list nothing, as if nothing had happened
+        raise click.BadParameter(
+            f"no event type {', '.join(map(repr, unknown))}; the types are"
+            f" {', '.join(sorted(EVENT_TYPES))}",
+            param_hint="'--type'",
+        )
     if served:
         if wanted is not None and set(wanted.split(",")) != {SERVED}:
             raise click.UsageError("--served lists window.served events; leave out --type")
