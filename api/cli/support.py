@@ -36,13 +36,15 @@ class Exit(enum.IntEnum):
     cannot be read (damaged), a tampered, truncated or unreadable export or row (the
     position is named)."""
     USAGE = 2
-    """Bad arguments, options or settings."""
+    """Bad arguments, options or settings (an ambiguous context id prefix among them)."""
     NOT_FOUND = 3
-    """No such database, context, version or input file."""
+    """No such database, directory, context, version or input file; a context asked for as
+    of a time before it was created; a subject to erase that only other tenants hold."""
     SCHEMA_TOO_NEW = 4
     """The database (or an event in it) was written by a newer ctxlog."""
     UNAVAILABLE = 5
-    """The database cannot be used: an I/O error, locked too long, not a ctxlog database."""
+    """The database cannot be used (an I/O error, locked too long, not a ctxlog database, in a
+    directory that is not writable), or ``serve`` cannot listen on its address."""
     REFUSED = 6
     """The command would mix or overwrite data: an import into a database that holds
     events, an import of a partial export, a backup onto an existing file."""
@@ -59,10 +61,14 @@ Exit codes:
   0    ok
   1    verification failed (broken hash chain, read model differs from the fold
        or is damaged, tampered or truncated export); the first bad position is named
-  2    usage error (bad arguments, options or settings)
-  3    not found (database, context, version, input file)
+  2    usage error (bad arguments, options or settings; an id prefix
+       that starts several contexts' ids)
+  3    not found (database, directory, context, version, input file; a
+       context before it was created; a subject to erase only other
+       tenants hold)
   4    database written by a newer ctxlog (schema too new)
-  5    database unavailable (I/O error, locked, not a ctxlog database)
+  5    unavailable (database: I/O error, locked, not a ctxlog database,
+       directory not writable; serve: cannot listen on the address)
   6    refused (import into a non-empty database or of a partial export,
        backup onto an existing file)
   70   internal error
