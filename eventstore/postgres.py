@@ -108,6 +108,12 @@ SELECT_STREAM_VERSIONS = (
     " WHERE e.stream_id = s.stream_id) FROM unnest($1::text[]) AS s (stream_id)"
 )
 SELECT_STREAM_VERSION = "SELECT max(version) FROM {schema}.events WHERE stream_id = $1"
+# starts_with, not a range: under the database's collation a range need not hold the prefix's
+# ids alone. It scans the stream starts (an operator's look-up, not a request's).
+SELECT_STREAMS_STARTING = (
+    "SELECT stream_id FROM {schema}.events WHERE version = 1 AND starts_with(stream_id, $1)"
+    ' ORDER BY stream_id COLLATE "C" LIMIT $2'
+)
 SELECT_STREAM_FORWARD = (
     f"SELECT {COLUMNS} FROM {{schema}}.events WHERE stream_id = $1 AND version >= $2::bigint"
     " ORDER BY version LIMIT $3"
@@ -427,6 +433,12 @@ class PostgresRecorder(Recorder):
         async with self._connection() as conn:
             version = await conn.fetchval(self._sql(SELECT_STREAM_VERSION), stream_id)
         return version or 0
+
+    async def streams_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """The stream starts whose id starts with ``prefix``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._sql(SELECT_STREAMS_STARTING), prefix, limit)
+        return [row[0] for row in rows]
 
     async def stream_version_at(self, stream_id: str, at_us: int) -> int:
         """Bisection over the stream's gap-free versions: O(log n) probes, one round trip."""

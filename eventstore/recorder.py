@@ -233,6 +233,10 @@ class Recorder(abc.ABC):
         """The stream's version as of ``at_us`` (its last event recorded at or before)."""
 
     @abc.abstractmethod
+    async def streams_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of streams that start with ``prefix``, in id order."""
+
+    @abc.abstractmethod
     async def head(self) -> tuple[int, bytes]:
         """The last position and its hash; (0, GENESIS) for an empty log."""
 

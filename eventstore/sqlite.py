@@ -47,6 +47,7 @@ from .sqlite_schema import (
     SELECT_STREAM_RECORDED_AT,
     SELECT_STREAM_VERSION,
     SELECT_STREAMS,
+    SELECT_STREAMS_STARTING,
     SELECT_TENANT_STREAMS,
 )
 from .sqlite_writes import VersionCache, checkpoint, commit_batch, import_rows
@@ -98,6 +99,11 @@ class SQLiteRecorder(Recorder):
         # Owner-only from the start (its WAL and index take its mode): it holds subject keys.
         create_private(self.path)
         with _translated():
+            # Opened on this thread first, so that a file SQLite cannot open (its directory
+            # missing or read-only) fails here: aiosqlite stops the thread of a connection
+            # that failed without waiting for it, and it may then outlive the event loop
+            # (a traceback at exit).
+            sqlite3.connect(self.path).close()
             self._writer = await self._connect()
             await _run(self._writer, self._init_schema)
             if self.supports_concurrent_reads:
@@ -284,6 +290,13 @@ class SQLiteRecorder(Recorder):
         async with self._reader() as conn:
             rows = await conn.execute_fetchall(SELECT_STREAM_VERSION, (stream_id,))
         return next(iter(rows))[0] or 0
+
+    async def streams_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """A range of the unique index on (stream_id, version)."""
+        params = (prefix, prefix + "\U0010ffff", limit)
+        async with self._reader() as conn:
+            rows = await conn.execute_fetchall(SELECT_STREAMS_STARTING, params)
+        return [row[0] for row in rows]
 
     async def stream_version_at(self, stream_id: str, at_us: int) -> int:
         """Bisection over the stream's gap-free versions: O(log n) point reads."""

@@ -392,6 +392,13 @@ class EventStore:
         """A stream's version as of ``at``; 0 when it did not exist yet."""
         return await self.recorder.stream_version_at(check_stream_id(stream_id), to_micros(at))
 
+    async def streams_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` ids of streams that start with ``prefix`` (itself a well-formed
+        stream id), in id order: to find a stream from the first characters of its id."""
+        return await self.recorder.streams_starting_with(
+            check_stream_id(prefix), _check_limit(limit)
+        )
+
     async def head(self) -> int:
         """The position of the last event; 0 for an empty log."""
         return (await self.recorder.head())[0]

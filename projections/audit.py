@@ -28,6 +28,7 @@ from eventstore import (
 
 from .context import fold
 from .errors import ContextNotFound, InvalidVersion
+from .history import not_found_at
 from .lineage import Pending, needs, resolve
 from .reads import context_sync, state_sync
 from .retry import transient
@@ -98,10 +99,10 @@ class Refold:
         return await self.fold(await self.events(context_id, version))
 
     async def state_at_time(self, context_id: str, at: datetime) -> ContextState:
-        """The context as of ``at``; ContextNotFound if it did not exist yet."""
+        """The context as of ``at``; ContextNotYetCreated if it did not exist yet."""
         version = await self.store.stream_version_at(context_id, at)
         if version == 0:
-            raise ContextNotFound(context_id)
+            raise await not_found_at(self.store, context_id, at)
         return await self.state(context_id, version)
 
     async def fold(self, events: Sequence[RecordedEvent]) -> ContextState:

@@ -26,7 +26,7 @@ from eventstore import ANY, SubjectErased
 from .base import ServiceBase
 from .calls import Caller
 from .errors import ReadModelInUse
-from .shredding import affected_sync, holding_sync, subject_keys_sync
+from .shredding import affected_sync, holding_sync, subject_keys_sync, subject_tenants_sync
 
 
 class Erased(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +63,13 @@ class Erasure(ServiceBase):
         known = await self.readmodel.read(subject_keys_sync, caller.tenant, subject)
         key_ids = sorted({key_id for key_id, _ in known})
         return await self.readmodel.read(affected_sync, caller.tenant, subject, key_ids)
+
+    async def subject_tenants(self, subject: str) -> list[str | None]:
+        """Every tenant (None: none) whose contexts hold content of ``subject`` that is not
+        erased yet, across tenants: for an operator, who may erase in any of them (a caller
+        with an API key must never learn of other tenants)."""
+        await self.projector.catch_up()
+        return await self.readmodel.read(subject_tenants_sync, subject)
 
     async def erase(self, caller: Caller, subject: str) -> Erased:
         """Destroy ``subject``'s key in the caller's tenant, record it, and forget the content.

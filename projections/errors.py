@@ -8,6 +8,8 @@ MissingHistory is a caller bug → 500.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 
 class ProjectionError(Exception):
     """The base of every error the projections package raises on purpose."""
@@ -19,6 +21,23 @@ class ContextNotFound(ProjectionError):
     def __init__(self, context_id: str) -> None:
         super().__init__(f"context {context_id!r} not found")
         self.context_id = context_id
+
+
+class ContextNotYetCreated(ContextNotFound):
+    """The context was asked for as of a time before it was created."""
+
+    def __init__(self, context_id: str, at: datetime, created_at: datetime) -> None:
+        super().__init__(context_id)
+        self.args = (
+            f"context {context_id!r} did not exist yet at {_iso(at)}: it was created at"
+            f" {_iso(created_at)}",
+        )
+        self.at = at
+        self.created_at = created_at
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ContextExists(ProjectionError):

@@ -37,7 +37,7 @@ import msgspec
 
 from eventstore import EventStore
 
-from .errors import ContextNotFound, InvalidVersion
+from .errors import ContextNotFound, ContextNotYetCreated, InvalidVersion
 from .lineage import Key, Pending, needs, resolve
 from .readmodel import ReadModel
 from .reads import summaries_sync
@@ -124,6 +124,15 @@ def _chunks_sync(conn: sqlite3.Connection, keys: list[ChunkKey]) -> list[bytes] 
     return None if any(row is None for row in rows) else [row[0] for row in rows]
 
 
+async def not_found_at(store: EventStore, context_id: str, at: datetime) -> ContextNotFound:
+    """Why ``context_id`` has no state as of ``at``: it was created later
+    (ContextNotYetCreated, saying when), or it does not exist at all."""
+    first = await store.read_stream(context_id, 1, limit=1)
+    if not first:
+        return ContextNotFound(context_id)
+    return ContextNotYetCreated(context_id, at, first[0].recorded_at)
+
+
 class History:
     """States at past versions and times, for one store and its read model."""
 
@@ -196,10 +205,10 @@ class History:
 
     async def state_at_time(self, context_id: str, at: datetime) -> ContextState:
         """The state as of ``at`` (its last event recorded at or before); ContextNotFound if
-        the context did not exist yet."""
+        there is no such context, ContextNotYetCreated (one) if it was created after ``at``."""
         version = await self.store.stream_version_at(context_id, at)
         if version == 0:
-            raise ContextNotFound(context_id)
+            raise await not_found_at(self.store, context_id, at)
         return await self.state_at(context_id, version)
 
     async def _snapshot(self, context_id: str, version: int) -> ContextState | None:

@@ -82,6 +82,14 @@ WITH RECURSIVE affected (context_id) AS (
 SELECT c.context_id FROM contexts c JOIN affected a USING (context_id)
 WHERE c.tenant IS :tenant ORDER BY c.position
 """
+# The tenants whose contexts hold content of a subject that no erasure has reached yet (sealed
+# with one of its keys not known to be destroyed): where erasing it would do something.
+SELECT_SUBJECT_TENANTS = """
+SELECT DISTINCT c.tenant
+FROM sealed_keys s JOIN contexts c USING (context_id)
+WHERE s.subject = :subject AND s.key_id NOT IN (SELECT key_id FROM erased_keys)
+ORDER BY c.tenant IS NOT NULL, c.tenant
+"""
 DELETE_SNAPSHOTS = "DELETE FROM snapshots WHERE context_id = ?"
 DELETE_SNAPSHOT_CHUNKS = "DELETE FROM snapshot_chunks WHERE context_id = ?"
 
@@ -131,6 +139,11 @@ def subject_keys_sync(
     """(key id, erasure recorded) of every key that sealed ``subject``'s content in ``tenant``."""
     params = {"subject": subject, "tenant": tenant}
     return [(row[0], bool(row[1])) for row in conn.execute(SELECT_SUBJECT_KEYS, params)]
+
+
+def subject_tenants_sync(conn: sqlite3.Connection, subject: str) -> list[str | None]:
+    """Every tenant (None: none) holding content of ``subject`` not erased yet."""
+    return [row[0] for row in conn.execute(SELECT_SUBJECT_TENANTS, {"subject": subject})]
 
 
 def affected_sync(

@@ -16,7 +16,7 @@ from api import Settings, SettingsError
 from api.cli import cli, main
 from api.config import load_settings
 from api.settings import is_loopback, parse_keys
-from tests.support.cli_helpers import child_env, invoke
+from tests.support.cli_helpers import child_env, invoke, story
 
 
 def test_defaults() -> None:
@@ -125,16 +125,22 @@ def test_serve_refuses_an_open_public_bind() -> None:
     assert "API keys" in result.stderr
 
 
-def test_mcp_runs_the_stdio_server_on_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mcp_runs_the_stdio_server_on_the_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import api.mcp.stdio
 
+    db = tmp_path / "chat.db"
+    story(db)
     calls: list[str | None] = []
+    statuses = iter([0, 2])
 
     def run_stdio(db: str | None = None, **options: Any) -> int:
         calls.append(db)
-        return 0 if db else 2
+        return next(statuses)
 
     monkeypatch.setattr(api.mcp.stdio, "run_stdio", run_stdio)
-    assert invoke("mcp", "--db", "chat.db").exit_code == 0
+    assert invoke("mcp", "--db", db).exit_code == 0
+    monkeypatch.setenv("CTXLOG_DB", str(db))
     assert invoke("mcp").exit_code == 2  # its own status is the command's
-    assert calls == ["chat.db", None]  # None: run_stdio reads CTXLOG_DB itself
+    assert calls == [str(db), str(db)]  # CTXLOG_DB resolved as every command does

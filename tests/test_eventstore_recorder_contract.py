@@ -255,6 +255,19 @@ async def test_list_streams_paginates_both_ways_and_by_tenant(store: EventStore)
     assert even[0].tenant == "even"
 
 
+async def test_streams_starting_with_a_prefix(store: EventStore) -> None:
+    for stream in ("ab-1", "ab-2", "ab", "abc", "b-1", "a"):
+        await store.append(stream, [ContextCreated()], NO_STREAM)
+        await store.append(stream, [message("x")], 1)
+    assert await store.streams_starting_with("ab") == ["ab", "ab-1", "ab-2", "abc"]
+    assert await store.streams_starting_with("ab-") == ["ab-1", "ab-2"]
+    assert await store.streams_starting_with("ab", limit=2) == ["ab", "ab-1"]
+    assert await store.streams_starting_with("b-1") == ["b-1"]
+    assert await store.streams_starting_with("c") == []
+    with pytest.raises(InvalidStreamId):
+        await store.streams_starting_with("")
+
+
 async def test_has_tenants_says_whether_any_stream_belongs_to_a_tenant(store: EventStore) -> None:
     # What an open server checks before it serves: no stream of a tenant, or some.
     assert await store.has_tenants() is False

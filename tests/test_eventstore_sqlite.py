@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -183,3 +186,27 @@ async def test_has_tenants_is_one_seek_in_the_index_of_stream_starts(tmp_path: P
     assert [row[-1] for row in plan] == [
         "SEARCH events USING INDEX events_tenant_stream_starts (tenant>?)"
     ]
+
+
+def test_a_file_sqlite_cannot_open_fails_cleanly_and_leaves_no_thread(tmp_path: Path) -> None:
+    """aiosqlite stops the thread of a failed connection without waiting for it: the store
+    must fail before that, or the thread outlives the event loop (a traceback at exit)."""
+    script = (
+        "import asyncio, sys\n"
+        "from eventstore import EventStore, StoreUnavailable\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await EventStore.open_url(sys.argv[1])\n"
+        "    except StoreUnavailable as e:\n"
+        "        print(e)\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "nodir" / "x.db")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert done.stdout == "database error: unable to open database file\n"
+    assert done.stderr == ""

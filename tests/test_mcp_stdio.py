@@ -35,7 +35,7 @@ def env(**extra: str) -> dict[str, str]:
 
 def run(tmp_path: Path, stdin: bytes, **extra: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "api.mcp", "--db", "ctx.db"],
+        [sys.executable, "-m", "api.mcp", "--db", "ctx.db", "--create"],
         input=stdin,
         capture_output=True,
         cwd=tmp_path,
@@ -112,7 +112,7 @@ def test_an_open_database_serves_without_tenants(tmp_path: Path) -> None:
 
 async def test_listen_until_cancelled_and_other_requests_meanwhile(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.mcp", "--db", "ctx.db",
+        sys.executable, "-m", "api.mcp", "--db", "ctx.db", "--create",
         cwd=tmp_path, env={"PATH": os.environ.get("PATH", ""), **env(CTXLOG_API_KEY="key-alice")},
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -165,7 +165,7 @@ def test_stdin_from_a_file(tmp_path: Path) -> None:
     requests.write_bytes(line("server/discover", {"_meta": ENVELOPE}))
     with requests.open("rb") as stdin, (tmp_path / "answers.jsonl").open("wb") as stdout:
         done = subprocess.run(
-            [sys.executable, "-m", "api.mcp", "--db", "ctx.db"],
+            [sys.executable, "-m", "api.mcp", "--db", "ctx.db", "--create"],
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE,

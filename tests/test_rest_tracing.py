@@ -132,7 +132,7 @@ def test_stdio_mcp_continues_the_trace_and_keeps_stdout_for_the_protocol(tmp_pat
          "params": {"_meta": {"traceparent": TRACEPARENT}}},
     ]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "api.mcp", "--db", "ctx.db"],
+        [sys.executable, "-m", "api.mcp", "--db", "ctx.db", "--create"],
         input=b"".join(json.dumps(m).encode() + b"\n" for m in messages),
         capture_output=True,
         cwd=tmp_path,

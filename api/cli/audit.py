@@ -15,11 +15,11 @@ from typing import Any
 import click
 import msgspec
 
-from eventstore import LogFilter, RecordedEvent, WindowServed
+from eventstore import EVENT_TYPES, LogFilter, RecordedEvent, WindowServed
 from projections.audit import audit_filter, log_stats
 
 from .output import Output
-from .render import describe, event_record, event_type_text
+from .render import ShortIds, describe, event_record, event_type_text, mentioned
 from .support import (
     EXIT_CODES,
     TIME,
@@ -28,6 +28,7 @@ from .support import (
     is_postgres,
     open_store,
     readmodel_path,
+    resolve_context,
     run,
 )
 
@@ -73,6 +74,13 @@ def audit(
 ) -> None:
     """The audit query over the whole log: who changed what, and when."""
     wanted = ",".join(types) or None
+    unknown = sorted({t.strip() for t in (wanted or "").split(",") if t.strip()} - set(EVENT_TYPES))
+    if unknown:  # a typo would otherwise list nothing, as if nothing had happened
+        raise click.BadParameter(
+            f"no event type {', '.join(map(repr, unknown))}; the types are"
+            f" {', '.join(sorted(EVENT_TYPES))}",
+            param_hint="'--type'",
+        )
     if served:
         if wanted is not None and set(wanted.split(",")) != {SERVED}:
             raise click.UsageError("--served lists window.served events; leave out --type")
@@ -88,19 +96,25 @@ async def _audit(
 ) -> None:
     found: list[RecordedEvent] = []
     count = 0
+    ids = ShortIds()
     async with open_store(db) as store:
+        if flt.stream_id is not None:
+            flt = msgspec.structs.replace(
+                flt, stream_id=await resolve_context(store, flt.stream_id)
+            )
         while limit is None or count < limit:
             size = PAGE if limit is None else min(PAGE, limit - count)
             events, after = await store.read_all(after, size, flt)
             count += len(events)
+            ids.add(mid for e in events for mid in mentioned(e.event))
             if out.fmt == "ndjson":  # streamed: a large log never sits in memory
-                out.records(event_record(e, change=describe(e.event)) for e in events)
+                out.records(event_record(e, change=describe(e.event, ids)) for e in events)
             else:
                 found += events
             if len(events) < size:
                 break
     if out.fmt == "json":
-        out.document([event_record(e, change=describe(e.event)) for e in found])
+        out.document([event_record(e, change=describe(e.event, ids)) for e in found])
     elif out.text and served:
         out.table(
             [("pos", "right"), "time", "context", ("v", "right"), "actor", "model",
@@ -113,7 +127,7 @@ async def _audit(
              "change"],
             [(e.position, out.when(e.recorded_at), e.stream_id, e.version,
               e.metadata.actor or "-", e.metadata.tenant or "-", event_type_text(e.type),
-              describe(e.event))
+              describe(e.event, ids))
              for e in found],
         )  # fmt: skip
 

@@ -28,17 +28,27 @@ from projections.audit import Refold
 
 from .output import Output
 from .render import (
+    ShortIds,
     describe,
     event_record,
     event_type_text,
     excerpt,
-    short,
+    mentioned,
     state_record,
     window_text,
 )
-from .support import EXIT_CODES, TIME, db_option, format_option, open_store, run
+from .support import (
+    EXIT_CODES,
+    TIME,
+    db_option,
+    format_option,
+    open_store,
+    resolve_context,
+    run,
+)
 
 _context_id = click.argument("context_id", metavar="ID")
+"""A context: its id, or the first characters of one (at least 4, naming one context)."""
 
 
 @click.command(epilog=EXIT_CODES, short_help="Versions of a context: time, actor, event, change.")
@@ -52,9 +62,11 @@ def history(context_id: str, db: str, fmt: str) -> None:
 
 async def _history(db: str, context_id: str, out: Output) -> None:
     async with open_store(db) as store:
+        context_id = await resolve_context(store, context_id)
         events = await Refold(store, TokenCounter()).events(context_id)
+    ids = ShortIds(mid for e in events for mid in mentioned(e.event))
     if not out.text:
-        out.records(event_record(e, change=describe(e.event)) for e in events)
+        out.records(event_record(e, change=describe(e.event, ids)) for e in events)
         return
     rows = [
         (
@@ -62,7 +74,7 @@ async def _history(db: str, context_id: str, out: Output) -> None:
             out.when(e.recorded_at),
             e.metadata.actor or "-",
             event_type_text(e.type),
-            describe(e.event),
+            describe(e.event, ids),
         )
         for e in events
     ]
@@ -92,9 +104,11 @@ async def _replay(
     db: str, context_id: str, to_version: int | None, follow: bool, out: Output
 ) -> None:
     async with open_store(db) as store:
+        context_id = await resolve_context(store, context_id)
         refold = Refold(store, TokenCounter())
         player = _Player(refold, out)
         events = await refold.events(context_id, to_version)
+        player.ids.add(mid for e in events for mid in mentioned(e.event))
         for rec in events:
             await player.play(rec)
         if out.fmt == "json":
@@ -117,6 +131,8 @@ class _Player:
         self.redacted: set[str] = set()
         self.records: list[dict[str, Any]] = []
         """What ``--format json`` prints at the end, as one array."""
+        self.ids = ShortIds()
+        """How message ids show: the replay's own are registered before it starts."""
 
     def _restore(self, state: ContextState) -> list[Message]:
         self.messages = {m.message_id: m for m in state.messages}
@@ -157,9 +173,9 @@ class _Player:
                 lines.append(Text(f"  ⑂ from {parent} v{at}: {len(shown)} messages", "magenta"))
                 lines += [_line(" ", m) for m in shown]
             case _:
-                lines.append(Text(f"  {describe(rec.event)}", "cyan"))
+                lines.append(Text(f"  {describe(rec.event, self.ids)}", "cyan"))
         if not self.out.text:
-            record = event_record(rec, change=describe(rec.event), effect=effect)
+            record = event_record(rec, change=describe(rec.event, self.ids), effect=effect)
             if self.out.fmt == "json":
                 self.records.append(record)
             else:
@@ -217,6 +233,7 @@ async def _show(
     out: Output,
 ) -> None:
     async with open_store(db) as store:
+        context_id = await resolve_context(store, context_id)
         refold = Refold(store, TokenCounter())
         if at is not None:
             state = await refold.state_at_time(context_id, at)
@@ -249,6 +266,8 @@ def _print_state(out: Output, state: ContextState) -> None:
         ("messages", len(state.messages)),
         ("tokens", f"{state.total_tokens} ({state.token_encoding})"),
     ])  # fmt: skip
+    short = ShortIds(m.message_id for m in state.messages)
+    short.add(s.summary_id for s in state.summaries)
     rows = []
     for seq, m in enumerate(state.messages):
         flags = " ".join(
@@ -270,6 +289,8 @@ def _print_state(out: Output, state: ContextState) -> None:
 
 
 def _print_window(out: Output, shown: Window) -> None:
+    short = ShortIds(e.id for e in shown.entries)
+    short.add(lo.newest_message_id for lo in shown.left_out)
     out.table(
         ["kind", "id", "role", ("tokens", "right"), "content"],
         [(e.kind, short(e.id), e.role, e.tokens, excerpt(e.content, 100)) for e in shown.entries],

@@ -18,9 +18,10 @@ from ..config import masked
 from .audit import audit, stats
 from .config import config, resolve_flags, settings_options
 from .inspect import history, replay, show
+from .listen import listen
 from .ops import backup, erase, export, import_, rebuild, verify
 from .retention import retention
-from .support import EXIT_CODES, CliError, Exit
+from .support import EXIT_CODES, CliError, Exit, check_sqlite_path, is_postgres, translated
 
 log = logging.getLogger("ctxlog")
 
@@ -45,7 +46,8 @@ def cli() -> None:
 
 
 @cli.command(
-    epilog="\b\nExit codes:\n  0  stopped cleanly (SIGTERM/SIGINT)\n  2  bad settings",
+    epilog="\b\nExit codes:\n  0  stopped cleanly (SIGTERM/SIGINT)\n  2  bad settings (also a"
+    " --host that does not resolve)\n  5  cannot listen on --host/--port (in use, not allowed)",
     short_help="Run the HTTP API server.",
 )
 @settings_options
@@ -65,13 +67,17 @@ def serve(config: str | None, **flags: Any) -> None:
         app = create_app(settings)
     except SettingsError as e:
         raise CliError(Exit.USAGE, str(e)) from None
+    if settings.db != ":memory:" and not is_postgres(settings.db):
+        check_sqlite_path(settings.db, must_exist=False)  # a missing directory, a foreign file
+    # Before the database is opened: a port in use ends here, with nothing touched.
+    sockets = listen(settings.host, settings.port)
     if (warning := exposure(settings.db)) is not None:
         log.warning(warning)
     log.info(
         "ctxlog serving %s on http://%s:%d (%s)",
         masked("db", settings.db),
         settings.host,
-        settings.port,
+        sockets[0].getsockname()[1],
         "open, no API keys" if settings.open else f"{len(settings.api_keys)} API keys",
     )
     # run_app turns SIGTERM and SIGINT into a graceful shutdown: stop accepting, let in-flight
@@ -79,37 +85,59 @@ def serve(config: str | None, **flags: Any) -> None:
     try:
         web.run_app(
             app,
-            host=settings.host,
-            port=settings.port,
+            sock=sockets,
             shutdown_timeout=settings.shutdown_timeout,
             print=None,
             access_log=None,
         )
     except SettingsError as e:  # found at startup: an open server on tenants' data
         raise CliError(Exit.USAGE, str(e)) from None
+    except Exception as e:  # at startup: a database that cannot be opened, among others
+        raise translated(e) from e
     log.info("ctxlog stopped")
 
 
 @cli.command(
-    epilog="\b\nExit codes:\n  0  stdin closed\n  2  bad settings\n  5  unavailable",
+    epilog="\b\nExit codes:\n  0  stdin closed\n  2  bad settings\n  3  no database at --db"
+    " (see --create)\n  4  database from a newer ctxlog\n  5  unavailable",
     short_help="Serve MCP over stdin/stdout.",
 )
 @click.option("--db", help="SQLite file or postgresql:// DSN (env CTXLOG_DB; default ./ctxlog.db).")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the SQLite database if it does not exist (else exit 3, as a mistyped path).",
+)
 @click.option(
     "--allow-open-with-tenants",
     is_flag=True,
     default=None,
     help=ALLOW_OPEN_HELP,
 )
-def mcp(db: str | None, allow_open_with_tenants: bool | None) -> None:
+def mcp(db: str | None, create: bool, allow_open_with_tenants: bool | None) -> None:
     """Serve the Model Context Protocol over stdin/stdout (for MCP clients that start
-    ctxlog themselves); the API key comes from CTXLOG_API_KEY."""
+    ctxlog themselves); the API key comes from CTXLOG_API_KEY. Like the other commands it
+    refuses a database that does not exist (a mistyped --db would be served empty);
+    --create makes a new one."""
+    from ..config import load_settings  # noqa: PLC0415
+    from ..settings import SettingsError  # noqa: PLC0415
+
     try:
         # Imported when asked for: the MCP server is a separate part of the API.
         from ..mcp.stdio import run_stdio  # noqa: PLC0415
     except ImportError as e:
         raise CliError(Exit.UNAVAILABLE, f"the MCP server is not available: {e}") from None
-    raise click.exceptions.Exit(run_stdio(db, allow_open_with_tenants=allow_open_with_tenants))
+    try:
+        path = load_settings(db=db).db  # as run_stdio resolves it: flag, CTXLOG_DB, config
+    except SettingsError as e:
+        raise CliError(Exit.USAGE, str(e)) from None
+    if not is_postgres(path):
+        check_sqlite_path(path, must_exist=not create)
+    try:
+        status = run_stdio(path, allow_open_with_tenants=allow_open_with_tenants)
+    except Exception as e:  # a database that cannot be opened, among others
+        raise translated(e) from e
+    raise click.exceptions.Exit(status)
 
 
 for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):

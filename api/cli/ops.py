@@ -38,12 +38,14 @@ from .support import (
     EXIT_CODES,
     CliError,
     Exit,
+    check_output,
     check_sqlite_path,
     db_option,
     format_option,
     is_postgres,
     open_store,
     readmodel_path,
+    resolve_context,
     run,
 )
 
@@ -74,6 +76,8 @@ def verify(anchor_path: str | None, write_path: str | None, db: str, fmt: str) -
     With --anchor FILE, the event at the anchored position must still have the anchored
     hash: truncating the log or rewriting it (hashes recomputed) at or before that position
     is caught. --write-anchor FILE records the verified head for the next run."""
+    if write_path is not None:
+        check_output(write_path)
     anchor = None
     if anchor_path is not None:
         try:
@@ -228,18 +232,22 @@ def export(context_id: str | None, tenant: str | None, output: str | None, db: s
     no keys: content of data subjects stays sealed (encrypted) in it."""
     if context_id is not None and tenant is not None:
         raise click.UsageError("give --context or --tenant, not both")
+    if output is not None:
+        check_output(output)
     run(_export(db, context_id, tenant, output, Output()))
 
 
 async def _export(
     db: str, context_id: str | None, tenant: str | None, output: str | None, out: Output
 ) -> None:
-    scope = ALL if context_id is None and tenant is None else (
-        f"context:{context_id}" if context_id is not None else f"tenant:{tenant}"
-    )  # fmt: skip
     async with open_store(db) as store:
-        if context_id is not None and await store.stream_version(context_id) == 0:
-            raise CliError(Exit.NOT_FOUND, f"context {context_id!r} not found")
+        if context_id is not None:
+            context_id = await resolve_context(store, context_id)
+            if await store.stream_version(context_id) == 0:
+                raise CliError(Exit.NOT_FOUND, f"context {context_id!r} not found")
+        scope = ALL if context_id is None and tenant is None else (
+            f"context:{context_id}" if context_id is not None else f"tenant:{tenant}"
+        )  # fmt: skip
         flt = audit_filter(context_id=context_id, tenant=tenant)
         with _target(output) as sink, out.progress("export") as (report,):
             done = await export_log(store, sink, filter=flt, scope=scope, progress=report)
@@ -291,7 +299,8 @@ def import_(file: str, db: str, fmt: str) -> None:
             run(_import(db, source, Output(fmt)))
     except BaseException:
         if created:  # leave no empty database behind for a refused import
-            remove_files(db)
+            with contextlib.suppress(OSError):  # the error raised says why
+                remove_files(db)
         raise
 
 
@@ -336,6 +345,7 @@ def backup(dest: str, db: str, fmt: str) -> None:
     if is_postgres(db):
         raise CliError(Exit.USAGE, "backup copies SQLite files; for PostgreSQL use pg_dump")
     check_sqlite_path(db, must_exist=True)
+    check_output(dest)
     out = Output(fmt)
     run(_backup(db, dest, out))
 
@@ -401,7 +411,11 @@ async def _rebuild_store(store: EventStore, out: Output) -> tuple[int, Damaged |
 
 @click.command(epilog=EXIT_CODES, short_help="Erase a data subject's content (crypto-shredding).")
 @click.option("--subject", required=True, help="The subject (metadata.subject) to erase.")
-@click.option("--tenant", help="The subject's tenant (default: none, as on an open server).")
+@click.option(
+    "--tenant",
+    help="The subject's tenant (default: none, as on an open server). Exit 3, naming them,"
+    " when only other tenants hold the subject's content.",
+)
 @db_option
 @format_option
 def erase(subject: str, tenant: str | None, db: str, fmt: str) -> None:
@@ -422,8 +436,15 @@ async def _erase(db: str, subject: str, tenant: str | None, out: Output) -> None
         try:
             await service.start()
             done = await service.erase(Caller(tenant=tenant, actor="ctxlog-cli"), subject)
+            elsewhere = [] if done.keys_destroyed or done.contexts else [
+                t for t in await service.subject_tenants(subject) if t != tenant
+            ]  # fmt: skip
         finally:
             await service.close()
+    if elsewhere:
+        # A subject is erased per tenant: "nothing to erase" here while another tenant still
+        # holds its content would read as done to an operator who forgot --tenant.
+        raise CliError(Exit.NOT_FOUND, _held_elsewhere(subject, tenant, elsewhere))
     if not out.text:
         out.document(msgspec.to_builtins(done))
     elif done.keys_destroyed:
@@ -433,3 +454,15 @@ async def _erase(db: str, subject: str, tenant: str | None, out: Output) -> None
         )
     else:
         out.print(f"nothing to erase: subject {subject} has no key (unknown or already erased)")
+
+
+def _held_elsewhere(subject: str, tenant: str | None, tenants: list[str | None]) -> str:
+    """Why nothing was erased in ``tenant`` although ``tenants`` hold the subject's content."""
+    where = "without a tenant" if tenant is None else f"in tenant {tenant!r}"
+    names = ", ".join("(none)" if t is None else repr(t) for t in tenants)
+    holders = f"tenant {names} holds" if len(tenants) == 1 else f"tenants {names} hold"
+    how = " and ".join("without --tenant" if t is None else f"--tenant {t}" for t in tenants)
+    return (
+        f"nothing erased: subject {subject!r} has no content {where}, but {holders} some:"
+        f" erase it there ({how})"
+    )

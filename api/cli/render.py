@@ -3,7 +3,9 @@ and JSON records in the API's shapes (plus what an operator also needs, such as 
 
 from __future__ import annotations
 
+import bisect
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -85,9 +87,68 @@ def event_type_text(type_: str) -> Text:
     return Text(type_, _STYLES.get(type_, ""))
 
 
+class ShortIds:
+    """Ids as shown in tables: their last 8 characters, or as many more as it takes to tell
+    apart the ids shown together. Ids are UUIDv7s, whose first 12 hex digits are the
+    millisecond they were made: every id of one minute starts alike, while the tail is
+    random. Register the ids of a table first (``add``) so that each shows its own."""
+
+    WIDTH = 8
+
+    def __init__(self, ids: Iterable[str | None] = ()) -> None:
+        self._tails: list[str] = []
+        """Every id registered, reversed, sorted: ids sharing a tail are neighbours."""
+        self._widths: dict[str, int] = {}
+        self.add(ids)
+
+    def add(self, ids: Iterable[str | None]) -> None:
+        """Register ``ids``; those that share a tail with another get a longer one."""
+        for identifier in ids:
+            if identifier is None or identifier in self._widths:
+                continue
+            tail = identifier[::-1]
+            at = bisect.bisect_left(self._tails, tail)
+            width = self.WIDTH
+            for other in self._tails[max(at - 1, 0) : at + 1]:
+                shared = _common_prefix(tail, other)
+                width = max(width, shared + 1)
+                key = other[::-1]
+                self._widths[key] = max(self._widths[key], shared + 1)
+            self._tails.insert(at, tail)
+            self._widths[identifier] = width
+
+    def __call__(self, identifier: str | None) -> str:
+        """How ``identifier`` is shown ("-" for none)."""
+        if identifier is None:
+            return "-"
+        self.add([identifier])
+        return identifier[-self._widths[identifier] :]
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def short(identifier: str | None) -> str:
-    """A UUID's first 8 characters (enough to tell ids apart on screen)."""
-    return "-" if identifier is None else identifier[:8]
+    """One id as shown alone: its last 8 characters (see ShortIds)."""
+    return ShortIds()(identifier)
+
+
+def mentioned(event: Any) -> list[str]:
+    """The message ids ``describe`` shows for ``event`` (to register with ShortIds first)."""
+    match event:
+        case MessageAppended(message_id=mid) | MessageEdited(message_id=mid):
+            return [mid]
+        case MessageRedacted(message_id=mid):
+            return [mid]
+        case SummaryAdded(through_message_id=through):
+            return [through]
+    return []
 
 
 def window_text(window: WindowSettings | None) -> str:
@@ -102,8 +163,8 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def describe(event: Any) -> str:
-    """What one event did, in one line."""
+def describe(event: Any, short: Callable[[str | None], str] = short) -> str:
+    """What one event did, in one line; ids shown by ``short`` (a ShortIds of the listing)."""
     match event:
         case ContextCreated(metadata=metadata, window=window):
             return f"created; metadata {_json(metadata)}; window {window_text(window)}"

@@ -36,13 +36,15 @@ class Exit(enum.IntEnum):
     cannot be read (damaged), a tampered, truncated or unreadable export or row (the
     position is named)."""
     USAGE = 2
-    """Bad arguments, options or settings."""
+    """Bad arguments, options or settings (an ambiguous context id prefix among them)."""
     NOT_FOUND = 3
-    """No such database, context, version or input file."""
+    """No such database, directory, context, version or input file; a context asked for as
+    of a time before it was created; a subject to erase that only other tenants hold."""
     SCHEMA_TOO_NEW = 4
     """The database (or an event in it) was written by a newer ctxlog."""
     UNAVAILABLE = 5
-    """The database cannot be used: an I/O error, locked too long, not a ctxlog database."""
+    """The database cannot be used (an I/O error, locked too long, not a ctxlog database, in a
+    directory that is not writable), or ``serve`` cannot listen on its address."""
     REFUSED = 6
     """The command would mix or overwrite data: an import into a database that holds
     events, an import of a partial export, a backup onto an existing file."""
@@ -59,10 +61,14 @@ Exit codes:
   0    ok
   1    verification failed (broken hash chain, read model differs from the fold
        or is damaged, tampered or truncated export); the first bad position is named
-  2    usage error (bad arguments, options or settings)
-  3    not found (database, context, version, input file)
+  2    usage error (bad arguments, options or settings; an id prefix
+       that starts several contexts' ids)
+  3    not found (database, directory, context, version, input file; a
+       context before it was created; a subject to erase only other
+       tenants hold)
   4    database written by a newer ctxlog (schema too new)
-  5    database unavailable (I/O error, locked, not a ctxlog database)
+  5    unavailable (database: I/O error, locked, not a ctxlog database,
+       directory not writable; serve: cannot listen on the address)
   6    refused (import into a non-empty database or of a partial export,
        backup onto an existing file)
   70   internal error
@@ -110,6 +116,11 @@ def failure(e: BaseException) -> CliError | None:
     return None
 
 
+def translated(e: Exception) -> CliError:
+    """The CliError for any error: the layers' with their exit code, a bug's as internal."""
+    return failure(e) or CliError(Exit.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+
+
 def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
     """Run a command's coroutine; errors of the layers below end it with their exit code."""
     try:
@@ -124,10 +135,7 @@ def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise click.exceptions.Exit(Exit.BROKEN_PIPE) from None
     except Exception as e:
-        error = failure(e)
-        if error is None:
-            raise CliError(Exit.INTERNAL, f"internal error: {type(e).__name__}: {e}") from e
-        raise error from e
+        raise translated(e) from e
 
 
 def is_postgres(db: str) -> bool:
@@ -143,17 +151,43 @@ def readmodel_path(db: str) -> str | None:
 
 def check_sqlite_path(db: str, *, must_exist: bool) -> None:
     """Refuse ``:memory:`` (a command's own database would be empty); for commands that
-    read, a file that does not exist (opening it would create an empty one); and a file
-    that is not a ctxlog log (opening it would add the log's tables to it)."""
+    read, a file that does not exist (opening it would create an empty one); for those that
+    may create one, a directory that does not exist; and a file that is not a ctxlog log
+    (opening it would add the log's tables to it)."""
     if db == ":memory:" or db.startswith("file:"):
         raise CliError(Exit.USAGE, f"give the database as a file path, not {db!r}")
     if must_exist and not Path(db).is_file():
         raise CliError(Exit.NOT_FOUND, f"no database at {db} (give --db PATH or set CTXLOG_DB)")
+    if Path(db).is_dir():
+        raise CliError(Exit.USAGE, f"{db} is a directory: give the database file in it")
+    parent = Path(db).parent
+    if not Path(db).exists():
+        if not parent.is_dir():
+            raise CliError(Exit.NOT_FOUND, f"no directory {parent} for a new database {db}")
+        if not os.access(parent, os.W_OK):
+            raise CliError(Exit.UNAVAILABLE, f"cannot create {db}: {parent} is not writable")
     if Path(db).is_file() and Path(db).stat().st_size > 0:
         try:
             check_log_file(db)
         except (es.EventStoreError, OSError) as e:
-            raise failure(e) or e from e
+            error = failure(e) or CliError(Exit.UNAVAILABLE, str(e))
+            if not os.access(parent, os.W_OK):  # SQLite says "unable to open database file"
+                error = CliError(
+                    Exit(error.exit_code),
+                    f"{error.message} ({parent} is not writable, and SQLite keeps its -wal and"
+                    " -shm files beside the database)",
+                )
+            raise error from e
+
+
+def check_output(path: str) -> None:
+    """Refuse to start work whose output ``path`` cannot be written: in a directory that
+    does not exist (it would fail at the end, naming a temporary file)."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise CliError(Exit.NOT_FOUND, f"no directory {parent} for {path}")
+    if Path(path).is_dir():
+        raise CliError(Exit.USAGE, f"{path} is a directory: give a file name in it")
 
 
 @contextlib.asynccontextmanager
@@ -166,6 +200,31 @@ async def open_store(db: str, *, must_exist: bool = True) -> AsyncIterator[es.Ev
         yield store
     finally:
         await store.close()
+
+
+MIN_PREFIX = 4
+"""The fewest first characters of a context id that a command takes for the id (as git)."""
+_SHOWN = 5
+
+
+async def resolve_context(store: es.EventStore, given: str) -> str:
+    """The context ``given`` names: that id, else the one context whose id starts with it (at
+    least MIN_PREFIX characters); CliError (usage) when several do. Otherwise ``given``, for
+    the command to find missing."""
+    if len(given) < MIN_PREFIX or await store.stream_version(given) > 0:
+        return given
+    found = await store.streams_starting_with(given, limit=_SHOWN + 1)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        count = f"{_SHOWN} or more" if len(found) > _SHOWN else f"{len(found)}"
+        listed = ", ".join(found[:_SHOWN]) + (", …" if len(found) > _SHOWN else "")
+        raise CliError(
+            Exit.USAGE,
+            f"{given!r} is ambiguous: the ids of {count} contexts start with it ({listed});"
+            " give more of the id",
+        )
+    return given
 
 
 def db_option(fn: F) -> F:

@@ -3,14 +3,15 @@ protocol messages only.
 
 Pipes (what MCP clients give a subprocess) and terminals go through asyncio's pipe transports,
 so a client that reads slowly makes the server wait instead of blocking its event loop. A
-regular file (``< requests.jsonl > answers.jsonl``) cannot: it is read on a thread and written
-directly, which for a file does not block.
+regular file (``< requests.jsonl > answers.jsonl``) or a device (``< /dev/null``) cannot: it is
+read on a thread and written directly, which for those does not block.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import sys
 import threading
 
@@ -21,9 +22,9 @@ async def open_stdin(limit: int) -> asyncio.StreamReader:
     """A reader of stdin whose lines may be up to ``limit`` bytes."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit)
-    try:
+    if _pollable(sys.stdin.fileno()):
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except ValueError:  # not a pipe: a regular file
+    else:  # a regular file, or a device such as /dev/null
 
         def pump() -> None:
             fd = sys.stdin.fileno()
@@ -34,6 +35,14 @@ async def open_stdin(limit: int) -> asyncio.StreamReader:
         # A daemon: a read blocked on a file descriptor must not hold the process at exit.
         threading.Thread(target=pump, name="ctxlog-mcp-stdin", daemon=True).start()
     return reader
+
+
+def _pollable(fd: int) -> bool:
+    """Whether ``fd`` can be watched by the event loop: a pipe, a socket or a terminal. asyncio
+    takes any character device as a pipe, but epoll refuses most of them (/dev/null: EPERM,
+    reported only in a callback, and stdin's end would then never come)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
 
 
 class Output:
