@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -102,6 +103,10 @@ _HTTP_CODES = {
 }
 
 
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def translate(exc: BaseException, method: str = "GET") -> ApiError | None:
     """The ApiError an expected exception stands for; None for a bug (a 500)."""
     match exc:
@@ -147,6 +152,9 @@ def translate(exc: BaseException, method: str = "GET") -> ApiError | None:
             return ApiError(503, "behind", message, details)
         case pj.ProjectorFailed():
             return ApiError(503, "unavailable", "the read model is not being kept; retry later")
+        case pj.ContextNotYetCreated():  # raised only for a context the caller can see
+            details = {"at": _iso(exc.at), "created_at": _iso(exc.created_at)}
+            return ApiError(404, "not_found", str(exc), details)
         case pj.ContextNotFound() | pj.ContextIsDeleted():
             return not_found("context not found")
         case pj.MessageNotFound():

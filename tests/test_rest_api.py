@@ -346,6 +346,11 @@ async def test_time_travel_by_version_and_time(api: ApiClient) -> None:
     await api.get(f"{CTX}/{cid}?version=9", expect=404)
     await api.get(f"{CTX}/{cid}?version=1&at={middle}", expect=400)
     await api.get(f"{CTX}/{cid}?at=yesterday", expect=400)
+    # Before the context existed: a 404 that says so, and since when it exists.
+    r = await api.get(f"{CTX}/{cid}?at=2000-01-01T00:00:00Z", expect=404)
+    assert "did not exist yet at 2000-01-01T00:00:00Z" in r.json["error"]["message"]
+    assert r.json["error"]["details"]["at"] == "2000-01-01T00:00:00Z"
+    assert r.json["error"]["details"]["created_at"] <= middle.replace("+00:00", "Z")
 
 
 async def test_window_with_accounting_and_record(api: ApiClient) -> None:
