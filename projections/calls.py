@@ -76,6 +76,17 @@ class MessagePage(msgspec.Struct, frozen=True):
     total: int = 0
 
 
+class Whole(msgspec.Struct, frozen=True):
+    """A context now, read for a whole-context answer: its ``state`` without messages, its
+    messages as the API's JSON, one ``bytes`` each, in order (``reads.whole_sync``), its
+    ``total_tokens``, and how many messages (``left``) did not fit the budget asked for."""
+
+    state: ContextState
+    messages: list[bytes]
+    total_tokens: int
+    left: int
+
+
 class Audited(msgspec.Struct, frozen=True):
     """A page of the log as a caller sees it: its events, the position it is shown for each
     (``Contexts.positions``), and the position to continue after."""

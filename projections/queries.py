@@ -13,13 +13,21 @@ from eventstore import LogFilter, RecordedEvent, VersionConflict
 
 from .base import RETRIES, ServiceBase
 from .caches import WindowParams
-from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage
+from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage, Whole
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
 from .errors import ContextIsDeleted, ContextNotFound, InvalidCommand, InvalidVersion
 from .overhead import DEFAULT_FORMAT
 from .positions import NotNumbered, number_upto_sync, numbers_sync, position_sync
-from .reads import context_sync, forks_sync, message_page_sync, page_sync, state_sync, window_sync
+from .reads import (
+    context_sync,
+    forks_sync,
+    message_page_sync,
+    page_sync,
+    state_sync,
+    whole_sync,
+    window_sync,
+)
 from .search import SearchPage, search_sync
 from .state import ContextState
 from .tables import ContextRow
@@ -75,6 +83,19 @@ class Queries(ServiceBase):
         if state is None:  # pragma: no cover (rows are never removed)
             raise ContextNotFound(context_id)
         return state
+
+    async def whole(self, caller: Caller, context_id: str, *, budget: int) -> Whole:
+        """The context now, for a whole-context answer: its messages as stored JSON (copied,
+        not decoded and encoded again), as many as fit ``budget`` bytes; ContextIsDeleted
+        for a deleted context."""
+        ctx = await self._visible(caller, context_id)
+        if ctx.deleted:
+            raise ContextIsDeleted(context_id)
+        found = await self.readmodel.read(whole_sync, context_id, budget)
+        if found is None:  # pragma: no cover (rows are never removed)
+            raise ContextNotFound(context_id)
+        row, state, messages, left = found
+        return Whole(state, messages, row.total_tokens, left)
 
     async def size(self, caller: Caller, context_id: str) -> tuple[int, ContextSize]:
         """The context's current version and how much it holds then: O(1)."""

@@ -23,6 +23,7 @@ from .tables import (
     SELECT_MESSAGE_SUBJECTS,
     SELECT_MESSAGES,
     SELECT_MESSAGES_BACKWARD,
+    SELECT_MESSAGES_JSON,
     SELECT_NEWEST_UNPINNED_UPTO,
     SELECT_PAGE,
     SELECT_PINNED,
@@ -61,6 +62,27 @@ def state_sync(
     if with_messages:
         messages = tuple(message_from_row(r) for r in conn.execute(SELECT_MESSAGES, (context_id,)))
     return ctx.state(messages, summaries_sync(conn, context_id))
+
+
+def whole_sync(
+    conn: sqlite3.Connection, context_id: str, budget: int
+) -> tuple[ContextRow, ContextState, list[bytes], int] | None:
+    """The context's row, its state without messages, and its messages' JSON (the API's,
+    ``SELECT_MESSAGES_JSON``) in order while their bytes add up to at most ``budget``: (row,
+    state, messages, how many of the context's messages did not fit). None: no such context.
+    One read transaction, so the messages are those of the row's version."""
+    ctx = context_sync(conn, context_id)
+    if ctx is None:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    for (part,) in conn.execute(SELECT_MESSAGES_JSON, (context_id,)):
+        size += len(part) + 1
+        if size > budget:
+            break
+        parts.append(part)
+    state = ctx.state((), summaries_sync(conn, context_id))
+    return ctx, state, parts, ctx.message_count - len(parts)
 
 
 def message_page_sync(

@@ -172,6 +172,20 @@ UPSERT_CONTEXT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY seq"
+# Each message's JSON as the API shows it (``Message`` without ``subject``, ``message_id`` as
+# ``id``), assembled by SQLite from the stored columns: content and metadata are kept as JSON
+# already, and json_quote escapes text exactly as msgspec does (every code point checked), so
+# a whole context is copied out of the read model instead of decoded and encoded again. Built
+# from the live columns, it can never show content an edit, a redaction or an erasure replaced.
+SELECT_MESSAGES_JSON = (
+    "SELECT CAST('{\"id\":' || json_quote(message_id) || ',\"role\":' || json_quote(role)"
+    " || ',\"content\":' || content || ',\"name\":' || json_quote(name)"
+    " || ',\"metadata\":' || metadata || ',\"version\":' || version"
+    " || ',\"tokens\":' || tokens || ',\"edited_version\":' || coalesce(edited_version, 'null')"
+    " || ',\"redacted\":' || CASE WHEN redacted THEN 'true' ELSE 'false' END"
+    " || ',\"content_hash\":' || json_quote(content_hash) || '}' AS BLOB)"
+    " FROM messages WHERE context_id = ? ORDER BY seq"
+)
 SELECT_MESSAGE_RANGE = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? AND seq >= ? AND seq < ?"
     " ORDER BY seq"

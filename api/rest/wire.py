@@ -271,9 +271,19 @@ def json_response(
     body: Any, status: int = 200, *, version: int | None = None, replayed: bool = False
 ) -> web.Response:
     """``body`` as JSON; ``version`` becomes the ETag; ``replayed`` marks an idempotent retry."""
-    response = web.Response(
-        status=status, body=_encoder.encode(body), content_type="application/json"
-    )
+    return json_bytes_response(_encoder.encode(body), status, version=version, replayed=replayed)
+
+
+def encode(body: Any) -> bytes:
+    """``body`` (a response Struct) as JSON."""
+    return _encoder.encode(body)
+
+
+def json_bytes_response(
+    body: bytes, status: int = 200, *, version: int | None = None, replayed: bool = False
+) -> web.Response:
+    """``json_response`` of a body already encoded."""
+    response = web.Response(status=status, body=body, content_type="application/json")
     if version is not None:
         response.headers["ETag"] = etag(version)
     if replayed:
