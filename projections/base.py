@@ -13,6 +13,7 @@ from eventstore import (
     EventMetadata,
     EventStore,
     ExpectedVersion,
+    Lane,
     MessageAppended,
     MessageEdited,
     SQLiteRecorder,
@@ -127,8 +128,10 @@ class ServiceBase:
         message_ids: list[str],
         *,
         replay: bool = False,
+        lane: Lane | None = None,
     ) -> Written:
-        """Append (``replay``: a retry of a keyed command the read model has applied)."""
+        """Append (``replay``: a retry of a keyed command the read model has applied;
+        ``lane``: after the lane's previous append, ``expected`` starting it)."""
         # A write is acknowledged once the log has it, and its answer reads it back from the
         # read model: while the projector cannot apply anything, refuse before writing
         # (503, nothing written) rather than write what cannot be read back.
@@ -138,7 +141,7 @@ class ServiceBase:
             subjects = await self._subjects(stream_id, events)
         result = await self.store.append(
             stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
-            subjects=subjects,
+            subjects=subjects, lane=lane,
         )  # fmt: skip
         self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)
