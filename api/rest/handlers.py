@@ -140,8 +140,8 @@ async def get_context(request: web.Request) -> web.StreamResponse:
         tag = wire.etag(whole.state.version)
         if request.headers.get("If-None-Match") == tag:
             return web.Response(status=304, headers={"ETag": tag})
-        body, next_url = render.render_whole(whole)
-        response = wire.json_bytes_response(body, version=whole.state.version)
+        raw, next_url = render.render_whole(whole)
+        response = wire.json_bytes_response(raw, version=whole.state.version)
         if next_url is not None:
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return response
