@@ -69,7 +69,8 @@ async def test_appends_of_several_messages_stay_together_and_a_delete_waits_for_
     ok = [r for r in results[:half] if not isinstance(r, BaseException)]
     assert sorted(w.version for w in ok) == list(range(3, 3 + 2 * half, 2))
     deleted = results[half]
-    assert not isinstance(deleted, BaseException) and deleted.version == 2 + 2 * half
+    assert not isinstance(deleted, BaseException)
+    assert deleted.version == 2 + 2 * half
     # The delete took its turn after the appends before it; the ones after it found the
     # context deleted. Nothing else failed: no conflict reached a caller.
     assert all(isinstance(r, ContextIsDeleted) for r in results[half + 1 :])
