@@ -24,7 +24,7 @@ from eventstore.sealing import sealable
 
 from . import subjects
 from .acks import Acks
-from .caches import WindowCache
+from .caches import AssembledCache, WindowCache
 from .calls import Caller, Written
 from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
@@ -72,6 +72,8 @@ class ServiceBase:
         )  # fmt: skip
         self._windows = WindowCache(window_cache)
         self.projector.forgetting.append(self._windows.clear)
+        self._assembled = AssembledCache()
+        self.projector.forgetting.append(self._assembled.clear)
         self._acks = Acks()
         """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()

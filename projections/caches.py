@@ -19,6 +19,9 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
+import msgspec
+
+from .state import ContextState
 from .tables import ContextRow
 from .window import Policy, Window
 
@@ -103,3 +106,66 @@ class WindowCache(LRU[WindowKey, Window]):
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)
+
+
+class Assembled(msgspec.Struct, frozen=True):
+    """A context's messages as the API's JSON, joined by commas, as of ``version``: ``ends``
+    holds where each message's JSON ends in ``body``, so a budget cuts it without parsing;
+    ``state`` and ``total_tokens`` are the context's head then."""
+
+    version: int
+    body: bytes
+    ends: list[int]
+    state: ContextState
+    total_tokens: int
+
+    @property
+    def count(self) -> int:
+        """How many messages ``body`` holds."""
+        return len(self.ends)
+
+
+class AssembledCache:
+    """Whole contexts' messages (``Assembled``) by context id, bounded by their bytes (the
+    least recently used go first). A hot context is answered from here, and an append adds
+    only its new messages to what is here (``ContextRow.reshaped`` says when that no longer
+    holds); emptied with the other caches when an erasure or a rebuild changes content
+    without a new version (``generation``, as in ``LRU``)."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, Assembled] = OrderedDict()
+        self._bytes = 0
+        self.generation = 0
+
+    def get(self, context_id: str) -> Assembled | None:
+        """The context's entry, or None; marks it recently used."""
+        found = self._items.get(context_id)
+        if found is not None:
+            self._items.move_to_end(context_id)
+        return found
+
+    def put(self, context_id: str, value: Assembled, generation: int) -> None:
+        """Keep ``value`` unless it was read before the last ``clear``, is older than the
+        entry kept, or is larger than the whole cache."""
+        if generation != self.generation or len(value.body) > self.max_bytes:
+            return
+        old = self._items.pop(context_id, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+            if old.version > value.version:
+                value = old
+        self._items[context_id] = value
+        self._bytes += len(value.body)
+        while self._bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped.body)
+
+    def clear(self) -> None:
+        """Forget everything (the read model was reset, or forgot erased content)."""
+        self._items.clear()
+        self._bytes = 0
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return len(self._items)

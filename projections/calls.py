@@ -77,12 +77,14 @@ class MessagePage(msgspec.Struct, frozen=True):
 
 
 class Whole(msgspec.Struct, frozen=True):
-    """A context now, read for a whole-context answer: its ``state`` without messages, its
-    messages as the API's JSON, one ``bytes`` each, in order (``reads.whole_sync``), its
-    ``total_tokens``, and how many messages (``left``) did not fit the budget asked for."""
+    """A context now, read for a whole-context answer: its ``state`` without messages, the
+    first ``count`` of its messages as the API's JSON joined by commas (copied from the read
+    model, not encoded again), its ``total_tokens``, and how many messages (``left``) did
+    not fit the budget asked for."""
 
     state: ContextState
-    messages: list[bytes]
+    messages: bytes
+    count: int
     total_tokens: int
     left: int
 

@@ -65,24 +65,28 @@ def state_sync(
 
 
 def whole_sync(
-    conn: sqlite3.Connection, context_id: str, budget: int
-) -> tuple[ContextRow, ContextState, list[bytes], int] | None:
+    conn: sqlite3.Connection, context_id: str, known: int, from_seq: int, budget: int
+) -> tuple[ContextRow, ContextState, int, list[bytes], bool] | None:
     """The context's row, its state without messages, and its messages' JSON (the API's,
-    ``SELECT_MESSAGES_JSON``) in order while their bytes add up to at most ``budget``: (row,
-    state, messages, how many of the context's messages did not fit). None: no such context.
-    One read transaction, so the messages are those of the row's version."""
+    ``SELECT_MESSAGES_JSON``) in order from seq ``from_seq`` on if an assembly made at
+    version ``known`` still holds the ones before (only appends since: ``reshaped``), else
+    from the first; at most ``budget`` bytes of them. Returns (row, state, first seq read,
+    messages, whether they reach the last message); None: no such context. One read
+    transaction, so the messages are those of the row's version."""
     ctx = context_sync(conn, context_id)
     if ctx is None:
         return None
+    start = from_seq if ctx.reshaped <= known and from_seq <= ctx.message_count else 0
     parts: list[bytes] = []
-    size = 0
-    for (part,) in conn.execute(SELECT_MESSAGES_JSON, (context_id,)):
+    size, complete = 0, True
+    for (part,) in conn.execute(SELECT_MESSAGES_JSON, (context_id, start)):
         size += len(part) + 1
         if size > budget:
+            complete = False
             break
         parts.append(part)
     state = ctx.state((), summaries_sync(conn, context_id))
-    return ctx, state, parts, ctx.message_count - len(parts)
+    return ctx, state, start, parts, complete
 
 
 def message_page_sync(

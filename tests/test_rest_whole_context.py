@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from api import appkeys, create_app, testing
 from api.rest import render, wire
-from api.testing import ApiClient
+from api.testing import ApiClient, Reply
 from projections.context import fold
 
 CTX = "/api/v1/contexts"
@@ -38,11 +38,19 @@ async def serve(
     return app, api
 
 
-async def folded(app: web.Application, cid: str) -> bytes:
-    """The context as the fold of its events, rendered and encoded the ordinary way."""
+async def folded(app: web.Application, cid: str, upto: int | None = None) -> bytes:
+    """The context as the fold of its events (through version ``upto``), rendered and
+    encoded the ordinary way."""
     service = app[appkeys.CONTEXTS]
     events = await service.store.read_stream(cid)
+    events = [e for e in events if upto is None or e.version <= upto]
     return wire.encode(render.render_context(fold(events, counter=service.counter)))
+
+
+async def same_as_fold(app: web.Application, answer: Reply) -> None:
+    """A write's or a read's answer is the fold as of the version it names."""
+    expected = await folded(app, answer.json["id"], answer.json["version"])
+    assert answer.body == expected
 
 
 async def test_a_whole_context_equals_the_fold_byte_for_byte(
@@ -51,7 +59,9 @@ async def test_a_whole_context_equals_the_fold_byte_for_byte(
     app, api = await serve(aiohttp_client, tmp_path)
     cid = (await api.post(CTX, {"metadata": {"subject": "ctx-owner", "ü": [1, None]}},
                           expect=201)).json["id"]  # fmt: skip
-    await api.post(f"{CTX}/{cid}/messages?format=openai", {"messages": TOOLS}, expect=201)
+    await same_as_fold(
+        app, await api.post(f"{CTX}/{cid}/messages?format=openai", {"messages": TOOLS}, expect=201)
+    )
     odd = 'quotes " and \\ back\\slash, \x01\x1f\x7f control, "é€𝄞" and \u2028 too'
     body = {"messages": [
         {"role": "user", "content": odd, "metadata": {"k": odd, "n": 1.5, "t": True}},
@@ -60,12 +70,15 @@ async def test_a_whole_context_equals_the_fold_byte_for_byte(
         {"role": "user", "content": "to be erased", "metadata": {"subject": "user-42"}},
         {"role": "user", "content": [{"type": "text", "text": "parts"}], "name": 'x"y'},
     ]}  # fmt: skip
-    appended = (await api.post(f"{CTX}/{cid}/messages", body, expect=201)).json
-    ids = [m["id"] for m in appended["messages"]]
+    appended_reply = await api.post(f"{CTX}/{cid}/messages", body, expect=201)
+    ids = [m["id"] for m in appended_reply.json["messages"]]
     edited = await api.patch(f"{CTX}/{cid}/messages/{ids[-4]}", {"content": "edited ✓"}, expect=200)
     redacted = await api.post(f"{CTX}/{cid}/messages/{ids[-3]}/redact", {}, expect=200)
     tool = ids[3]  # the tool result: its redaction keeps a skeleton
-    await api.post(f"{CTX}/{cid}/messages/{tool}/redact", {}, expect=200)
+    for answer in (appended_reply, edited, redacted):
+        await same_as_fold(app, answer)
+    await same_as_fold(app, await api.get(f"{CTX}/{cid}", expect=200))
+    await same_as_fold(app, await api.post(f"{CTX}/{cid}/messages/{tool}/redact", {}, expect=200))
     await api.post("/api/v1/subjects/user-42/erase", expect=200)
     now = await api.get(f"{CTX}/{cid}", expect=200)
     expected = await folded(app, cid)
@@ -76,9 +89,18 @@ async def test_a_whole_context_equals_the_fold_byte_for_byte(
     # A write's answer is the same assembly, as of its version.
     assert edited.json["messages"][-4]["content"] == "edited ✓"
     assert redacted.json["messages"][-3]["redacted"] is True
+    # An append after the erasure: the answer adds to what was read, and holds.
+    more = {"role": "user", "content": "after"}
+    await same_as_fold(app, await api.post(f"{CTX}/{cid}/messages", more, expect=201))
+    await same_as_fold(app, await api.post(f"{CTX}/{cid}/messages", more, expect=201))
     # A rebuilt read model assembles the same bytes.
+    expected = await folded(app, cid)
     await app[appkeys.CONTEXTS].rebuild()
     assert (await api.get(f"{CTX}/{cid}", expect=200)).body == expected
+    # A rollback rewrites the messages: the next answer does not add to the old ones.
+    back = await api.post(f"{CTX}/{cid}/rollback", {"to_version": 3}, expect=200)
+    await same_as_fold(app, back)
+    await same_as_fold(app, await api.post(f"{CTX}/{cid}/messages", more, expect=201))
 
 
 async def test_past_the_budget_the_messages_page_and_a_fork_answers_with_its_head(

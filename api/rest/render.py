@@ -155,7 +155,7 @@ def render_whole(whole: Whole) -> tuple[bytes, str | None]:
     """A whole-context answer as JSON bytes, and its ``next`` link (None: every message is
     in it). The messages are the read model's stored JSON, spliced in, not encoded again."""
     state = whole.state
-    given = len(whole.messages)
+    given = whole.count
     next_url = messages_after(state.context_id, state.version, given) if whole.left else None
     head = _encode(
         render_context(state, messages=False, total_tokens=whole.total_tokens, next_url=next_url)
@@ -165,7 +165,7 @@ def render_whole(whole: Whole) -> tuple[bytes, str | None]:
     # The first '"messages":[]' is the field itself: it comes third, after an id and a
     # number, and a JSON string cannot hold it unescaped.
     at = head.index(_NO_MESSAGES) + len(_NO_MESSAGES) - 1
-    return b"".join((head[:at], b",".join(whole.messages), head[at:])), next_url
+    return b"".join((head[:at], whole.messages, head[at:])), next_url
 
 
 def render_list(page: ContextPage) -> ContextList:
