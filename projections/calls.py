@@ -78,12 +78,12 @@ class MessagePage(msgspec.Struct, frozen=True):
 
 class Whole(msgspec.Struct, frozen=True):
     """A context now, read for a whole-context answer: its ``state`` without messages, the
-    first ``count`` of its messages as the API's JSON joined by commas (copied from the read
-    model, not encoded again), its ``total_tokens``, and how many messages (``left``) did
-    not fit the budget asked for."""
+    first ``count`` of its messages as the API's JSON (copied from the read model, not
+    encoded again) in runs (``b",".join(messages)`` is the list's items), its
+    ``total_tokens``, and how many messages (``left``) did not fit the budget asked for."""
 
     state: ContextState
-    messages: bytes
+    messages: list[bytes]
     count: int
     total_tokens: int
     left: int

@@ -3,7 +3,6 @@ O(window)), history (a snapshot and at most K events folded) for what was."""
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,7 @@ import msgspec
 from eventstore import LogFilter, RecordedEvent, VersionConflict
 
 from .base import RETRIES, ServiceBase
-from .caches import Assembled, WindowParams
+from .caches import WindowParams, assemble
 from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage, Whole
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
@@ -104,13 +103,12 @@ class Queries(ServiceBase):
                 raise ContextNotFound(context_id)
             row, state, start, parts, complete = found
             base = entry if entry is not None and start == after else None
-            entry = _assembled(base, parts, row, state)
+            entry = assemble(base, parts, row.version, state, row.total_tokens)
             count = row.message_count
             if complete:
                 cache.put(context_id, entry, generation)
-        given = bisect.bisect_right(entry.ends, budget)
-        body = entry.body if given == entry.count else entry.body[: entry.ends[given - 1]]
-        return Whole(entry.state, body if given else b"", given, entry.total_tokens, count - given)
+        runs, given = entry.cut(budget)
+        return Whole(entry.state, runs, given, entry.total_tokens, count - given)
 
     async def size(self, caller: Caller, context_id: str) -> tuple[int, ContextSize]:
         """The context's current version and how much it holds then: O(1)."""
@@ -401,21 +399,3 @@ def _window_sync(
     if ctx is None or ctx.deleted:
         return None
     return window_sync(conn, ctx, max_tokens, model, policy, last_n, format_name)
-
-
-def _assembled(
-    base: Assembled | None, parts: list[bytes], row: ContextRow, state: ContextState
-) -> Assembled:
-    """``base``'s messages followed by ``parts``, as of ``row`` and ``state``: joined once,
-    with each message's end noted for a budget to cut at."""
-    body, ends = (b"", []) if base is None else (base.body, base.ends)
-    new_ends, offset = [], len(body)
-    for part in parts:
-        offset += len(part) + (1 if offset else 0)
-        new_ends.append(offset)
-    joined = b",".join(parts)
-    if body and joined:
-        joined = b",".join((body, joined))
-    elif body:
-        joined = body
-    return Assembled(row.version, joined, ends + new_ends, state, row.total_tokens)

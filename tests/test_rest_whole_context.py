@@ -132,6 +132,15 @@ async def test_past_the_budget_the_messages_page_and_a_fork_answers_with_its_hea
             else (f"{CTX}/{cid}/messages?version={page['version']}&after={page['next_after']}")
         )
     assert seen == texts
+    # One message at a time: each answer adds to the one before, and is cut the same way.
+    one = (await api.post(CTX, {}, expect=201)).json["id"]
+    for i, text in enumerate(texts[:15]):
+        answer = await api.post(f"{CTX}/{one}/messages", {"role": "user", "content": text})
+        given = [m["content"] for m in answer.json["messages"]]
+        assert given == texts[: min(i + 1, len(given))]
+        assert sum(len(wire.encode(m)) + 1 for m in answer.json["messages"]) <= 2_001
+        assert (answer.json["next"] is None) == (len(given) == i + 1)
+    assert answer.json["next"] is not None
     # A fork's answer is its head: no messages, a link to them.
     fork = await api.post(f"{CTX}/{cid}/fork", {"at_version": 31}, expect=201)
     assert fork.json["messages"] == []

@@ -38,11 +38,11 @@ async def _context(
             if head and state.messages:
                 next_url = render.messages_after(state.context_id, state.version, 0)
             out = render.render_context(state, messages=not head, next_url=next_url)
-            body, version = wire.encode(out), state.version
+            pieces, version = [wire.encode(out)], state.version
         else:
             budget = 0 if head else request.app[appkeys.SETTINGS].response_budget_bytes
             whole = await service.whole(who, written.context_id, budget=budget)
-            (body, next_url), version = render.render_whole(whole), whole.state.version
+            (pieces, next_url), version = render.render_whole(whole), whole.state.version
     except pj.ProjectorBehind as e:
         # The write is in the log (durable, acknowledged); only reading it back must wait.
         # Say so, so that a client does not repeat a write that was not lost.
@@ -60,11 +60,11 @@ async def _context(
                 "retry_after": e.retry_after,
             },
         ) from e
-    response = wire.json_bytes_response(body, status, version=version, replayed=written.duplicate)
+    response = wire.json_pieces_response(
+        pieces, status, version=version, replayed=written.duplicate, next_url=next_url
+    )
     if status == 201:
         response.headers["Location"] = f"/api/v1/contexts/{written.context_id}"
-    if next_url is not None:
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
 
@@ -140,11 +140,8 @@ async def get_context(request: web.Request) -> web.StreamResponse:
         tag = wire.etag(whole.state.version)
         if request.headers.get("If-None-Match") == tag:
             return web.Response(status=304, headers={"ETag": tag})
-        raw, next_url = render.render_whole(whole)
-        response = wire.json_bytes_response(raw, version=whole.state.version)
-        if next_url is not None:
-            response.headers["Link"] = f'<{next_url}>; rel="next"'
-        return response
+        pieces, next_url = render.render_whole(whole)
+        return wire.json_pieces_response(pieces, version=whole.state.version, next_url=next_url)
     state = await appkeys.contexts(request).get(
         caller(request), context_id, version=params.version, at=params.at,
         include_messages=params.messages,

@@ -151,9 +151,10 @@ def messages_after(context_id: str, version: int, given: int) -> str:
     return f"/api/v1/contexts/{context_id}/messages?version={version}{after}&limit={PAGE}"
 
 
-def render_whole(whole: Whole) -> tuple[bytes, str | None]:
-    """A whole-context answer as JSON bytes, and its ``next`` link (None: every message is
-    in it). The messages are the read model's stored JSON, spliced in, not encoded again."""
+def render_whole(whole: Whole) -> tuple[list[bytes], str | None]:
+    """A whole-context answer as the pieces of its JSON, and its ``next`` link (None: every
+    message is in it). The messages are the read model's stored JSON, put between the
+    head's pieces, neither encoded again nor joined (``wire.json_pieces_response``)."""
     state = whole.state
     given = whole.count
     next_url = messages_after(state.context_id, state.version, given) if whole.left else None
@@ -161,11 +162,15 @@ def render_whole(whole: Whole) -> tuple[bytes, str | None]:
         render_context(state, messages=False, total_tokens=whole.total_tokens, next_url=next_url)
     )
     if not given:
-        return head, next_url
+        return [head], next_url
     # The first '"messages":[]' is the field itself: it comes third, after an id and a
     # number, and a JSON string cannot hold it unescaped.
     at = head.index(_NO_MESSAGES) + len(_NO_MESSAGES) - 1
-    return b"".join((head[:at], whole.messages, head[at:])), next_url
+    pieces = [head[:at]]
+    for run in whole.messages:
+        pieces += (run, b",")
+    pieces[-1] = head[at:]
+    return pieces, next_url
 
 
 def render_list(page: ContextPage) -> ContextList:
