@@ -49,6 +49,13 @@ def render_window(window: Window, fmt: str | None = None) -> schemas.Window:
     return msgspec.structs.replace(out, messages=rendered.messages)
 
 
+def window_body(window: Window, fmt: str | None = None) -> Window | schemas.Window:
+    """What a window's answer encodes. Without a format, the window itself: its JSON is the
+    API's ``schemas.Window`` field for field (tests/test_rest_window_body.py holds them
+    equal), and converting it first cost a window read about a tenth of its time."""
+    return window if fmt is None else render_window(window, fmt)
+
+
 def render_diff(diff: StateDiff) -> schemas.StateDiff:
     """A diff as the API's answer."""
     return msgspec.convert(diff, schemas.StateDiff, from_attributes=True)
