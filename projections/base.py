@@ -4,6 +4,8 @@ model afterwards waits here for the projector to have applied them)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from eventstore import (
     ANY,
     STREAM_EXISTS,
@@ -73,6 +75,8 @@ class ServiceBase:
         self._windows = WindowCache(window_cache)
         self.projector.forgetting.append(self._windows.clear)
         self._assembled = AssembledCache()
+        self._assembling: dict[str, asyncio.Event] = {}
+        """Contexts being read whole for ``_assembled``, so that others wait for it."""
         self.projector.forgetting.append(self._assembled.clear)
         self._acks = Acks()
         """What this service acknowledged to callers (see ``_settle``)."""

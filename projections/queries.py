@@ -3,6 +3,7 @@ O(window)), history (a snapshot and at most K events folded) for what was."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -94,19 +95,36 @@ class Queries(ServiceBase):
             raise ContextIsDeleted(context_id)
         cache = self._assembled
         entry = cache.get(context_id)
+        while entry is None or ctx.reshaped > entry.version:
+            # Nothing to add to: the whole context is read once, and whoever asks
+            # meanwhile waits for that read, then adds to it (a read of 10,000 messages
+            # costs tens of ms; many at once queue behind each other on the readers).
+            reading = self._assembling.get(context_id)
+            if reading is None:
+                break
+            await reading.wait()
+            entry = cache.get(context_id)
         count = ctx.message_count
         if entry is None or entry.version != ctx.version or ctx.reshaped > entry.version:
-            generation = cache.generation
-            known, after = (-1, 0) if entry is None else (entry.version, entry.count)
-            found = await self.readmodel.read(whole_sync, context_id, known, after, budget)
-            if found is None:  # pragma: no cover (rows are never removed)
-                raise ContextNotFound(context_id)
-            row, state, start, parts, complete = found
-            base = entry if entry is not None and start == after else None
-            entry = assemble(base, parts, row.version, state, row.total_tokens)
-            count = row.message_count
-            if complete:
-                cache.put(context_id, entry, generation)
+            whole = entry is None or ctx.reshaped > entry.version
+            if whole:
+                self._assembling[context_id] = reading = asyncio.Event()
+            try:
+                generation = cache.generation
+                known, after = (-1, 0) if entry is None else (entry.version, entry.count)
+                found = await self.readmodel.read(whole_sync, context_id, known, after, budget)
+                if found is None:  # pragma: no cover (rows are never removed)
+                    raise ContextNotFound(context_id)
+                row, state, start, parts, complete = found
+                base = entry if entry is not None and start == after else None
+                entry = assemble(base, parts, row.version, state, row.total_tokens)
+                count = row.message_count
+                if complete:
+                    cache.put(context_id, entry, generation)
+            finally:
+                if whole:
+                    del self._assembling[context_id]
+                    reading.set()
         runs, given = entry.cut(budget)
         return Whole(entry.state, runs, given, entry.total_tokens, count - given)
 
