@@ -94,39 +94,35 @@ class Queries(ServiceBase):
         if ctx.deleted:
             raise ContextIsDeleted(context_id)
         cache = self._assembled
-        entry = cache.get(context_id)
-        while entry is None or ctx.reshaped > entry.version:
-            # Nothing to add to: the whole context is read once, and whoever asks
-            # meanwhile waits for that read, then adds to it (a read of 10,000 messages
-            # costs tens of ms; many at once queue behind each other on the readers).
+        while True:
+            entry = cache.get(context_id)
+            if entry is not None and ctx.reshaped <= entry.version >= ctx.version:
+                runs, given = entry.cut(budget)
+                return Whole(entry.state, runs, given, entry.total_tokens, entry.count - given)
+            # One read of a context at a time: whoever asks meanwhile waits for it and
+            # answers with what it read (a later version is as good: the caller's writes
+            # are in it), instead of reading the same messages again.
             reading = self._assembling.get(context_id)
             if reading is None:
                 break
             await reading.wait()
-            entry = cache.get(context_id)
-        count = ctx.message_count
-        if entry is None or entry.version != ctx.version or ctx.reshaped > entry.version:
-            whole = entry is None or ctx.reshaped > entry.version
-            if whole:
-                self._assembling[context_id] = reading = asyncio.Event()
-            try:
-                generation = cache.generation
-                known, after = (-1, 0) if entry is None else (entry.version, entry.count)
-                found = await self.readmodel.read(whole_sync, context_id, known, after, budget)
-                if found is None:  # pragma: no cover (rows are never removed)
-                    raise ContextNotFound(context_id)
-                row, state, start, parts, complete = found
-                base = entry if entry is not None and start == after else None
-                entry = assemble(base, parts, row.version, state, row.total_tokens)
-                count = row.message_count
-                if complete:
-                    cache.put(context_id, entry, generation)
-            finally:
-                if whole:
-                    del self._assembling[context_id]
-                    reading.set()
+        self._assembling[context_id] = reading = asyncio.Event()
+        try:
+            generation = cache.generation
+            known, after = (-1, 0) if entry is None else (entry.version, entry.count)
+            found = await self.readmodel.read(whole_sync, context_id, known, after, budget)
+            if found is None:  # pragma: no cover (rows are never removed)
+                raise ContextNotFound(context_id)
+            row, state, start, parts, complete = found
+            base = entry if entry is not None and start == after else None
+            entry = assemble(base, parts, row.version, state, row.total_tokens)
+            if complete:
+                cache.put(context_id, entry, generation)
+        finally:
+            del self._assembling[context_id]
+            reading.set()
         runs, given = entry.cut(budget)
-        return Whole(entry.state, runs, given, entry.total_tokens, count - given)
+        return Whole(entry.state, runs, given, entry.total_tokens, row.message_count - given)
 
     async def size(self, caller: Caller, context_id: str) -> tuple[int, ContextSize]:
         """The context's current version and how much it holds then: O(1)."""
