@@ -398,7 +398,7 @@ async def bench(trivial: str, api: str, levels: list[int], seconds: float, repea
 
     # The seed's contract: the whole context back, on a context of 10,000 messages of 500
     # characters (about 7 MB an answer). Its reference, the seed's own design, is measured
-    # beside it by the side-by-side script of the repository's benchmarks (README).
+    # beside it by the project's side-by-side reference benchmark (see the README).
     async with aiohttp.ClientSession() as s:
         print("  filling a context with 10,000 messages of 500 characters …", flush=True)
         whole = await new_context(s, api, messages=10_000, text=SEED_TEXT)
