@@ -22,11 +22,10 @@ from eventstore import EventStore, Observers
 from projections.service import Contexts
 from projections.tokens import load_offline_encodings
 
-from . import appkeys, errors, mcp, observe, ratelimit, rest, retention
+from . import appkeys, errors, gate, mcp, observe, ratelimit, rest, retention
 from . import web as web_view
 from .auth import KeyRing
 from .errors import error_middleware
-from .gate import gate_middleware
 from .metrics import METRICS, Metrics
 from .rest import openapi
 from .settings import Settings, refuse_open_with_tenants
@@ -57,7 +56,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
     if tracing is not None:
         middlewares.append(tracing.middleware())
     app = web.Application(
-        middlewares=[*middlewares, error_middleware, gate_middleware],
+        middlewares=[*middlewares, error_middleware, gate.middleware(settings)],
         client_max_size=settings.max_body_bytes,
         handler_args={"keepalive_timeout": settings.keepalive_timeout},
     )

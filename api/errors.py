@@ -26,7 +26,9 @@ Status codes (also in the OpenAPI document and the README):
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -275,12 +277,21 @@ def quiet_protocol_errors() -> None:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+_RUN = os.urandom(8).hex()
+_requests = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique to this request: 32 hex digits, this process's random half and
+    its count of requests (a UUID per request cost 2% of a window read)."""
+    return f"{_RUN}{next(_requests):016x}"
+
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id; turn every exception into a JSON error response."""
     given = request.headers.get("X-Request-ID", "")
-    request_id = given if _REQUEST_ID.fullmatch(given) else es.new_id().replace("-", "")
+    request_id = given if given and _REQUEST_ID.fullmatch(given) else new_request_id()
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)

@@ -30,6 +30,7 @@ import ipaddress
 import urllib.parse
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from projections.service import Caller
 
@@ -122,37 +123,73 @@ def _is_json(media_type: str) -> bool:
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def admit(request: web.Request) -> Caller:
+class Verdicts:
+    """The gate's answers for the ``Host`` and ``Origin`` values it has judged: a server
+    sees a handful of distinct ones, and parsing them again for every request (urlsplit,
+    ipaddress) cost about 5% of a window read. Bounded: past ``LIMIT`` values (a client
+    sending a new one each time) it judges without remembering."""
+
+    LIMIT = 1024
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._hosts: dict[str | None, bool] = {}
+        self._origins: dict[tuple[str | None, str | None], bool] = {}
+
+    def host(self, header: str | None) -> bool:
+        """``host_allowed`` for this server."""
+        verdict = self._hosts.get(header)
+        if verdict is None:
+            verdict = host_allowed(self.settings, header)
+            if len(self._hosts) < self.LIMIT:
+                self._hosts[header] = verdict
+        return verdict
+
+    def origin(self, origin: str | None, host: str | None) -> bool:
+        """``origin_allowed`` for this server."""
+        if origin is None:
+            return True
+        verdict = self._origins.get((origin, host))
+        if verdict is None:
+            verdict = origin_allowed(self.settings, origin, host)
+            if len(self._origins) < self.LIMIT:
+                self._origins[origin, host] = verdict
+        return verdict
+
+
+def admit(request: web.Request, verdicts: Verdicts) -> Caller:
     """The caller a request stands for, kept on the request; ApiError 403 for a foreign Host
     or Origin, 415 for a write that names a media type that is not JSON, 401 without a valid
     key, 429 when the key has used up its requests."""
-    settings = request.app[appkeys.SETTINGS]
-    host = request.headers.get("Host")
-    if not host_allowed(settings, host):
+    headers = request.headers
+    host = headers.get("Host")
+    if not verdicts.host(host):
         raise ApiError(403, "forbidden", "this Host is not a name of this server")
-    if not origin_allowed(settings, request.headers.get("Origin"), host):
+    if not verdicts.origin(headers.get("Origin"), host):
         raise ApiError(403, "forbidden", "this Origin may not use this server")
-    media_type = request.content_type
-    if (
-        request.method in WRITES
-        and "Content-Type" in request.headers
-        and not _is_json(media_type)
-        and (media_type in FORM_TYPES or request.body_exists)
-    ):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"the body must be application/json, not {media_type}",
-        )
+    if request.method in WRITES and "Content-Type" in headers:
+        media_type = request.content_type
+        if not _is_json(media_type) and (media_type in FORM_TYPES or request.body_exists):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"the body must be application/json, not {media_type}",
+            )
     caller = authenticate(request.app[appkeys.KEYRING], request)
     request[CALLER] = caller  # whose bucket the request draws on
     ratelimit.take(request)
     return caller
 
 
-@web.middleware
-async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admit every request to a gated path before its handler runs."""
-    if gated(request.path):
-        admit(request)
-    return await handler(request)
+def middleware(settings: Settings) -> Middleware:
+    """The gate of a server with ``settings``: admit every request to a gated path before
+    its handler."""
+    verdicts = Verdicts(settings)
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if gated(request.path):
+            admit(request, verdicts)
+        return await handler(request)
+
+    return gate

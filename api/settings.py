@@ -26,6 +26,9 @@ DEFAULT_PORT = 8080
 DEFAULT_DB = "./ctxlog.db"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_STREAM_BUFFER_BYTES = 1 << 20
+DEFAULT_RESPONSE_BUDGET_BYTES = 32 << 20
+"""A whole-context answer's messages: a 10,000-message context of 500 characters each is
+about 7.5 MB, and comes back whole, as the seed's contract promises."""
 
 T = TypeVar("T")
 
@@ -97,6 +100,11 @@ class Settings:
     )
     # -- how much ------------------------------------------------------------------------------
     max_body_bytes: int = setting(DEFAULT_MAX_BODY_BYTES, "Request body limit in bytes.", minimum=1)
+    response_budget_bytes: int = setting(
+        DEFAULT_RESPONSE_BUDGET_BYTES,
+        "Bytes of messages a whole-context answer holds; past it the rest pages (a next link).",
+        minimum=0,
+    )
     rate_limit: float = setting(0.0, "Requests per second per API key (0: no limit).", minimum=0)
     rate_burst: int = setting(
         0, "Requests a key may send at once (0: one second's worth).", minimum=0

@@ -39,6 +39,28 @@ ExpectedVersion = StreamState | int
 """ANY, NO_STREAM, STREAM_EXISTS, or the exact version the stream must be at (0: no stream)."""
 
 
+class Lane:
+    """Appends to one stream that follow each other without reading it in between.
+
+    Each append given the lane takes as its expected version the version the append queued
+    before it will leave, at the moment it is queued for the writer (nothing runs in
+    between), so several appends join one group commit and take consecutive versions, while
+    any other write to the stream still makes them conflict. ``version`` None: not known;
+    the first taker starts the lane at the version it validated against."""
+
+    __slots__ = ("version",)
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+
+    def take(self, count: int, base: int) -> int:
+        """The expected version of an append of ``count`` events (``base``: the version its
+        caller read, used when the lane does not know one yet)."""
+        expected = base if self.version is None else self.version
+        self.version = expected + count
+        return expected
+
+
 def version_matches(expected: ExpectedVersion, actual: int) -> bool:
     """Whether a stream at ``actual`` satisfies ``expected``."""
     if expected is ANY:

@@ -23,6 +23,7 @@ from .recorder import (
     ANY,
     NO_FILTER,
     ExpectedVersion,
+    Lane,
     LogFilter,
     NewEvent,
     PendingAppend,
@@ -216,8 +217,11 @@ class EventStore:
         event_ids: Sequence[str | uuid.UUID] | None = None,
         subject: str | None = None,
         subjects: Sequence[Sequence[str]] | None = None,
+        lane: Lane | None = None,
     ) -> AppendResult:
-        """Append ``events`` to a stream atomically, if it is at ``expected_version``.
+        """Append ``events`` to a stream atomically, if it is at ``expected_version`` (with a
+        ``lane``: at the version the lane's previous append leaves, ``expected_version``
+        being the version to start the lane at, see ``Lane``).
 
         Event ids are generated unless given. An append whose event ids are already stored
         returns what was stored then and writes nothing, whatever ``expected_version`` says.
@@ -235,6 +239,11 @@ class EventStore:
             pending = self._prepare(
                 stream_id, events, expected_version, metadata, event_ids, names, keys
             )
+            if lane is not None and isinstance(expected_version, int):
+                # Taken here, with no await before the append is queued: the order of the
+                # lane's versions is the order of the writer's queue.
+                expected = lane.take(len(pending.events), expected_version)
+                pending = msgspec.structs.replace(pending, expected=expected)
             try:
                 outcome = await self._writer.submit(pending)
                 break

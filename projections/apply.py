@@ -275,6 +275,7 @@ def _apply_event(
                 index.add(ctx.tenant, rowid, content)
             ctx.total_tokens += tokens - old_tokens
             ctx.dirty.add(seq // CHUNK)
+            ctx.reshaped = rec.version
         case MessageRedacted(message_id=mid):
             info = message_info_sync(conn, cid, mid)
             if info is None:
@@ -285,6 +286,7 @@ def _apply_event(
             blank = redacted_content(old)
             tokens = counter.count_message(role, blank, name)
             conn.execute(UPDATE_REDACTED, (json_encode(blank).decode(), tokens, new_hash, cid, seq))
+            ctx.reshaped = rec.version
             if index is not None:
                 index.remove(ctx.tenant, rowid, content)
                 index.add(ctx.tenant, rowid, blank)  # a skeleton's tool names, as a rebuild would
@@ -333,6 +335,7 @@ def refold_sync(
                 stale.append(state.context_id)
                 continue
             _restore(conn, row, state, index)
+            row.reshaped = row.version + 1  # the same version, other content
             conn.execute(DELETE_SNAPSHOTS, (row.context_id,))
             conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
             rows.append(row)
@@ -370,3 +373,4 @@ def _restore(
     ctx.message_count = len(state.messages)
     ctx.total_tokens = state.total_tokens
     ctx.dirty = set(range(-(-ctx.message_count // CHUNK)))
+    ctx.reshaped = ctx.version

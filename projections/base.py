@@ -4,6 +4,8 @@ model afterwards waits here for the projector to have applied them)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from eventstore import (
     CheckpointSaved,
     CheckpointWritesRecorded,
@@ -11,6 +13,7 @@ from eventstore import (
     EventMetadata,
     EventStore,
     ExpectedVersion,
+    Lane,
     MessageAppended,
     MessageEdited,
     SQLiteRecorder,
@@ -21,7 +24,7 @@ from eventstore.sealing import sealable
 
 from . import subjects
 from .acks import Acks
-from .caches import WindowCache
+from .caches import AssembledCache, WindowCache
 from .calls import Caller, Written
 from .errors import ContextNotFound
 from .history import SNAPSHOT_EVERY, History
@@ -66,6 +69,10 @@ class ServiceBase:
         )  # fmt: skip
         self._windows = WindowCache(window_cache)
         self.projector.forgetting.append(self._windows.clear)
+        self._assembled = AssembledCache()
+        self._assembling: dict[str, asyncio.Event] = {}
+        """Contexts being read whole for ``_assembled``, so that others wait for it."""
+        self.projector.forgetting.append(self._assembled.clear)
         self._acks = Acks()
         """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()
@@ -122,8 +129,10 @@ class ServiceBase:
         message_ids: list[str],
         *,
         replay: bool = False,
+        lane: Lane | None = None,
     ) -> Written:
-        """Append (``replay``: a retry of a keyed command the read model has applied)."""
+        """Append (``replay``: a retry of a keyed command the read model has applied;
+        ``lane``: after the lane's previous append, ``expected`` starting it)."""
         # A write is acknowledged once the log has it, and its answer reads it back from the
         # read model: while the projector cannot apply anything, refuse before writing
         # (503, nothing written) rather than write what cannot be read back.
@@ -133,7 +142,7 @@ class ServiceBase:
             subjects = await self._subjects(stream_id, events)
         result = await self.store.append(
             stream_id, events, expected, metadata=self._metadata(caller), event_ids=ids,
-            subjects=subjects,
+            subjects=subjects, lane=lane,
         )  # fmt: skip
         self._acks.note(stream_id, result.positions[-1], self.projector.checkpoint)
         return Written(stream_id, result.version, result.positions, message_ids, result.duplicate)

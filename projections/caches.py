@@ -15,10 +15,14 @@ before reading and passes it to ``put``, which ignores a value of an older gener
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
+import msgspec
+
+from .state import ContextState
 from .tables import ContextRow
 from .window import Policy, Window
 
@@ -103,3 +107,107 @@ class WindowCache(LRU[WindowKey, Window]):
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)
+
+
+class Assembled(msgspec.Struct, frozen=True):
+    """A context's messages as the API's JSON as of ``version``: the list's items are
+    ``b",".join(runs)``, each run a comma-joined stretch of them (an append adds a run; no
+    copy of what was there), and ``ends`` holds where each message ends in that join, so a
+    budget cuts it without parsing; ``state`` and ``total_tokens`` are the context's head."""
+
+    version: int
+    runs: tuple[bytes, ...]
+    ends: list[int]
+    state: ContextState
+    total_tokens: int
+
+    @property
+    def count(self) -> int:
+        """How many messages the runs hold."""
+        return len(self.ends)
+
+    @property
+    def size(self) -> int:
+        """The bytes the runs hold."""
+        return self.ends[-1] if self.ends else 0
+
+    def cut(self, budget: int) -> tuple[list[bytes], int]:
+        """The runs of the first messages whose JSON fits ``budget`` bytes, and how many."""
+        given = bisect.bisect_right(self.ends, budget)
+        if given == self.count:
+            return list(self.runs), given
+        limit = self.ends[given - 1] if given else 0
+        runs, offset = [], 0
+        for run in self.runs:
+            if offset >= limit:
+                break
+            runs.append(run if offset + len(run) <= limit else run[: limit - offset])
+            offset += len(run) + 1
+        return runs, given
+
+
+MAX_RUNS = 32
+"""Runs an assembly keeps before joining them into one (a copy once per so many appends)."""
+
+
+def assemble(
+    base: Assembled | None, parts: list[bytes], version: int, state: ContextState, tokens: int
+) -> Assembled:
+    """``base``'s messages followed by ``parts`` (messages' JSON), as of ``version``."""
+    runs, ends = ((), []) if base is None else (base.runs, base.ends)
+    offset = ends[-1] if ends else 0
+    added = []
+    for part in parts:
+        offset += len(part) + (1 if offset else 0)
+        added.append(offset)
+    if parts:
+        runs = (*runs, b",".join(parts))
+    if len(runs) > MAX_RUNS:
+        runs = (b",".join(runs),)
+    return Assembled(version, runs, ends + added, state, tokens)
+
+
+class AssembledCache:
+    """Whole contexts' messages (``Assembled``) by context id, bounded by their bytes (the
+    least recently used go first). A hot context is answered from here, and an append adds
+    only its new messages to what is here (``ContextRow.reshaped`` says when that no longer
+    holds); emptied with the other caches when an erasure or a rebuild changes content
+    without a new version (``generation``, as in ``LRU``)."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, Assembled] = OrderedDict()
+        self._bytes = 0
+        self.generation = 0
+
+    def get(self, context_id: str) -> Assembled | None:
+        """The context's entry, or None; marks it recently used."""
+        found = self._items.get(context_id)
+        if found is not None:
+            self._items.move_to_end(context_id)
+        return found
+
+    def put(self, context_id: str, value: Assembled, generation: int) -> None:
+        """Keep ``value`` unless it was read before the last ``clear``, is older than the
+        entry kept, or is larger than the whole cache."""
+        if generation != self.generation or value.size > self.max_bytes:
+            return
+        old = self._items.pop(context_id, None)
+        if old is not None:
+            self._bytes -= old.size
+            if old.version > value.version:
+                value = old
+        self._items[context_id] = value
+        self._bytes += value.size
+        while self._bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= dropped.size
+
+    def clear(self) -> None:
+        """Forget everything (the read model was reset, or forgot erased content)."""
+        self._items.clear()
+        self._bytes = 0
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -76,6 +76,19 @@ class MessagePage(msgspec.Struct, frozen=True):
     total: int = 0
 
 
+class Whole(msgspec.Struct, frozen=True):
+    """A context now, read for a whole-context answer: its ``state`` without messages, the
+    first ``count`` of its messages as the API's JSON (copied from the read model, not
+    encoded again) in runs (``b",".join(messages)`` is the list's items), its
+    ``total_tokens``, and how many messages (``left``) did not fit the budget asked for."""
+
+    state: ContextState
+    messages: list[bytes]
+    count: int
+    total_tokens: int
+    left: int
+
+
 class Audited(msgspec.Struct, frozen=True):
     """A page of the log as a caller sees it: its events, the position it is shown for each
     (``Contexts.positions``), and the position to continue after."""

@@ -23,6 +23,7 @@ import msgspec
 from eventstore import (
     ANY,
     NO_STREAM,
+    STREAM_EXISTS,
     Content,
     ContextCreated,
     ContextDeleted,
@@ -30,6 +31,7 @@ from eventstore import (
     ContextRolledBack,
     EventBase,
     ExpectedVersion,
+    Lane,
     MessageAppended,
     MessageEdited,
     MessageRedacted,
@@ -95,8 +97,15 @@ class Commands(ServiceBase):
         expected_version: ExpectedVersion | None,
         idempotency_key: str | None,
         message_ids: list[str] | None = None,
+        *,
+        shareable: bool = False,
     ) -> Written:
-        """Validate against the read model, append at the validated version, read own write."""
+        """Validate against the read model, append at the validated version, read own write.
+
+        ``shareable``: the command stays valid whatever other shareable commands on the
+        context do meanwhile (appends of new messages): without a precondition, those share
+        the context's turn and follow each other in one lane (``Turns``), so concurrent
+        writers of one context join the same group commit and take consecutive versions."""
         ids = None
         if idempotency_key is not None:
             ids = [_key_id(caller.tenant, idempotency_key, str(i)) for i in range(len(events))]
@@ -104,10 +113,21 @@ class Commands(ServiceBase):
         if await self._replayed(ids):  # the store answers with the first result, or refuses
             return await self._append(caller, context_id, events, ANY, ids, mids, replay=True)
         # Commands on one context take turns here (so do recorded windows), so writers in this
-        # process never race each other into a conflict; another process can still, and
-        # that retries. A precondition is checked inside the turn, against what the writers
-        # before it wrote.
-        async with self._turns.turn(context_id):
+        # process never race each other into a conflict (another process can still; that
+        # retries). A precondition is checked inside the turn, against what the writers before
+        # it wrote. Appends without one share their turn: a queue of one append at a time
+        # would cost each a commit of its own. Any conflict in the lane (another process
+        # wrote, or an append of the lane was refused) takes the exclusive turn and retries.
+        turn = self._turns.turn(context_id)
+        if shareable and expected_version in (None, ANY, STREAM_EXISTS):  # no precondition
+            try:
+                async with turn.shared() as lane:
+                    return await self._attempt(
+                        caller, context_id, events, check, expected_version, ids, mids, lane
+                    )
+            except VersionConflict:
+                turn = self._turns.turn(context_id)
+        async with turn:
             return await self._attempt(
                 caller, context_id, events, check, expected_version, ids, mids
             )
@@ -121,6 +141,7 @@ class Commands(ServiceBase):
         expected_version: ExpectedVersion | None,
         ids: list[str] | None,
         mids: list[str],
+        lane: Lane | None = None,
     ) -> Written:
         for attempt in range(RETRIES):
             ctx = await self._visible(caller, context_id)
@@ -148,9 +169,11 @@ class Commands(ServiceBase):
             # At the version validated against (a precondition, if any, admitted it).
             expected = NO_STREAM if expected_version is NO_STREAM else ctx.version
             try:
-                return await self._append(caller, context_id, events, expected, ids, mids)
+                return await self._append(
+                    caller, context_id, events, expected, ids, mids, lane=lane
+                )
             except VersionConflict:
-                if attempt == RETRIES - 1:
+                if lane is not None or attempt == RETRIES - 1:
                     raise
                 await self.projector.catch_up()  # the next turn checks the precondition again
         raise AssertionError("unreachable")  # pragma: no cover
@@ -216,8 +239,9 @@ class Commands(ServiceBase):
                     raise DuplicateMessage(context_id, mid)
 
         return await self._command(
-            caller, context_id, events, check, expected_version, idempotency_key, mids
-        )
+            caller, context_id, events, check, expected_version, idempotency_key, mids,
+            shareable=not chosen and idempotency_key is None,
+        )  # fmt: skip
 
     async def _message_command(
         self,

@@ -3,6 +3,7 @@ O(window)), history (a snapshot and at most K events folded) for what was."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -13,14 +14,22 @@ import msgspec
 from eventstore import LogFilter, RecordedEvent, VersionConflict
 
 from .base import RETRIES, ServiceBase
-from .caches import WindowParams
-from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage
+from .caches import WindowParams, assemble
+from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage, Whole
 from .cursors import decode_cursor, encode_cursor
 from .diff import StateDiff, diff
 from .errors import ContextIsDeleted, ContextNotFound, InvalidCommand, InvalidVersion
 from .overhead import DEFAULT_FORMAT
 from .positions import NotNumbered, number_upto_sync, numbers_sync, position_sync
-from .reads import context_sync, forks_sync, message_page_sync, page_sync, state_sync, window_sync
+from .reads import (
+    context_sync,
+    forks_sync,
+    message_page_sync,
+    page_sync,
+    state_sync,
+    whole_sync,
+    window_sync,
+)
 from .search import SearchPage, search_sync
 from .state import ContextState
 from .tables import ContextRow
@@ -76,6 +85,45 @@ class Queries(ServiceBase):
         if current is None:  # pragma: no cover (rows are never removed)
             raise ContextNotFound(context_id)
         return current
+
+    async def whole(self, caller: Caller, context_id: str, *, budget: int) -> Whole:
+        """The context now, for a whole-context answer: its messages as stored JSON (copied,
+        not decoded and encoded again), as many as fit ``budget`` bytes; ContextIsDeleted
+        for a deleted context. A context answered before costs a copy of what was answered
+        then, plus the messages appended since."""
+        ctx = await self._visible(caller, context_id)
+        if ctx.deleted:
+            raise ContextIsDeleted(context_id)
+        cache = self._assembled
+        while True:
+            entry = cache.get(context_id)
+            if entry is not None and ctx.reshaped <= entry.version >= ctx.version:
+                runs, given = entry.cut(budget)
+                return Whole(entry.state, runs, given, entry.total_tokens, entry.count - given)
+            # One read of a context at a time: whoever asks meanwhile waits for it and
+            # answers with what it read (a later version is as good: the caller's writes
+            # are in it), instead of reading the same messages again.
+            reading = self._assembling.get(context_id)
+            if reading is None:
+                break
+            await reading.wait()
+        self._assembling[context_id] = reading = asyncio.Event()
+        try:
+            generation = cache.generation
+            known, after = (-1, 0) if entry is None else (entry.version, entry.count)
+            found = await self.readmodel.read(whole_sync, context_id, known, after, budget)
+            if found is None:  # pragma: no cover (rows are never removed)
+                raise ContextNotFound(context_id)
+            row, state, start, parts, complete = found
+            base = entry if entry is not None and start == after else None
+            entry = assemble(base, parts, row.version, state, row.total_tokens)
+            if complete:
+                cache.put(context_id, entry, generation)
+        finally:
+            del self._assembling[context_id]
+            reading.set()
+        runs, given = entry.cut(budget)
+        return Whole(entry.state, runs, given, entry.total_tokens, row.message_count - given)
 
     async def size(self, caller: Caller, context_id: str) -> tuple[int, ContextSize]:
         """The context's current version and how much it holds then: O(1)."""

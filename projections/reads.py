@@ -23,6 +23,7 @@ from .tables import (
     SELECT_MESSAGE_SUBJECTS,
     SELECT_MESSAGES,
     SELECT_MESSAGES_BACKWARD,
+    SELECT_MESSAGES_JSON,
     SELECT_NEWEST_UNPINNED_UPTO,
     SELECT_PAGE,
     SELECT_PINNED,
@@ -61,6 +62,31 @@ def state_sync(
     if with_messages:
         messages = tuple(message_from_row(r) for r in conn.execute(SELECT_MESSAGES, (context_id,)))
     return ctx.state(messages, summaries_sync(conn, context_id))
+
+
+def whole_sync(
+    conn: sqlite3.Connection, context_id: str, known: int, from_seq: int, budget: int
+) -> tuple[ContextRow, ContextState, int, list[bytes], bool] | None:
+    """The context's row, its state without messages, and its messages' JSON (the API's,
+    ``SELECT_MESSAGES_JSON``) in order from seq ``from_seq`` on if an assembly made at
+    version ``known`` still holds the ones before (only appends since: ``reshaped``), else
+    from the first; at most ``budget`` bytes of them. Returns (row, state, first seq read,
+    messages, whether they reach the last message); None: no such context. One read
+    transaction, so the messages are those of the row's version."""
+    ctx = context_sync(conn, context_id)
+    if ctx is None:
+        return None
+    start = from_seq if ctx.reshaped <= known and from_seq <= ctx.message_count else 0
+    parts: list[bytes] = []
+    size, complete = 0, True
+    for (part,) in conn.execute(SELECT_MESSAGES_JSON, (context_id, start)):
+        size += len(part) + 1
+        if size > budget:
+            complete = False
+            break
+        parts.append(part)
+    state = ctx.state((), summaries_sync(conn, context_id))
+    return ctx, state, start, parts, complete
 
 
 def message_page_sync(

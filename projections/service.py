@@ -16,7 +16,16 @@ import asyncio
 import contextlib
 
 from .caches import WindowCache
-from .calls import Caller, ContextPage, ContextSize, Lineage, MessagePage, NewMessage, Written
+from .calls import (
+    Caller,
+    ContextPage,
+    ContextSize,
+    Lineage,
+    MessagePage,
+    NewMessage,
+    Whole,
+    Written,
+)
 from .checkpoints import Checkpoints
 from .erasure import Erasure
 from .queries import Queries
@@ -29,6 +38,7 @@ __all__ = [
     "Lineage",
     "MessagePage",
     "NewMessage",
+    "Whole",
     "Written",
 ]
 

@@ -15,8 +15,9 @@ Tables (every row is derived from the log, up to ``checkpoint.position``):
 - ``contexts``: one row per context: tenant, version, ``content_version`` (the version of its
   latest event that is not a served window's record, see ``preconditions``), deleted,
   metadata and window (JSON), parent, times (µs), ``message_count``, ``total_tokens``,
-  ``position`` (its first event, the listing order) and ``dirty`` (snapshot chunks changed
-  since the last snapshot, see ``history``).
+  ``position`` (its first event, the listing order), ``dirty`` (snapshot chunks changed
+  since the last snapshot, see ``history``) and ``reshaped`` (when its messages last changed
+  other than by an append).
 - ``messages``: one row per message of the current state; ``seq`` is its 0-based place in
   ``ContextState.messages`` and is dense (appends take ``message_count``; only a rollback or a
   fork rewrites a context's rows), so counting a seq range is arithmetic, not a scan.
@@ -55,7 +56,7 @@ from eventstore import Content, Role, WindowSettings, to_datetime
 from . import positions, search, tenants
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -80,7 +81,8 @@ CREATE TABLE IF NOT EXISTS contexts (
     message_count  INTEGER NOT NULL,
     total_tokens   INTEGER NOT NULL,
     token_encoding TEXT    NOT NULL,
-    dirty          TEXT    NOT NULL
+    dirty          TEXT    NOT NULL,
+    reshaped       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS contexts_by_tenant ON contexts (tenant, deleted, position);
 CREATE INDEX IF NOT EXISTS contexts_by_parent ON contexts (parent_id) WHERE parent_id IS NOT NULL;
@@ -157,7 +159,8 @@ DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
 CONTEXT_COLUMNS = (
     "context_id, tenant, position, version, deleted, metadata, window, parent_id, parent_version,"
-    " created_at, updated_at, message_count, total_tokens, token_encoding, dirty, content_version"
+    " created_at, updated_at, message_count, total_tokens, token_encoding, dirty, content_version,"
+    " reshaped"
 )
 MESSAGE_COLUMNS = (
     "message_id, role, content, name, metadata, version, tokens, edited_version, redacted,"
@@ -171,9 +174,23 @@ UPSERT_CHECKPOINT = (
 SELECT_CONTEXT = f"SELECT {CONTEXT_COLUMNS} FROM contexts WHERE context_id = ?"
 UPSERT_CONTEXT = (
     f"INSERT OR REPLACE INTO contexts ({CONTEXT_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f" VALUES ({', '.join('?' * len(CONTEXT_COLUMNS.split(',')))})"
 )
 SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY seq"
+# Each message's JSON as the API shows it (``Message`` without ``subject``, ``message_id`` as
+# ``id``), assembled by SQLite from the stored columns: content and metadata are kept as JSON
+# already, and json_quote escapes text exactly as msgspec does (every code point checked), so
+# a whole context is copied out of the read model instead of decoded and encoded again. Built
+# from the live columns, it can never show content an edit, a redaction or an erasure replaced.
+SELECT_MESSAGES_JSON = (
+    "SELECT CAST('{\"id\":' || json_quote(message_id) || ',\"role\":' || json_quote(role)"
+    " || ',\"content\":' || content || ',\"name\":' || json_quote(name)"
+    " || ',\"metadata\":' || metadata || ',\"version\":' || version"
+    " || ',\"tokens\":' || tokens || ',\"edited_version\":' || coalesce(edited_version, 'null')"
+    " || ',\"redacted\":' || CASE WHEN redacted THEN 'true' ELSE 'false' END"
+    " || ',\"content_hash\":' || json_quote(content_hash) || '}' AS BLOB)"
+    " FROM messages WHERE context_id = ? AND seq >= ? ORDER BY seq"
+)
 SELECT_MESSAGE_RANGE = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? AND seq >= ? AND seq < ?"
     " ORDER BY seq"
@@ -268,6 +285,10 @@ class ContextRow(msgspec.Struct, kw_only=True):
     total_tokens: int
     token_encoding: str
     dirty: set[int]
+    reshaped: int = 0
+    """Assemblies of the messages' JSON (``SELECT_MESSAGES_JSON``) made at a version below
+    this one no longer hold: the version of the last edit, redaction, rollback or fork, or
+    one past the version an erasure rewrote. Below it, only appends changed the messages."""
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ContextRow:
@@ -278,7 +299,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             window=window_decoder.decode(row[6]), parent_id=row[7], parent_version=row[8],
             created_at=row[9], updated_at=row[10], message_count=row[11], total_tokens=row[12],
             token_encoding=row[13], dirty=set(msgspec.json.decode(row[14], type=list[int])),
-            content_version=row[15],
+            content_version=row[15], reshaped=row[16],
         )  # fmt: skip
 
     def to_row(self) -> tuple[Any, ...]:
@@ -288,7 +309,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             json_encode(self.metadata).decode(), json_encode(self.window).decode(),
             self.parent_id, self.parent_version, self.created_at, self.updated_at,
             self.message_count, self.total_tokens, self.token_encoding,
-            json_encode(sorted(self.dirty)).decode(), self.content_version,
+            json_encode(sorted(self.dirty)).decode(), self.content_version, self.reshaped,
         )  # fmt: skip
 
     def state(

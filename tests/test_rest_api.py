@@ -419,7 +419,10 @@ async def test_rollback_fork_diff_lineage(api: ApiClient) -> None:
                           expect=201)  # fmt: skip
     fid = fork.json["id"]
     assert fid != cid
-    assert [m["content"] for m in fork.json["messages"]] == ["keep", "drop"]
+    # A fork answers with its head; its messages are a page away (issue 15, item 16).
+    assert fork.json["messages"] == []
+    page = (await api.get(fork.json["next"], expect=200)).json
+    assert [m["content"] for m in page["messages"]] == ["keep", "drop"]
     assert fork.json["parent"] == {"context_id": cid, "version": 3}
     plain = await api.request("POST", f"{CTX}/{cid}/fork", expect=201)
     lineage = (await api.get(f"{CTX}/{cid}/lineage", expect=200)).json

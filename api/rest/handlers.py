@@ -24,12 +24,25 @@ from .openapi import operation
 _WRITE_HEADERS = ("If-Match", "Idempotency-Key")
 
 
-async def _context(request: web.Request, written: Written, status: int = 200) -> web.Response:
-    """The context a write left, or (for a retry) the one the first write left."""
+async def _context(
+    request: web.Request, written: Written, status: int = 200, *, head: bool = False
+) -> web.Response:
+    """The context a write left, or (for a retry) the one the first write left; ``head``:
+    without its messages (a ``next`` link pages them)."""
     service = appkeys.contexts(request)
-    version = written.version if written.duplicate else None
+    who = caller(request)
     try:
-        state = await service.get(caller(request), written.context_id, version=version)
+        if written.duplicate:
+            state = await service.get(who, written.context_id, version=written.version)
+            next_url = None
+            if head and state.messages:
+                next_url = render.messages_after(state.context_id, state.version, 0)
+            out = render.render_context(state, messages=not head, next_url=next_url)
+            pieces, version = [wire.encode(out)], state.version
+        else:
+            budget = 0 if head else request.app[appkeys.SETTINGS].response_budget_bytes
+            whole = await service.whole(who, written.context_id, budget=budget)
+            (pieces, next_url), version = render.render_whole(whole), whole.state.version
     except pj.ProjectorBehind as e:
         # The write is in the log (durable, acknowledged); only reading it back must wait.
         # Say so, so that a client does not repeat a write that was not lost.
@@ -47,11 +60,11 @@ async def _context(request: web.Request, written: Written, status: int = 200) ->
                 "retry_after": e.retry_after,
             },
         ) from e
-    response = wire.json_response(
-        render.render_context(state), status, version=state.version, replayed=written.duplicate
+    response = wire.json_pieces_response(
+        pieces, status, version=version, replayed=written.duplicate, next_url=next_url
     )
     if status == 201:
-        response.headers["Location"] = f"/api/v1/contexts/{state.context_id}"
+        response.headers["Location"] = f"/api/v1/contexts/{written.context_id}"
     return response
 
 
@@ -120,6 +133,15 @@ async def get_context(request: web.Request) -> web.StreamResponse:
     params = wire.query(request, schemas.GetContextQuery)
     if params.version is not None and params.at is not None:
         raise invalid("give version or at, not both", "$.at", "query")
+    if params.version is None and params.at is None and params.messages:
+        # Now, whole: the messages' stored JSON, as much as the response budget takes.
+        budget = request.app[appkeys.SETTINGS].response_budget_bytes
+        whole = await appkeys.contexts(request).whole(caller(request), context_id, budget=budget)
+        tag = wire.etag(whole.state.version)
+        if request.headers.get("If-None-Match") == tag:
+            return web.Response(status=304, headers={"ETag": tag})
+        pieces, next_url = render.render_whole(whole)
+        return wire.json_pieces_response(pieces, version=whole.state.version, next_url=next_url)
     state = await appkeys.contexts(request).get(
         caller(request), context_id, version=params.version, at=params.at,
         include_messages=params.messages,
@@ -385,7 +407,7 @@ async def fork(request: web.Request) -> web.Response:
         metadata=body.metadata,
         idempotency_key=wire.idempotency_key(request),
     )
-    return await _context(request, written, 201)
+    return await _context(request, written, 201, head=True)
 
 
 # -- data subjects ----------------------------------------------------------------------------

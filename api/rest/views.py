@@ -137,8 +137,7 @@ async def _window(
         record=record,
         format_name=params.format or DEFAULT_FORMAT,
     )
-    body = render.render_window(window, params.format)
-    return wire.json_response(body, version=window.version)
+    return wire.json_response(render.window_body(window, params.format), version=window.version)
 
 
 @operation(

@@ -16,6 +16,8 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 
 from eventstore import STREAM_EXISTS, ExpectedVersion
 
@@ -271,13 +273,63 @@ def json_response(
     body: Any, status: int = 200, *, version: int | None = None, replayed: bool = False
 ) -> web.Response:
     """``body`` as JSON; ``version`` becomes the ETag; ``replayed`` marks an idempotent retry."""
-    response = web.Response(
-        status=status, body=_encoder.encode(body), content_type="application/json"
-    )
+    return json_pieces_response([_encoder.encode(body)], status, version=version, replayed=replayed)
+
+
+def encode(body: Any) -> bytes:
+    """``body`` (a response Struct) as JSON."""
+    return _encoder.encode(body)
+
+
+SLICE = 256 << 10
+"""Bytes handed to the socket at a time by a ``Pieces`` body, waiting for it in between."""
+
+
+class Pieces(Payload):
+    """A body sent as the pieces it was put together from: a whole context's messages are
+    megabytes kept in memory, and joining them for each answer (and aiohttp joining the
+    headers to them) copied them twice per answer, most of its cost. Sent a slice at a
+    time, each waiting for the socket to take the one before, so nothing is copied whole
+    into the transport's buffer either."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        super().__init__(pieces, content_type="application/json")
+        self._pieces = pieces
+        self._size = sum(len(piece) for piece in pieces)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The body as text (aiohttp's ``Response.text``)."""
+        return b"".join(self._pieces).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        """Send every piece, a slice at a time."""
+        for piece in self._pieces:
+            if len(piece) <= SLICE:
+                await writer.write(piece)
+                continue
+            view = memoryview(piece)
+            for start in range(0, len(piece), SLICE):
+                await writer.write(view[start : start + SLICE])
+
+
+def json_pieces_response(
+    pieces: list[bytes],
+    status: int = 200,
+    *,
+    version: int | None = None,
+    replayed: bool = False,
+    next_url: str | None = None,
+) -> web.Response:
+    """``json_response`` of a body in pieces (``Pieces``); ``next_url`` becomes a ``Link``
+    (rel next)."""
+    body: bytes | Pieces = pieces[0] if len(pieces) == 1 else Pieces(pieces)
+    response = web.Response(status=status, body=body, content_type="application/json")
     if version is not None:
         response.headers["ETag"] = etag(version)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if next_url is not None:
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
 

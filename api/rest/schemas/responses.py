@@ -57,6 +57,9 @@ class ContextOut(Response, frozen=True, kw_only=True):
     total_tokens: int
     created_at: datetime
     updated_at: datetime
+    next: str | None = None
+    """When not every message is in ``messages`` (past the server's response budget, or a
+    fork's answer, which holds none): the page of messages that follows, at this version."""
 
 
 class ContextListItem(Response, frozen=True, kw_only=True):
