@@ -20,7 +20,6 @@ from api.rest import schemas as s
 from . import operations as op
 from .errors import ConnectionFailed, CtxlogError, Timeout, TransportError
 from .sse import Reader, decode_event
-from .versions import Versions
 from .wire import Call, Retry, answer, error, headers, query, transient
 
 T = TypeVar("T")
@@ -50,13 +49,9 @@ class AsyncClient(op.Operations):
         connections: int = 100,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.retry = retry or Retry()
-        self.timeout = timeout
-        self.versions = Versions()
-        self._headers = {"User-Agent": "ctxlog-client", **(headers or {})}
-        if api_key is not None:
-            self._headers["X-API-Key"] = api_key
+        super().__init__(
+            base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers
+        )
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 

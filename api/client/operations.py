@@ -18,7 +18,8 @@ from urllib.parse import quote
 from api.rest import schemas as s
 from eventstore.events import Content
 
-from .wire import AUTO, Call, IfMatch, encode, key_for, query
+from .versions import Versions
+from .wire import AUTO, Call, IfMatch, Retry, encode, key_for, query
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -488,7 +489,25 @@ ALL = (
 
 
 class Operations:
-    """The operations as methods; ``AsyncClient`` and ``Client`` inherit them."""
+    """The operations as methods, and the settings every client keeps; ``AsyncClient`` and
+    ``Client`` inherit them."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or Retry()
+        self.timeout = timeout
+        self.versions = Versions()
+        self._headers = {"User-Agent": "ctxlog-client", **(headers or {})}
+        if api_key is not None:
+            self._headers["X-API-Key"] = api_key
 
     get_server_info = Operation(get_server_info)
     get_health = Operation(get_health)
