@@ -16,9 +16,7 @@ from projections.checkpoints import CheckpointEvent
 from .. import appkeys
 from ..auth import caller
 from . import schemas, wire
-from .openapi import operation
-
-_WRITE_HEADERS = ("If-Match", "Idempotency-Key")
+from .openapi import WRITE_HEADERS, operation
 
 
 def _typed(value: schemas.TypedIn) -> es.Typed:
@@ -46,7 +44,7 @@ async def _record(
     body=schemas.SaveCheckpoint,
     response=schemas.Recorded,
     status=201,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
     description=(
         "Records a `checkpoint.saved` event: the checkpoint without its channel values, its"
@@ -78,7 +76,7 @@ async def save_checkpoint(request: web.Request) -> web.Response:
     body=schemas.RecordWrites,
     response=schemas.Recorded,
     status=201,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
     description=(
         "Records a `checkpoint.writes_recorded` event: the writes of task `task_id` toward"
@@ -101,7 +99,7 @@ async def record_writes(request: web.Request) -> web.Response:
     tag="checkpoints",
     body=schemas.RemoveCheckpoints,
     response=schemas.Recorded,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
     description=(
         "Records a `checkpoints.removed` event naming the checkpoints that no longer count"

@@ -19,9 +19,7 @@ from .. import appkeys, formats
 from ..auth import caller
 from ..errors import ApiError, invalid
 from . import render, schemas, wire
-from .openapi import operation
-
-_WRITE_HEADERS = ("If-Match", "Idempotency-Key")
+from .openapi import WRITE_HEADERS, operation
 
 
 async def _context(
@@ -164,7 +162,7 @@ async def get_context(request: web.Request) -> web.StreamResponse:
     body=schemas.DeleteContext,
     body_required=False,
     status=204,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
 )
 async def delete_context(request: web.Request) -> web.Response:
@@ -197,7 +195,7 @@ _APPEND_BODIES: dict[str | None, Any] = {
     body=tuple(_APPEND_BODIES.values()),
     response=(schemas.ContextOut, schemas.Appended),
     status=201,
-    headers=(*_WRITE_HEADERS, "Prefer"),
+    headers=(*WRITE_HEADERS, "Prefer"),
     errors=(404, 409, 412, 422),
     description=(
         "With `Prefer: return=minimal` the answer is `Appended` ({version, message_ids}).\n\n"
@@ -251,7 +249,7 @@ async def append_messages(request: web.Request) -> web.Response:
     tag="messages",
     body=schemas.EditMessage,
     response=schemas.ContextOut,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
 )
 async def edit_message(request: web.Request) -> web.Response:
@@ -276,7 +274,7 @@ async def edit_message(request: web.Request) -> web.Response:
     body=schemas.RedactMessage,
     body_required=False,
     response=schemas.ContextOut,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
 )
 async def redact_message(request: web.Request) -> web.Response:
@@ -300,7 +298,7 @@ async def redact_message(request: web.Request) -> web.Response:
     tag="contexts",
     body=schemas.Metadata,
     response=schemas.ContextOut,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
 )
 async def patch_metadata(request: web.Request) -> web.Response:
@@ -322,7 +320,7 @@ async def patch_metadata(request: web.Request) -> web.Response:
     tag="windows",
     body=schemas.WindowIn,
     response=schemas.ContextOut,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
 )
 async def configure_window(request: web.Request) -> web.Response:
@@ -345,7 +343,7 @@ async def configure_window(request: web.Request) -> web.Response:
     body=schemas.AddSummary,
     response=schemas.ContextOut,
     status=201,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 412, 422),
 )
 async def add_summary(request: web.Request) -> web.Response:
@@ -368,7 +366,7 @@ async def add_summary(request: web.Request) -> web.Response:
     tag="history",
     body=schemas.Rollback,
     response=schemas.ContextOut,
-    headers=_WRITE_HEADERS,
+    headers=WRITE_HEADERS,
     errors=(404, 409, 412, 422),
 )
 async def rollback(request: web.Request) -> web.Response:

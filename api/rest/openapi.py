@@ -97,6 +97,10 @@ class Operation:
     """The success body's schema per media type, where one Struct cannot say it."""
 
 
+WRITE_HEADERS = ("If-Match", "Idempotency-Key")
+"""The headers a conditional, retry-safe write takes."""
+
+
 def operation(summary: str, **kwargs: Any) -> Callable[[F], F]:
     """Attach an Operation to a handler; ``document`` finds it through the route table."""
 
