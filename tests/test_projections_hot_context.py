@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import EventMetadata, EventStore, MessageAppended
+from eventstore import EventMetadata, MessageAppended
 from projections import Caller, ContextIsDeleted, Contexts, NewMessage
+from tests.support.services import running_contexts
 
 ACME = Caller(tenant="acme", actor="alice")
 WRITERS = 64
@@ -24,14 +25,8 @@ def user(text: str) -> NewMessage:
 
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Contexts]:
-    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
-    service = Contexts(store)
-    await service.start()
-    try:
+    async with running_contexts(str(tmp_path / "log.db")) as service:
         yield service
-    finally:
-        await service.close()
-        await store.close()
 
 
 async def test_concurrent_writers_on_one_context_share_commits_and_take_consecutive_versions(

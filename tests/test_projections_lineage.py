@@ -13,6 +13,7 @@ from eventstore import ContextCreated, ContextForked, EventMetadata, EventStore
 from projections import Caller, Contexts, MissingHistory, NewMessage
 from projections.audit import Refold, verify_readmodel
 from tests.support.factories import COUNTER
+from tests.support.services import running_contexts
 
 DEPTH = 1000
 ACME = Caller(tenant="acme", actor="ada")
@@ -20,14 +21,8 @@ ACME = Caller(tenant="acme", actor="ada")
 
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Contexts]:
-    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
-    service = Contexts(store, counter=COUNTER)
-    await service.start()
-    try:
+    async with running_contexts(str(tmp_path / "log.db"), counter=COUNTER) as service:
         yield service
-    finally:
-        await service.close()
-        await store.close()
 
 
 async def _chain(svc: Contexts) -> list[str]:

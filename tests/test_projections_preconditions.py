@@ -26,6 +26,7 @@ from projections import Caller, Contexts, NewMessage, TokenCounter, window
 from projections.audit import verify_readmodel
 from projections.preconditions import admits
 from tests.support.factories import Stream
+from tests.support.services import running_contexts
 
 ME = Caller(tenant="acme", actor="alice")
 
@@ -40,14 +41,8 @@ def served() -> WindowServed:
 
 @pytest.fixture
 async def svc() -> AsyncIterator[Contexts]:
-    store = await EventStore.open_sqlite(":memory:")
-    service = Contexts(store, snapshot_every=4)
-    await service.start()
-    try:
+    async with running_contexts(":memory:", snapshot_every=4) as service:
         yield service
-    finally:
-        await service.close()
-        await store.close()
 
 
 def test_the_fold_moves_content_version_on_every_event_but_a_served_window() -> None:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from eventstore import EventStore
 from eventstore.events import (
     FilePart,
     MessageRedacted,
@@ -21,6 +20,7 @@ from eventstore.events import (
 )
 from projections import Caller, Contexts, NewMessage, TokenCounter, window
 from tests.support.factories import Stream, created, msg
+from tests.support.services import running_contexts
 
 ACME = Caller(tenant="acme", actor="ada")
 COUNTER = TokenCounter()
@@ -28,14 +28,8 @@ COUNTER = TokenCounter()
 
 @pytest.fixture
 async def svc() -> AsyncIterator[Contexts]:
-    store = await EventStore.open_sqlite(":memory:")
-    service = Contexts(store)
-    await service.start()
-    try:
+    async with running_contexts(":memory:") as service:
         yield service
-    finally:
-        await service.close()
-        await store.close()
 
 
 def conversation() -> list[NewMessage]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import EventStore, TextPart, ToolCallPart, ToolResultPart
+from eventstore import TextPart, ToolCallPart, ToolResultPart
 from eventstore.events import Part
 from projections import (
     Caller,
@@ -17,6 +17,7 @@ from projections import (
     NewMessage,
     plain_text,
 )
+from tests.support.services import running_contexts
 
 ACME = Caller(tenant="acme", actor="alice")
 OTHER = Caller(tenant="other", actor="mallory")
@@ -28,14 +29,8 @@ def user(text: str, message_id: str | None = None) -> NewMessage:
 
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Contexts]:
-    store = await EventStore.open_sqlite(str(tmp_path / "log.db"))
-    service = Contexts(store)
-    await service.start()
-    try:
+    async with running_contexts(str(tmp_path / "log.db")) as service:
         yield service
-    finally:
-        await service.close()
-        await store.close()
 
 
 async def found(svc: Contexts, query: str, caller: Caller = ACME, **kw: object) -> list[str]:

@@ -27,6 +27,7 @@ from projections import (
     NewMessage,
     window,
 )
+from tests.support.services import running_contexts
 
 ACME = Caller(tenant="acme", actor="alice")
 OTHER = Caller(tenant="other", actor="mallory")
@@ -38,14 +39,8 @@ def user(text: str, message_id: str | None = None) -> NewMessage:
 
 @pytest.fixture
 async def svc() -> AsyncIterator[Contexts]:
-    store = await EventStore.open_sqlite(":memory:")
-    service = Contexts(store, snapshot_every=4)
-    await service.start()
-    try:
+    async with running_contexts(":memory:", snapshot_every=4) as service:
         yield service
-    finally:
-        await service.close()
-        await store.close()
 
 
 async def test_commands_read_their_own_writes(svc: Contexts) -> None:
