@@ -5,6 +5,7 @@ model afterwards waits here for the projector to have applied them)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from eventstore import (
     CheckpointSaved,
@@ -42,6 +43,16 @@ from .tokens import TokenCounter
 from .turns import Turns
 
 RETRIES = 5
+
+
+NAMESPACE = uuid.UUID("6f1c3a2e-5b8d-4c1e-9a7f-2d4e8b0c9a31")
+"""Name-based event ids (UUID v5) derive from (tenant, idempotency key, index) in this space."""
+
+
+def key_id(tenant: str | None, key: str, what: str) -> str:
+    """The event id a command keyed ``key`` gives its event ``what``: a retry of it (same
+    tenant, same key) has the same ids, so the log stores it once."""
+    return str(uuid.uuid5(NAMESPACE, f"{tenant or ''}\x00{key}\x00{what}"))
 
 
 class ServiceBase:

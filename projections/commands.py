@@ -14,7 +14,6 @@ precondition, only while the precondition still holds).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,7 +42,7 @@ from eventstore import (
     new_id,
 )
 
-from .base import RETRIES, ServiceBase
+from .base import RETRIES, ServiceBase, key_id
 from .calls import Caller, NewMessage, Written
 from .context import validate
 from .errors import (
@@ -57,13 +56,6 @@ from .errors import (
 from .preconditions import admits
 from .reads import event_id_sync, message_info_sync
 from .tables import ContextRow
-
-NAMESPACE = uuid.UUID("6f1c3a2e-5b8d-4c1e-9a7f-2d4e8b0c9a31")
-"""Name-based event ids (UUID v5) derive from (tenant, idempotency key, index) in this space."""
-
-
-def _key_id(tenant: str | None, key: str, what: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{tenant or ''}\x00{key}\x00{what}"))
 
 
 def _check_window(window: WindowSettings) -> None:
@@ -108,7 +100,7 @@ class Commands(ServiceBase):
         writers of one context join the same group commit and take consecutive versions."""
         ids = None
         if idempotency_key is not None:
-            ids = [_key_id(caller.tenant, idempotency_key, str(i)) for i in range(len(events))]
+            ids = [key_id(caller.tenant, idempotency_key, str(i)) for i in range(len(events))]
         mids = message_ids or []
         if await self._replayed(ids):  # the store answers with the first result, or refuses
             return await self._append(caller, context_id, events, ANY, ids, mids, replay=True)
@@ -192,8 +184,8 @@ class Commands(ServiceBase):
         events: list[EventBase] = [ContextCreated(metadata=metadata or {}, window=window)]
         if idempotency_key is None:
             return await self._append(caller, new_id(), events, NO_STREAM, None, [])
-        context_id = _key_id(caller.tenant, idempotency_key, "context")
-        ids = [_key_id(caller.tenant, idempotency_key, "0")]
+        context_id = key_id(caller.tenant, idempotency_key, "context")
+        ids = [key_id(caller.tenant, idempotency_key, "0")]
         return await self._append(caller, context_id, events, NO_STREAM, ids, [])
 
     async def append(
@@ -213,7 +205,7 @@ class Commands(ServiceBase):
             or (
                 new_id()
                 if idempotency_key is None
-                else _key_id(caller.tenant, idempotency_key, f"message\x00{i}")
+                else key_id(caller.tenant, idempotency_key, f"message\x00{i}")
             )
             for i, m in enumerate(messages)
         ]
@@ -313,7 +305,7 @@ class Commands(ServiceBase):
         sid = summary_id or (
             new_id()
             if idempotency_key is None
-            else _key_id(caller.tenant, idempotency_key, "summary")
+            else key_id(caller.tenant, idempotency_key, "summary")
         )
         event = SummaryAdded(summary_id=sid, text=text, through_message_id=through_message_id)
         return await self._message_command(
@@ -411,8 +403,8 @@ class Commands(ServiceBase):
         ]
         if idempotency_key is None:
             return await self._append(caller, new_id(), events, NO_STREAM, None, [])
-        fork_id = _key_id(caller.tenant, idempotency_key, "context")
-        ids = [_key_id(caller.tenant, idempotency_key, "0")]
+        fork_id = key_id(caller.tenant, idempotency_key, "context")
+        ids = [key_id(caller.tenant, idempotency_key, "0")]
         first = await self.store.read_stream(fork_id, 1, limit=1)
         stored = first[0].event if first and first[0].event_id == ids[0] else None
         if (

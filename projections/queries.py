@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from eventstore import LogFilter, RecordedEvent, VersionConflict
+from eventstore import DuplicateEventId, LogFilter, RecordedEvent, VersionConflict, WindowServed
 
-from .base import RETRIES, ServiceBase
+from .base import RETRIES, ServiceBase, key_id
 from .caches import WindowParams, assemble
 from .calls import Audited, Caller, ContextPage, ContextSize, Lineage, MessagePage, Whole
 from .cursors import decode_cursor, encode_cursor
@@ -23,6 +23,7 @@ from .overhead import DEFAULT_FORMAT
 from .positions import NotNumbered, number_upto_sync, numbers_sync, position_sync
 from .reads import (
     context_sync,
+    event_id_sync,
     forks_sync,
     message_page_sync,
     page_sync,
@@ -33,7 +34,7 @@ from .reads import (
 from .search import SearchPage, search_sync
 from .state import ContextState
 from .tables import ContextRow
-from .window import Policy, Window, served_event
+from .window import Policy, Window, served_event, window
 
 MAX_METADATA_FILTERS = 20
 """Metadata filters one listing may combine: each is a condition SQLite evaluates per context
@@ -176,18 +177,58 @@ class Queries(ServiceBase):
         last_n: int | None = None,
         record: bool = False,
         format_name: str = DEFAULT_FORMAT,
+        idempotency_key: str | None = None,
     ) -> Window:
         """The current window, O(window), its framing that of request format ``format_name``;
         ``record`` appends WindowServed right after the version it was computed from
-        (recomputed if another write got in between)."""
+        (recomputed if another write got in between). A record keyed ``idempotency_key``
+        is written once: its retry answers the window it recorded, recording nothing."""
         params = (max_tokens, model, policy, last_n, format_name)
         if record:  # the record is a write: it takes its turn like any other command
+            ids = None if idempotency_key is None else [key_id(caller.tenant, idempotency_key, "0")]
             async with self._turns.turn(context_id):
-                return await self._window(caller, context_id, params, record=True)
+                if ids is not None:
+                    recorded = await self._recorded_window(caller, context_id, params, ids[0])
+                    if recorded is not None:
+                        return recorded
+                return await self._window(caller, context_id, params, record=True, ids=ids)
         return await self._window(caller, context_id, params)
 
+    async def _recorded_window(
+        self, caller: Caller, context_id: str, params: WindowParams, event_id: str
+    ) -> Window | None:
+        """The window the record ``event_id`` showed, if it exists (recomputed at the version
+        it was computed from: windows are a pure function of a state); DuplicateEventId when
+        the key recorded something else (another context, other parameters)."""
+        await self._visible(caller, context_id)
+        await self._settle()
+        found = await self.readmodel.read_small(event_id_sync, event_id)
+        if found is None:
+            return None
+        recs, _ = await self.store.read_all(found[1] - 1, 1)
+        rec = recs[0] if recs else None
+        if rec is None or rec.stream_id != context_id or not isinstance(rec.event, WindowServed):
+            raise DuplicateEventId(event_id)
+        max_tokens, model, policy, last_n, format_name = params
+        state = await self.time_travel.state_at(context_id, rec.version - 1)
+        shown = window(
+            state, max_tokens, model=model, policy=policy, last_n=last_n, format_name=format_name
+        )
+        again, stored = served_event(shown), rec.event
+        if (again.message_ids, again.summary_id, again.max_tokens, again.policy, again.model,
+                again.format) != (stored.message_ids, stored.summary_id, stored.max_tokens,
+                stored.policy, stored.model, stored.format):  # fmt: skip
+            raise DuplicateEventId(event_id)
+        return shown
+
     async def _window(
-        self, caller: Caller, context_id: str, params: WindowParams, *, record: bool = False
+        self,
+        caller: Caller,
+        context_id: str,
+        params: WindowParams,
+        *,
+        record: bool = False,
+        ids: builtins.list[str] | None = None,
     ) -> Window:
         for attempt in range(RETRIES):
             ctx = await self._visible(caller, context_id)
@@ -204,7 +245,7 @@ class Queries(ServiceBase):
                 return result
             try:
                 await self._append(
-                    caller, context_id, [served_event(result)], result.version, None, []
+                    caller, context_id, [served_event(result)], result.version, ids, []
                 )
             except VersionConflict:
                 if attempt == RETRIES - 1:

@@ -105,3 +105,29 @@ async def _answer(ws: Any, frame_id: str) -> dict[str, Any]:
         frame = await _frame(ws)
         if frame.get("id") == frame_id:
             return frame
+
+
+async def test_a_recorded_window_retried_with_its_idempotency_key_is_recorded_once(
+    api: ApiClient,
+) -> None:
+    cid = (await api.post(CTX, {}, expect=201)).json["id"]
+    await api.post(f"{CTX}/{cid}/messages", say("user", "q0"), expect=201)
+    once = {"Idempotency-Key": "turn-1"}
+    first = await api.post(f"{CTX}/{cid}/window", {"max_tokens": 500}, headers=once, expect=200)
+    # The context moves on before the retry arrives (the first answer was lost, say).
+    await api.post(f"{CTX}/{cid}/messages", say("user", "q1"), expect=201)
+    retry = await api.post(f"{CTX}/{cid}/window", {"max_tokens": 500}, headers=once, expect=200)
+    assert retry.json == first.json  # the window it recorded, not today's
+    assert retry.headers["ETag"] == first.headers["ETag"]
+    events = (await api.get(f"{CTX}/{cid}/events?limit=100")).json["events"]
+    assert [e["type"] for e in events].count("window.served") == 1
+    # The key names one record: other parameters, or another context, are refused.
+    other = await api.post(f"{CTX}/{cid}/window", {"max_tokens": 7}, headers=once, expect=422)
+    assert other.json["error"]["code"] == "idempotency_key_reused"
+    cid2 = (await api.post(CTX, {}, expect=201)).json["id"]
+    await api.post(f"{CTX}/{cid2}/window", {"max_tokens": 500}, headers=once, expect=422)
+    # Without a key, each POST is a record of its own.
+    await api.post(f"{CTX}/{cid}/window", {}, expect=200)
+    await api.post(f"{CTX}/{cid}/window", {}, expect=200)
+    events = (await api.get(f"{CTX}/{cid}/events?limit=100")).json["events"]
+    assert [e["type"] for e in events].count("window.served") == 3

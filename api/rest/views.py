@@ -109,13 +109,16 @@ async def get_window(request: web.Request) -> web.Response:
     body=schemas.RecordWindow,
     body_required=False,
     response=schemas.Window,
+    headers=("Idempotency-Key",),
     errors=(404, 422),
     description=(
         "The answer's version (and ETag) is the one the window was computed at, so"
         " `?version=` of it is exactly what the model saw. The record comes right after it,"
         " and a write with that ETag as If-Match still goes on (only recorded windows came"
         " since): append the model's reply with it, and a change by anyone else in between"
-        " is a 412."
+        " is a 412. With an Idempotency-Key the record is written once: a retry answers"
+        " the window it recorded (computed again at the version it was computed at) and"
+        " records nothing."
     ),
 )
 async def record_window(request: web.Request) -> web.Response:
@@ -136,6 +139,7 @@ async def _window(
         last_n=params.last_n,
         record=record,
         format_name=params.format or DEFAULT_FORMAT,
+        idempotency_key=wire.idempotency_key(request) if record else None,
     )
     return wire.json_response(render.window_body(window, params.format), version=window.version)
 

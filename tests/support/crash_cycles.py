@@ -46,7 +46,7 @@ import msgspec
 from api.rest.render import render_context
 from eventstore import ERASED, EventStore, RecordedEvent, SubjectErased
 from projections import ContextState, TokenCounter, fold
-from projections.commands import NAMESPACE
+from projections.base import NAMESPACE
 from tests.support.server_process import ServerProcess
 
 V1 = "/api/v1"
