@@ -298,10 +298,19 @@ class EventStore:
         for event_id, event, subjects in zip(ids, events, names, strict=True):
             if not isinstance(event, EventBase) or type(event) not in EVENT_TYPES.values():
                 raise UnknownEventType(type(event).__name__)
+            data = encoder.encode(event)
+            # A Struct built in code is not checked against its types (msgspec checks when it
+            # decodes): an event that would not decode must not reach the log, where every
+            # reader, the projector first, would fail on it for good. Checked before sealing,
+            # which would hide the content from the check. About 1 µs an event.
+            try:
+                event_decoder.decode(data)
+            except msgspec.ValidationError as e:
+                raise InvalidEvent(f"{event_type(event)} does not decode: {e}") from None
             sealing = [(name, *keys[name]) for name in subjects]
             if sealing:
                 event = seal(event, event_id, sealing)  # noqa: PLW2901
-            data = encoder.encode(event)
+                data = encoder.encode(event)
             if len(data) > self.max_event_bytes:
                 raise EventTooLarge(len(data), self.max_event_bytes)
             encoded.append(NewEvent(

@@ -24,11 +24,18 @@ from eventstore import (
     LogFilter,
     MessageAppended,
     MetadataUpdated,
+    ToolCallPart,
     UnknownEventType,
     VersionConflict,
 )
 from eventstore.recorder import NewEvent, PendingAppend
 from tests.conftest import Tamper
+
+UNDECODABLE = MessageAppended(
+    message_id="m",
+    role="assistant",
+    content=[ToolCallPart(id="c", name="f", arguments="not an object")],  # type: ignore[arg-type]
+)
 
 
 def message(text: str, message_id: str | None = None) -> MessageAppended:
@@ -366,6 +373,10 @@ class NotAnEvent(msgspec.Struct):
         ("s", [ContextCreated()], {"expected_version": -1}, InvalidEvent),
         ("s", [ContextCreated()], {"metadata": EventMetadata(actor="a\x00b")}, InvalidEvent),
         ("s", [ContextCreated()], {"metadata": EventMetadata(tenant="\x00")}, InvalidEvent),
+        # Built in code, not decoded: msgspec does not check a Struct's fields at __init__.
+        ("s", [UNDECODABLE], {}, InvalidEvent),
+        ("s", [UNDECODABLE], {"subjects": [["user-7"]]}, InvalidEvent),  # sealed, too
+        ("s", [MessageAppended(message_id="m", role="nobody", content="x")], {}, InvalidEvent),  # type: ignore[arg-type]
     ],
 )
 async def test_bad_input_is_refused_and_writes_nothing(
