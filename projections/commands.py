@@ -12,6 +12,7 @@ got in between.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,7 +40,7 @@ from eventstore import (
     new_id,
 )
 
-from .base import KEEP, RETRIES, ServiceBase
+from .base import KEEP, RETRIES, ServiceBase, conflict_pause
 from .calls import Caller, NewMessage, Written
 from .context import validate
 from .errors import (
@@ -147,6 +148,8 @@ class Commands(ServiceBase):
             except VersionConflict:
                 if expected_version not in KEEP or attempt == RETRIES - 1:
                     raise
+                if pause := conflict_pause(attempt):
+                    await asyncio.sleep(pause)
                 await self.projector.catch_up()
         raise AssertionError("unreachable")  # pragma: no cover
 
