@@ -74,7 +74,8 @@ def test_a_sqlite_log_copies_into_a_new_sqlite_file(source: str, tmp_path: Path)
     result = invoke("copy", source, target, "--format", "json")
     assert result.exit_code == 0, result.output
     copied = as_json(result)
-    assert copied["events"] == 14 and copied["keys"] == 1
+    assert copied["events"] == 14
+    assert copied["keys"] == 1
     _same(source, target)
     assert invoke("verify", "--db", target).exit_code == 0
     assert asyncio.run(_content(target, cid)) == ["my secret"]
