@@ -90,6 +90,8 @@ DROP_SCHEMA = "DROP SCHEMA IF EXISTS {schema} CASCADE"
 
 # Held until COMMIT by every write transaction (and by schema creation) on this schema.
 LOCK_WRITES = "SELECT pg_advisory_xact_lock($1)"
+# Held by the session that took it until the session ends (a duty's leader: ``lead``).
+TRY_LEAD = "SELECT pg_try_advisory_lock($1)"
 
 COLUMNS = (
     "position, stream_id, version, event_id, type, data, metadata, tenant, actor, recorded_at, hash"
@@ -180,6 +182,12 @@ log = logging.getLogger("ctxlog.postgres")
 _SCHEMA_NAME = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,62}")
 
 
+def _key(name: str) -> int:
+    """A signed 64-bit advisory lock key for ``name``: every process computes the same one."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def quote_identifier(name: str) -> str:
     """``name`` as a double-quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
@@ -213,7 +221,7 @@ class PostgresRecorder(Recorder):
         # Every process writing to this schema computes the same key; other schemas (and,
         # but for a 2**-64 chance, other applications' advisory locks) do not contend.
         digest = hashlib.blake2b(f"ctxlog events {schema}".encode(), digest_size=8).digest()
-        self._lock_key = int.from_bytes(digest, "big", signed=True)
+        self._lock_key = _key(f"ctxlog events {schema}")
         # Channel names are identifiers (63 bytes at most); the schema's digest always fits.
         self.channel = f"ctxlog_{digest.hex()}"
         """Where every commit on this schema is announced, with its last position."""
@@ -222,6 +230,10 @@ class PostgresRecorder(Recorder):
         self._on_head: Callable[[int], None] | None = None
         self._listener: asyncpg.Connection | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._leading: set[int] = set()
+        """The duties' keys this process holds, on its listening connection."""
+        self._asking = asyncio.Lock()
+        """One query at a time on the listening connection."""
 
     def _sql(self, template: str) -> str:
         return template.format(schema=self._quoted)
@@ -296,8 +308,28 @@ class PostgresRecorder(Recorder):
         if self._on_head is not None and isinstance(payload, str) and payload.isdigit():
             self._on_head(int(payload))
 
+    async def lead(self, duty: str) -> bool:
+        """A session-level advisory lock per duty, taken on the listening connection: it is
+        released when that session ends (the process dies, its connection is cut, it
+        closes), and the next call of another process takes it. False while not listening."""
+        key = _key(f"ctxlog lead {self.schema} {duty}")
+        if key in self._leading:
+            return True
+        async with self._asking:
+            conn = self._listener
+            if conn is None:
+                return False
+            with self._translated():
+                held = bool(await conn.fetchval(TRY_LEAD, key))
+            if held and conn is self._listener:
+                self._leading.add(key)
+        return key in self._leading
+
     def _lost(self, conn: object) -> None:
         del conn
+        if self._leading and not self._closed:
+            log.warning("lost the connection that held this node's duties; they are free")
+        self._leading.clear()  # the session, and its advisory locks, are gone
         self._listener = None
         if not self._closed and self._reconnecting is None:
             self._reconnecting = asyncio.get_running_loop().create_task(
@@ -329,6 +361,7 @@ class PostgresRecorder(Recorder):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         conn, self._listener = self._listener, None
+        self._leading.clear()  # closing the session releases its advisory locks
         if conn is not None:
             with contextlib.suppress(asyncpg.InterfaceError, OSError, TimeoutError):
                 await conn.close(timeout=5)

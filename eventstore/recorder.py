@@ -199,6 +199,13 @@ class Recorder(abc.ABC):
         del on_head
         return False
 
+    async def lead(self, duty: str) -> bool:
+        """Whether this process holds ``duty`` for every process on this log (one at a time),
+        taking it when free. Held until this process (or its connection) goes: then another
+        one's next call takes it. Backends without several processes always hold it."""
+        del duty
+        return True
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, create the schema when missing, refuse a newer schema."""

@@ -224,3 +224,28 @@ async def test_a_node_killed_under_concurrent_appends_loses_nothing_acknowledged
     )  # fmt: skip
     output, _ = await verify.communicate()
     assert verify.returncode == 0, output.decode()
+
+
+RUNS_IT = "retention: this node runs it"
+
+
+async def _runner(candidates: list[ServerProcess]) -> ServerProcess:
+    """The one node that says it runs retention (waiting up to a minute for one to)."""
+    for _ in range(1200):
+        running = [node for node in candidates if RUNS_IT in node.output()]
+        if running:
+            assert len(running) == 1, [node.log.name for node in running]
+            return running[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no node took the retention duty")
+
+
+async def test_one_node_runs_retention_and_another_takes_over_when_it_dies(
+    nodes: Nodes,
+) -> None:
+    env = {"CTXLOG_RETENTION": "tenant-a:365", "CTXLOG_RETENTION_INTERVAL": "1"}
+    started = await nodes.add(3, **env)
+    leader = await _runner(started)
+    leader.kill()
+    survivors = [node for node in started if node is not leader]
+    await _runner(survivors)
