@@ -17,6 +17,7 @@ import pytest
 
 from eventstore import EventStore, MessageAppended
 from tests.conftest import PG_DSN
+from tests.support.mcp_helpers import ACCEPT, modern
 from tests.support.nodes import Nodes
 from tests.support.server_process import ROOT, ServerProcess
 
@@ -132,6 +133,25 @@ async def test_a_read_on_another_node_waits_for_the_version_the_caller_saw(
         assert r.status == 404
     status, body, _ = await get(session, b, f"/contexts/{cid}", min_version="0")
     assert status == 400, body
+    # The MCP tools that read a context take it too.
+    answer = await mcp_tool(session, b, "get_window", {"context_id": cid, "min_version": version})
+    assert not answer["isError"], answer
+    assert answer["structuredContent"]["version"] >= version
+    answer = await mcp_tool(
+        session, b, "get_context", {"context_id": cid, "min_version": version + 50}
+    )
+    assert answer["isError"], answer
+
+
+async def mcp_tool(
+    session: aiohttp.ClientSession, node: ServerProcess, name: str, arguments: dict[str, Any]
+) -> Any:
+    """A stateless MCP tools/call on ``node``; its result."""
+    body, sent = modern("tools/call", {"name": name, "arguments": arguments}, **{"Mcp-Name": name})
+    headers = {**ALICE, **ACCEPT, "Content-Type": "application/json", **sent}
+    async with session.post(f"{node.url}/mcp", json=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())["result"]
 
 
 async def _writer(
