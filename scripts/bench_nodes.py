@@ -18,6 +18,7 @@ beside the log, so a restart resumes from its checkpoint).
 
 Usage: .venv/bin/python scripts/bench_nodes.py [--dsn postgresql://...] [--seconds 4]
        [--concurrency 32] [--repeats 3] [--start-events 10000,100000]
+       [--phases throughput,start] [--start-engines postgresql,sqlite]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -205,6 +207,32 @@ async def start_time(db: str, log: Path) -> float:
         node.stop()
 
 
+async def _throughput_phase(
+    args: argparse.Namespace, schema: Callable[[], str], directory: Path
+) -> None:
+    deployments = [
+        Deployment("sqlite, 1 node", str(directory / "bench.db"), 1, directory),
+        Deployment("postgresql, 1 node", schema(), 1, directory),
+        Deployment("postgresql, 2 nodes", schema(), 2, directory),
+    ]
+    try:
+        for dep in deployments:
+            await dep.start()
+        await throughput(deployments, args.seconds, args.concurrency, args.repeats)
+        a, b = deployments[2].nodes
+        across = await visibility(a, b, args.samples)
+        same = await visibility(a, a, args.samples)
+        print(f"\nvisibility, append sent -> WebSocket frame, {args.samples} appends:")
+        for label, values in (("node A -> node B", across), ("node A -> node A", same)):
+            print(
+                f"  {label}: p50 {_percentile(values, 0.5):6.1f} ms"
+                f"   p99 {_percentile(values, 0.99):6.1f} ms"
+            )
+    finally:
+        for dep in deployments:
+            dep.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -215,7 +243,15 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--start-events", default="10000,100000")
+    parser.add_argument(
+        "--phases", default="throughput,start", help="throughput (with visibility), start"
+    )
+    parser.add_argument(
+        "--start-engines", default="postgresql,sqlite", help="engines the start phase measures"
+    )
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
+    engines = set(args.start_engines.split(","))
     if not args.dsn:
         parser.error("give --dsn (or set CTXLOG_TEST_PG_DSN)")
     import asyncpg
@@ -226,49 +262,37 @@ async def main() -> None:
         schemas.append("bench_nodes_" + os.urandom(4).hex())
         return schema_dsn(args.dsn, schemas[-1])
 
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        deployments = [
-            Deployment("sqlite, 1 node", str(directory / "bench.db"), 1, directory),
-            Deployment("postgresql, 1 node", schema(), 1, directory),
-            Deployment("postgresql, 2 nodes", schema(), 2, directory),
-        ]
-        try:
-            for dep in deployments:
-                await dep.start()
-            await throughput(deployments, args.seconds, args.concurrency, args.repeats)
-            a, b = deployments[2].nodes
-            across = await visibility(a, b, args.samples)
-            same = await visibility(a, a, args.samples)
-            print(f"\nvisibility, append sent -> WebSocket frame, {args.samples} appends:")
-            for label, values in (("node A -> node B", across), ("node A -> node A", same)):
-                print(
-                    f"  {label}: p50 {_percentile(values, 0.5):6.1f} ms"
-                    f"   p99 {_percentile(values, 0.99):6.1f} ms"
-                )
-        finally:
-            for dep in deployments:
-                dep.stop()
-        print("\nnode start (spawn -> /healthz 200):")
-        for size in (int(n) for n in args.start_events.split(",")):
-            pg = schema()
-            sqlite = str(directory / f"start-{size}.db")
-            await fill(pg, size)
-            await fill(sqlite, size)
-            first_sqlite = await start_time(sqlite, directory / "start-sqlite.log")
-            again_sqlite = await start_time(sqlite, directory / "start-sqlite.log")
-            pg_start = await start_time(pg, directory / "start-pg.log")
-            print(
-                f"  {size:>9,} events: postgresql {pg_start:6.2f} s (replays into memory);"
-                f" sqlite first start {first_sqlite:6.2f} s (builds the read model file),"
-                f" restart {again_sqlite:6.2f} s"
-            )
-    conn = await asyncpg.connect(args.dsn)
     try:
-        for name in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            if "throughput" in phases:
+                await _throughput_phase(args, schema, directory)
+            if "start" in phases:
+                print("\nnode start (spawn -> /healthz 200):")
+                for size in (int(n) for n in args.start_events.split(",")):
+                    parts = [f"  {size:>9,} events:"]
+                    if "postgresql" in engines:
+                        pg = schema()
+                        await fill(pg, size)
+                        pg_start = await start_time(pg, directory / "start-pg.log")
+                        parts.append(f"postgresql {pg_start:6.2f} s (replays into memory)")
+                    if "sqlite" in engines:
+                        sqlite = str(directory / f"start-{size}.db")
+                        await fill(sqlite, size)
+                        first = await start_time(sqlite, directory / "start-sqlite.log")
+                        again = await start_time(sqlite, directory / "start-sqlite.log")
+                        parts.append(
+                            f"sqlite first start {first:6.2f} s (builds the read model file),"
+                            f" restart {again:6.2f} s"
+                        )
+                    print(" ".join(parts), flush=True)
+    finally:  # the schemas go even when a phase fails
+        conn = await asyncpg.connect(args.dsn)
+        try:
+            for name in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await conn.close()
 
 
 if __name__ == "__main__":
