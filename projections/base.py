@@ -21,6 +21,7 @@ from eventstore import (
     SummaryAdded,
     WindowServed,
 )
+from eventstore.errors import InvalidStreamId
 from eventstore.recorder import check_stream_id
 from eventstore.sealing import sealable
 
@@ -119,9 +120,25 @@ class ServiceBase:
     async def _visible(self, caller: Caller, context_id: str) -> ContextRow:
         """The context's row if the caller may see it; ContextNotFound otherwise."""
         ctx = await self._row(context_id)
+        if ctx is None and await self._created_elsewhere(context_id):
+            ctx = await self._row(context_id)
         if ctx is None or ctx.tenant != caller.tenant:
             raise ContextNotFound(context_id)
         return ctx
+
+    async def _created_elsewhere(self, context_id: str) -> bool:
+        """Whether the log holds a context this read model has not applied yet (another
+        node created it a moment ago): then wait, up to ``min_version_wait`` seconds, until
+        it has. Only a context not found pays for this look at the log."""
+        try:
+            check_stream_id(context_id)
+        except InvalidStreamId:
+            return False
+        rows = await self.store.recorder.read_stream(context_id, 1, False, 1)
+        if not rows or self.projector.checkpoint >= rows[0].position:
+            return False
+        await self.projector.wait_for(rows[0].position, self.min_version_wait)
+        return True
 
     async def _settle(self, context_id: str | None = None) -> None:
         """Wait until the read model holds every write this service acknowledged for

@@ -73,3 +73,21 @@ async def test_a_version_the_log_does_not_hold_is_not_waited_for(
     assert raised.value.current == appended.version
     with pytest.raises(ContextNotFound):  # another tenant's context
         await a.reach(Caller(tenant="other"), written.context_id, appended.version + 1)
+
+
+async def test_a_context_created_elsewhere_is_waited_for_not_reported_missing(
+    pair: tuple[Contexts, Contexts],
+) -> None:
+    a, b = pair
+    written = await a.create(ALICE)
+    # B's projector has not seen it (it polls hourly): behind, not "not found".
+    with pytest.raises(ProjectorBehind):
+        await b.get(ALICE, written.context_id)
+    b.projector.poll_interval = 0.01
+    await b.projector.stop()
+    await b.projector.start(b.projector.checkpoint)
+    b.min_version_wait = 30
+    appended = await b.append(ALICE, written.context_id, [NewMessage(role="user", content="x")])
+    assert appended.version == written.version + 1
+    with pytest.raises(ContextNotFound):  # still not found where nothing was created
+        await b.get(ALICE, "01a242de-c87f-7929-abe6-d96d36d99a0b")
