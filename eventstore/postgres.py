@@ -311,18 +311,26 @@ class PostgresRecorder(Recorder):
     async def lead(self, duty: str) -> bool:
         """A session-level advisory lock per duty, taken on the listening connection: it is
         released when that session ends (the process dies, its connection is cut, it
-        closes), and the next call of another process takes it. False while not listening."""
+        closes), and the next call of another process takes it. False while not listening.
+
+        Asked of the server at every call, never remembered: a session the server has
+        already ended (and whose lock another node took) may not have been noticed here
+        yet, and the query is what notices it. Taking a lock the session holds again only
+        counts it once more, and the session's end releases every count."""
         key = _key(f"ctxlog lead {self.schema} {duty}")
-        if key in self._leading:
-            return True
         async with self._asking:
             conn = self._listener
             if conn is None:
                 return False
-            with self._translated():
-                held = bool(await conn.fetchval(TRY_LEAD, key))
+            try:
+                with self._translated():
+                    held = bool(await conn.fetchval(TRY_LEAD, key))
+            except StoreUnavailable:
+                held = False  # the connection is gone: so is the lock (``_lost`` reconnects)
             if held and conn is self._listener:
                 self._leading.add(key)
+            else:
+                self._leading.discard(key)
         return key in self._leading
 
     def _lost(self, conn: object) -> None:
