@@ -123,7 +123,12 @@ async def _contexts(app: web.Application) -> AsyncIterator[None]:
     thresholds = gc.get_threshold()
     tracing = app.get(TRACING)
     store = app[appkeys.STORE]
-    contexts = tracing.contexts(store) if tracing is not None else Contexts(store)
+    wait = app[appkeys.SETTINGS].min_version_wait
+    contexts = (
+        tracing.contexts(store, min_version_wait=wait)
+        if tracing is not None
+        else Contexts(store, min_version_wait=wait)
+    )
     app[appkeys.CONTEXTS] = contexts
     startup = asyncio.create_task(_start(contexts), name="ctxlog-projector-catch-up")
     app[appkeys.STARTUP] = startup

@@ -1,7 +1,8 @@
 """The server applies its retention policies on a schedule (``retention_interval`` seconds,
 the first run once the projector has caught up); each action is an event
 (``projections/retention.py``), a log line and a metric. A run that fails is logged and the
-next one tries again."""
+next one tries again. Of several nodes on one database, the one that leads the duty
+(``Recorder.lead``) runs it."""
 
 from __future__ import annotations
 
@@ -39,8 +40,21 @@ async def _loop(app: web.Application) -> None:
     if appkeys.status(app) != "ok":
         return
     retention = Retention(app[appkeys.CONTEXTS])
+    recorder = app[appkeys.STORE].recorder
+    leading = False
     while True:
-        for policy in settings.retention:
+        # Several nodes on one database: one of them runs the policies (the others would
+        # only race it), and another takes over when it goes.
+        try:
+            now_leading = await recorder.lead("retention")
+        except Exception:
+            log.exception("retention: cannot tell which node runs it; next try in %g s",
+                          settings.retention_interval)  # fmt: skip
+            now_leading = False
+        if now_leading != leading:
+            leading = now_leading
+            log.info("retention: %s", "this node runs it" if leading else "another node runs it")
+        for policy in settings.retention if leading else ():
             try:
                 _report(app, await retention.apply(policy))
             except asyncio.CancelledError:

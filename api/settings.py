@@ -140,6 +140,11 @@ class Settings:
     sse_heartbeat: float = setting(
         15.0, "Seconds between comment lines on idle event streams.", minimum=0.01
     )
+    min_version_wait: float = setting(
+        5.0,
+        "Seconds a read with min_version waits for this node to hold that version (503 after).",
+        minimum=0,
+    )
     # -- health --------------------------------------------------------------------------------
     ready_max_lag_seconds: float = setting(
         60.0,

@@ -7,10 +7,12 @@ the rest of the pool, and a page of the log is read in one REPEATABLE READ snaps
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import asyncpg
 from msgspec.structs import astuple
@@ -88,6 +90,8 @@ DROP_SCHEMA = "DROP SCHEMA IF EXISTS {schema} CASCADE"
 
 # Held until COMMIT by every write transaction (and by schema creation) on this schema.
 LOCK_WRITES = "SELECT pg_advisory_xact_lock($1)"
+# Held by the session that took it until the session ends (a duty's leader: ``lead``).
+TRY_LEAD = "SELECT pg_try_advisory_lock($1)"
 
 COLUMNS = (
     "position, stream_id, version, event_id, type, data, metadata, tenant, actor, recorded_at, hash"
@@ -98,6 +102,10 @@ INSERT = (
     " $3::integer[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::text[], $9::text[],"
     " $10::bigint[], $11::bytea[])"
 )
+# The same insert, then a notification carrying the new head, in one round trip: a data-
+# modifying CTE runs whether or not the outer query reads it, and PostgreSQL delivers the
+# notification at COMMIT (never for a rollback), to every session listening on the channel.
+INSERT_NOTIFY = "WITH inserted AS (" + INSERT + ") SELECT pg_notify($12, $13)"
 SELECT_HEAD = (
     "SELECT position, hash, recorded_at FROM {schema}.events ORDER BY position DESC LIMIT 1"
 )
@@ -168,8 +176,22 @@ SELECT_ANY_TENANT = (
     "SELECT EXISTS (SELECT 1 FROM {schema}.events WHERE version = 1 AND tenant IS NOT NULL)"
 )
 
+MISSED = 2**62
+"""The position ``on_head`` is given when notifications may have been missed: past any head,
+so every follower reads the log."""
+RECONNECT_CAP = 5.0
+"""Seconds at most between attempts to get the listening connection back."""
+
+log = logging.getLogger("ctxlog.postgres")
+
 # Lower case only, so that an unquoted name in psql (or a test) means the same schema.
 _SCHEMA_NAME = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,62}")
+
+
+def _key(name: str) -> int:
+    """A signed 64-bit advisory lock key for ``name``: every process computes the same one."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def quote_identifier(name: str) -> str:
@@ -205,9 +227,19 @@ class PostgresRecorder(Recorder):
         # Every process writing to this schema computes the same key; other schemas (and,
         # but for a 2**-64 chance, other applications' advisory locks) do not contend.
         digest = hashlib.blake2b(f"ctxlog events {schema}".encode(), digest_size=8).digest()
-        self._lock_key = int.from_bytes(digest, "big", signed=True)
+        self._lock_key = _key(f"ctxlog events {schema}")
+        # Channel names are identifiers (63 bytes at most); the schema's digest always fits.
+        self.channel = f"ctxlog_{digest.hex()}"
+        """Where every commit on this schema is announced, with its last position."""
         self._pool: asyncpg.Pool | None = None
         self._closed = False
+        self._on_head: Callable[[int], None] | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._leading: set[int] = set()
+        """The duties' keys this process holds, on its listening connection."""
+        self._asking = asyncio.Lock()
+        """One query at a time on the listening connection."""
 
     def _sql(self, template: str) -> str:
         return template.format(schema=self._quoted)
@@ -250,8 +282,108 @@ class PostgresRecorder(Recorder):
             # Added beside schema version 1 (older readers ignore it), so created on every open.
             await conn.execute(self._sql(keystore.POSTGRES_SCHEMA))
 
+    async def listen(self, on_head: Callable[[int], None]) -> bool:
+        """LISTEN on the schema's channel on a connection of its own (outside the pool, which
+        would hand it to a query); when that connection is lost, connect again and call
+        ``on_head(MISSED)``, as notifications sent meanwhile are gone."""
+        self._on_head = on_head
+        with self._translated():
+            await self._connect_listener()
+        return True
+
+    async def _connect_listener(self) -> None:
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": "ctxlog-listen"}
+        )
+        try:
+            await conn.add_listener(self.channel, self._notified)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._lost)
+        self._listener = conn
+
+    def _notified(
+        self,
+        conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+        pid: int,
+        channel: str,
+        payload: object,
+    ) -> None:
+        del conn, pid, channel
+        if self._on_head is not None and isinstance(payload, str) and payload.isdigit():
+            self._on_head(int(payload))
+
+    async def lead(self, duty: str) -> bool:
+        """A session-level advisory lock per duty, taken on the listening connection: it is
+        released when that session ends (the process dies, its connection is cut, it
+        closes), and the next call of another process takes it. False while not listening.
+
+        Asked of the server at every call, never remembered: a session the server has
+        already ended (and whose lock another node took) may not have been noticed here
+        yet, and the query is what notices it. Taking a lock the session holds again only
+        counts it once more, and the session's end releases every count."""
+        key = _key(f"ctxlog lead {self.schema} {duty}")
+        async with self._asking:
+            conn = self._listener
+            if conn is None:
+                return False
+            try:
+                with self._translated():
+                    held = bool(await conn.fetchval(TRY_LEAD, key))
+            except StoreUnavailable:
+                held = False  # the connection is gone: so is the lock (``_lost`` reconnects)
+            if held and conn is self._listener:
+                self._leading.add(key)
+            else:
+                self._leading.discard(key)
+        return key in self._leading
+
+    def _lost(self, conn: object) -> None:
+        del conn
+        if self._leading and not self._closed:
+            log.warning("lost the connection that held this node's duties; they are free")
+        self._leading.clear()  # the session, and its advisory locks, are gone
+        self._listener = None
+        if not self._closed and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(
+                self._reconnect(), name="ctxlog-listen-reconnect"
+            )
+
+    async def _reconnect(self) -> None:
+        delay = 0.05
+        log.warning("lost the connection that listens for commits; reconnecting")
+        try:
+            while not self._closed:
+                try:
+                    await self._connect_listener()
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_CAP)
+                    continue
+                log.warning("listening for commits again")
+                if self._on_head is not None:
+                    self._on_head(MISSED)
+                return
+        finally:
+            self._reconnecting = None
+
+    async def _stop_listening(self) -> None:
+        task, self._reconnecting = self._reconnecting, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._listener = self._listener, None
+        self._leading.clear()  # closing the session releases its advisory locks
+        if conn is not None:
+            with contextlib.suppress(asyncpg.InterfaceError, OSError, TimeoutError):
+                await conn.close(timeout=5)
+
     async def close(self) -> None:
-        """Drop the schema if asked to (tests), then close the pool."""
+        """Stop listening, drop the schema if asked to (tests), then close the pool."""
+        self._closed = True
+        await self._stop_listening()
         pool = self._pool
         if pool is None:
             return
@@ -320,7 +452,8 @@ class PostgresRecorder(Recorder):
             )
             if rows:
                 columns = [list(column) for column in zip(*map(astuple, rows), strict=True)]
-                await conn.execute(self._sql(INSERT), *columns)
+                head_now = str(rows[-1].position)
+                await conn.execute(self._sql(INSERT_NOTIFY), *columns, self.channel, head_now)
         return outcomes
 
     async def import_rows(self, rows: list[StoredEvent]) -> None:

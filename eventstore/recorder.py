@@ -211,6 +211,23 @@ class Recorder(abc.ABC):
     last_sync: float | None = None
     """Seconds the last commit's COMMIT took (mostly its fsync), for backends that time it."""
 
+    async def listen(self, on_head: Callable[[int], None]) -> bool:
+        """Call ``on_head(position)`` whenever any process commits up to ``position``, until
+        ``close``; False when the backend cannot tell (followers then poll the log).
+
+        A hint, never the truth: a notification may be late, repeated or lost (``on_head``
+        is also called, with a position past any head, when notifications may have been
+        missed), and whoever is woken reads the log."""
+        del on_head
+        return False
+
+    async def lead(self, duty: str) -> bool:
+        """Whether this process holds ``duty`` for every process on this log (one at a time),
+        taking it when free. Held until this process (or its connection) goes: then another
+        one's next call takes it. Backends without several processes always hold it."""
+        del duty
+        return True
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, create the schema when missing, refuse a newer schema."""

@@ -39,6 +39,9 @@ from .subscription import DEFAULT_MAX_BYTES, LiveFeed, follow
 from .writer import Writer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BACKSTOP_POLL = 5.0
+"""Seconds between a quiet follower's log reads when the backend announces other processes'
+commits (``Recorder.listen``): only what a lost announcement missed waits that long."""
 _SEAL_ATTEMPTS = 3
 """Appends sealed again after an erasure destroyed their key mid-append, before giving up."""
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
@@ -134,6 +137,8 @@ class EventStore:
         self.follower_bytes = follower_bytes
         """What a subscription may hold unread (``subscription``) unless it says otherwise."""
         self._feeds: set[LiveFeed] = set()
+        self.listening = False
+        """Whether other processes' commits are announced (else followers poll the log)."""
         self._writer = Writer(recorder, self._publish)
         self.keys = Keyring(recorder)
         """Subject keys: content of a subject is sealed with its key (``sealing``)."""
@@ -181,8 +186,13 @@ class EventStore:
         return store
 
     async def open(self) -> None:
-        """Open the recorder and start the writer."""
+        """Open the recorder, listen for other processes' commits, and start the writer."""
         await self.recorder.open()
+        try:
+            self.listening = await self.recorder.listen(self._nudge)
+        except BaseException:
+            await self.recorder.close()
+            raise
         self._writer.start()
 
     async def close(self) -> None:
@@ -323,6 +333,11 @@ class EventStore:
         for feed in self._feeds:
             feed.push(rows)
 
+    def _nudge(self, position: int) -> None:
+        # Another process (or this one: each feed ignores what it was pushed) committed.
+        for feed in self._feeds:
+            feed.nudge(position)
+
     # -- reading ----------------------------------------------------------------------------
 
     async def read_stream(
@@ -451,14 +466,16 @@ class EventStore:
 
         It holds at most about ``max_bytes`` (default: ``follower_bytes``) of rows its
         consumer has not taken yet; past that it reads the log again. Close it with
-        ``aclose()`` (or ``contextlib.aclosing``) when done.
+        ``aclose()`` (or ``contextlib.aclosing``) when done. Commits of other processes arrive
+        as soon as they are announced when the store is ``listening``; otherwise with the next
+        poll, every ``poll_interval`` seconds.
         """
         rows = follow(
             self.recorder.read_all,
             self._feeds,
             after,
             filter,
-            poll_interval=poll_interval,
+            poll_interval=max(poll_interval, BACKSTOP_POLL) if self.listening else poll_interval,
             capacity=capacity,
             max_bytes=self.follower_bytes if max_bytes is None else max_bytes,
         )

@@ -3,7 +3,9 @@ duplicates.
 
 Live events come from the writer of this process through a bounded feed; a consumer that
 falls behind loses its feed's contents (bounded memory) and reads the log instead. Events
-written by another process on the same database show up through a periodic log read.
+written by another process on the same database show up when the backend announces a commit
+past what the feed holds (PostgreSQL's LISTEN/NOTIFY: ``nudge``), which makes the follower
+read the log; a periodic log read catches whatever an announcement missed.
 
 Every follower holds at most about ``max_bytes`` of rows: its feed drops its oldest rows
 beyond that, and a page read from the log is cut to that size (the rest is read again
@@ -47,6 +49,8 @@ class LiveFeed:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._overflowed = False
+        self._stale = False
+        self._pushed = 0
         self._wake = asyncio.Event()
 
     @property
@@ -59,10 +63,26 @@ class LiveFeed:
         for row in rows:
             self._rows.append(row)
             self._bytes += row_bytes(row)
+        if rows:
+            self._pushed = max(self._pushed, rows[-1].position)
         while self._rows and (len(self._rows) > self._capacity or self._bytes > self._max_bytes):
             self._bytes -= row_bytes(self._rows.popleft())
             self._overflowed = True
         self._wake.set()
+
+    def nudge(self, position: int) -> None:
+        """The log has rows through ``position`` (another process committed them): unless
+        this feed was pushed that far (its own writer's commit), the subscriber reads the log.
+        Never blocks."""
+        if position > self._pushed:
+            self._stale = True
+            self._wake.set()
+
+    def stale(self) -> bool:
+        """Whether a nudge said the log holds rows this feed was not given (since the last
+        call)."""
+        stale, self._stale = self._stale, False
+        return stale
 
     def pop(self) -> StoredEvent | None:
         """The oldest buffered row, if any."""
@@ -79,7 +99,7 @@ class LiveFeed:
 
     async def wait(self, seconds: float) -> bool:
         """Until something is pushed (True), or ``seconds`` pass (False)."""
-        if self._rows or self._overflowed:
+        if self._rows or self._overflowed or self._stale:
             return True
         self._wake.clear()
         # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation that
@@ -152,8 +172,8 @@ async def follow(
             while True:
                 row = feed.pop()
                 if row is None:
-                    if feed.overflowed() or not await feed.wait(poll_interval):
-                        break  # it dropped rows (slow consumer), or quiet: read the log
+                    if feed.overflowed() or feed.stale() or not await feed.wait(poll_interval):
+                        break  # dropped rows (slow consumer), another's commit, or quiet
                     continue
                 if row.position <= cursor:
                     continue

@@ -5,6 +5,7 @@ model afterwards waits here for the projector to have applied them)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 
 from eventstore import (
@@ -21,13 +22,15 @@ from eventstore import (
     SummaryAdded,
     WindowServed,
 )
+from eventstore.errors import InvalidStreamId
+from eventstore.recorder import check_stream_id
 from eventstore.sealing import sealable
 
 from . import subjects
 from .acks import Acks
 from .caches import AssembledCache, WindowCache
 from .calls import Caller, Written
-from .errors import ContextNotFound
+from .errors import ContextNotFound, InvalidVersion
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel
 from .reads import (
@@ -42,7 +45,10 @@ from .tables import ContextRow
 from .tokens import TokenCounter
 from .turns import Turns
 
-RETRIES = 5
+RETRIES = 12
+"""Attempts of a command that lost its version to another writer: within one node commands
+on a context take turns, but nodes on one database race, and on a hot context a few lose
+several times in a row (``conflict_pause``)."""
 
 
 NAMESPACE = uuid.UUID("6f1c3a2e-5b8d-4c1e-9a7f-2d4e8b0c9a31")
@@ -53,6 +59,13 @@ def key_id(tenant: str | None, key: str, what: str) -> str:
     """The event id a command keyed ``key`` gives its event ``what``: a retry of it (same
     tenant, same key) has the same ids, so the log stores it once."""
     return str(uuid.uuid5(NAMESPACE, f"{tenant or ''}\x00{key}\x00{what}"))
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` after a version conflict: none for the
+    first retries (a conflict within a node is settled by catching up), then a random,
+    growing pause, so that racing nodes stop colliding in lockstep."""
+    return 0.0 if attempt < 2 else random.uniform(0, 0.002 * 2 ** min(attempt, 8))
 
 
 class ServiceBase:
@@ -69,6 +82,7 @@ class ServiceBase:
         batch_size: int = 1000,
         poll_interval: float = 1.0,
         window_cache: int = 1024,
+        min_version_wait: float = 5.0,
     ) -> None:
         self.store = store
         self.counter = counter or TokenCounter()
@@ -88,6 +102,27 @@ class ServiceBase:
         """What this service acknowledged to callers (see ``_settle``)."""
         self._turns = Turns()
         self._ready = False
+        self.min_version_wait = min_version_wait
+        """Seconds ``reach`` waits for a version this read model does not hold yet."""
+
+    async def reach(self, caller: Caller, context_id: str, version: int | None) -> None:
+        """Return once this read model holds ``version`` of the context (one a client saw,
+        perhaps answered by another node on the same log): read-your-writes across nodes.
+
+        The log says where that version is; the projector is waited for up to
+        ``min_version_wait`` seconds (ProjectorBehind after: 503, try again). A version the
+        log does not hold is InvalidVersion (ContextNotFound for a context the caller may
+        not see, or that does not exist)."""
+        if version is None:
+            return
+        ctx = await self._row(context_id)
+        if ctx is not None and ctx.version >= version:
+            return
+        rows = await self.store.recorder.read_stream(check_stream_id(context_id), version, False, 1)
+        if not rows:
+            await self._visible(caller, context_id)
+            raise InvalidVersion(context_id, version, await self.store.stream_version(context_id))
+        await self.projector.wait_for(rows[0].position, self.min_version_wait)
 
     async def rebuild(self, progress: Progress | None = None) -> int:
         """Drop the read model and replay the log; returns the number of events applied.
@@ -97,9 +132,25 @@ class ServiceBase:
     async def _visible(self, caller: Caller, context_id: str) -> ContextRow:
         """The context's row if the caller may see it; ContextNotFound otherwise."""
         ctx = await self._row(context_id)
+        if ctx is None and await self._created_elsewhere(context_id):
+            ctx = await self._row(context_id)
         if ctx is None or ctx.tenant != caller.tenant:
             raise ContextNotFound(context_id)
         return ctx
+
+    async def _created_elsewhere(self, context_id: str) -> bool:
+        """Whether the log holds a context this read model has not applied yet (another
+        node created it a moment ago): then wait, up to ``min_version_wait`` seconds, until
+        it has. Only a context not found pays for this look at the log."""
+        try:
+            check_stream_id(context_id)
+        except InvalidStreamId:
+            return False
+        rows = await self.store.recorder.read_stream(context_id, 1, False, 1)
+        if not rows or self.projector.checkpoint >= rows[0].position:
+            return False
+        await self.projector.wait_for(rows[0].position, self.min_version_wait)
+        return True
 
     async def _settle(self, context_id: str | None = None) -> None:
         """Wait until the read model holds every write this service acknowledged for

@@ -14,6 +14,7 @@ precondition, only while the precondition still holds).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ from eventstore import (
     new_id,
 )
 
-from .base import RETRIES, ServiceBase, key_id
+from .base import RETRIES, ServiceBase, conflict_pause, key_id
 from .calls import Caller, NewMessage, Written
 from .context import validate
 from .errors import (
@@ -167,6 +168,8 @@ class Commands(ServiceBase):
             except VersionConflict:
                 if lane is not None or attempt == RETRIES - 1:
                     raise
+                if pause := conflict_pause(attempt):
+                    await asyncio.sleep(pause)
                 await self.projector.catch_up()  # the next turn checks the precondition again
         raise AssertionError("unreachable")  # pragma: no cover
 

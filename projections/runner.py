@@ -65,6 +65,8 @@ Progress = Callable[[int, int], None]
 FOLLOWER_BYTES = 32 << 20
 """What the projector's subscription may buffer: more than a client stream's budget, as
 falling back to log reads under a burst would slow every append that waits for it."""
+MIN_WATCH = 0.01
+"""Seconds between the watchdog's wake-ups at least, however short a wait."""
 
 
 class ProjectorFailed(ProjectionError):
@@ -122,6 +124,9 @@ class Projector:
         self._advanced = asyncio.Event()
         self._waiting = 0
         self._watchdog: asyncio.TimerHandle | None = None
+        self._period = wait_timeout / 4
+        """Seconds between the watchdog's wake-ups: a quarter of the shortest wait asked
+        for since it was last idle."""
 
     def health(self) -> Health:
         """``ok``, or ``behind``/``failed`` with the reason while it retries after an error."""
@@ -181,32 +186,35 @@ class Projector:
             self._watchdog.cancel()
             self._watchdog = None
 
-    async def wait_for(self, position: int) -> None:
+    async def wait_for(self, position: int, within: float | None = None) -> None:
         """Return once everything up to ``position`` is applied; ProjectorBehind at once
-        while the projector retries after an error, and after about ``wait_timeout``
-        seconds; ProjectorFailed if it is not running.
+        while the projector retries after an error, and after about ``within`` seconds
+        (default ``wait_timeout``); ProjectorFailed if it is not running.
 
         No timer per wait: arming and cancelling one cost 4% of an append's throughput
         under load (most appends wait here for the one before them). One shared watchdog
-        wakes every waiter each quarter of ``wait_timeout`` while anyone waits, and each
-        checks its own deadline.
+        wakes every waiter each quarter of the shortest wait asked for while anyone waits,
+        and each checks its own deadline.
         """
         if self.checkpoint >= position:
             return
+        limit = self.wait_timeout if within is None else within
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait_timeout
+        deadline = loop.time() + limit
         self._waiting += 1
-        if self._watchdog is None or self._watchdog.when() > deadline:
-            if self._watchdog is not None:  # armed for a longer wait_timeout than this one's
+        quarter = max(limit / 4, MIN_WATCH)
+        self._period = min(self._period, quarter) if self._watchdog else quarter
+        if self._watchdog is None or self._watchdog.when() > loop.time() + self._period:
+            if self._watchdog is not None:  # armed for a longer wait than this one's
                 self._watchdog.cancel()
-            self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
+            self._watchdog = loop.call_later(self._period, self._watch)
         try:
             while self.checkpoint < position:
                 self.check()
                 if not self.running and not self._rebuilding:
                     raise ProjectorFailed("the projector is not running")
                 if loop.time() >= deadline:
-                    reason = f"it did not reach position {position} in {self.wait_timeout:g} s"
+                    reason = f"it did not reach position {position} in {limit:g} s"
                     raise ProjectorBehind("behind", reason, 1)
                 await self._advanced.wait()
         finally:
@@ -217,7 +225,7 @@ class Projector:
         if self._waiting:
             self._wake()
             loop = asyncio.get_running_loop()
-            self._watchdog = loop.call_later(self.wait_timeout / 4, self._watch)
+            self._watchdog = loop.call_later(self._period, self._watch)
 
     async def catch_up(self, *, patient: bool = False) -> None:
         """Wait until the read model has everything the log held when called; a long

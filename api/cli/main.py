@@ -1,6 +1,6 @@
 """The ``ctxlog`` group (click) with ``serve`` and ``mcp``; the audit and operations commands
-join it from ``inspect`` (history, replay, show), ``audit`` (audit, stats) and ``ops`` (verify,
-export, import, backup, rebuild, erase)."""
+join it from ``inspect`` (history, replay, show), ``audit`` (audit, stats), ``ops`` (verify,
+export, import, backup, rebuild, erase) and ``copy``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from eventstore.files import exposure
 from ..config import masked
 from .audit import audit, stats
 from .config import config, resolve_flags, settings_options
+from .copy import copy
 from .inspect import history, replay, show
 from .listen import listen
 from .ops import backup, erase, export, import_, rebuild, verify
@@ -140,7 +141,9 @@ def mcp(db: str | None, create: bool, allow_open_with_tenants: bool | None) -> N
     raise click.exceptions.Exit(status)
 
 
-for command in (history, replay, show, audit, verify, export, import_, backup, rebuild, stats):
+for command in (
+    history, replay, show, audit, verify, export, import_, copy, backup, rebuild, stats,
+):  # fmt: skip
     cli.add_command(command)
 cli.add_command(erase)
 cli.add_command(config)

@@ -90,7 +90,7 @@ class AsyncClient(op.Operations):
             last = attempt == self.retry.attempts - 1
             try:
                 async with self._http().request(
-                    call.method, url, params=call.query, data=call.body, headers=sent
+                    call.method, url, params=self.versions.query(call), data=call.body, headers=sent
                 ) as response:
                     body = await response.read()
                     status, head = response.status, response.headers

@@ -125,6 +125,7 @@ def get_context(
     return Call(
         "get_context", "GET", f"{V1}/contexts/{_ctx(context_id)}", s.ContextOut, OK,
         query=params, context_id=str(context_id),
+        reads=True,
     )  # fmt: skip
 
 
@@ -179,6 +180,7 @@ def list_messages(
     return Call(
         "list_messages", "GET", f"{V1}/contexts/{_ctx(context_id)}/messages", s.MessagePageOut,
         OK, query=params, context_id=str(context_id),
+        reads=True,
     )  # fmt: skip
 
 
@@ -258,6 +260,7 @@ def get_window(
     return Call(
         "get_window", "GET", f"{V1}/contexts/{_ctx(context_id)}/window", s.Window, OK,
         query=query(**_fields(params)), context_id=str(context_id),
+        reads=True,
     )  # fmt: skip
 
 
@@ -358,6 +361,7 @@ def get_history(
     return Call(
         "get_history", "GET", f"{V1}/contexts/{_ctx(context_id)}/events", s.EventPage, OK,
         query=params, context_id=str(context_id),
+        reads=True,
     )  # fmt: skip
 
 
@@ -368,6 +372,7 @@ def get_diff(
     return Call(
         "get_diff", "GET", f"{V1}/contexts/{_ctx(context_id)}/diff", s.StateDiff, OK,
         query=query(**{"from": from_version, "to": to_version}), context_id=str(context_id),
+        reads=True,
     )  # fmt: skip
 
 
@@ -378,6 +383,7 @@ def get_parent_diff(
     return Call(
         "get_parent_diff", "GET", f"{V1}/contexts/{_ctx(context_id)}/diff/parent", s.StateDiff,
         OK, query=query(parent_version=parent_version), context_id=str(context_id),
+        reads=True,
     )  # fmt: skip
 
 

@@ -78,7 +78,11 @@ class Client(op.Operations):
             last = attempt == self.retry.attempts - 1
             try:
                 response = self._http.request(
-                    call.method, url, params=call.query, content=call.body, headers=sent
+                    call.method,
+                    url,
+                    params=self.versions.query(call),
+                    content=call.body,
+                    headers=sent,
                 )
             except httpx2.ConnectError as e:  # never sent
                 failure: BaseException = ConnectionFailed(call.operation, str(e) or repr(e), e)

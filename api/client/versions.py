@@ -4,6 +4,7 @@ argument away. Bounded: the least recently touched contexts are forgotten first.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from api.rest.schemas import ContextOut
@@ -37,6 +38,14 @@ class Versions:
         self._seen.move_to_end(context_id)
         if len(self._seen) > self._limit:
             self._seen.popitem(last=False)
+
+    def query(self, call: Call[Any]) -> Mapping[str, str]:
+        """The query string ``call`` sends: a read of a context asks for the newest version
+        of it seen (``min_version``), so it is never answered from an older view."""
+        if not call.reads or call.context_id is None or "min_version" in call.query:
+            return call.query
+        seen = self.get(call.context_id)
+        return call.query if seen is None else {**call.query, "min_version": str(seen)}
 
     def resolve(self, call: Call[Any]) -> int | None:
         """The If-Match version ``call`` sends (``SEEN``: the one remembered)."""

@@ -78,6 +78,9 @@ class Call(Generic[T]):
     if_match: IfMatch = None
     context_id: str | None = None
     """The context this call reads or writes (for ``SEEN`` and the versions remembered)."""
+    reads: bool = False
+    """A read of that context that takes ``min_version``: it is sent the newest version this
+    client saw, so a server behind the one that answered before waits until it has it."""
 
     @property
     def retry_safe(self) -> bool:

@@ -40,6 +40,24 @@ class Args(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     """The base of tool arguments."""
 
 
+class ReadArgs(Args, frozen=True, kw_only=True):
+    """The base of tools that read one context: it must hold ``min_version`` first."""
+
+    context_id: ContextId
+    min_version: (
+        Annotated[
+            PositiveInt,
+            Meta(
+                description=(
+                    "Answer only once this server holds at least this version (the newest one"
+                    " you saw, perhaps from another server on the same database)"
+                )
+            ),
+        ]
+        | None
+    ) = None
+
+
 class CreateContextArgs(Args, frozen=True, kw_only=True):
     """A new, empty context, with optional metadata and a default window."""
 
@@ -86,20 +104,18 @@ class NativeMessages(msgspec.Struct, frozen=True, kw_only=True):
     messages: Annotated[list[MessageIn], Meta(min_length=1)]
 
 
-class GetContextArgs(Args, frozen=True, kw_only=True):
+class GetContextArgs(ReadArgs, frozen=True, kw_only=True):
     """A context now, at a past version, or as it was at a time (give one of the two)."""
 
-    context_id: ContextId
     version: Annotated[PositiveInt, Meta(description="A past version to read")] | None = None
     at: (
         Annotated[datetime, Meta(description="An ISO-8601 time to read the context as of")] | None
     ) = None
 
 
-class GetWindowArgs(Args, frozen=True, kw_only=True):
+class GetWindowArgs(ReadArgs, frozen=True, kw_only=True):
     """The messages that fit a token budget, with the accounting of what was left out."""
 
-    context_id: ContextId
     max_tokens: PositiveInt | None = None
     model: str | None = None
     policy: Literal["tokens", "last_n"] | None = None
@@ -110,10 +126,9 @@ class GetWindowArgs(Args, frozen=True, kw_only=True):
     ] = False
 
 
-class GetHistoryArgs(Args, frozen=True, kw_only=True):
+class GetHistoryArgs(ReadArgs, frozen=True, kw_only=True):
     """A page of a context's raw events."""
 
-    context_id: ContextId
     from_version: Version | None = None
     limit: Limit = 100
     direction: Literal["forward", "backward"] = "forward"
@@ -138,10 +153,9 @@ class ForkArgs(Args, frozen=True, kw_only=True):
     idempotency_key: IdempotencyKey | None = None
 
 
-class DiffArgs(Args, frozen=True, kw_only=True):
+class DiffArgs(ReadArgs, frozen=True, kw_only=True):
     """What changed between two versions of a context (``to_version`` default: now)."""
 
-    context_id: ContextId
     from_version: Version
     to_version: Version | None = None
 

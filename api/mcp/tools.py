@@ -253,6 +253,8 @@ async def call_tool(
     except msgspec.ValidationError as e:
         return _failure(version, "invalid_arguments", f"invalid arguments: {e}", {})
     try:
+        if isinstance(args, s.ReadArgs) and args.min_version is not None:
+            await contexts.reach(caller, str(args.context_id), args.min_version)
         out = await tool.run(contexts, caller, args)
     except (msgspec.ValidationError, formats.FormatError) as e:
         error = translate(e)

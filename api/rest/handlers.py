@@ -19,6 +19,7 @@ from .. import appkeys, formats
 from ..auth import caller
 from ..errors import ApiError, invalid
 from . import render, schemas, wire
+from .consistency import context_query
 from .openapi import WRITE_HEADERS, operation
 
 
@@ -127,8 +128,7 @@ async def list_contexts(request: web.Request) -> web.Response:
 )
 async def get_context(request: web.Request) -> web.StreamResponse:
     """The context now, at a version, or at a time; 304 when If-None-Match is current."""
-    context_id = wire.path_uuid(request)
-    params = wire.query(request, schemas.GetContextQuery)
+    context_id, params = await context_query(request, schemas.GetContextQuery)
     if params.version is not None and params.at is not None:
         raise invalid("give version or at, not both", "$.at", "query")
     if params.version is None and params.at is None and params.messages:

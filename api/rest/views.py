@@ -15,6 +15,7 @@ from .. import appkeys
 from ..auth import caller
 from ..errors import invalid
 from . import render, schemas, wire
+from .consistency import context_query, reached
 from .openapi import operation
 from .schemas import MCP_DEFAULT_MAX_TOKENS
 
@@ -30,8 +31,7 @@ from .schemas import MCP_DEFAULT_MAX_TOKENS
 )
 async def get_history(request: web.Request) -> web.Response:
     """Events of one context, a page at a time, forward or backward."""
-    context_id = wire.path_uuid(request)
-    params = wire.query(request, schemas.HistoryQuery)
+    context_id, params = await context_query(request, schemas.HistoryQuery)
     backward = params.direction == "backward"
     events = await appkeys.contexts(request).history(
         caller(request),
@@ -65,8 +65,7 @@ async def get_history(request: web.Request) -> web.Response:
 )
 async def list_messages(request: web.Request) -> web.Response:
     """Messages after (or, backward, before) a place, oldest or newest first."""
-    context_id = wire.path_uuid(request)
-    params = wire.query(request, schemas.MessagesQuery)
+    context_id, params = await context_query(request, schemas.MessagesQuery)
     backward = params.direction == "backward"
     page = await appkeys.contexts(request).messages(
         caller(request),
@@ -130,9 +129,11 @@ async def record_window(request: web.Request) -> web.Response:
 async def _window(
     request: web.Request, params: schemas.WindowQuery, *, record: bool
 ) -> web.Response:
+    context_id = wire.path_uuid(request)
+    await reached(request, context_id, params)
     window = await appkeys.contexts(request).window(
         caller(request),
-        wire.path_uuid(request),
+        context_id,
         max_tokens=params.max_tokens,
         model=params.model,
         policy=params.policy,
@@ -153,8 +154,7 @@ async def _window(
 )
 async def get_diff(request: web.Request) -> web.Response:
     """The diff from version ``from`` to ``to`` (default: now)."""
-    context_id = wire.path_uuid(request)
-    params = wire.query(request, schemas.DiffQuery)
+    context_id, params = await context_query(request, schemas.DiffQuery)
     result = await appkeys.contexts(request).diff(
         caller(request), context_id, params.from_, params.to
     )
@@ -171,8 +171,7 @@ async def get_diff(request: web.Request) -> web.Response:
 )
 async def get_parent_diff(request: web.Request) -> web.Response:
     """The diff from the fork's parent (at ``parent_version``, default: now) to the fork now."""
-    context_id = wire.path_uuid(request)
-    params = wire.query(request, schemas.ParentDiffQuery)
+    context_id, params = await context_query(request, schemas.ParentDiffQuery)
     result = await appkeys.contexts(request).diff_parent(
         caller(request), context_id, parent_version=params.parent_version
     )

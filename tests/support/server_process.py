@@ -39,7 +39,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m api serve --db DB`` with the test keys (or ``keys``) and extra ``env``.
+    """``python -m api serve --db DB`` with the test keys (or ``keys``) and extra ``env``;
+    ``db`` is a SQLite file or a ``postgresql://`` DSN (then ``log`` must be given).
 
     Each ``start`` picks a new free port, so a restart after SIGKILL never waits for the old
     socket to be released.
@@ -47,7 +48,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         *,
         keys: str = KEYS_ENV,
         env: Mapping[str, str] | None = None,
@@ -61,7 +62,10 @@ class ServerProcess:
         self.cwd = cwd
         self.keys = keys
         self.env = dict(env or {})
-        self.log = log or db.with_name(db.name + ".server.log")
+        if log is None:
+            assert isinstance(db, Path), "a server on a DSN needs a log file"
+            log = db.with_name(db.name + ".server.log")
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.starts = 0

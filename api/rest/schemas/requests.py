@@ -178,7 +178,17 @@ class DeleteContext(Request, frozen=True, kw_only=True):
 # -- query strings ----------------------------------------------------------------------------
 
 
-class GetContextQuery(Request, frozen=True, kw_only=True):
+class ReadAfter(Request, frozen=True, kw_only=True):
+    """What every read of one context takes: the version the caller must find there."""
+
+    min_version: PositiveInt | None = None
+    """Answer only once this server holds at least this version of the context (the newest
+    one the caller saw, perhaps from another server on the same database); 503 with
+    Retry-After if it does not within ``min_version_wait`` seconds, 404 if the context has
+    no such version."""
+
+
+class GetContextQuery(ReadAfter, frozen=True, kw_only=True):
     """Time travel: the context as of a version, or as it was at an ISO-8601 time."""
 
     version: PositiveInt | None = None
@@ -200,7 +210,7 @@ class ListQuery(Request, frozen=True, kw_only=True):
     """Contexts per page."""
 
 
-class MessagesQuery(Request, frozen=True, kw_only=True):
+class MessagesQuery(ReadAfter, frozen=True, kw_only=True):
     """A page of a context's messages, now or at a version, in either direction."""
 
     version: PositiveInt | None = None
@@ -214,7 +224,7 @@ class MessagesQuery(Request, frozen=True, kw_only=True):
     """Oldest first (forward) or newest first (backward)."""
 
 
-class HistoryQuery(Request, frozen=True, kw_only=True):
+class HistoryQuery(ReadAfter, frozen=True, kw_only=True):
     """Raw events of one context, from a version on, in either direction."""
 
     from_version: Version | None = None
@@ -225,7 +235,7 @@ class HistoryQuery(Request, frozen=True, kw_only=True):
     """Oldest first (forward) or newest first (backward)."""
 
 
-class WindowQuery(Request, frozen=True, kw_only=True):
+class WindowQuery(ReadAfter, frozen=True, kw_only=True):
     """Overrides of the context's window settings, for one read."""
 
     max_tokens: PositiveInt | None = None
@@ -245,7 +255,7 @@ class RecordWindow(WindowQuery, frozen=True, kw_only=True):
     window.served event (what the model was shown), as one write."""
 
 
-class DiffQuery(Request, frozen=True, kw_only=True):
+class DiffQuery(ReadAfter, frozen=True, kw_only=True):
     """Two versions to compare (``to`` defaults to the current one)."""
 
     from_: Version = msgspec.field(name="from")
@@ -254,7 +264,7 @@ class DiffQuery(Request, frozen=True, kw_only=True):
     """The version to compare to (default: the current one)."""
 
 
-class ParentDiffQuery(Request, frozen=True, kw_only=True):
+class ParentDiffQuery(ReadAfter, frozen=True, kw_only=True):
     """A fork against its parent: the parent at a version (default: its current one)."""
 
     parent_version: PositiveInt | None = None
