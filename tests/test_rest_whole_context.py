@@ -132,6 +132,23 @@ async def test_past_the_budget_the_messages_page_and_a_fork_answers_with_its_hea
             else (f"{CTX}/{cid}/messages?version={page['version']}&after={page['next_after']}")
         )
     assert seen == texts
+    # From history (a past version) and for a replayed write, the same rule: the first
+    # messages within the budget, and a link to the rest at that version.
+    keyed = {"Idempotency-Key": "again"}
+    first = await api.post(f"{CTX}/{cid}/messages", body, headers=keyed, expect=201)
+    replayed = await api.post(f"{CTX}/{cid}/messages", body, headers=keyed, expect=201)
+    past = await api.get(f"{CTX}/{cid}?version={now.json['version']}", expect=200)
+    for answer, version in ((past, now.json["version"]), (replayed, first.json["version"])):
+        assert answer.json["version"] == version
+        given = [m["content"] for m in answer.json["messages"]]
+        assert 0 < len(given) < len(texts)
+        assert given == texts[: len(given)]
+        assert sum(len(wire.encode(m)) + 1 for m in answer.json["messages"]) <= 2_001
+        assert answer.json["next"] == (
+            f"/api/v1/contexts/{cid}/messages?version={version}&after={len(given) - 1}&limit=1000"
+        )
+        assert answer.headers["Link"] == f'<{answer.json["next"]}>; rel="next"'
+    assert replayed.json == first.json
     # One message at a time: each answer adds to the one before, and is cut the same way.
     one = (await api.post(CTX, {}, expect=201)).json["id"]
     for i, text in enumerate(texts[:15]):

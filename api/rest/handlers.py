@@ -30,16 +30,13 @@ async def _context(
     without its messages (a ``next`` link pages them)."""
     service = appkeys.contexts(request)
     who = caller(request)
+    budget = 0 if head else request.app[appkeys.SETTINGS].response_budget_bytes
     try:
         if written.duplicate:
             state = await service.get(who, written.context_id, version=written.version)
-            next_url = None
-            if head and state.messages:
-                next_url = render.messages_after(state.context_id, state.version, 0)
-            out = render.render_context(state, messages=not head, next_url=next_url)
-            pieces, version = [wire.encode(out)], state.version
+            out = render.render_within(state, budget)
+            pieces, next_url, version = [wire.encode(out)], out.next, state.version
         else:
-            budget = 0 if head else request.app[appkeys.SETTINGS].response_budget_bytes
             whole = await service.whole(who, written.context_id, budget=budget)
             (pieces, next_url), version = render.render_whole(whole), whole.state.version
     except pj.ProjectorBehind as e:
@@ -147,12 +144,17 @@ async def get_context(request: web.Request) -> web.StreamResponse:
     tag = wire.etag(state.version)
     if request.headers.get("If-None-Match") == tag:
         return web.Response(status=304, headers={"ETag": tag})
+    if params.messages:  # from history: as much as the response budget takes, too
+        out = render.render_within(state, request.app[appkeys.SETTINGS].response_budget_bytes)
+        return wire.json_pieces_response(
+            [wire.encode(out)], version=state.version, next_url=out.next
+        )
     total = None
-    if not params.messages and not state.messages:
+    if not state.messages:
         # A header read from the read model has no messages to add up: take its total.
         now, size = await appkeys.contexts(request).size(caller(request), context_id)
         total = size.total_tokens if now == state.version else None
-    body = render.render_context(state, messages=params.messages, total_tokens=total)
+    body = render.render_context(state, messages=False, total_tokens=total)
     return wire.json_response(body, version=state.version)
 
 

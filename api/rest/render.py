@@ -158,6 +158,24 @@ def messages_after(context_id: str, version: int, given: int) -> str:
     return f"/api/v1/contexts/{context_id}/messages?version={version}{after}&limit={PAGE}"
 
 
+def render_within(state: ContextState, budget: int) -> ContextOut:
+    """A state as the context body with as many of its first messages as ``budget`` bytes
+    of their JSON take (the whole answer's rule, for states from history: a past version, a
+    replayed write), and a ``next`` link to the rest. O(what is returned)."""
+    shown: list[MessageOut] = []
+    used = -1  # the messages are joined by commas
+    for message in state.messages:
+        out = render_message(message)
+        used += len(_encode(out)) + 1
+        if used > budget:
+            break
+        shown.append(out)
+    cut = len(shown) < len(state.messages)
+    next_url = messages_after(state.context_id, state.version, len(shown)) if cut else None
+    body = render_context(state, messages=False, next_url=next_url)
+    return msgspec.structs.replace(body, messages=shown)
+
+
 def render_whole(whole: Whole) -> tuple[list[bytes], str | None]:
     """A whole-context answer as the pieces of its JSON, and its ``next`` link (None: every
     message is in it). The messages are the read model's stored JSON, put between the
