@@ -243,7 +243,8 @@ def protocol_error(status: int, exc: BaseException | None) -> ApiError:
     or header, bad framing) or of a failure outside every middleware. Never the offending
     bytes: aiohttp's own plain-text answer echoes them."""
     if status >= 500:
-        return ApiError(status, "internal", "internal error")
+        code = "unavailable" if status in (503, 504) else "internal"
+        return ApiError(status, code, "internal error" if code == "internal" else "try again later")
     if isinstance(exc, LineTooLong):
         message = "the request line or a header is longer than the server accepts"
         return ApiError(status, _HTTP_CODES.get(status, "invalid_request"), message)
@@ -263,7 +264,12 @@ def _handle_error(
     # aiohttp answers these itself, before any application code runs, and offers no hook for
     # the answer's shape; its own method still logs and checks the connection's state.
     _aiohttp_handle_error(self, request, status, exc, message)
-    response = error_response(protocol_error(status, exc), es.new_id().replace("-", ""))
+    request_id = es.new_id().replace("-", "")
+    error = protocol_error(status, exc)
+    if status >= 500:  # aiohttp logged the exception; this line ties it to the client's id
+        log.error("request %s failed outside the application: %s", request_id, status)
+        error.details["request_id"] = request_id
+    response = error_response(error, request_id)
     response.force_close()
     return response
 

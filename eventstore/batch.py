@@ -56,6 +56,8 @@ def plan_batch(
                 raise KeyDestroyed(destroyed)  # a replay is answered from what is stored
             outcome = _plan_one(append, now_us, head, stored_by_id, versions, stream_version)
         except EventStoreError as e:
+            if append.lane is not None:
+                append.lane.broken = True
             outcomes.append(e)
             continue
         if not outcome.duplicate:
@@ -82,7 +84,9 @@ def _plan_one(
     current = versions.get(stream_id)
     if current is None:
         current = stream_version(stream_id)
-    if not version_matches(append.expected, current):
+    if not version_matches(append.expected, current) or (
+        append.lane is not None and append.lane.broken
+    ):
         raise VersionConflict(stream_id, append.expected, current)
 
     planned: list[StoredEvent] = []

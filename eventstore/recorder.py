@@ -46,12 +46,19 @@ class Lane:
     before it will leave, at the moment it is queued for the writer (nothing runs in
     between), so several appends join one group commit and take consecutive versions, while
     any other write to the stream still makes them conflict. ``version`` None: not known;
-    the first taker starts the lane at the version it validated against."""
+    the first taker starts the lane at the version it validated against.
 
-    __slots__ = ("version",)
+    Once one of its appends is refused the lane is ``broken``, and the writer refuses every
+    later one: their expected versions assumed the refused append's events, so another
+    writer's events of the same count would otherwise match them by coincidence, and an
+    append validated against a state that never existed would be stored (after a delete, or
+    a change of subject)."""
+
+    __slots__ = ("broken", "version")
 
     def __init__(self) -> None:
         self.version: int | None = None
+        self.broken = False
 
     def take(self, count: int, base: int) -> int:
         """The expected version of an append of ``count`` events (``base``: the version its
@@ -107,6 +114,8 @@ class PendingAppend(msgspec.Struct, frozen=True):
     minted: bool = False
     """Whether the store minted the event ids just now (``new_id``: 74 random bits after a
     timestamp): such ids cannot be in the log, so a commit does not look them up."""
+    lane: Lane | None = None
+    """The lane the append follows in, if any (``Lane.broken``)."""
 
 
 def keys_to_check(batch: list[PendingAppend]) -> list[str]:

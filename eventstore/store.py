@@ -253,7 +253,7 @@ class EventStore:
                 # Taken here, with no await before the append is queued: the order of the
                 # lane's versions is the order of the writer's queue.
                 expected = lane.take(len(pending.events), expected_version)
-                pending = msgspec.structs.replace(pending, expected=expected)
+                pending = msgspec.structs.replace(pending, expected=expected, lane=lane)
             try:
                 outcome = await self._writer.submit(pending)
                 break
@@ -337,6 +337,12 @@ class EventStore:
         # Another process (or this one: each feed ignores what it was pushed) committed.
         for feed in self._feeds:
             feed.nudge(position)
+
+    def notice(self, position: int) -> None:
+        """The caller saw the log hold rows through ``position`` (``head``): followers that
+        were not given them read the log now, instead of at their next poll (rows another
+        process wrote, where no notification carries them)."""
+        self._nudge(position)
 
     # -- reading ----------------------------------------------------------------------------
 

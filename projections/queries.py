@@ -244,7 +244,7 @@ class Queries(ServiceBase):
             if not record:
                 return result
             try:
-                await self._append(
+                written = await self._append(
                     caller, context_id, [served_event(result)], result.version, ids, []
                 )
             except VersionConflict:
@@ -252,6 +252,18 @@ class Queries(ServiceBase):
                     raise
                 await self.projector.catch_up()
                 continue
+            except DuplicateEventId:
+                if ids is None:
+                    raise
+                written = None
+            if ids is not None and (written is None or written.duplicate):
+                # The key's record is in the log but was not in this read model (another
+                # node or process wrote it): answer the window it recorded, as a replay.
+                await self.projector.catch_up()
+                recorded = await self._recorded_window(caller, context_id, params, ids[0])
+                if recorded is None:  # pragma: no cover (the log has it, the model applied it)
+                    raise DuplicateEventId(ids[0])
+                return recorded
             return result
         raise ContextNotFound(context_id)  # pragma: no cover
 

@@ -232,6 +232,8 @@ class Projector:
         catch-up is not a stuck projector. On an error: ProjectorBehind, or, when
         ``patient`` (a server starting), wait on while the projector retries."""
         head = await self.store.head()
+        if self.checkpoint < head:
+            self.store.notice(head)  # another process's rows: read them now, not at a poll
         while self.checkpoint < head:
             # A rebuild stops the live loop for its duration; what waits, waits for it.
             if not self.running and not self._rebuilding:

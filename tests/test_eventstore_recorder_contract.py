@@ -15,12 +15,14 @@ from eventstore import (
     NO_STREAM,
     STREAM_EXISTS,
     ContextCreated,
+    ContextDeleted,
     DuplicateEventId,
     EventMetadata,
     EventStore,
     EventTooLarge,
     InvalidEvent,
     InvalidStreamId,
+    Lane,
     LogFilter,
     MessageAppended,
     MetadataUpdated,
@@ -399,3 +401,23 @@ async def test_size_limit_is_configurable(backend: str, tmp_path: Any) -> None:
         assert caught.value.limit == 200
     finally:
         await store.close()
+
+
+async def test_a_lane_stops_at_its_first_refused_append(store: EventStore) -> None:
+    # Two appends follow each other in a lane from version 1, but another writer deleted
+    # the context first (version 2): the first is refused, and so must be the second, whose
+    # expected version (2) the delete happens to match.
+    await store.append("s", [ContextCreated()])
+    await store.append("s", [ContextDeleted()], 1)
+    lane = Lane()
+    outcomes = await asyncio.gather(
+        store.append("s", [message("a")], 1, lane=lane),
+        store.append("s", [message("b")], 1, lane=lane),
+        return_exceptions=True,
+    )
+    assert [type(o) for o in outcomes] == [VersionConflict, VersionConflict]
+    assert lane.broken
+    assert await store.stream_version("s") == 2
+    # A new lane, validated against the stream as it is, goes on.
+    done = await store.append("s", [message("c")], 2, lane=Lane())
+    assert done.version == 3

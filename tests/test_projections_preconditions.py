@@ -287,3 +287,34 @@ async def test_a_read_model_from_before_content_versions_is_rebuilt(tmp_path: Pa
         await service.close()
     finally:
         await store.close()
+
+
+async def test_a_keyed_record_retried_on_a_process_that_has_not_seen_it_answers_it(
+    tmp_path: Path,
+) -> None:
+    """A window recorded with an idempotency key through one service, retried through
+    another whose read model has not applied the record yet (it polls the log rarely): the
+    retry answers the window recorded, and nothing is recorded twice."""
+    db = str(tmp_path / "log.db")
+    stores = [await EventStore.open_sqlite(db) for _ in range(2)]
+    a, b = (
+        Contexts(store, readmodel_path=str(tmp_path / f"rm{i}"), poll_interval=30)
+        for i, store in enumerate(stores)
+    )
+    try:
+        await a.start()
+        await b.start()
+        cid = (await a.create(ME)).context_id
+        await b.projector.catch_up()  # b knows the context, not what comes next
+        await a.append(ME, cid, [user("question")])
+        first = await a.window(ME, cid, record=True, idempotency_key="turn-1")
+        assert first.message_ids  # b's view (no messages) differs
+        retry = await b.window(ME, cid, record=True, idempotency_key="turn-1")
+        assert retry == first
+        history = await a.history(ME, cid)
+        assert [type(e.event).__name__ for e in history].count("WindowServed") == 1
+    finally:
+        for service in (a, b):
+            await service.close()
+        for store in stores:
+            await store.close()
