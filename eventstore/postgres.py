@@ -331,8 +331,11 @@ class PostgresRecorder(Recorder):
             try:
                 with self._translated():
                     held = bool(await conn.fetchval(TRY_LEAD, key))
-            except StoreUnavailable:
-                held = False  # the connection is gone: so is the lock (``_lost`` reconnects)
+            except (StoreUnavailable, asyncpg.InterfaceError, asyncpg.InternalClientError):
+                # The connection is gone, so is the lock (``_lost`` reconnects). A session the
+                # server ended can also leave asyncpg's protocol mid-message until it notices:
+                # that refuses the query with a client error rather than a connection error.
+                held = False
             if held and conn is self._listener:
                 self._leading.add(key)
             else:
