@@ -26,7 +26,7 @@ from projections import Caller, Contexts, NewMessage, TokenCounter, window
 from projections.audit import verify_readmodel
 from projections.preconditions import admits
 from tests.support.factories import Stream
-from tests.support.services import running_contexts
+from tests.support.services import running_contexts, services_on_one_log
 
 ME = Caller(tenant="acme", actor="alice")
 
@@ -176,15 +176,7 @@ async def test_across_processes_a_record_is_retried_past_and_content_is_not(
     likely) not seen the other's writes yet (it polls the log every 0.2 s), so its append
     meets them in the log. A served record there is stepped over; a content change is a
     conflict."""
-    db = str(tmp_path / "log.db")
-    stores = [await EventStore.open_sqlite(db) for _ in range(2)]
-    a, b = (
-        Contexts(store, readmodel_path=str(tmp_path / f"rm{i}"), poll_interval=0.2)
-        for i, store in enumerate(stores)
-    )
-    try:
-        await a.start()
-        await b.start()
+    async with services_on_one_log(tmp_path, poll_interval=0.2) as (a, b):
         cid = (await a.create(ME)).context_id
         await a.append(ME, cid, [user("question")])
         shown = await a.window(ME, cid, record=True)
@@ -201,11 +193,6 @@ async def test_across_processes_a_record_is_retried_past_and_content_is_not(
         )  # fmt: skip
         state = await a.get(ME, cid)
         assert [m.content for m in state.messages] == ["question", "answer"]
-    finally:
-        for service in (a, b):
-            await service.close()
-        for store in stores:
-            await store.close()
 
 
 async def test_concurrent_writers_with_if_match_and_recorders_lose_nothing(
@@ -214,15 +201,7 @@ async def test_concurrent_writers_with_if_match_and_recorders_lose_nothing(
     """Writers that read a version and write with it (retrying on a conflict, as a client
     does), on two services sharing one log, while windows are recorded through both: every
     append lands exactly once, and the read models agree with the log."""
-    db = str(tmp_path / "log.db")
-    stores = [await EventStore.open_sqlite(db) for _ in range(2)]
-    services = [
-        Contexts(store, readmodel_path=str(tmp_path / f"rm{i}"), poll_interval=0.01)
-        for i, store in enumerate(stores)
-    ]
-    try:
-        for service in services:
-            await service.start()
+    async with services_on_one_log(tmp_path, poll_interval=0.01) as services:
         cid = (await services[0].create(ME)).context_id
         await services[1].projector.catch_up()
 
@@ -253,14 +232,9 @@ async def test_concurrent_writers_with_if_match_and_recorders_lose_nothing(
             state = await service.get(ME, cid)
             texts = sorted(str(m.content) for m in state.messages)
             assert texts == sorted(f"w{n}-{i}" for n in range(4) for i in range(8))
-        for i, store in enumerate(stores):
-            report = await verify_readmodel(store, str(tmp_path / f"rm{i}"), TokenCounter())
+        for i, service in enumerate(services):
+            report = await verify_readmodel(service.store, str(tmp_path / f"rm{i}"), TokenCounter())
             assert report.ok, report
-    finally:
-        for service in services:
-            await service.close()
-        for store in stores:
-            await store.close()
 
 
 async def test_a_read_model_from_before_content_versions_is_rebuilt(tmp_path: Path) -> None:
@@ -295,15 +269,7 @@ async def test_a_keyed_record_retried_on_a_process_that_has_not_seen_it_answers_
     """A window recorded with an idempotency key through one service, retried through
     another whose read model has not applied the record yet (it polls the log rarely): the
     retry answers the window recorded, and nothing is recorded twice."""
-    db = str(tmp_path / "log.db")
-    stores = [await EventStore.open_sqlite(db) for _ in range(2)]
-    a, b = (
-        Contexts(store, readmodel_path=str(tmp_path / f"rm{i}"), poll_interval=30)
-        for i, store in enumerate(stores)
-    )
-    try:
-        await a.start()
-        await b.start()
+    async with services_on_one_log(tmp_path, poll_interval=30) as (a, b):
         cid = (await a.create(ME)).context_id
         await b.projector.catch_up()  # b knows the context, not what comes next
         await a.append(ME, cid, [user("question")])
@@ -313,8 +279,3 @@ async def test_a_keyed_record_retried_on_a_process_that_has_not_seen_it_answers_
         assert retry == first
         history = await a.history(ME, cid)
         assert [type(e.event).__name__ for e in history].count("WindowServed") == 1
-    finally:
-        for service in (a, b):
-            await service.close()
-        for store in stores:
-            await store.close()
