@@ -7,38 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from api import appkeys, create_app, testing
 from api.testing import ApiClient
+from tests.support.mcp_sdk import call, connected, serve
 
 
 @pytest.fixture
 async def served(tmp_path: Path, aiohttp_client: Any) -> tuple[str, ApiClient]:
-    app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    rest: TestClient[web.Request, web.Application] = await aiohttp_client(app)
-    api = ApiClient(rest, app[appkeys.OPENAPI], "key-alice")
-    await api.wait_ready()
-    return str(rest.make_url("/mcp")), api
-
-
-async def call(client: Client, name: str, **arguments: Any) -> Any:
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, result.content
-    return result.structured_content
+    return await serve(aiohttp_client, tmp_path)
 
 
 async def test_the_chat_loop_through_mcp_tools(served: tuple[str, ApiClient]) -> None:
     url, api = served
-    async with (
-        httpx2.AsyncClient(headers={"X-API-Key": "key-alice"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), mode="auto") as client,
-    ):
+    async with connected(url) as client:
         cid = (await call(client, "create_context"))["id"]
         for turn in range(2):
             question = [{"role": "user", "content": f"q{turn}"}]

@@ -8,16 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from api import appkeys, create_app, testing
 from api.mcp.tools import list_tools
 from api.testing import ApiClient
 from projections.tokens import counter
-from tests.support.clients import AppClient
+from tests.support.mcp_sdk import call, connected, serve
 from tests.support.sdk import anthropic_alternates, validate
 
 CHAT: list[dict[str, Any]] = [
@@ -49,25 +45,12 @@ def test_the_tool_list_a_model_reads_is_under_budget(version: str) -> None:
 
 @pytest.fixture
 async def served(tmp_path: Path, aiohttp_client: Any) -> tuple[str, ApiClient]:
-    app = create_app(testing.settings(str(tmp_path / "ctx.db")))
-    rest: AppClient = await aiohttp_client(app)
-    api = ApiClient(rest, app[appkeys.OPENAPI], "key-alice")
-    await api.wait_ready()
-    return str(rest.make_url("/mcp")), api
-
-
-async def call(client: Client, name: str, **arguments: Any) -> Any:
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, result.content
-    return result.structured_content
+    return await serve(aiohttp_client, tmp_path)
 
 
 async def test_append_and_window_in_provider_formats(served: tuple[str, ApiClient]) -> None:
     url, api = served
-    async with (
-        httpx2.AsyncClient(headers={"X-API-Key": "key-alice"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), mode="auto") as client,
-    ):
+    async with connected(url) as client:
         cid = (await call(client, "create_context"))["id"]
         done = await call(client, "append_messages", context_id=cid, format="openai",
                           messages=CHAT)  # fmt: skip
