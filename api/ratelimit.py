@@ -11,8 +11,9 @@ application on loopback, where a default would only be a guess at its workload a
 distort benchmarks; a shared deployment turns it on with ``CTXLOG_RATE_LIMIT``.
 
 Live connections are always capped (an idle subscriber costs little, but each one is woken
-on every commit): past ``max_live_per_key`` for a caller the upgrade is refused with 429
-``too_many_connections``; past ``max_live`` for the server with 503 ``unavailable``. Both are
+on every commit): past ``max_live_per_key`` for a caller, or ``max_live_per_tenant`` for all
+of its tenant's keys, the upgrade is refused with 429 ``too_many_connections``; past
+``max_live`` for the server with 503 ``unavailable``. Both are
 refused before the WebSocket handshake or the event stream starts, as plain JSON errors.
 An MCP session's resource subscriptions (one follower of the log, ``mcp/sessions.py``) take a
 slot too, refused in the MCP door's JSON-RPC shape.
@@ -25,6 +26,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -70,49 +72,97 @@ class TokenBuckets:
         return wait
 
 
-class LiveSlots:
-    """Counts open live connections per key and in all; refuses past either cap."""
+class Quota:
+    """How many of something (live connections, MCP sessions) each key, each tenant and
+    everyone hold, under a cap for each: the tenant's cap is what keeps one customer with
+    many keys from taking the whole server's."""
 
-    def __init__(self, per_key: int, total: int) -> None:
+    def __init__(self, per_key: int, per_tenant: int, total: int) -> None:
         self.per_key = per_key
+        self.per_tenant = per_tenant
         self.total = total
-        self._open: collections.Counter[Hashable] = collections.Counter()
-        self._count = 0
+        self._keys: collections.Counter[Hashable] = collections.Counter()
+        self._tenants: collections.Counter[str] = collections.Counter()
+        self.count = 0
+        """Held now, in all."""
+
+    def full(self, key: Hashable, tenant: str | None) -> Literal["key", "tenant", "total"] | None:
+        """Which cap one more for ``key`` (of ``tenant``; None: no tenant, an open server)
+        would pass, or None."""
+        if self._keys[key] >= self.per_key:
+            return "key"
+        if tenant is not None and self._tenants[tenant] >= self.per_tenant:
+            return "tenant"
+        return "total" if self.count >= self.total else None
+
+    def take(self, key: Hashable, tenant: str | None) -> None:
+        self._keys[key] += 1
+        if tenant is not None:
+            self._tenants[tenant] += 1
+        self.count += 1
+
+    def give(self, key: Hashable, tenant: str | None) -> None:
+        """Give back one taken with ``take`` (counts that reach 0 are forgotten)."""
+        _drop(self._keys, key)
+        if tenant is not None:
+            _drop(self._tenants, tenant)
+        self.count -= 1
+
+    def refusal(
+        self, what: str, key: Hashable, tenant: str | None, *, hint: str = ""
+    ) -> ApiError | None:
+        """The error that refuses one more ``what`` (429 past the key's or the tenant's cap,
+        503 past the server's), or None when there is room."""
+        match self.full(key, tenant):
+            case "key":
+                owner, limit, status = "this API key", self.per_key, 429
+            case "tenant":
+                owner, limit, status = "this tenant", self.per_tenant, 429
+            case "total":
+                return ApiError(
+                    503, "unavailable", f"the server has no room for more {what}; retry later",
+                    {"limit": self.total, "retry_after": 1},
+                )  # fmt: skip
+            case None:
+                return None
+        code = "too_many_connections" if what == "live connections" else "too_many_sessions"
+        return ApiError(
+            status, code, f"{owner} already has {limit} {what} open{hint}",
+            {"limit": limit, "retry_after": 1},
+        )  # fmt: skip
+
+
+def _drop(counter: collections.Counter[Any], which: Hashable) -> None:
+    counter[which] -= 1
+    if counter[which] <= 0:
+        del counter[which]
+
+
+class LiveSlots:
+    """Counts open live connections per key, per tenant and in all; refuses past any cap."""
+
+    def __init__(self, per_key: int, total: int, per_tenant: int | None = None) -> None:
+        self._quota = Quota(per_key, total if per_tenant is None else per_tenant, total)
         self.refused = 0
-        """Connections refused by either cap (for metrics)."""
+        """Connections refused by any cap (for metrics)."""
 
     @property
     def count(self) -> int:
         """Live connections open now."""
-        return self._count
+        return self._quota.count
 
-    def acquire(self, key: Hashable) -> None:
-        """Take a slot for ``key``; ApiError 429 past the key's cap, 503 past the server's."""
-        if self._open[key] >= self.per_key:
+    def acquire(self, key: Hashable, tenant: str | None = None) -> None:
+        """Take a slot for ``key`` (of ``tenant``); ApiError 429 past the key's or the
+        tenant's cap, 503 past the server's."""
+        refusal = self._quota.refusal("live connections", key, tenant)
+        if refusal is not None:
             self.refused += 1
-            raise ApiError(
-                429,
-                "too_many_connections",
-                f"this API key already has {self.per_key} live connections open",
-                {"limit": self.per_key, "retry_after": 1},
-            )
-        if self._count >= self.total:
-            self.refused += 1
-            raise ApiError(
-                503,
-                "unavailable",
-                "the server has no room for another live connection; retry later",
-                {"limit": self.total, "retry_after": 1},
-            )
-        self._open[key] += 1
-        self._count += 1
+            raise refusal
+        self._quota.take(key, tenant)
 
-    def release(self, key: Hashable) -> None:
+    def release(self, key: Hashable, tenant: str | None = None) -> None:
         """Give back a slot taken with ``acquire``."""
-        self._open[key] -= 1
-        if self._open[key] <= 0:
-            del self._open[key]
-        self._count -= 1
+        self._quota.give(key, tenant)
 
 
 class Limits:
@@ -121,7 +171,9 @@ class Limits:
     def __init__(self, settings: Settings) -> None:
         burst = settings.rate_burst or max(1, math.ceil(settings.rate_limit))
         self.buckets = TokenBuckets(settings.rate_limit, burst) if settings.rate_limit > 0 else None
-        self.live = LiveSlots(settings.max_live_per_key, settings.max_live)
+        self.live = LiveSlots(
+            settings.max_live_per_key, settings.max_live, settings.max_live_per_tenant
+        )
         self.refused_requests = 0
         """Requests refused for their key's rate (for metrics)."""
 
@@ -163,8 +215,10 @@ def live_slot(request: web.Request) -> Iterator[None]:
     """Hold one of the caller's live connection slots for the duration (429/503 if none)."""
     slots = request.app[LIMITS].live
     key = caller_key(request)
-    slots.acquire(key)
+    caller = request.get(CALLER)
+    tenant = None if caller is None else caller.tenant
+    slots.acquire(key, tenant)
     try:
         yield
     finally:
-        slots.release(key)
+        slots.release(key, tenant)

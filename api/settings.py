@@ -112,6 +112,11 @@ class Settings:
     max_live_per_key: int = setting(
         100, "Open WebSockets, event streams and MCP subscriptions per API key.", minimum=1
     )
+    max_live_per_tenant: int = setting(
+        500,
+        "Open WebSockets, event streams and MCP subscriptions per tenant, all its keys together.",
+        minimum=1,
+    )
     max_live: int = setting(
         1000, "Open WebSockets, event streams and MCP subscriptions in all.", minimum=1
     )
@@ -122,6 +127,9 @@ class Settings:
         minimum=1,
     )
     mcp_sessions_per_key: int = setting(100, "MCP (handshake era) sessions per API key.", minimum=1)
+    mcp_sessions_per_tenant: int = setting(
+        500, "MCP (handshake era) sessions per tenant, all its keys together.", minimum=1
+    )
     mcp_max_sessions: int = setting(1000, "MCP (handshake era) sessions in all.", minimum=1)
     mcp_session_idle: float = setting(
         300.0,

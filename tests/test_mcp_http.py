@@ -229,6 +229,16 @@ async def test_sessions_expire_and_are_limited() -> None:
         await mine.open(ann, "2025-11-25", "ann")
     assert keys.value.status == 429
     await mine.open(bob, "2025-11-25", "bob")  # another key's own
+    # A tenant's keys together: ann's second key is refused once the tenant holds three.
+    shared = Sessions(limit=10, per_key=2, per_tenant=3, idle=3600)
+    ann2 = Caller("tenant-a", "ann2")
+    for who, key in ((ann, "ann"), (ann, "ann"), (ann2, "ann2")):
+        await shared.open(who, "2025-11-25", key)
+    with pytest.raises(ApiError) as tenant:
+        await shared.open(ann2, "2025-11-25", "ann2")
+    assert (tenant.value.status, tenant.value.details["limit"]) == (429, 3)
+    assert "tenant" in tenant.value.message
+    await shared.open(bob, "2025-11-25", "bob")  # another tenant's room is its own
     expiring = Sessions(idle=-1)
     gone = await expiring.open(ann, "2025-11-25")
     assert await expiring.get(gone.id, ann) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -244,6 +245,39 @@ async def test_idle_live_connections_hit_a_limit_then_a_clean_refusal(
     finally:
         for ws in mine:
             await ws.close()
+
+
+async def test_one_tenant_with_many_keys_cannot_take_the_whole_server(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    # tenant-a has two keys (alice, ann): each under its own cap, together past the tenant's.
+    env = {**LIMITS, "CTXLOG_MAX_LIVE_PER_TENANT": "4", "CTXLOG_MAX_LIVE": "10"}
+    with serving(tmp_path / "tenants.db", env=env, secrets=key_secrets()) as server:
+        cid, _ = await seed_context(session, server)
+        sse = f"{server.url}{V1}/events/stream"
+        held = [await _ws(session, server, cid, "key-alice") for _ in range(MAX_LIVE_PER_KEY)]
+        try:
+            held.append(await _ws(session, server, cid, "key-ann"))
+            status, body, retry = await _refusal(session, sse, "key-ann")
+            assert (status, body["error"]["code"]) == (429, "too_many_connections")
+            assert "tenant" in body["error"]["message"]
+            assert retry.isdigit()
+            assert body["error"]["details"]["limit"] == 4
+            # Another tenant is not held up by tenant-a's connections.
+            bobs, _ = await seed_context(session, server, "key-bob")
+            held.append(await _ws(session, server, bobs, "key-bob"))
+            # A slot comes back to the tenant when one of its connections ends.
+            await held.pop(0).close()
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        held.append(await _ws(session, server, cid, "key-ann"))
+                        break
+                    except aiohttp.WSServerHandshakeError:
+                        await asyncio.sleep(0.05)
+        finally:
+            for ws in held:
+                await ws.close()
 
 
 async def test_hostile_websocket_frames_are_error_frames_and_write_nothing(

@@ -54,6 +54,7 @@ class Endpoint:
         self.sessions = Sessions(
             limit=settings.mcp_max_sessions,
             per_key=settings.mcp_sessions_per_key,
+            per_tenant=settings.mcp_sessions_per_tenant,
             idle=settings.mcp_session_idle,
         )
         self.live = app[ratelimit.LIMITS].live

@@ -7,18 +7,18 @@ reads it, the oldest are dropped).
 
 One key must not take every session, nor make the log's every commit wake a crowd of
 followers (one key opened 1,000 sessions in 0.45 s, and their followers slowed every append
-about tenfold): each key (``ratelimit.caller_key``) may hold ``per_key`` sessions, the server
-``limit``; a session's subscriptions follow the log through one follower, which takes one of
-the key's live connection slots (``ratelimit.LiveSlots``, shared with WebSockets and event
-streams) until the session ends or watches nothing. A session without a request or an open
-event stream for ``idle`` seconds ends: ``sweep`` runs in the background (``run_sweeper``), so
-an abandoned session's follower stops even when no request comes.
+about tenfold): each key (``ratelimit.caller_key``) may hold ``per_key`` sessions, each
+tenant ``per_tenant`` (all its keys together), the server ``limit``; a session's
+subscriptions follow the log through one follower, which takes one of the key's live slots
+(``ratelimit.LiveSlots``, shared with WebSockets and event streams) until the session ends
+or watches nothing. A session without a request or an open event stream for ``idle`` seconds
+ends: ``sweep`` runs in the background (``run_sweeper``), so an abandoned session's follower
+stops even when no request comes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import secrets
 import time
 from collections.abc import Callable, Hashable
@@ -26,8 +26,7 @@ from typing import Any
 
 from projections.service import Caller
 
-from ..errors import ApiError
-from ..ratelimit import LiveSlots
+from ..ratelimit import LiveSlots, Quota
 from .updates import Follower
 
 OUTBOX = 256
@@ -63,9 +62,9 @@ class Session:
 
     def follow(self, slots: LiveSlots, make: Callable[[], Follower]) -> Follower:
         """The session's follower, made (taking one of its key's live slots) if it has none:
-        ApiError 429 past the key's live connections, 503 past the server's."""
+        ApiError 429 past the key's or the tenant's live connections, 503 past the server's."""
         if self.follower is None:
-            slots.acquire(self.key)
+            slots.acquire(self.key, self.owner.tenant)
             self._slots = slots
             self.follower = make()
         return self.follower
@@ -83,7 +82,7 @@ class Session:
             await follower.close()
         slots, self._slots = self._slots, None
         if slots is not None:
-            slots.release(self.key)
+            slots.release(self.key, self.owner.tenant)
 
     async def post(self, message: dict[str, Any]) -> None:
         """Queue a notification for the event stream, dropping the oldest when full."""
@@ -112,13 +111,12 @@ class Sessions:
         *,
         limit: int = MAX_SESSIONS,
         per_key: int = SESSIONS_PER_KEY,
+        per_tenant: int | None = None,
         idle: float = IDLE_SECONDS,
     ) -> None:
-        self.limit = limit
-        self.per_key = per_key
         self.idle = idle
         self._open: dict[str, Session] = {}
-        self._by_key: collections.Counter[Hashable] = collections.Counter()
+        self._held = Quota(per_key, limit if per_tenant is None else per_tenant, limit)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -147,28 +145,20 @@ class Sessions:
             await self.sweep()
 
     async def open(self, owner: Caller, version: str, key: Hashable = None) -> Session:
-        """A new session of ``key``'s: ApiError 429 when the key holds ``per_key`` sessions,
-        503 when the server holds ``limit`` (expired ones are ended first)."""
-        if self._by_key[key] >= self.per_key or len(self._open) >= self.limit:
+        """A new session of ``key``'s: ApiError 429 when the key holds ``per_key`` sessions
+        or its tenant ``per_tenant``, 503 when the server holds ``limit`` (expired ones are
+        ended first)."""
+        if self._held.full(key, owner.tenant) is not None:
             await self.sweep()
-        if self._by_key[key] >= self.per_key:
-            raise ApiError(
-                429,
-                "too_many_sessions",
-                f"this API key already has {self.per_key} MCP sessions open; end one"
-                " (DELETE /mcp) or retry when one has expired",
-                {"limit": self.per_key, "retry_after": 1},
-            )
-        if len(self._open) >= self.limit:
-            raise ApiError(
-                503,
-                "unavailable",
-                "too many open sessions; retry later",
-                {"limit": self.limit, "retry_after": 1},
-            )
+        refusal = self._held.refusal(
+            "MCP sessions", key, owner.tenant,
+            hint="; end one (DELETE /mcp) or retry when one has expired",
+        )  # fmt: skip
+        if refusal is not None:
+            raise refusal
         session = Session(owner, version, key)
         self._open[session.id] = session
-        self._by_key[key] += 1
+        self._held.take(key, owner.tenant)
         return session
 
     async def get(self, session_id: str, caller: Caller) -> Session | None:
@@ -191,9 +181,7 @@ class Sessions:
         session = self._open.pop(session_id, None)
         if session is None:
             return False
-        self._by_key[session.key] -= 1
-        if self._by_key[session.key] <= 0:
-            del self._by_key[session.key]
+        self._held.give(session.key, session.owner.tenant)
         await session.close()
         return True
 
