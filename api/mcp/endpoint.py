@@ -50,7 +50,10 @@ class Endpoint:
         self.app = app
         tracing = app.get(TRACING)
         traced = tracing.mcp_request if tracing is not None else None
-        self.server = Server(app[appkeys.VERSION], self.contexts, traced=traced)
+        self.server = Server(
+            app[appkeys.VERSION], self.contexts, traced=traced,
+            budget=settings.response_budget_bytes,
+        )  # fmt: skip
         self.sessions = Sessions(
             limit=settings.mcp_max_sessions,
             per_key=settings.mcp_sessions_per_key,

@@ -19,6 +19,7 @@ import projections as pj
 from projections.service import Caller, Contexts
 
 from ..rest import render, schemas
+from . import actions
 from .protocol import invalid_params
 
 SCHEME = "ctxlog://contexts/"
@@ -143,8 +144,11 @@ def _resource(state: pj.ContextState) -> dict[str, Any]:
     }
 
 
-async def read(contexts: Contexts, caller: Caller, target: Target) -> tuple[dict[str, Any], bool]:
-    """``resources/read``: the resource as JSON text, and whether a client may cache it for
+async def read(
+    contexts: Contexts, caller: Caller, target: Target, budget: int
+) -> tuple[dict[str, Any], bool]:
+    """``resources/read``: the resource as JSON text (a context with the messages that fit
+    ``budget`` bytes, as the ``get_context`` tool answers), and whether a client may cache it for
     long (a past version holding no content of a data subject: nothing can change it; one
     that does changes when the subject is erased). Raises the service's errors (the caller
     maps them to "not found")."""
@@ -161,10 +165,12 @@ async def read(contexts: Contexts, caller: Caller, target: Target) -> tuple[dict
             events=await render.render_events(contexts, caller, events),
             next_from_version=following,
         )
-    else:
+    elif target.immutable:  # a past version: whole from history
         state = await contexts.get(caller, target.context_id, version=target.version)
-        body = render.render_context(state)
-        lasting = target.immutable and not _erasable(state)
+        body = actions.part_of(state, 0, budget)
+        lasting = not _erasable(state)
+    else:
+        body = await actions.context_part(contexts, caller, target.context_id, budget)
     text = msgspec.json.encode(body).decode()
     return {"contents": [{"uri": target.uri, "mimeType": MIME, "text": text}]}, lasting
 

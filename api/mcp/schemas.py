@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from api.formats import Format
-from api.rest.schemas import Limit, MessageIn, PositiveInt, Version, WindowIn
+from api.rest.schemas import ContextOut, Limit, MessageIn, PositiveInt, Version, WindowIn
 from eventstore import Content
 from projections.queries import MAX_METADATA_FILTERS
 
@@ -111,6 +111,24 @@ class GetContextArgs(ReadArgs, frozen=True, kw_only=True):
     at: (
         Annotated[datetime, Meta(description="An ISO-8601 time to read the context as of")] | None
     ) = None
+    messages_from: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description=(
+                "Skip the first this many messages (what a cut answer's next_messages_from"
+                " says, with its version)"
+            ),
+        ),
+    ] = 0
+
+
+class ContextPart(ContextOut, frozen=True, kw_only=True):
+    """A context with the messages that fit the server's response budget, from
+    ``messages_from`` on; ``next_messages_from`` (with ``version``) continues."""
+
+    messages_from: int = 0
+    next_messages_from: int | None = None
 
 
 class GetWindowArgs(ReadArgs, frozen=True, kw_only=True):

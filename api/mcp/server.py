@@ -18,6 +18,7 @@ import eventstore as es
 import projections as pj
 from projections.service import Caller, Contexts
 
+from ..settings import DEFAULT_RESPONSE_BUDGET_BYTES
 from . import prompts, resources, tools
 from .protocol import (
     HANDSHAKE_VERSIONS,
@@ -84,10 +85,17 @@ class Server:
     """Answers MCP requests by calling the contexts service."""
 
     def __init__(
-        self, version: str, contexts: ContextsSource, *, traced: Traced | None = None
+        self,
+        version: str,
+        contexts: ContextsSource,
+        *,
+        traced: Traced | None = None,
+        budget: int = DEFAULT_RESPONSE_BUDGET_BYTES,
     ) -> None:
         self.info = {"name": "ctxlog", "title": "ctxlog", "version": version}
         self.contexts = contexts
+        self.budget = budget
+        """Bytes of messages a context in an answer may hold (``response_budget_bytes``)."""
         self.traced = traced
         """Wraps each request in a span continuing its ``_meta.traceparent`` (``tracing``)."""
 
@@ -189,7 +197,8 @@ async def _tools_list(server: Server, call: Call, params: dict[str, Any]) -> dic
 
 
 async def _tools_call(server: Server, call: Call, params: dict[str, Any]) -> dict[str, Any]:
-    return await tools.call_tool(await server.contexts(), call.caller, params, call.version)
+    contexts = await server.contexts()
+    return await tools.call_tool(contexts, call.caller, params, call.version, server.budget)
 
 
 async def _prompts_list(server: Server, call: Call, params: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +228,8 @@ def _not_found(call: Call, uri: str) -> RpcError:
 async def _read(server: Server, call: Call, params: dict[str, Any]) -> dict[str, Any]:
     target = resources.parse(params.get("uri"))
     try:
-        result, lasting = await resources.read(await server.contexts(), call.caller, target)
+        contexts = await server.contexts()
+        result, lasting = await resources.read(contexts, call.caller, target, server.budget)
     except (pj.ContextNotFound, pj.ContextIsDeleted, pj.InvalidVersion, es.InvalidStreamId):
         raise _not_found(call, target.uri) from None
     except (pj.InvalidCommand, pj.UnknownModel, pj.EncodingUnavailable) as e:

@@ -35,7 +35,12 @@ from projections.service import Caller, Contexts
 from ..auth import KeyRing
 from ..config import load_settings, masked
 from ..logs import setup_logging
-from ..settings import Settings, SettingsError, refuse_open_with_tenants
+from ..settings import (
+    DEFAULT_RESPONSE_BUDGET_BYTES,
+    Settings,
+    SettingsError,
+    refuse_open_with_tenants,
+)
 from ..tracing import Tracing
 from ..tracing import setup as setup_tracing
 from . import pipes
@@ -256,6 +261,7 @@ async def serve_stdio(
     *,
     readmodel: str = ":memory:",
     max_bytes: int = 1 << 20,
+    budget: int = DEFAULT_RESPONSE_BUDGET_BYTES,
     allow_open_with_tenants: bool = False,
     tracing: Tracing | None = None,
 ) -> None:
@@ -289,7 +295,7 @@ async def serve_stdio(
         return contexts
 
     traced = tracing.mcp_request if tracing is not None else None
-    server = Server(_version(), ready, traced=traced)
+    server = Server(_version(), ready, traced=traced, budget=budget)
     connection = Connection(server, caller, reader, output.write, max_bytes)
     serving = asyncio.create_task(connection.serve())
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -339,6 +345,7 @@ def run_stdio(
                 caller,
                 readmodel=readmodel,
                 max_bytes=settings.max_body_bytes,
+                budget=settings.response_budget_bytes,
                 allow_open_with_tenants=settings.allow_open_with_tenants,
                 tracing=tracing,
             )

@@ -26,7 +26,9 @@ from . import schemas as s
 from .json_schema import compact_schema
 from .protocol import invalid_params
 
-Run = Callable[[Contexts, Caller, Any], Awaitable[msgspec.Struct]]
+Run = Callable[[Contexts, Caller, Any, int], Awaitable[msgspec.Struct]]
+"""A tool's action: the service, the caller, the arguments, and the response budget (bytes
+of messages a context in the answer may hold, ``Settings.response_budget_bytes``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +102,7 @@ _TOOLS = (
             "is now, at a past version, or as it was at a time (time travel)."
         ),
         args=s.GetContextArgs,
-        output=schemas.ContextOut,
+        output=s.ContextPart,
         run=actions.get,
         read_only=True,
         idempotent=True,
@@ -234,7 +236,7 @@ def list_tools(version: str) -> list[dict[str, Any]]:
 
 
 async def call_tool(
-    contexts: Contexts, caller: Caller, params: dict[str, Any], version: str
+    contexts: Contexts, caller: Caller, params: dict[str, Any], version: str, budget: int
 ) -> dict[str, Any]:
     """The result of ``tools/call``; RpcError -32602 for an unknown tool or bad params."""
     name = params.get("name")
@@ -255,7 +257,7 @@ async def call_tool(
     try:
         if isinstance(args, s.ReadArgs) and args.min_version is not None:
             await contexts.reach(caller, str(args.context_id), args.min_version)
-        out = await tool.run(contexts, caller, args)
+        out = await tool.run(contexts, caller, args, budget)
     except (msgspec.ValidationError, formats.FormatError) as e:
         error = translate(e)
         assert error is not None

@@ -3,6 +3,8 @@ the only place where the API's shapes meet the layer below."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from eventstore import RecordedEvent
@@ -158,18 +160,25 @@ def messages_after(context_id: str, version: int, given: int) -> str:
     return f"/api/v1/contexts/{context_id}/messages?version={version}{after}&limit={PAGE}"
 
 
+def fit(messages: Iterable[Message], budget: int) -> tuple[list[MessageOut], int]:
+    """The first of ``messages`` whose JSON, comma-joined, fits ``budget`` bytes, and the
+    budget left after them (negative: a message did not fit)."""
+    shown: list[MessageOut] = []
+    left = budget + 1  # the messages are joined by commas: the first one has none
+    for message in messages:
+        out = render_message(message)
+        left -= len(_encode(out)) + 1
+        if left < 0:
+            break
+        shown.append(out)
+    return shown, left
+
+
 def render_within(state: ContextState, budget: int) -> ContextOut:
     """A state as the context body with as many of its first messages as ``budget`` bytes
     of their JSON take (the whole answer's rule, for states from history: a past version, a
     replayed write), and a ``next`` link to the rest. O(what is returned)."""
-    shown: list[MessageOut] = []
-    used = -1  # the messages are joined by commas
-    for message in state.messages:
-        out = render_message(message)
-        used += len(_encode(out)) + 1
-        if used > budget:
-            break
-        shown.append(out)
+    shown, _ = fit(state.messages, budget)
     cut = len(shown) < len(state.messages)
     next_url = messages_after(state.context_id, state.version, len(shown)) if cut else None
     body = render_context(state, messages=False, next_url=next_url)
