@@ -262,6 +262,26 @@ def test_a_missing_directory_is_named_before_any_work(tmp_path: Path, args: list
     assert sorted(tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["stats"], ["verify"], ["export"], ["history", "abcd"], ["show", "abcd"], ["audit"],
+     ["mcp"]],
+)  # fmt: skip
+def test_a_read_on_an_empty_file_writes_nothing_into_it(tmp_path: Path, args: list[str]) -> None:
+    # SQLite takes a 0-byte file for an empty database; a command that reads must not turn
+    # whatever file was named into a ctxlog log.
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    done = subprocess.run(
+        command(*args, "--db", str(empty)), cwd=tmp_path, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, env=quiet_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip() == f"Error: {empty} is empty (0 bytes): there is no ctxlog log in it"
+    assert sorted(tmp_path.iterdir()) == [empty]
+    assert empty.stat().st_size == 0
+
+
 def test_serve_refuses_a_directory_or_a_file_that_is_not_a_ctxlog_database(
     tmp_path: Path,
 ) -> None:

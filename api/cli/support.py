@@ -151,13 +151,17 @@ def readmodel_path(db: str) -> str | None:
 
 def check_sqlite_path(db: str, *, must_exist: bool) -> None:
     """Refuse ``:memory:`` (a command's own database would be empty); for commands that
-    read, a file that does not exist (opening it would create an empty one); for those that
-    may create one, a directory that does not exist; and a file that is not a ctxlog log
-    (opening it would add the log's tables to it)."""
+    read, a file that does not exist or is empty (opening it would create the log's tables);
+    for those that may create one, a directory that does not exist; and a file that is not a
+    ctxlog log (opening it would add the log's tables to it)."""
     if db == ":memory:" or db.startswith("file:"):
         raise CliError(Exit.USAGE, f"give the database as a file path, not {db!r}")
     if must_exist and not Path(db).is_file():
         raise CliError(Exit.NOT_FOUND, f"no database at {db} (give --db PATH or set CTXLOG_DB)")
+    if must_exist and Path(db).stat().st_size == 0:
+        # SQLite takes an empty file for an empty database: reading it would write the
+        # log's tables into whatever file was named.
+        raise CliError(Exit.NOT_FOUND, f"{db} is empty (0 bytes): there is no ctxlog log in it")
     if Path(db).is_dir():
         raise CliError(Exit.USAGE, f"{db} is a directory: give the database file in it")
     parent = Path(db).parent
