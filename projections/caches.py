@@ -97,13 +97,15 @@ class HeaderCache(LRU[str, ContextRow]):
 WindowParams = tuple[int | None, str | None, Policy | None, int | None, str]
 """(max_tokens, model, policy, last_n, format) of a window request."""
 WindowKey = tuple[str, int, int | None, str | None, Policy | None, int | None, str]
-"""(context id, version, *WindowParams) of a window request."""
+"""(context id, content version, *WindowParams) of a window request."""
 
 
 class WindowCache(LRU[WindowKey, Window]):
-    """Windows by the version they were computed at and the request's parameters: a window
-    of a given version never changes, so an entry is valid until it is evicted. Windows are
-    as large as their budget; the default keeps about one per active conversation."""
+    """Windows by the content version they were computed at (``preconditions``: records of
+    served windows do not move it) and the request's parameters: the window of a content
+    version never changes but for its ``version``, so an entry is valid until it is evicted,
+    and the chat loop's record does not make the next turn's window a miss. Windows are as
+    large as their budget; the default keeps about one per active conversation."""
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)

@@ -234,13 +234,18 @@ class Queries(ServiceBase):
             ctx = await self._visible(caller, context_id)
             if ctx.deleted:
                 raise ContextIsDeleted(context_id)
-            result = self._windows.get((context_id, ctx.version, *params))
+            key = (context_id, ctx.content_version, *params)
+            result = self._windows.get(key)
             if result is None:
                 generation = self._windows.generation
                 result = await self.readmodel.read_small(_window_sync, context_id, *params)
                 if result is None:  # pragma: no cover (deleted between the two reads)
                     continue
-                self._windows.put((context_id, result.version, *params), result, generation)
+                if result.version == ctx.version:  # else its content version is not known
+                    self._windows.put(key, result, generation)
+            elif result.version != ctx.version:
+                # Only served windows' records since: the same window, at today's version.
+                result = msgspec.structs.replace(result, version=ctx.version)
             if not record:
                 return result
             try:

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from eventstore import (
@@ -77,6 +78,22 @@ async def test_the_chat_loop_appends_after_its_own_recorded_window(svc: Contexts
     state = await svc.get(ME, cid)
     assert [m.content for m in state.messages][-2:] == ["question 2", "answer 2"]
     assert state.content_version == state.version
+
+
+async def test_a_record_keeps_the_window_cached_at_the_new_version(svc: Contexts) -> None:
+    cid = (await svc.create(ME)).context_id
+    await svc.append(ME, cid, [user("question")])
+    recorded = await svc.window(ME, cid, record=True)
+    cache = svc.window_cache
+    hits, misses = cache.hits, cache.misses
+    after = await svc.window(ME, cid)  # the record moved the version, not the content
+    assert (cache.hits, cache.misses) == (hits + 1, misses)
+    assert after.version == recorded.version + 1 == (await svc.size(ME, cid))[0]
+    assert msgspec.structs.replace(after, version=recorded.version) == recorded
+    await svc.append(ME, cid, [user("another")], expected_version=after.version)
+    moved = await svc.window(ME, cid)  # content changed: computed again
+    assert cache.misses == misses + 1
+    assert [e.content for e in moved.entries][-1] == "another"
 
 
 async def test_a_content_change_since_the_window_still_conflicts(svc: Contexts) -> None:
