@@ -240,6 +240,9 @@ class WindowServed(EventBase, frozen=True, tag="window.served"):
     format: str | msgspec.UnsetType = msgspec.UNSET
     """The request format whose framing was counted (``openai``, ``responses``,
     ``anthropic``); unset in events recorded before formats existed."""
+    exact: bool | msgspec.UnsetType = msgspec.UNSET
+    """False when ``total_tokens`` is an estimate (the model has no local tokenizer, so the
+    counts are another encoding's); unset in events recorded before it was kept."""
 
 
 class SubjectErased(EventBase, frozen=True, tag="subject.erased"):

@@ -407,4 +407,5 @@ def served_event(window: Window) -> WindowServed:
         total_tokens=window.total_tokens,
         window_hash=window.window_hash,
         format=window.format,
+        exact=window.exact,
     )

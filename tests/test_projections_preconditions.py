@@ -96,6 +96,19 @@ async def test_a_record_keeps_the_window_cached_at_the_new_version(svc: Contexts
     assert [e.content for e in moved.entries][-1] == "another"
 
 
+async def test_a_record_says_whether_its_counts_were_an_estimate(svc: Contexts) -> None:
+    cid = (await svc.create(ME)).context_id
+    await svc.append(ME, cid, [user("question")])
+    for model, exact in (("claude-sonnet-4", False), (None, True)):
+        shown = await svc.window(ME, cid, model=model, record=True)
+        assert shown.exact is exact
+        record = (await svc.history(ME, cid, backward=True, limit=1))[0].event
+        assert isinstance(record, WindowServed)
+        assert (record.model, record.exact, record.total_tokens) == (
+            model, exact, shown.total_tokens,
+        )  # fmt: skip
+
+
 async def test_a_content_change_since_the_window_still_conflicts(svc: Contexts) -> None:
     cid = (await svc.create(ME)).context_id
     await svc.append(ME, cid, [user("question")])
