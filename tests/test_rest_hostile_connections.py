@@ -203,6 +203,19 @@ async def _ws(
     return ws
 
 
+async def _ws_once_free(
+    session: aiohttp.ClientSession, server: ServerProcess, cid: str, key: str
+) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket as soon as the server has given back a slot (it does when the closed
+    connection's handler ends, a moment after the client's close)."""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                return await _ws(session, server, cid, key)
+            except aiohttp.WSServerHandshakeError:
+                await asyncio.sleep(0.05)
+
+
 async def _refusal(session: aiohttp.ClientSession, url: str, key: str) -> tuple[int, Any, str]:
     async with session.get(url, headers={"X-API-Key": key}) as r:
         return r.status, await r.json(), r.headers.get("Retry-After", "")
@@ -235,13 +248,7 @@ async def test_idle_live_connections_hit_a_limit_then_a_clean_refusal(
             await ws.close()
         # A slot comes back when its connection ends.
         await mine.pop().close()
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    mine.append(await _ws(session, server, cid, "key-alice"))
-                    break
-                except aiohttp.WSServerHandshakeError:
-                    await asyncio.sleep(0.05)
+        mine.append(await _ws_once_free(session, server, cid, "key-alice"))
     finally:
         for ws in mine:
             await ws.close()
@@ -268,13 +275,7 @@ async def test_one_tenant_with_many_keys_cannot_take_the_whole_server(
             held.append(await _ws(session, server, bobs, "key-bob"))
             # A slot comes back to the tenant when one of its connections ends.
             await held.pop(0).close()
-            async with asyncio.timeout(10):
-                while True:
-                    try:
-                        held.append(await _ws(session, server, cid, "key-ann"))
-                        break
-                    except aiohttp.WSServerHandshakeError:
-                        await asyncio.sleep(0.05)
+            held.append(await _ws_once_free(session, server, cid, "key-ann"))
         finally:
             for ws in held:
                 await ws.close()
