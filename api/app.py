@@ -80,7 +80,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
         *web_view.routes,
     ]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
-    app.add_routes(routes)
+    app.add_routes(rest.registration_order(routes))
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
     web_view.setup(app)  # /ui: the web view's security headers (api/web/)
     if metrics is not None:
