@@ -5,10 +5,11 @@ decoded event, its row, the SQL parameters), nearly all freed by reference count
 the batch. At the default first-generation threshold (700) the collector ran about 10,000
 times during a 1M-event catch-up and rebuild, 2.0-2.3 s of about 55 s, and while it runs it
 holds the GIL, so the pipeline's other two threads (the log's reader and the read model's
-writer) wait too. Measured on 1M events, same day, old/new interleaved: rebuild 33.4k-36.6k
-events/s at 700 against 36.8k-41.6k at 20,000 (+10-14%), catch-up +2-6%. The server already
-runs at 20,000 once it has started (``api/app.py``); this covers its start, ``ctxlog
-rebuild`` and any other process replaying.
+writer) wait too. Measured on 1M events, before/after interleaved, same day: rebuild median
+35.6k -> 40.3k events/s (pairs 0.91-1.24, median 1.16; its CPU time 25-28 s -> 23-25 s),
+catch-up about +3% (within the noise). The server already runs at 20,000 once it has
+started (``api/app.py``); this covers its start, ``ctxlog rebuild`` and any other process
+replaying.
 """
 
 from __future__ import annotations
