@@ -57,6 +57,18 @@ def test_a_window_read_before_a_clear_is_not_kept() -> None:
     assert len(answers) == 0
 
 
+def test_answers_are_bounded_by_their_bytes() -> None:
+    answers = WindowAnswers(max_bytes=1000)
+    windows = [window(context_id=f"c{i}") for i in range(10)]
+    size = len(answers.encoded(windows[0], None, answers.generation))
+    for shown in windows[1:]:
+        answers.encoded(shown, None, answers.generation)
+    assert len(answers) == 1000 // size
+    # The least recently used went first: the last ones are still there.
+    last = answers.encoded(windows[-1], None, answers.generation)
+    assert answers.encoded(windows[-1], None, answers.generation) is last
+
+
 async def test_window_answers_follow_appends_erasures_and_rebuilds(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
