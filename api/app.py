@@ -28,6 +28,7 @@ from .auth import KeyRing
 from .errors import error_middleware
 from .metrics import METRICS, Metrics
 from .rest import openapi
+from .rest.answers import WindowAnswers
 from .settings import Settings, refuse_open_with_tenants
 from .tracing import TRACING, Tracing
 from .tracing import setup as setup_tracing
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
     app[appkeys.LIVE] = appkeys.Live()
     app[appkeys.VERSION] = _version()
     app[errors.RENDERERS] = {}
+    app[appkeys.WINDOW_ANSWERS] = WindowAnswers()
     # Every door's routes in one table, and the one OpenAPI document of all of them.
     routes = [
         *rest.routes,
@@ -80,7 +82,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> web.App
         *web_view.routes,
     ]
     app[appkeys.OPENAPI] = openapi.document(routes, app[appkeys.VERSION])
-    app.add_routes(routes)
+    app.add_routes(rest.registration_order(routes))
     mcp.setup(app)  # /mcp's state: the Model Context Protocol (api/mcp/)
     web_view.setup(app)  # /ui: the web view's security headers (api/web/)
     if metrics is not None:
@@ -130,6 +132,7 @@ async def _contexts(app: web.Application) -> AsyncIterator[None]:
         else Contexts(store, min_version_wait=wait)
     )
     app[appkeys.CONTEXTS] = contexts
+    contexts.on_forget(app[appkeys.WINDOW_ANSWERS].clear)
     startup = asyncio.create_task(_start(contexts), name="ctxlog-projector-catch-up")
     app[appkeys.STARTUP] = startup
     yield

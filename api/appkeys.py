@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,6 +19,9 @@ from projections.service import Contexts
 from .auth import KeyRing
 from .errors import ApiError
 from .settings import Settings
+
+if TYPE_CHECKING:  # the REST package imports this module
+    from .rest.answers import WindowAnswers
 
 
 class StreamEnd:
@@ -76,6 +79,7 @@ STARTUP = web.AppKey("startup", asyncio.Task[None])
 LIVE = web.AppKey("live", Live)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 VERSION = web.AppKey("version", str)
+WINDOW_ANSWERS: web.AppKey[WindowAnswers] = web.AppKey("window_answers")
 
 
 def status(app: web.Application) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 
 from eventstore import (
     CheckpointSaved,
@@ -123,6 +124,12 @@ class ServiceBase:
             await self._visible(caller, context_id)
             raise InvalidVersion(context_id, version, await self.store.stream_version(context_id))
         await self.projector.wait_for(rows[0].position, self.min_version_wait)
+
+    def on_forget(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever content read from this service must be forgotten: an
+        erasure changed it without a new version, or a rebuild replaced the read model (what
+        ``window``, ``whole`` and ``get`` answered before may hold it). For a cache above."""
+        self.projector.forgetting.append(callback)
 
     async def rebuild(self, progress: Progress | None = None) -> int:
         """Drop the read model and replay the log; returns the number of events applied.

@@ -43,6 +43,7 @@ from eventstore import (
 
 from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync, refold_sync
 from .caches import HeaderCache
+from .collector import fewer_collections
 from .errors import ProjectionError, ProjectorBehind
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import ReadModel, bulk_sync, reset_sync
@@ -254,7 +255,8 @@ class Projector:
             was_running = self.running
             self._rebuilding = was_running  # a read of one's own write waits for the new model
             try:
-                return await self._rebuild(was_running, progress, batch_size)
+                with fewer_collections():  # collector.py
+                    return await self._rebuild(was_running, progress, batch_size)
             finally:
                 self._rebuilding = False
                 self._wake()

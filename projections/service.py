@@ -27,6 +27,7 @@ from .calls import (
     Written,
 )
 from .checkpoints import Checkpoints
+from .collector import fewer_collections
 from .erasure import Erasure
 from .queries import Queries
 
@@ -58,8 +59,9 @@ class Contexts(Checkpoints, Queries, Erasure):
         projector error ProjectorBehind, or when ``patient`` (a server), wait while it
         retries (its ``health`` says why)."""
         checkpoint = await self.readmodel.open(self.counter.encoding)
-        await self.projector.start(checkpoint)
-        await self.projector.catch_up(patient=patient)
+        with fewer_collections():  # the live loop replays what the log holds (collector.py)
+            await self.projector.start(checkpoint)
+            await self.projector.catch_up(patient=patient)
         await self.projector.reconcile()  # keys destroyed while this read model was closed
         self._ready = True
 

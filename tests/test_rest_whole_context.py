@@ -173,3 +173,40 @@ async def test_past_the_budget_the_messages_page_and_a_fork_answers_with_its_hea
     whole = (await roomy.get(f"{CTX}/{cid}", expect=200)).json
     assert len(whole["messages"]) == len(texts)
     assert whole["next"] is None
+
+
+class _Writer:
+    """What ``Pieces.write`` hands the socket, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    async def write(self, chunk: bytes | memoryview) -> None:
+        self.writes.append(bytes(chunk))
+
+
+async def test_a_body_in_pieces_is_sent_in_slices_with_small_pieces_together() -> None:
+    big = b"x" * (wire.SLICE * 2 + 5)
+    runs = [b'{"a":1}', b'{"b":2}', big, b'{"c":3}']
+    pieces = [b'{"messages":[']
+    for run in runs:
+        pieces += (run, b",")
+    pieces[-1] = b"]}"
+    writer = _Writer()
+    await wire.Pieces(pieces).write(writer)  # type: ignore[arg-type]
+    assert b"".join(writer.writes) == b"".join(pieces)
+    assert all(len(w) <= wire.SLICE for w in writer.writes)
+    # The head, two runs and their commas in one write; the big run in three slices; the
+    # comma after it, the last run and the tail in one.
+    assert [len(w) for w in writer.writes] == [
+        len(b'{"messages":[{"a":1},{"b":2},'),
+        wire.SLICE,
+        wire.SLICE,
+        5,
+        len(b',{"c":3}]}'),
+    ]
+    small = [b"y" * 1000] * (wire.SLICE // 1000 + 10)
+    writer = _Writer()
+    await wire.Pieces(small).write(writer)  # type: ignore[arg-type]
+    assert b"".join(writer.writes) == b"".join(small)
+    assert len(writer.writes) == 2  # a slice's worth, then the rest

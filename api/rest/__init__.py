@@ -11,13 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .routes import metrics_routes, routes
+    from .routes import metrics_routes, registration_order, routes
 
-__all__ = ["metrics_routes", "routes"]
+__all__ = ["metrics_routes", "registration_order", "routes"]
 
 
 def __getattr__(name: str) -> Any:
-    """``routes`` or ``metrics_routes``, imported on first use and kept."""
+    """``routes``, ``metrics_routes`` or ``registration_order``, imported on first use and
+    kept."""
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(".routes", __name__), name)

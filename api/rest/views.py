@@ -131,6 +131,8 @@ async def _window(
 ) -> web.Response:
     context_id = wire.path_uuid(request)
     await reached(request, context_id, params)
+    answers = request.app[appkeys.WINDOW_ANSWERS]
+    generation = answers.generation
     window = await appkeys.contexts(request).window(
         caller(request),
         context_id,
@@ -142,7 +144,8 @@ async def _window(
         format_name=params.format or DEFAULT_FORMAT,
         idempotency_key=wire.idempotency_key(request) if record else None,
     )
-    return wire.json_response(render.window_body(window, params.format), version=window.version)
+    body = answers.encoded(window, params.format, generation)
+    return wire.json_pieces_response([body], version=window.version)
 
 
 @operation(

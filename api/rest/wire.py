@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -302,14 +303,32 @@ class Pieces(Payload):
         return b"".join(self._pieces).decode(encoding, errors)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        """Send every piece, a slice at a time."""
-        for piece in self._pieces:
-            if len(piece) <= SLICE:
-                await writer.write(piece)
-                continue
-            view = memoryview(piece)
-            for start in range(0, len(piece), SLICE):
-                await writer.write(view[start : start + SLICE])
+        """Send every piece, a slice at a time; pieces smaller than a slice go together."""
+        for chunk in _slices(self._pieces):
+            await writer.write(chunk)
+
+
+def _slices(pieces: list[bytes]) -> Iterator[bytes | memoryview]:
+    """``pieces`` as chunks of about ``SLICE`` bytes: small pieces joined (the commas between
+    runs, a run of a few appends: each was a send of its own), large ones cut as views."""
+    small: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if len(piece) < SLICE:
+            small.append(piece)
+            size += len(piece)
+            if size >= SLICE:
+                yield b"".join(small)
+                small, size = [], 0
+            continue
+        if small:
+            yield b"".join(small)
+            small, size = [], 0
+        view = memoryview(piece)
+        for start in range(0, len(piece), SLICE):
+            yield view[start : start + SLICE]
+    if small:
+        yield b"".join(small)
 
 
 def json_pieces_response(
