@@ -243,9 +243,11 @@ class Queries(ServiceBase):
                     continue
                 if result.version == ctx.version:  # else its content version is not known
                     self._windows.put(key, result, generation)
-            elif result.version != ctx.version:
-                # Only served windows' records since: the same window, at today's version.
+            elif result.version < ctx.version:
+                # Only served windows' records since: the same window, at today's version,
+                # kept in its place (what a door keeps by the window's identity still serves).
                 result = msgspec.structs.replace(result, version=ctx.version)
+                self._windows.put(key, result)
             if not record:
                 return result
             try:

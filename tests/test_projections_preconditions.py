@@ -90,6 +90,7 @@ async def test_a_record_keeps_the_window_cached_at_the_new_version(svc: Contexts
     assert (cache.hits, cache.misses) == (hits + 1, misses)
     assert after.version == recorded.version + 1 == (await svc.size(ME, cid))[0]
     assert msgspec.structs.replace(after, version=recorded.version) == recorded
+    assert await svc.window(ME, cid) is after  # kept at the new version, not copied again
     await svc.append(ME, cid, [user("another")], expected_version=after.version)
     moved = await svc.window(ME, cid)  # content changed: computed again
     assert cache.misses == misses + 1
