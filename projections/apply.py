@@ -32,6 +32,8 @@ from eventstore import (
 )
 
 from .context import content_hash, merge_patch, redacted_content
+from .dialect import twin
+from .errors import ReadModelBehind
 from .history import CHUNK, write_snapshot_sync
 from .positions import Numbering
 from .preconditions import changes_content
@@ -53,10 +55,15 @@ from .tables import (
 )
 from .tenants import Known, Slots
 
-INSERT_MESSAGE = (
-    "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
+_NEW_MESSAGE = (
+    " INTO messages (context_id, seq, message_id, role, content, name, metadata,"
     " version, tokens, edited_version, redacted, content_hash, subject)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
+)
+INSERT_MESSAGE = twin(
+    "INSERT OR IGNORE" + _NEW_MESSAGE,
+    # RETURNING: the cursor's lastrowid (pgconn) is the row it returns.
+    "INSERT" + _NEW_MESSAGE + " ON CONFLICT DO NOTHING RETURNING rowid",
 )
 INSERT_MESSAGES = (
     "INSERT INTO messages (context_id, seq, message_id, role, content, name, metadata, version,"
@@ -78,8 +85,10 @@ INSERT_SUMMARY = (
     "INSERT INTO summaries (context_id, seq, summary_id, text, through_message_id, version,"
     " tokens, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_EVENT_ID = (
-    "INSERT OR IGNORE INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
+INSERT_EVENT_ID = twin(
+    "INSERT OR IGNORE INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)",
+    "INSERT INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
+    " ON CONFLICT DO NOTHING",
 )
 
 Resolved = dict[tuple[str, int], ContextState]
@@ -148,6 +157,7 @@ def apply_sync(
     conn.execute("BEGIN IMMEDIATE")
     try:
         stored = conn.execute(SELECT_CHECKPOINT).fetchone()
+        _check_follows(stored, batch[0].position)
         shared = stored is not None and batch[0].position <= stored[0]
         if shared:
             batch = [rec for rec in batch if rec.position > stored[0]]
@@ -189,6 +199,14 @@ def apply_sync(
     slots.committed()
     numbering.committed()
     return Applied(rows, shared)
+
+
+def _check_follows(stored: tuple[int, str] | None, first: int) -> None:
+    """ReadModelBehind if the batch starting at ``first`` does not follow the checkpoint: the
+    read model was emptied behind the caller (a rebuild on another node), and applying the
+    batch would skip events. The projector goes on from the stored checkpoint instead."""
+    if stored is not None and first > stored[0] + 1:
+        raise ReadModelBehind(stored[0], first)
 
 
 def _row_before(

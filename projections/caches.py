@@ -62,6 +62,10 @@ class LRU(Generic[K, V]):
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def discard(self, key: K) -> None:
+        """Forget ``key``'s value (another node changed it)."""
+        self._items.pop(key, None)
+
     def clear(self) -> None:
         """Forget everything (the read model was reset, or forgot erased content)."""
         self._items.clear()

@@ -38,8 +38,8 @@ def user(text: str, message_id: str | None = None) -> NewMessage:
 
 
 @pytest.fixture
-async def svc() -> AsyncIterator[Contexts]:
-    async with running_contexts(":memory:", snapshot_every=4) as service:
+async def svc(readmodel: str) -> AsyncIterator[Contexts]:
+    async with running_contexts(":memory:", readmodel, snapshot_every=4) as service:
         yield service
 
 

@@ -1,0 +1,84 @@
+"""A psycopg connection that runs the read model's SQLite-worded functions on PostgreSQL.
+
+The read model's functions take a connection and call ``execute``/``executemany`` with
+statements written for SQLite, and read ``rowcount``, ``lastrowid`` and ``in_transaction``.
+This connection gives them the same surface: each statement is swapped for its PostgreSQL
+twin (``dialect.TWINS``) and its parameter markers converted, once per statement text, and a
+cursor's ``lastrowid`` is the first column of the row a ``RETURNING`` gave.
+
+psycopg, not asyncpg: the functions are synchronous and run whole on a thread per call (one
+transaction), which asyncpg, an asyncio driver, cannot serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from .dialect import TWINS, pyformat
+
+_converted: dict[str, str] = {}
+"""Statement as the functions give it -> what psycopg is given (a bounded set: the twins and
+the statements formatted from a tenant's slot)."""
+
+_LIMIT = 10_000
+
+
+def converted(sql: str) -> str:
+    """``sql``'s PostgreSQL text with psycopg's parameter markers, remembered."""
+    out = _converted.get(sql)
+    if out is None:
+        out = pyformat(TWINS.get(sql, sql))
+        if len(_converted) < _LIMIT:
+            _converted[sql] = out
+    return out
+
+
+class Cursor(psycopg.Cursor[Any]):
+    """A cursor with SQLite's ``lastrowid``: the value a ``RETURNING`` gave, if any."""
+
+    _returned: tuple[object, int | None] | None = None
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The first column of the row the last statement returned (its ``RETURNING``);
+        read once, then remembered (SQLite's may be read again)."""
+        result = self.pgresult
+        if result is None or not self.description:
+            return None
+        if self._returned is None or self._returned[0] is not result:
+            row = self.fetchone()
+            self._returned = (result, None if row is None else int(row[0]))
+        return self._returned[1]
+
+
+class PgConnection(psycopg.Connection[Any]):
+    """A psycopg connection (autocommit: the functions say BEGIN and COMMIT themselves) with
+    the part of ``sqlite3.Connection`` the read model's functions use."""
+
+    def execute(  # type: ignore[override]
+        self, query: str, params: Sequence[Any] | dict[str, Any] | None = None, **_: Any
+    ) -> Cursor:
+        """Run one statement (its twin), as ``sqlite3.Connection.execute`` does."""
+        cur = Cursor(self)
+        if params is None:  # psycopg reads no markers (and no doubled %) then
+            cur.execute(TWINS.get(query, query))
+        else:
+            cur.execute(converted(query), params)
+        return cur
+
+    def executemany(self, query: str, params: Iterable[Sequence[Any]]) -> Cursor:
+        """Run one statement for each set of parameters (nothing for none)."""
+        cur = Cursor(self)
+        rows = list(params)
+        if rows:
+            cur.executemany(converted(query), rows)
+        return cur
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between a BEGIN and its COMMIT or ROLLBACK (or inside a failed one)."""
+        return self.info.transaction_status != TransactionStatus.IDLE
