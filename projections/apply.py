@@ -130,6 +130,8 @@ class Applied(NamedTuple):
 
     rows: list[ContextRow]
     shared: bool
+    events: int = 0
+    """How many of the batch's events this call applied (the rest were applied already)."""
 
 
 def apply_sync(
@@ -198,7 +200,7 @@ def apply_sync(
         raise
     slots.committed()
     numbering.committed()
-    return Applied(rows, shared)
+    return Applied(rows, shared, len(batch))
 
 
 def _check_follows(stored: tuple[int, str] | None, first: int) -> None:

@@ -137,6 +137,16 @@ class PgReadModel:
             raise ProjectionError(f"the read model in PostgreSQL: {e}") from e
         return position
 
+    async def attach(self) -> bool:
+        """Open connections to the read model as it is, creating, changing and emptying
+        nothing (``ctxlog verify``); False if there is none (its version table is missing)."""
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._writing, self._connect)
+        reader = await loop.run_in_executor(self._pool, self._connect)
+        self._readers.append(reader)
+        self._idle.put_nowait(reader)
+        return bool(await self.read(_exists_sync))
+
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
             self.dsn, autocommit=True, application_name="ctxlog-readmodel-listen"
@@ -242,6 +252,10 @@ def _in_read_txn(conn: PgConnection, fn: Callable[..., T], args: tuple[Any, ...]
     finally:
         if not conn.broken:
             conn.execute("ROLLBACK" if conn.info.transaction_status == 3 else "COMMIT")
+
+
+def _exists_sync(conn: PgConnection) -> bool:
+    return bool(_one(conn.execute("SELECT to_regclass('readmodel_version') IS NOT NULL", ()))[0])
 
 
 def _checkpoint_sync(conn: PgConnection) -> int:

@@ -111,6 +111,9 @@ class Projector(Sharing):
         """The read model's tenants' slots and last runs, as committed."""
         self.error: BaseException | None = None
         """What the last attempt failed on; None once a batch applies again."""
+        self.applied = 0
+        """Events this projector applied to the read model since it was made (not counting
+        a rebuild's replay): on a shared read model, 0 for a node that never led."""
         self.rebuilding: tuple[int, int] | None = None
         """(position replayed, head of the log) while a rebuild runs, else None."""
         self.backoff = Backoff(retry_initial, retry_cap)
@@ -152,6 +155,12 @@ class Projector(Sharing):
         if self.error is not None:
             now = self.health()
             raise ProjectorBehind(now.status, now.reason or "", now.retry_after)
+
+    @property
+    def applying(self) -> bool:
+        """Whether this node applies the log: always on its own read model, on a shared one
+        while elected (``sharing``)."""
+        return self.leading or not self.readmodel.shared
 
     @property
     def running(self) -> bool:
@@ -439,6 +448,7 @@ class Projector(Sharing):
                 applied = await self._apply_to(
                     self.readmodel, self.history, part, tokens, search=search
                 )
+                self.applied += applied.events
                 if applied.shared:  # another process applied part of it: rows moved on unseen
                     self.headers.clear()
                 self.headers.put_rows(applied.rows)
