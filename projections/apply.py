@@ -189,6 +189,8 @@ def apply_sync(
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
             record_sync(conn, rec)
             numbering.note(rec.metadata.tenant, rec.position)
+        if index is not None:
+            index.flush()
         numbering.write()
         rows = [c for c in touched.values() if c]
         conn.executemany(UPSERT_CONTEXT, [c.to_row() for c in rows])
@@ -359,6 +361,7 @@ def refold_sync(
             conn.execute(DELETE_SNAPSHOTS, (row.context_id,))
             conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
             rows.append(row)
+        index.flush()
         conn.executemany(UPSERT_CONTEXT, [row.to_row() for row in rows])
         if not stale:
             conn.executemany(MARK_FORGOTTEN, [(key_id,) for key_id in forgotten])

@@ -27,6 +27,18 @@ def twin(sqlite: str, postgres: str) -> str:
     return sqlite
 
 
+STREAMED: set[str] = set()
+"""Statements whose rows are read lazily and often not to the end (a window's tail, newest
+first, until the budget is spent): PostgreSQL reads them through a server-side cursor, a page
+at a time, instead of sending every row at once."""
+
+
+def streamed(statement: str) -> str:
+    """Mark ``statement`` as read lazily (``STREAMED``); returns it."""
+    STREAMED.add(statement)
+    return statement
+
+
 def of(conn: Any, statement: str) -> str:
     """``statement`` in ``conn``'s dialect (a piece to format or join before executing)."""
     if isinstance(conn, sqlite3.Connection):

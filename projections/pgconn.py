@@ -18,13 +18,15 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from .dialect import TWINS, pyformat
+from .dialect import STREAMED, TWINS, pyformat
 
 _converted: dict[str, str] = {}
 """Statement as the functions give it -> what psycopg is given (a bounded set: the twins and
 the statements formatted from a tenant's slot)."""
 
 _LIMIT = 10_000
+PAGE = 64
+"""Rows a streamed statement's server-side cursor fetches at a time."""
 
 
 def converted(sql: str) -> str:
@@ -59,16 +61,41 @@ class PgConnection(psycopg.Connection[Any]):
     """A psycopg connection (autocommit: the functions say BEGIN and COMMIT themselves) with
     the part of ``sqlite3.Connection`` the read model's functions use."""
 
+    _streams = 0
+    """Server-side cursors opened (each is named by its number)."""
+    _open: list[psycopg.ServerCursor[Any]] | None = None
+
     def execute(  # type: ignore[override]
         self, query: str, params: Sequence[Any] | dict[str, Any] | None = None, **_: Any
-    ) -> Cursor:
-        """Run one statement (its twin), as ``sqlite3.Connection.execute`` does."""
+    ) -> Any:
+        """Run one statement (its twin), as ``sqlite3.Connection.execute`` does; a cursor
+        (a server-side one for a ``STREAMED`` statement in a transaction)."""
+        if query in STREAMED and self.in_transaction:
+            return self._streamed(query, params)
         cur = Cursor(self)
         if params is None:  # psycopg reads no markers (and no doubled %) then
             cur.execute(TWINS.get(query, query))
         else:
             cur.execute(converted(query), params)
         return cur
+
+    def _streamed(self, query: str, params: Any) -> Any:
+        """A server-side cursor over the statement's rows (closed with the transaction)."""
+        self._streams += 1
+        cur = self.cursor(name=f"ctxlog_stream_{self._streams}")
+        cur.itersize = PAGE
+        if self._open is None:
+            self._open = []
+        self._open.append(cur)
+        cur.execute(converted(query), params)
+        return cur
+
+    def end_streams(self) -> None:
+        """Forget the server-side cursors once their transaction ended (which closed them on
+        the server: closing them here sends nothing)."""
+        opened, self._open = self._open, None
+        for cur in opened or ():
+            cur.close()
 
     def executemany(self, query: str, params: Iterable[Sequence[Any]]) -> Cursor:
         """Run one statement for each set of parameters (nothing for none)."""

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from .dialect import twin
 from .errors import ProjectionError
@@ -243,6 +244,8 @@ def _call(conn: PgConnection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.end_streams()
 
 
 def _in_read_txn(conn: PgConnection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -251,7 +254,9 @@ def _in_read_txn(conn: PgConnection, fn: Callable[..., T], args: tuple[Any, ...]
         return fn(conn, *args)
     finally:
         if not conn.broken:
-            conn.execute("ROLLBACK" if conn.info.transaction_status == 3 else "COMMIT")
+            failed = conn.info.transaction_status == TransactionStatus.INERROR
+            conn.execute("ROLLBACK" if failed else "COMMIT")
+        conn.end_streams()
 
 
 def _exists_sync(conn: PgConnection) -> bool:

@@ -54,7 +54,7 @@ import msgspec
 from eventstore import Content, Role, WindowSettings, to_datetime
 
 from . import positions, search, tenants
-from .dialect import twin
+from .dialect import streamed, twin
 from .state import ContextState, Message, ParentRef, Summary
 
 SCHEMA_VERSION = 10
@@ -215,7 +215,7 @@ SELECT_MESSAGES_BACKWARD = (
 )
 # The tail skips pinned (system) messages, except the one a summary covers through: the
 # tail must reach it to know where the summary's coverage starts.
-SELECT_TAIL = (
+SELECT_TAIL = streamed(
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages"
     " WHERE context_id = ? AND (role NOT IN ('system', 'developer') OR seq = ?)"
     " ORDER BY seq DESC"
