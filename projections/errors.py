@@ -117,6 +117,17 @@ class ReadModelInUse(ProjectionError):
         self.path = path
 
 
+class ProjectorElsewhere(ProjectionError):
+    """A rebuild of a shared read model was refused: another node is its elected projector."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"another node is the projector of the shared read model ({path}): stop the nodes"
+            " (or rebuild on that node), then run this again"
+        )
+        self.path = path
+
+
 class ReadModelBehind(ProjectionError):
     """A batch starts past the read model's checkpoint (another node emptied it for a
     rebuild): the projector goes on from the stored checkpoint instead."""

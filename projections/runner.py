@@ -43,7 +43,7 @@ from eventstore import (
 
 from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync, refold_sync
 from .caches import HeaderCache
-from .errors import ProjectionError, ProjectorBehind, ReadModelBehind
+from .errors import ProjectionError, ProjectorBehind, ProjectorElsewhere, ReadModelBehind
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import Model, ReadModel, bulk_sync
 from .retry import OK, Backoff, Health, health
@@ -281,10 +281,7 @@ class Projector(Sharing):
             if self.readmodel.shared and not await self.store.recorder.lead(LEAD):
                 if was_running:
                     await self.start(self.checkpoint)
-                raise ProjectionError(
-                    "another node is the projector of this shared read model: rebuild there"
-                    " (or stop it first)"
-                )
+                raise ProjectorElsewhere(self.readmodel.path)
             target, history = self.readmodel, self.history
             await target.reset(self.counter.encoding)
             self._forget(0)

@@ -200,3 +200,47 @@ async def test_a_node_reads_its_own_write_whichever_node_applies_it(
         status, ctx, _ = await get(session, follower, f"/contexts/{cid}")
         assert status == 200
         assert ctx["messages"][-1]["content"] == body["content"]
+
+
+async def ctxlog(*args: str) -> tuple[int, str]:
+    """Run ``ctxlog ARGS``; (exit code, output)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "api", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, output.decode()
+
+
+async def test_rebuild_replays_the_shared_read_model_in_place_when_no_node_projects(
+    nodes: Nodes, session: aiohttp.ClientSession
+) -> None:
+    (a,) = await nodes.add(1)
+    cid = await create(session, a)
+    for n in range(5):
+        body = {"role": "user", "content": f"rebuilt {n}"}
+        async with session.post(
+            f"{a.url}{V1}/contexts/{cid}/messages", json=body, headers=ALICE
+        ) as r:
+            assert r.status == 201, await r.text()
+    status, before, _ = await get(session, a, f"/contexts/{cid}/window", min_version="6")
+    assert status == 200, before
+    code, output = await ctxlog("rebuild", "--db", nodes.db)
+    assert code == 6, output  # refused: node A is the projector
+    assert "another node is the projector" in output
+    a.stop()
+    code, output = await ctxlog("rebuild", "--db", nodes.db, "--format", "json")
+    assert code == 0, output
+    assert '"events": 6' in output or '"events":6' in output, output
+    code, output = await ctxlog("verify", "--db", nodes.db, "--format", "json")
+    assert code == 0, output
+    (b,) = await nodes.add(1)
+    # The node opens what the rebuild left: nothing to apply, the same window.
+    assert await metric(session, b, "ctxlog_projector_applied_events_total") == 0
+    status, after, _ = await get(session, b, f"/contexts/{cid}/window")
+    assert status == 200
+    assert after == before
+    status, found, _ = await get(session, b, "/search", q="rebuilt")
+    assert status == 200
+    assert len(found["hits"]) == 5

@@ -99,6 +99,8 @@ def failure(e: BaseException) -> CliError | None:
             return CliError(Exit.SCHEMA_TOO_NEW, str(e))
         case TargetNotEmpty() | PartialExport() | FileExistsError() | pj.ReadModelInUse():
             return CliError(Exit.REFUSED, str(e))
+        case pj.ProjectorElsewhere():
+            return CliError(Exit.REFUSED, str(e))
         case pj.ContextNotFound() | pj.ContextIsDeleted() | pj.InvalidVersion():
             return CliError(Exit.NOT_FOUND, str(e))
         case es.InvalidStreamId():  # no context can have such an id
