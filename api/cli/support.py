@@ -146,8 +146,8 @@ def is_postgres(db: str) -> bool:
 
 
 def readmodel_path(db: str) -> str | None:
-    """Where the server keeps the read model of ``db`` (beside a SQLite file; PostgreSQL
-    servers keep theirs in memory)."""
+    """Where the server keeps the read model of ``db``: beside a SQLite file; None for
+    PostgreSQL, whose nodes share one in the schema beside the log's (``pgreadmodel``)."""
     return None if is_postgres(db) else f"{db}.readmodel"
 
 
