@@ -108,11 +108,18 @@ class PgReadModel:
         self._writer: PgConnection | None = None
         self._idle: asyncio.Queue[PgConnection] = asyncio.Queue()
         self._readers: list[PgConnection] = []
-        self._pool = ThreadPoolExecutor(readers + 1, thread_name_prefix="ctxlog-readmodel")
-        self._writing = ThreadPoolExecutor(1, thread_name_prefix="ctxlog-readmodel-write")
+        self._pool = ThreadPoolExecutor(1)
+        self._writing = ThreadPoolExecutor(1)
+        self._threads()
         self._listener: psycopg.AsyncConnection[Any] | None = None
         self._listening: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+
+    def _threads(self) -> None:
+        """Threads for the calls (again after ``close`` shut them down)."""
+        self._pool = ThreadPoolExecutor(self._reader_count + 1, "ctxlog-readmodel")
+        self._writing = ThreadPoolExecutor(1, "ctxlog-readmodel-write")
+        self._shut = False
 
     def _connect(self) -> PgConnection:
         return PgConnection.connect(
@@ -124,6 +131,8 @@ class PgReadModel:
         """Open (creating, or on a schema mismatch recreating) the tables; returns the
         checkpoint position (0 when empty)."""
         self._encoding = encoding
+        if self._shut:  # closed before: a reopen
+            self._threads()
         loop = asyncio.get_running_loop()
         try:
             self._writer = await loop.run_in_executor(self._writing, self._connect)
@@ -141,6 +150,8 @@ class PgReadModel:
     async def attach(self) -> bool:
         """Open connections to the read model as it is, creating, changing and emptying
         nothing (``ctxlog verify``); False if there is none (its version table is missing)."""
+        if self._shut:
+            self._threads()
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writing, self._connect)
         reader = await loop.run_in_executor(self._pool, self._connect)
@@ -157,10 +168,28 @@ class PgReadModel:
         self._listening = asyncio.create_task(self._hear(conn), name="ctxlog-readmodel-listen")
 
     async def _hear(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        with contextlib.suppress(psycopg.Error):
-            async for _ in conn.notifies():
-                self._changed.set()
-        self._changed.set()  # the connection is gone: the poll is the backstop now
+        """Wake ``changed`` at each notification; when the connection is lost, connect
+        again (backing off up to 5 s; the poll is the backstop meanwhile)."""
+        delay = 0.05
+        while True:
+            with contextlib.suppress(psycopg.Error, OSError):
+                async for _ in conn.notifies():
+                    self._changed.set()
+            self._changed.set()  # what was announced meanwhile is lost: read the checkpoint
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.dsn, autocommit=True, application_name="ctxlog-readmodel-listen"
+                    )
+                    await conn.execute(f"LISTEN {self.channel}")
+                except (psycopg.Error, OSError):
+                    continue
+                self._listener, delay = conn, 0.05
+                break
 
     async def changed(self, within: float) -> None:
         """Return when the checkpoint may have moved (a notification), or after ``within``
@@ -198,6 +227,9 @@ class PgReadModel:
                 await loop.run_in_executor(self._pool, conn.close)
         self._readers.clear()
         self._idle = asyncio.Queue()
+        self._pool.shutdown(wait=False)
+        self._writing.shutdown(wait=False)
+        self._shut = True
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` on the write connection's thread."""

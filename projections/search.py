@@ -158,12 +158,6 @@ class Indexer:
         (one statement each cost two thirds of a batch's time there); SQLite: None, each
         change is made at once (in process, a statement costs microseconds)."""
 
-    def _run(self, sql: str, params: tuple[int, str]) -> None:
-        if self._pending is None:
-            self._conn.execute(sql, params)
-        else:
-            self._pending.append((sql, params))
-
     def flush(self) -> None:
         """Make the changes kept for later (PostgreSQL), in order: runs of one statement
         go as one ``executemany`` (pipelined by psycopg)."""
@@ -190,13 +184,19 @@ class Indexer:
         """Index a messages row just written with ``content``."""
         text = plain_text(content)
         if text:
-            self._run(self._sql(INDEX, tenant), (rowid, text))
+            if self._pending is None:
+                self._conn.execute(self._sql(INDEX, tenant), (rowid, text))
+            else:
+                self._pending.append((self._sql(INDEX, tenant), (rowid, text)))
 
     def remove(self, tenant: str | None, rowid: int, content_json: str) -> None:
         """Remove a messages row (its stored JSON content as it is now) from the index."""
         text = _stored_text(content_json)
         if text:
-            self._run(self._sql(UNINDEX, tenant), (rowid, text))
+            if self._pending is None:
+                self._conn.execute(self._sql(UNINDEX, tenant), (rowid, text))
+            else:
+                self._pending.append((self._sql(UNINDEX, tenant), (rowid, text)))
 
     def remove_context(self, tenant: str | None, context_id: str) -> None:
         """Remove every message row of a context (before its rows are rewritten)."""
@@ -213,7 +213,10 @@ class Indexer:
         for rowid, content_json in rows:
             text = _stored_text(content_json)
             if text:
-                self._run(insert, (rowid, text))
+                if self._pending is None:
+                    self._conn.execute(insert, (rowid, text))
+                else:
+                    self._pending.append((insert, (rowid, text)))
 
 
 # The rows a rebuild indexes at its end: plain text content in SQL (json_extract decodes the

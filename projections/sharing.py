@@ -28,6 +28,7 @@ from eventstore import EventStore
 from eventstore.recorder import LogFilter
 
 from .caches import HeaderCache
+from .retry import Backoff
 from .search import deferred_sync, index_all_sync
 from .tenants import Known
 
@@ -56,6 +57,9 @@ class Sharing:
     checkpoint: int
     headers: HeaderCache
     tenants: Known
+    error: BaseException | None
+    backoff: Backoff
+    _retry_at: float
     leading: bool = False
     """True while this node is the elected projector."""
 
@@ -67,17 +71,34 @@ class Sharing:
 
     def _forget_content(self) -> None: ...
 
+    def _failed(self, error: Exception) -> None: ...
+
+    def _recovered(self) -> None: ...
+
     @property
     def _model(self) -> PgReadModel:
         return cast("PgReadModel", self.readmodel)
 
     async def _share(self) -> None:
-        """Lead while elected, trail otherwise; for ever (``stop`` cancels it)."""
+        """Lead while elected, trail otherwise; for ever (``stop`` cancels it). An error
+        (the database unreachable) is reported as the lone projector's are (``health``),
+        and the loop tries again after a backoff."""
+        loop = asyncio.get_running_loop()
         while True:
-            if await self.store.recorder.lead(LEAD):
-                await self._lead()
-            else:
-                await self._trail(LEAD_CHECK)
+            try:
+                if await self.store.recorder.lead(LEAD):
+                    await self._lead()
+                else:
+                    await self._trail(LEAD_CHECK)
+                    if self.error is not None and not self.leading:
+                        self._recovered()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                delay = self.backoff.next()
+                self._retry_at = loop.time() + delay
+                self._failed(e)
+                await asyncio.sleep(delay)
 
     async def _lead(self) -> None:
         """Apply the log from the shared checkpoint until this node loses the duty."""
