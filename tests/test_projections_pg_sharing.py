@@ -49,7 +49,7 @@ async def pair() -> AsyncIterator[list[Contexts]]:
 async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
     """Return once ``condition()`` holds (checked every 50 ms, for up to ``within`` s)."""
     async with asyncio.timeout(within):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 (a state of another task, polled)
             await asyncio.sleep(0.05)
 
 
