@@ -173,9 +173,12 @@ class ServiceBase:
         headers = self.projector.headers
         ctx = headers.get(context_id)
         if ctx is None:
+            # Another node's projector may move the row on while it is read (``sharing``):
+            # what was read before the cache forgot it is not kept.
+            generation = headers.generation
             ctx = await self.readmodel.read_small(context_sync, context_id)
             if ctx is not None:
-                headers.put_row(ctx)
+                headers.put_row(ctx, generation)
         return ctx
 
     def _metadata(self, caller: Caller) -> EventMetadata:
