@@ -108,8 +108,8 @@ class PgReadModel:
         self._writer: PgConnection | None = None
         self._idle: asyncio.Queue[PgConnection] = asyncio.Queue()
         self._readers: list[PgConnection] = []
-        self._pool = ThreadPoolExecutor(1)
-        self._writing = ThreadPoolExecutor(1)
+        self._pool: ThreadPoolExecutor
+        self._writing: ThreadPoolExecutor
         self._threads()
         self._listener: psycopg.AsyncConnection[Any] | None = None
         self._listening: asyncio.Task[None] | None = None

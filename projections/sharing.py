@@ -24,12 +24,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, cast
 
-from eventstore import EventStore
+from eventstore import EventStore, SubjectErased, decode
 from eventstore.recorder import LogFilter
 
 from .caches import HeaderCache
 from .retry import Backoff
 from .search import deferred_sync, index_all_sync
+from .shredding import not_forgotten_sync
 from .tenants import Known
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class Sharing:
 
     def _recovered(self) -> None: ...
 
+    async def reconcile(self) -> list[str]:
+        raise NotImplementedError  # ``Projector.reconcile``
+
     @property
     def _model(self) -> PgReadModel:
         return cast("PgReadModel", self.readmodel)
@@ -108,6 +112,7 @@ class Sharing:
         self.tenants.clear()  # slots and runs another projector may have added since
         try:
             await self._caught_up(await self._model.checkpoint())
+            await self.reconcile()  # an erasure its predecessor applied but did not refold
             if await self.readmodel.read(deferred_sync):
                 # A rebuild was cut off before its search index: finish it.
                 await self.readmodel.write(index_all_sync)
@@ -133,6 +138,20 @@ class Sharing:
             await self._model.changed(min(TRAIL_POLL, left))
             await self._caught_up(await self._model.checkpoint())
 
+    async def _refolded(self, key_ids: list[str]) -> None:
+        """Wait until the projector has forgotten the content of ``key_ids`` (``apply``
+        refolds it in a transaction after the erasure's own, so the checkpoint passes the
+        erasure first): caches emptied before that could take the old content back in. At
+        most ``REFOLD_WAIT`` seconds (a projector that died in between: its successor's
+        ``reconcile`` refolds them)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + REFOLD_WAIT
+        while await self.readmodel.read(not_forgotten_sync, sorted(set(key_ids))):
+            if loop.time() >= until:
+                log.warning("the projector has not forgotten erased keys in %g s", REFOLD_WAIT)
+                return
+            await self._model.changed(TRAIL_POLL)
+
     async def _caught_up(self, position: int) -> None:
         """The shared checkpoint is at ``position``: forget what changed since ours, then
         take it as ours."""
@@ -143,17 +162,27 @@ class Sharing:
             self._forget(position)
             return
         touched: set[str] = set()
-        erased = position - before > TRAIL_READ
+        far = position - before > TRAIL_READ  # then only the erasures are read
+        keys: list[str] = []
         after = before
-        while not erased and after < position:
-            page = await self.store.recorder.read_all(after, min(1000, position - after), ALL)
-            if not page.events:
-                break
+        while after < position:
+            page = await self.store.recorder.read_all(
+                after, min(1000, position - after), ERASURES if far else ALL
+            )
             for row in page.events:
+                if row.position > position:
+                    break
                 touched.add(row.stream_id)
-                erased = erased or row.type == "subject.erased"
-            after = page.events[-1].position
-        if erased:  # content went without a new version of every context: start afresh
+                if row.type == ERASED:
+                    event = decode(row).event
+                    assert isinstance(event, SubjectErased)
+                    keys += event.key_ids
+            if page.through <= after:
+                break
+            after = page.through
+        if keys:
+            await self._refolded(keys)
+        if far or keys:  # content went without a new version of every context
             self.headers.clear()
             self._forget_content()
         else:
@@ -163,4 +192,8 @@ class Sharing:
         self._wake()
 
 
+ERASED = "subject.erased"  # SubjectErased's tag
 ALL = LogFilter()
+ERASURES = LogFilter(types=(ERASED,))
+REFOLD_WAIT = 30.0
+"""Seconds a trailing node waits for the projector to refold what an erasure names."""

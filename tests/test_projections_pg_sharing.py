@@ -96,3 +96,24 @@ async def test_when_the_projector_stops_the_other_takes_over_from_the_checkpoint
     assert b.projector.applied == 1  # only what came after: nothing applied twice
     report = await verify_readmodel(b.store, b.readmodel, TokenCounter())
     assert report.status == "ok", report
+
+
+async def test_an_erasure_through_the_trailing_service_reaches_both(
+    pair: list[Contexts],
+) -> None:
+    a, b = pair
+    await until(lambda: a.projector.applying)
+    ada = Caller(tenant="acme", actor="ada")
+    cid = (await b.create(ada, metadata={"subject": "ada"})).context_id
+    await b.append(ada, cid, [NewMessage(role="user", content="ada's secret")])
+    await a.projector.catch_up()
+    for service in pair:  # each caches the window and the whole context
+        assert "secret" in str(await service.window(ada, cid, max_tokens=500))
+        assert "secret" in str(await service.get(ada, cid))
+    await b.erase(ada, "ada")
+    await a.projector.catch_up()
+    for service in pair:
+        assert "secret" not in str(await service.window(ada, cid, max_tokens=500))
+        assert "secret" not in str(await service.get(ada, cid))
+        assert not (await service.search(ada, "secret")).hits
+    assert b.projector.applied == 0
