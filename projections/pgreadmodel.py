@@ -56,8 +56,9 @@ READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 # The statements the functions say in SQLite's words that mean something else here.
 twin("BEGIN IMMEDIATE", "BEGIN; " + LOCK_CHECKPOINT)
-twin("PRAGMA synchronous = OFF", "SET synchronous_commit = off")
-twin("PRAGMA synchronous = NORMAL", "SET synchronous_commit = on")
+# A rebuild's bulk mode (``bulk_sync``): the writer never waits for the flush anyway.
+twin("PRAGMA synchronous = OFF", "SELECT 1")
+twin("PRAGMA synchronous = NORMAL", "SELECT 1")
 twin("PRAGMA cache_size = -262144", "SELECT 1")
 twin("PRAGMA cache_size = -2000", "SELECT 1")
 twin("PRAGMA user_version", "SELECT version FROM readmodel_version WHERE id = 1")
@@ -121,11 +122,17 @@ class PgReadModel:
         self._writing = ThreadPoolExecutor(1, "ctxlog-readmodel-write")
         self._shut = False
 
-    def _connect(self) -> PgConnection:
+    def _connect(self, *, writer: bool = False) -> PgConnection:
+        # The writer commits without waiting for the WAL flush, as SQLite's read model runs
+        # without syncs: it is derived data, and a crash of the server loses a tail of whole
+        # transactions, rows and checkpoint together, which the projector applies again (the
+        # other nodes see the checkpoint go back and forget what they cached).
+        options = f"-c search_path={self.schema}"
+        if writer:
+            options += " -c synchronous_commit=off"
         return PgConnection.connect(
-            self.dsn, autocommit=True, application_name="ctxlog-readmodel",
-            options=f"-c search_path={self.schema}",
-        )  # fmt: skip
+            self.dsn, autocommit=True, application_name="ctxlog-readmodel", options=options
+        )
 
     async def open(self, encoding: str) -> int:
         """Open (creating, or on a schema mismatch recreating) the tables; returns the
@@ -135,7 +142,7 @@ class PgReadModel:
             self._threads()
         loop = asyncio.get_running_loop()
         try:
-            self._writer = await loop.run_in_executor(self._writing, self._connect)
+            self._writer = await loop.run_in_executor(self._writing, self._connect_writer)
             position = await self.write(_init_sync, self.schema, encoding)
             for _ in range(self._reader_count):
                 reader = await loop.run_in_executor(self._pool, self._connect)
@@ -256,13 +263,16 @@ class PgReadModel:
     read_small = read
     """No inline reads here: every read is a round trip to the server."""
 
+    def _connect_writer(self) -> PgConnection:
+        return self._connect(writer=True)
+
     def _usable(self, conn: PgConnection) -> PgConnection:
         """``conn``, or a new connection if the server or the network ended it."""
         if not conn.broken and not conn.closed:
             return conn
         with contextlib.suppress(psycopg.Error):
             conn.close()
-        fresh = self._connect()
+        fresh = self._connect(writer=conn is self._writer)
         if conn in self._readers:
             self._readers[self._readers.index(conn)] = fresh
         return fresh
