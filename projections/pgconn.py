@@ -12,6 +12,7 @@ transaction), which asyncpg, an asyncio driver, cannot serve.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,9 +46,17 @@ class Cursor(psycopg.Cursor[Any]):
     _returned: tuple[object, int | None] | None = None
 
     @property
+    def rowcount(self) -> int:
+        """Rows the statement changed; in a pipelined write transaction (``PgConnection``),
+        its result is fetched first (what reads it needs it now)."""
+        self._fetch_pipeline()
+        return super().rowcount
+
+    @property
     def lastrowid(self) -> int | None:
         """The first column of the row the last statement returned (its ``RETURNING``);
         read once, then remembered (SQLite's may be read again)."""
+        self._fetch_pipeline()  # in a pipelined transaction, the result comes now
         result = self.pgresult
         if result is None or not self.description:
             return None
@@ -64,6 +73,13 @@ class PgConnection(psycopg.Connection[Any]):
     _streams = 0
     """Server-side cursors opened (each is named by its number)."""
     _open: list[psycopg.ServerCursor[Any]] | None = None
+    _batch: contextlib.ExitStack | None = None
+    """The pipeline of the write transaction in progress (``BEGIN IMMEDIATE`` to ``COMMIT``):
+    its statements are sent without waiting for each one's result, and only a statement
+    whose result is read (a row, a row count) waits for the server; COMMIT sends the rest
+    and waits once. Counted from its statements, a projector's batch of one append waits
+    four times instead of eight (the lock, the checkpoint, the message's row count, COMMIT).
+    An error surfaces at the next wait, inside the transaction, which rolls back."""
 
     def execute(  # type: ignore[override]
         self, query: str, params: Sequence[Any] | dict[str, Any] | None = None, **_: Any
@@ -72,11 +88,34 @@ class PgConnection(psycopg.Connection[Any]):
         (a server-side one for a ``STREAMED`` statement in a transaction)."""
         if query in STREAMED and self.in_transaction:
             return self._streamed(query, params)
+        if self._batch is not None and query in ("COMMIT", "ROLLBACK"):
+            return self._end(query)
         cur = Cursor(self)
         if params is None:  # psycopg reads no markers (and no doubled %) then
             cur.execute(TWINS.get(query, query))
         else:
             cur.execute(converted(query), params)
+        if query == "BEGIN IMMEDIATE":  # locked the checkpoint: the rest goes pipelined
+            self._batch = contextlib.ExitStack()
+            self._batch.enter_context(self.pipeline())
+        return cur
+
+    def _end(self, query: str) -> Cursor:
+        """COMMIT inside the pipeline and wait for everything; ROLLBACK after leaving it
+        (what was sent before an error is discarded with the transaction)."""
+        batch, self._batch = self._batch, None
+        assert batch is not None
+        cur = Cursor(self)
+        if query == "COMMIT":
+            try:
+                cur.execute("COMMIT")
+            finally:
+                batch.close()  # raises the first error of the pipeline, if any
+            return cur
+        with contextlib.suppress(psycopg.Error):
+            batch.close()
+        if self.in_transaction:
+            cur.execute("ROLLBACK")
         return cur
 
     def _streamed(self, query: str, params: Any) -> Any:
