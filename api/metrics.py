@@ -211,6 +211,15 @@ class StateCollector(Collector):
             )
             yield _gauge("ctxlog_projector_lag_events", "Events in the log not yet applied", events)
             yield _gauge(
+                "ctxlog_projector_applying",
+                "1 while this node applies the log (a shared read model's elected projector)",
+                int(projector.applying),
+            )
+            yield _counter(
+                "ctxlog_projector_applied_events", "Events this node applied to the read model",
+                projector.applied,
+            )  # fmt: skip
+            yield _gauge(
                 "ctxlog_projector_lag_seconds", "Age of the oldest event not yet applied", seconds
             )
             done, total = projector.rebuilding or (0, 0)

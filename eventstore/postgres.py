@@ -223,6 +223,8 @@ class PostgresRecorder(Recorder):
         self.pool_size = pool_size
         self.lock_timeout_ms = lock_timeout_ms
         self._dsn = dsn
+        self.dsn = dsn
+        """Where the database is (the shared read model connects there too)."""
         self._quoted = quote_identifier(schema)
         # Every process writing to this schema computes the same key; other schemas (and,
         # but for a 2**-64 chance, other applications' advisory locks) do not contend.

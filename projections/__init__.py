@@ -17,6 +17,7 @@ from .errors import (
     MissingHistory,
     ProjectionError,
     ProjectorBehind,
+    ProjectorElsewhere,
     ReadModelInUse,
     UnknownModel,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "ProjectionError",
     "Projector",
     "ProjectorBehind",
+    "ProjectorElsewhere",
     "ProjectorFailed",
     "ReadModel",
     "ReadModelInUse",

@@ -32,6 +32,8 @@ from eventstore import (
 )
 
 from .context import content_hash, merge_patch, redacted_content
+from .dialect import twin
+from .errors import ReadModelBehind
 from .history import CHUNK, write_snapshot_sync
 from .positions import Numbering
 from .preconditions import changes_content
@@ -53,10 +55,15 @@ from .tables import (
 )
 from .tenants import Known, Slots
 
-INSERT_MESSAGE = (
-    "INSERT OR IGNORE INTO messages (context_id, seq, message_id, role, content, name, metadata,"
+_NEW_MESSAGE = (
+    " INTO messages (context_id, seq, message_id, role, content, name, metadata,"
     " version, tokens, edited_version, redacted, content_hash, subject)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
+)
+INSERT_MESSAGE = twin(
+    "INSERT OR IGNORE" + _NEW_MESSAGE,
+    # RETURNING: the cursor's lastrowid (pgconn) is the row it returns.
+    "INSERT" + _NEW_MESSAGE + " ON CONFLICT DO NOTHING RETURNING rowid",
 )
 INSERT_MESSAGES = (
     "INSERT INTO messages (context_id, seq, message_id, role, content, name, metadata, version,"
@@ -78,8 +85,10 @@ INSERT_SUMMARY = (
     "INSERT INTO summaries (context_id, seq, summary_id, text, through_message_id, version,"
     " tokens, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_EVENT_ID = (
-    "INSERT OR IGNORE INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
+INSERT_EVENT_ID = twin(
+    "INSERT OR IGNORE INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)",
+    "INSERT INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
+    " ON CONFLICT DO NOTHING",
 )
 
 Resolved = dict[tuple[str, int], ContextState]
@@ -121,6 +130,8 @@ class Applied(NamedTuple):
 
     rows: list[ContextRow]
     shared: bool
+    events: int = 0
+    """How many of the batch's events this call applied (the rest were applied already)."""
 
 
 def apply_sync(
@@ -148,6 +159,7 @@ def apply_sync(
     conn.execute("BEGIN IMMEDIATE")
     try:
         stored = conn.execute(SELECT_CHECKPOINT).fetchone()
+        _check_follows(stored, batch[0].position)
         shared = stored is not None and batch[0].position <= stored[0]
         if shared:
             batch = [rec for rec in batch if rec.position > stored[0]]
@@ -177,6 +189,8 @@ def apply_sync(
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
             record_sync(conn, rec)
             numbering.note(rec.metadata.tenant, rec.position)
+        if index is not None:
+            index.flush()
         numbering.write()
         rows = [c for c in touched.values() if c]
         conn.executemany(UPSERT_CONTEXT, [c.to_row() for c in rows])
@@ -188,7 +202,15 @@ def apply_sync(
         raise
     slots.committed()
     numbering.committed()
-    return Applied(rows, shared)
+    return Applied(rows, shared, len(batch))
+
+
+def _check_follows(stored: tuple[int, str] | None, first: int) -> None:
+    """ReadModelBehind if the batch starting at ``first`` does not follow the checkpoint: the
+    read model was emptied behind the caller (a rebuild on another node), and applying the
+    batch would skip events. The projector goes on from the stored checkpoint instead."""
+    if stored is not None and first > stored[0] + 1:
+        raise ReadModelBehind(stored[0], first)
 
 
 def _row_before(
@@ -339,6 +361,7 @@ def refold_sync(
             conn.execute(DELETE_SNAPSHOTS, (row.context_id,))
             conn.execute(DELETE_SNAPSHOT_CHUNKS, (row.context_id,))
             rows.append(row)
+        index.flush()
         conn.executemany(UPSERT_CONTEXT, [row.to_row() for row in rows])
         if not stale:
             conn.executemany(MARK_FORGOTTEN, [(key_id,) for key_id in forgotten])

@@ -30,6 +30,7 @@ from .context import fold
 from .errors import ContextNotFound, InvalidVersion
 from .history import not_found_at
 from .lineage import Pending, needs, resolve
+from .readmodel import Model
 from .reads import context_sync, state_sync
 from .retry import transient
 from .state import ContextState, TokenCounting
@@ -208,14 +209,21 @@ def _row_at_checkpoint_sync(
 
 async def verify_readmodel(
     store: EventStore,
-    path: str,
+    path: str | Model,
     counter: TokenCounting,
     *,
     progress: Progress | None = None,
     keep: int = 20,
 ) -> ReadModelReport:
-    """Compare every context of the read model at ``path`` with a fresh fold of its events
-    (as of the read model's checkpoint), and every context of the log up to it."""
+    """Compare every context of the read model at ``path`` (a SQLite file, or an open read
+    model: the shared one in PostgreSQL) with a fresh fold of its events (as of the read
+    model's checkpoint), and every context of the log up to it."""
+    if not isinstance(path, str):  # open already, and not ours to close
+        version, checkpoint = await path.read(_header_sync)
+        stale = _stale(version, checkpoint, counter.encoding, await store.head())
+        if stale is not None:
+            return ReadModelReport(status="stale", path=path.path, note=stale)
+        return await _compare(store, path, path.path, counter, progress, keep)
     try:
         db = await ReadOnlyDatabase.open(path)
     except FileNotFoundError:
@@ -248,7 +256,7 @@ def _stale(version: int, checkpoint: Any, encoding: str, head: int) -> str | Non
 
 async def _compare(
     store: EventStore,
-    db: ReadOnlyDatabase,
+    db: ReadOnlyDatabase | Model,
     path: str,
     counter: TokenCounting,
     progress: Progress | None,

@@ -33,7 +33,7 @@ from .caches import AssembledCache, WindowCache
 from .calls import Caller, Written
 from .errors import ContextNotFound, InvalidVersion
 from .history import SNAPSHOT_EVERY, History
-from .readmodel import ReadModel
+from .readmodel import Model, ReadModel
 from .reads import (
     context_sync,
     event_id_sync,
@@ -87,7 +87,7 @@ class ServiceBase:
     ) -> None:
         self.store = store
         self.counter = counter or TokenCounter()
-        self.readmodel = ReadModel(readmodel_path or _default_path(store))
+        self.readmodel = open_readmodel(store, readmodel_path)
         self.time_travel = History(store, self.readmodel, self.counter)
         self.projector = Projector(
             store, self.readmodel, self.time_travel, self.counter,
@@ -180,9 +180,12 @@ class ServiceBase:
         headers = self.projector.headers
         ctx = headers.get(context_id)
         if ctx is None:
+            # Another node's projector may move the row on while it is read (``sharing``):
+            # what was read before the cache forgot it is not kept.
+            generation = headers.generation
             ctx = await self.readmodel.read_small(context_sync, context_id)
             if ctx is not None:
-                headers.put_row(ctx)
+                headers.put_row(ctx, generation)
         return ctx
 
     def _metadata(self, caller: Caller) -> EventMetadata:
@@ -267,8 +270,20 @@ class ServiceBase:
         return found
 
 
-def _default_path(store: EventStore) -> str:
+def open_readmodel(store: EventStore, path: str | None) -> Model:
+    """The read model at ``path``; by default ``<log>.readmodel`` beside a SQLite log file,
+    the shared one in PostgreSQL beside a PostgreSQL log, else in memory."""
+    if path is not None:
+        return ReadModel(path)
     recorder = store.recorder
-    if isinstance(recorder, SQLiteRecorder) and recorder.path != ":memory:":
-        return recorder.path + ".readmodel"
-    return ":memory:"
+    if isinstance(recorder, SQLiteRecorder):
+        memory = recorder.path == ":memory:"
+        return ReadModel(":memory:" if memory else recorder.path + ".readmodel")
+    dsn = getattr(recorder, "dsn", None)
+    if dsn is not None:  # PostgreSQL (imported only then: psycopg is the postgres extra's)
+        from .pgreadmodel import PgReadModel, schema_of  # noqa: PLC0415
+
+        schema = schema_of(recorder.schema)  # type: ignore[attr-defined]
+        drop = bool(getattr(recorder, "drop_schema_on_close", False))
+        return PgReadModel(dsn, schema, drop_on_close=drop)
+    return ReadModel(":memory:")

@@ -62,6 +62,12 @@ class LRU(Generic[K, V]):
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def discard(self, key: K) -> None:
+        """Forget ``key``'s value (another node changed it); a value read before this is not
+        put back (``generation`` moves on, as at ``clear``)."""
+        self._items.pop(key, None)
+        self.generation += 1
+
     def clear(self) -> None:
         """Forget everything (the read model was reset, or forgot erased content)."""
         self._items.clear()
@@ -82,11 +88,12 @@ class HeaderCache(LRU[str, ContextRow]):
     def __init__(self, capacity: int = 100_000) -> None:
         super().__init__(capacity)
 
-    def put_row(self, row: ContextRow) -> None:
-        """Keep ``row`` unless a newer version of it is cached."""
+    def put_row(self, row: ContextRow, generation: int | None = None) -> None:
+        """Keep ``row`` unless a newer version of it is cached, or it was read before the
+        cache last forgot something (``generation``: its value when the read began)."""
         cached = self._items.get(row.context_id)
         if cached is None or cached.version <= row.version:
-            self.put(row.context_id, row)
+            self.put(row.context_id, row, generation)
 
     def put_rows(self, rows: Iterable[ContextRow]) -> None:
         """``put_row`` each row."""

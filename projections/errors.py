@@ -117,6 +117,26 @@ class ReadModelInUse(ProjectionError):
         self.path = path
 
 
+class ProjectorElsewhere(ProjectionError):
+    """A rebuild of a shared read model was refused: another node is its elected projector."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"another node is the projector of the shared read model ({path}): stop the nodes"
+            " (or rebuild on that node), then run this again"
+        )
+        self.path = path
+
+
+class ReadModelBehind(ProjectionError):
+    """A batch starts past the read model's checkpoint (another node emptied it for a
+    rebuild): the projector goes on from the stored checkpoint instead."""
+
+    def __init__(self, stored: int, first: int) -> None:
+        super().__init__(f"the read model is at position {stored}, the batch starts at {first}")
+        self.stored = stored
+
+
 class ProjectorBehind(ProjectionError, TimeoutError):
     """The read model cannot reach what a read or write needs right now: the projector is
     retrying after an error (``status`` ``behind`` for a transient one such as a full disk,

@@ -37,9 +37,10 @@ import msgspec
 
 from eventstore import EventStore
 
+from .dialect import twin
 from .errors import ContextNotFound, ContextNotYetCreated, InvalidVersion
 from .lineage import Key, Pending, needs, resolve
-from .readmodel import ReadModel
+from .readmodel import Model
 from .reads import summaries_sync
 from .state import ContextState, Message, TokenCounting
 from .tables import ContextRow
@@ -61,9 +62,12 @@ SELECT_CHUNK_VERSION = (
 SELECT_CHUNK = (
     "SELECT messages FROM snapshot_chunks WHERE context_id = ? AND chunk = ? AND version = ?"
 )
-INSERT_SNAPSHOT = (
+INSERT_SNAPSHOT = twin(
     "INSERT OR REPLACE INTO snapshots (context_id, version, message_count, header)"
-    " VALUES (?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?)",
+    "INSERT INTO snapshots (context_id, version, message_count, header) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (context_id, version) DO UPDATE"
+    " SET message_count = excluded.message_count, header = excluded.header",
 )
 # The chunk is the JSON array of its Messages, built by SQLite from the rows, whose content
 # and metadata are JSON already: no row crosses into Python (this was most of a snapshot's
@@ -78,6 +82,19 @@ SELECT ?, ?, ?, json_group_array(json_object(
     ELSE 'false' END), 'content_hash', content_hash, 'subject', subject))
 FROM (SELECT * FROM messages WHERE context_id = ? AND seq >= ? AND seq < ? ORDER BY seq)
 """
+twin(
+    INSERT_CHUNK,
+    """
+INSERT INTO snapshot_chunks (context_id, chunk, version, messages)
+SELECT ?, ?, ?, coalesce(json_agg(json_build_object(
+    'message_id', message_id, 'role', role, 'content', content::json, 'name', name,
+    'metadata', metadata::json, 'version', version, 'tokens', tokens,
+    'edited_version', edited_version, 'redacted', redacted <> 0,
+    'content_hash', content_hash, 'subject', subject) ORDER BY seq)::text, '[]')
+FROM messages WHERE context_id = ? AND seq >= ? AND seq < ?
+ON CONFLICT (context_id, chunk, version) DO UPDATE SET messages = excluded.messages
+""",
+)
 
 _encode = msgspec.msgpack.Encoder().encode
 _json_encode = msgspec.json.Encoder().encode
@@ -139,7 +156,7 @@ class History:
     def __init__(
         self,
         store: EventStore,
-        readmodel: ReadModel,
+        readmodel: Model,
         counter: TokenCounting,
         *,
         cache_messages: int = 1_000_000,

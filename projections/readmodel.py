@@ -26,7 +26,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiosqlite
 
@@ -44,6 +44,40 @@ log = logging.getLogger("ctxlog.readmodel")
 
 REBUILDING = ".rebuilding"
 """The suffix of the file a rebuild writes before it replaces the read model's."""
+
+
+class Model(Protocol):
+    """What the projector and the queries need of a read model: ``ReadModel`` (SQLite, this
+    node's own) or ``pgreadmodel.PgReadModel`` (PostgreSQL, shared by the nodes on a log)."""
+
+    path: str
+    damaged: Damaged | None
+
+    @property
+    def on_file(self) -> bool:
+        """False: a rebuild empties the tables in place."""
+
+    @property
+    def shared(self) -> bool:
+        """True: other nodes use it too, and one elected projector applies the log."""
+
+    async def open(self, encoding: str) -> int:
+        """Open it; returns its checkpoint."""
+
+    async def close(self) -> None:
+        """Close it."""
+
+    async def reset(self, encoding: str) -> None:
+        """Empty it, checkpoint 0."""
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` on the write connection."""
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in one read transaction."""
+
+    async def read_small(self, fn: Callable[..., T], *args: Any) -> T:
+        """``read`` for a point lookup or a window."""
 
 
 class ReadModel:
@@ -117,6 +151,16 @@ class ReadModel:
     def on_file(self) -> bool:
         """False for ``:memory:`` (a rebuild then empties the tables in place)."""
         return self.path != ":memory:"
+
+    @property
+    def shared(self) -> bool:
+        """False: this node's projector applies (a file another process shares on one log is
+        handled by ``apply_sync`` skipping what the other applied)."""
+        return False
+
+    async def reset(self, encoding: str) -> None:
+        """Drop and recreate every table, checkpoint 0 (``reset_sync``)."""
+        await self.write(reset_sync, encoding)
 
     async def fresh(self) -> ReadModel:
         """A new, empty read model in ``<path>.rebuilding`` (what a crashed rebuild left

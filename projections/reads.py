@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .dialect import of
 from .overhead import DEFAULT_FORMAT
 from .state import ContextState, Message, Summary
 from .tables import (
@@ -140,9 +141,9 @@ def page_sync(
     metadata: dict[str, str],
 ) -> list[ContextRow]:
     """Live contexts of ``tenant`` with position < ``before``, newest first, filtered."""
-    sql, params = SELECT_PAGE, [tenant, before]
+    sql, params = of(conn, SELECT_PAGE), [tenant, before]
     for key, value in metadata.items():
-        sql += FILTER_METADATA
+        sql += of(conn, FILTER_METADATA)
         params += [key, value]
     rows = conn.execute(sql + ORDER_PAGE, [*params, limit])
     return [ContextRow.from_row(r) for r in rows]

@@ -29,6 +29,7 @@ import msgspec
 from eventstore import VersionConflict, to_datetime
 
 from .calls import Caller
+from .dialect import twin
 from .erasure import Erased
 from .errors import ContextIsDeleted, ContextNotFound
 from .tables import json_encode
@@ -40,10 +41,17 @@ ACTOR = "ctxlog-retention"
 """The actor every retention event is recorded under."""
 DAY_US = 86_400_000_000
 
-IDLE = """
+IDLE = twin(
+    """
 SELECT context_id, version, updated_at, deleted FROM contexts
 WHERE tenant IS :tenant AND updated_at < :cutoff ORDER BY updated_at, context_id
-"""
+""",
+    """
+SELECT context_id, version, updated_at, deleted FROM contexts
+WHERE tenant IS NOT DISTINCT FROM :tenant AND updated_at < :cutoff
+ORDER BY updated_at, context_id
+""",
+)
 SUBJECTS = """
 SELECT json_extract(metadata, '$.subject') AS subject FROM contexts
 WHERE context_id IN (SELECT value FROM json_each(:ids))
@@ -54,6 +62,19 @@ WHERE context_id IN (SELECT value FROM json_each(:ids))
   AND json_type(metadata, '$.subject') = 'text'
 ORDER BY subject
 """
+twin(
+    SUBJECTS,
+    """
+SELECT (metadata::json ->> 'subject') COLLATE "C" AS subject FROM contexts
+WHERE context_id IN (SELECT jsonb_array_elements_text(:ids::jsonb))
+  AND json_typeof(metadata::json -> 'subject') = 'string'
+UNION
+SELECT (metadata::json ->> 'subject') COLLATE "C" FROM messages
+WHERE context_id IN (SELECT jsonb_array_elements_text(:ids::jsonb))
+  AND json_typeof(metadata::json -> 'subject') = 'string'
+ORDER BY subject
+""",
+)
 
 
 class RetentionPolicy(msgspec.Struct, frozen=True, kw_only=True):

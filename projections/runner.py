@@ -44,11 +44,12 @@ from eventstore import (
 from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync, refold_sync
 from .caches import HeaderCache
 from .collector import fewer_collections
-from .errors import ProjectionError, ProjectorBehind
+from .errors import ProjectionError, ProjectorBehind, ProjectorElsewhere, ReadModelBehind
 from .history import SNAPSHOT_EVERY, History
-from .readmodel import ReadModel, bulk_sync, reset_sync
+from .readmodel import Model, ReadModel, bulk_sync
 from .retry import OK, Backoff, Health, health
 from .search import defer_sync, index_all_sync
+from .sharing import LEAD, Sharing
 from .shredding import (
     erased_at_sync,
     forgotten_sync,
@@ -74,13 +75,13 @@ class ProjectorFailed(ProjectionError):
     """The projector stopped on an error; the read model holds everything before it."""
 
 
-class Projector:
+class Projector(Sharing):
     """Keeps a ReadModel current with an EventStore; ``wait_for`` gives read-your-writes."""
 
     def __init__(
         self,
         store: EventStore,
-        readmodel: ReadModel,
+        readmodel: Model,
         history: History,
         counter: TokenCounting,
         *,
@@ -111,6 +112,9 @@ class Projector:
         """The read model's tenants' slots and last runs, as committed."""
         self.error: BaseException | None = None
         """What the last attempt failed on; None once a batch applies again."""
+        self.applied = 0
+        """Events this projector applied to the read model since it was made (not counting
+        a rebuild's replay): on a shared read model, 0 for a node that never led."""
         self.rebuilding: tuple[int, int] | None = None
         """(position replayed, head of the log) while a rebuild runs, else None."""
         self.backoff = Backoff(retry_initial, retry_cap)
@@ -154,6 +158,12 @@ class Projector:
             raise ProjectorBehind(now.status, now.reason or "", now.retry_after)
 
     @property
+    def applying(self) -> bool:
+        """Whether this node applies the log: always on its own read model, on a shared one
+        while elected (``sharing``)."""
+        return self.leading or not self.readmodel.shared
+
+    @property
     def running(self) -> bool:
         """True while the live loop runs."""
         return self._task is not None and not self._task.done()
@@ -164,7 +174,7 @@ class Projector:
             return
         if checkpoint > await self.store.head():
             # The read model is ahead of this log: it was built from another one.
-            await self.readmodel.write(reset_sync, self.counter.encoding)
+            await self.readmodel.reset(self.counter.encoding)
             self.history.clear_cache()
             self.headers.clear()
             self.tenants.clear()
@@ -172,7 +182,8 @@ class Projector:
         self.checkpoint = checkpoint
         self.error = None
         self.backoff.reset()
-        self._task = asyncio.create_task(self._follow(), name="ctxlog-projector")
+        loop = self._share() if self.readmodel.shared else self._follow()
+        self._task = asyncio.create_task(loop, name="ctxlog-projector")
 
     async def stop(self) -> None:
         """Stop following; what was committed stays."""
@@ -264,21 +275,28 @@ class Projector:
     async def _rebuild(self, was_running: bool, progress: Progress | None, batch_size: int) -> int:
         await self.stop()
         self.store.keys.forget()  # the log is read anew: no key another process destroyed
-        if self.readmodel.on_file:
+        target: Model
+        if isinstance(self.readmodel, ReadModel) and self.readmodel.on_file:
             target = await self.readmodel.fresh()
             history = History(self.store, target, self.counter)
         else:
+            if self.readmodel.shared and not await self.store.recorder.lead(LEAD):
+                if was_running:
+                    await self.start(self.checkpoint)
+                raise ProjectorElsewhere(self.readmodel.path)
             target, history = self.readmodel, self.history
-            await target.write(reset_sync, self.counter.encoding)
+            await target.reset(self.counter.encoding)
             self._forget(0)
         start = await self.store.head()
         try:
             done, through = await self._replay(target, history, progress, batch_size)
             await self._settle_keys(target, history, start)
-            if target is not self.readmodel:
-                await self.readmodel.adopt(target)
+            fresh = isinstance(target, ReadModel) and target is not self.readmodel
+            if fresh and isinstance(self.readmodel, ReadModel):
+                await self.readmodel.adopt(target)  # type: ignore[arg-type]
         except BaseException:
-            if target is not self.readmodel:  # the old read model stands: follow on with it
+            if isinstance(target, ReadModel) and target is not self.readmodel:
+                # The old read model stands: follow on with it.
                 with contextlib.suppress(Exception):
                     await target.discard()
                 if was_running:
@@ -315,14 +333,14 @@ class Projector:
                 self._forget_content()
         return missing
 
-    async def _missing(self, target: ReadModel) -> list[str]:
+    async def _missing(self, target: Model) -> list[str]:
         candidates = await target.read(unsettled_sync)
         if not candidates:
             return []
         existing = await self.store.recorder.keys_by_id(candidates)
         return [key_id for key_id in candidates if key_id not in existing]
 
-    async def _settle_keys(self, target: ReadModel, history: History, start: int) -> None:
+    async def _settle_keys(self, target: Model, history: History, start: int) -> None:
         """After a rebuild's replay: the content of a key destroyed before it began read as
         "[erased]" throughout, but one destroyed while it ran may have opened content it
         read before; fold again what such a key (recorded after ``start``, or not at all)
@@ -342,7 +360,7 @@ class Projector:
         self,
         key_ids: list[str],
         *,
-        target: ReadModel | None = None,
+        target: Model | None = None,
         history: History | None = None,
     ) -> None:
         """Fold every context holding content sealed with ``key_ids`` (destroyed) again from
@@ -369,7 +387,7 @@ class Projector:
             only = set(stale)
 
     async def _replay(
-        self, target: ReadModel, history: History, progress: Progress | None, batch_size: int
+        self, target: Model, history: History, progress: Progress | None, batch_size: int
     ) -> tuple[int, int]:
         """Apply the whole log to ``target`` (empty); returns (events applied, checkpoint)."""
         total = await self.store.head()
@@ -429,6 +447,7 @@ class Projector:
                 applied = await self._apply_to(
                     self.readmodel, self.history, part, tokens, search=search
                 )
+                self.applied += applied.events
                 if applied.shared:  # another process applied part of it: rows moved on unseen
                     self.headers.clear()
                 self.headers.put_rows(applied.rows)
@@ -443,7 +462,7 @@ class Projector:
 
     async def _apply_to(
         self,
-        target: ReadModel,
+        target: Model,
         history: History,
         batch: list[RecordedEvent],
         tokens: Tokens | None,
@@ -490,6 +509,8 @@ class Projector:
                 await self._follow_once()
             except asyncio.CancelledError:
                 raise
+            except ReadModelBehind as e:
+                self._forget(e.stored)  # follow on from where the read model is
             except Exception as e:
                 delay = self.backoff.next()
                 self._retry_at = loop.time() + delay

@@ -24,6 +24,7 @@ import sqlite3
 
 from eventstore import RecordedEvent, SubjectErased
 
+from .dialect import twin
 from .tables import json_encode
 
 UPSERT_SEALED = (
@@ -40,16 +41,22 @@ MARK_FORGOTTEN = (
     "INSERT INTO erased_keys (key_id, erased_at, forgotten) VALUES (?, NULL, 1)"
     " ON CONFLICT (key_id) DO UPDATE SET forgotten = 1"
 )
-SELECT_NOT_FORGOTTEN = (
+SELECT_NOT_FORGOTTEN = twin(
     "SELECT value FROM json_each(?)"
-    " WHERE value NOT IN (SELECT key_id FROM erased_keys WHERE forgotten)"
+    " WHERE value NOT IN (SELECT key_id FROM erased_keys WHERE forgotten)",
+    "SELECT value FROM jsonb_array_elements_text(?::jsonb) AS k (value)"
+    " WHERE value NOT IN (SELECT key_id FROM erased_keys WHERE forgotten <> 0)",
 )
-SELECT_ERASED_AT = (
-    "SELECT key_id, erased_at FROM erased_keys WHERE key_id IN (SELECT value FROM json_each(?))"
+SELECT_ERASED_AT = twin(
+    "SELECT key_id, erased_at FROM erased_keys WHERE key_id IN (SELECT value FROM json_each(?))",
+    "SELECT key_id, erased_at FROM erased_keys"
+    " WHERE key_id IN (SELECT jsonb_array_elements_text(?::jsonb))",
 )
-SELECT_UNSETTLED = (
+SELECT_UNSETTLED = twin(
     "SELECT DISTINCT key_id FROM sealed_keys"
-    " WHERE key_id NOT IN (SELECT key_id FROM erased_keys WHERE forgotten)"
+    " WHERE key_id NOT IN (SELECT key_id FROM erased_keys WHERE forgotten)",
+    "SELECT DISTINCT key_id FROM sealed_keys"
+    " WHERE key_id NOT IN (SELECT key_id FROM erased_keys WHERE forgotten <> 0)",
 )
 # Contexts holding content sealed with any of the keys, and every fork descending from them.
 SELECT_HOLDING = """
@@ -61,12 +68,22 @@ WITH RECURSIVE holding (context_id) AS (
 SELECT c.context_id, c.version FROM contexts c JOIN holding USING (context_id)
 ORDER BY c.position
 """
+twin(SELECT_HOLDING, SELECT_HOLDING.replace(
+    "(SELECT value FROM json_each(:keys))", "(SELECT jsonb_array_elements_text(:keys::jsonb))"
+))  # fmt: skip
 # The keys that sealed a subject's content in a tenant, and whether an erasure recorded each.
-SELECT_SUBJECT_KEYS = """
+SELECT_SUBJECT_KEYS = twin(
+    """
 SELECT DISTINCT s.key_id, a.erased_at IS NOT NULL
 FROM sealed_keys s JOIN contexts c USING (context_id) LEFT JOIN erased_keys a USING (key_id)
 WHERE s.subject = :subject AND c.tenant IS :tenant
-"""
+""",
+    """
+SELECT DISTINCT s.key_id, a.erased_at IS NOT NULL
+FROM sealed_keys s JOIN contexts c USING (context_id) LEFT JOIN erased_keys a USING (key_id)
+WHERE s.subject = :subject AND c.tenant IS NOT DISTINCT FROM :tenant
+""",
+)
 # Every context that ever held the subject's content (sealed with one of its keys, or, for
 # content of an older ctxlog, named by metadata), and every fork descending from one.
 SELECT_AFFECTED = """
@@ -82,6 +99,23 @@ WITH RECURSIVE affected (context_id) AS (
 SELECT c.context_id FROM contexts c JOIN affected a USING (context_id)
 WHERE c.tenant IS :tenant ORDER BY c.position
 """
+twin(
+    SELECT_AFFECTED,
+    """
+WITH RECURSIVE affected (context_id) AS (
+    SELECT context_id FROM sealed_keys
+    WHERE key_id IN (SELECT jsonb_array_elements_text(:keys::jsonb))
+    UNION
+    SELECT context_id FROM contexts WHERE metadata::json ->> 'subject' = :subject
+    UNION
+    SELECT context_id FROM messages WHERE metadata::json ->> 'subject' = :subject
+    UNION
+    SELECT c.context_id FROM contexts c JOIN affected a ON c.parent_id = a.context_id
+)
+SELECT c.context_id FROM contexts c JOIN affected a USING (context_id)
+WHERE c.tenant IS NOT DISTINCT FROM :tenant ORDER BY c.position
+""",
+)
 # The tenants whose contexts hold content of a subject that no erasure has reached yet (sealed
 # with one of its keys not known to be destroyed): where erasing it would do something.
 SELECT_SUBJECT_TENANTS = """
@@ -90,6 +124,17 @@ FROM sealed_keys s JOIN contexts c USING (context_id)
 WHERE s.subject = :subject AND s.key_id NOT IN (SELECT key_id FROM erased_keys)
 ORDER BY c.tenant IS NOT NULL, c.tenant
 """
+twin(
+    SELECT_SUBJECT_TENANTS,
+    # PostgreSQL orders a DISTINCT only by what it selects.
+    """
+SELECT tenant FROM (
+    SELECT DISTINCT c.tenant
+    FROM sealed_keys s JOIN contexts c USING (context_id)
+    WHERE s.subject = :subject AND s.key_id NOT IN (SELECT key_id FROM erased_keys)
+) AS t ORDER BY tenant NULLS FIRST
+""",
+)
 DELETE_SNAPSHOTS = "DELETE FROM snapshots WHERE context_id = ?"
 DELETE_SNAPSHOT_CHUNKS = "DELETE FROM snapshot_chunks WHERE context_id = ?"
 

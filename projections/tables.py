@@ -54,6 +54,7 @@ import msgspec
 from eventstore import Content, Role, WindowSettings, to_datetime
 
 from . import positions, search, tenants
+from .dialect import streamed, twin
 from .state import ContextState, Message, ParentRef, Summary
 
 SCHEMA_VERSION = 10
@@ -158,7 +159,8 @@ TABLES = (
 DROP = "".join(f"DROP TABLE IF EXISTS {table};\n" for table in TABLES)
 
 CONTEXT_COLUMNS = (
-    "context_id, tenant, position, version, deleted, metadata, window, parent_id, parent_version,"
+    # "window" quoted: a reserved word in PostgreSQL (a plain name to SQLite either way).
+    'context_id, tenant, position, version, deleted, metadata, "window", parent_id, parent_version,'
     " created_at, updated_at, message_count, total_tokens, token_encoding, dirty, content_version,"
     " reshaped"
 )
@@ -172,9 +174,11 @@ UPSERT_CHECKPOINT = (
     " ON CONFLICT (id) DO UPDATE SET position = excluded.position, encoding = excluded.encoding"
 )
 SELECT_CONTEXT = f"SELECT {CONTEXT_COLUMNS} FROM contexts WHERE context_id = ?"
-UPSERT_CONTEXT = (
-    f"INSERT OR REPLACE INTO contexts ({CONTEXT_COLUMNS})"
-    f" VALUES ({', '.join('?' * len(CONTEXT_COLUMNS.split(',')))})"
+_CONTEXT_VALUES = f"({CONTEXT_COLUMNS}) VALUES ({', '.join('?' * len(CONTEXT_COLUMNS.split(',')))})"
+UPSERT_CONTEXT = twin(
+    f"INSERT OR REPLACE INTO contexts {_CONTEXT_VALUES}",
+    f"INSERT INTO contexts {_CONTEXT_VALUES} ON CONFLICT (context_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in CONTEXT_COLUMNS.replace(" ", "").split(",")),
 )
 SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? ORDER BY seq"
 # Each message's JSON as the API shows it (``Message`` without ``subject``, ``message_id`` as
@@ -182,14 +186,24 @@ SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? 
 # already, and json_quote escapes text exactly as msgspec does (every code point checked), so
 # a whole context is copied out of the read model instead of decoded and encoded again. Built
 # from the live columns, it can never show content an edit, a redaction or an erasure replaced.
-SELECT_MESSAGES_JSON = (
+SELECT_MESSAGES_JSON = twin(
     "SELECT CAST('{\"id\":' || json_quote(message_id) || ',\"role\":' || json_quote(role)"
     " || ',\"content\":' || content || ',\"name\":' || json_quote(name)"
     " || ',\"metadata\":' || metadata || ',\"version\":' || version"
     " || ',\"tokens\":' || tokens || ',\"edited_version\":' || coalesce(edited_version, 'null')"
     " || ',\"redacted\":' || CASE WHEN redacted THEN 'true' ELSE 'false' END"
     " || ',\"content_hash\":' || json_quote(content_hash) || '}' AS BLOB)"
-    " FROM messages WHERE context_id = ? AND seq >= ? ORDER BY seq"
+    " FROM messages WHERE context_id = ? AND seq >= ? ORDER BY seq",
+    # to_json escapes text as json_quote does; NULL needs saying.
+    "SELECT convert_to('{\"id\":' || to_json(message_id)::text"
+    " || ',\"role\":' || to_json(role)::text"
+    " || ',\"content\":' || content || ',\"name\":' || coalesce(to_json(name)::text, 'null')"
+    " || ',\"metadata\":' || metadata || ',\"version\":' || version::text"
+    " || ',\"tokens\":' || tokens::text"
+    " || ',\"edited_version\":' || coalesce(edited_version::text, 'null')"
+    " || ',\"redacted\":' || CASE WHEN redacted <> 0 THEN 'true' ELSE 'false' END"
+    " || ',\"content_hash\":' || coalesce(to_json(content_hash)::text, 'null') || '}', 'UTF8')"
+    " FROM messages WHERE context_id = ? AND seq >= ? ORDER BY seq",
 )
 SELECT_MESSAGE_RANGE = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = ? AND seq >= ? AND seq < ?"
@@ -201,23 +215,27 @@ SELECT_MESSAGES_BACKWARD = (
 )
 # The tail skips pinned (system) messages, except the one a summary covers through: the
 # tail must reach it to know where the summary's coverage starts.
-SELECT_TAIL = (
+SELECT_TAIL = streamed(
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages"
     " WHERE context_id = ? AND (role NOT IN ('system', 'developer') OR seq = ?)"
     " ORDER BY seq DESC"
 )
-SELECT_PINNED = (
+SELECT_PINNED = twin(
     f"SELECT {MESSAGE_COLUMNS}, seq FROM messages INDEXED BY messages_pinned"
-    " WHERE context_id = ? AND role IN ('system', 'developer') ORDER BY seq"
+    " WHERE context_id = ? AND role IN ('system', 'developer') ORDER BY seq",
+    f"SELECT {MESSAGE_COLUMNS}, seq FROM messages"
+    " WHERE context_id = ? AND role IN ('system', 'developer') ORDER BY seq",
 )
 SELECT_MESSAGE_INFO = (
     "SELECT seq, role, name, redacted, content, content_hash, tokens, rowid, subject, metadata"
     " FROM messages WHERE context_id = ? AND message_id = ?"
 )
 SELECT_SUMMARY_SUBJECTS = "SELECT subjects FROM summaries WHERE context_id = ? AND summary_id = ?"
-SELECT_MESSAGE_SUBJECTS = (
+SELECT_MESSAGE_SUBJECTS = twin(
     "SELECT DISTINCT subject FROM messages WHERE context_id = ? AND subject IS NOT NULL"
-    " AND message_id IN (SELECT value FROM json_each(?))"
+    " AND message_id IN (SELECT value FROM json_each(?))",
+    "SELECT DISTINCT subject FROM messages WHERE context_id = ? AND subject IS NOT NULL"
+    " AND message_id IN (SELECT jsonb_array_elements_text(?::jsonb))",
 )
 SELECT_SUBJECTS_UPTO = (
     "SELECT DISTINCT subject FROM messages WHERE context_id = ? AND seq <= ?"
@@ -239,21 +257,28 @@ SELECT_LATEST_SUMMARY = (
     " ON m.context_id = s.context_id AND m.message_id = s.through_message_id"
     " WHERE s.context_id = ? ORDER BY s.seq DESC LIMIT 1"
 )
-SELECT_FORKS = (
+SELECT_FORKS = twin(
     "SELECT context_id, parent_version, tenant FROM contexts INDEXED BY contexts_by_parent"
-    " WHERE parent_id = ? ORDER BY position"
+    " WHERE parent_id = ? ORDER BY position",
+    "SELECT context_id, parent_version, tenant FROM contexts WHERE parent_id = ? ORDER BY position",
 )
-SELECT_PAGE = (
+SELECT_PAGE = twin(
     f"SELECT {CONTEXT_COLUMNS} FROM contexts INDEXED BY contexts_by_tenant"
-    " WHERE tenant IS ? AND deleted = 0 AND position < ?"
+    " WHERE tenant IS ? AND deleted = 0 AND position < ?",
+    f"SELECT {CONTEXT_COLUMNS} FROM contexts"
+    " WHERE tenant IS NOT DISTINCT FROM ? AND deleted = 0 AND position < ?",
 )
 # A filter value matches a string equal to it, or another JSON value whose text it is. The key
 # is compared with json_each's decoded keys, never spliced into a JSON path: a path cannot
 # spell every key (SQLite's has no escapes for '"' or '\\', and a NUL ends it in an error).
-FILTER_METADATA = (
+FILTER_METADATA = twin(
     " AND EXISTS (SELECT 1 FROM json_each(contexts.metadata) AS m WHERE m.key = ? AND"
     " (CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
-    " ELSE CAST(m.value AS TEXT) END) = ?)"
+    " ELSE CAST(m.value AS TEXT) END) = ?)",
+    # json, not jsonb: a value's text is then as stored (msgspec's, compact), as SQLite's is.
+    " AND EXISTS (SELECT 1 FROM json_each(contexts.metadata::json) AS m WHERE m.key = ? AND"
+    " (CASE json_typeof(m.value) WHEN 'string' THEN m.value #>> '{}'"
+    " ELSE m.value::text END) = ?)",
 )
 ORDER_PAGE = " ORDER BY position DESC LIMIT ?"
 SELECT_EVENT_ID = "SELECT context_id, position FROM event_ids WHERE event_id = ?"

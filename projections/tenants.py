@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from .dialect import of, twin
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
     slot   INTEGER PRIMARY KEY,
@@ -27,12 +29,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS tenants_by_name ON tenants (tenant);
 """
 TABLES = ("tenants",)
 
-SELECT_SLOT = "SELECT slot FROM tenants WHERE tenant IS ?"
+SELECT_SLOT = twin(
+    "SELECT slot FROM tenants WHERE tenant IS ?",
+    "SELECT slot FROM tenants WHERE tenant IS NOT DISTINCT FROM ?",
+)
 SELECT_SLOTS = "SELECT tenant, slot FROM tenants"
-INSERT_TENANT = "INSERT INTO tenants (tenant) VALUES (?)"
-CREATE_FTS = (
+INSERT_TENANT = twin(
+    "INSERT INTO tenants (tenant) VALUES (?)",
+    "INSERT INTO tenants (tenant) VALUES (?) RETURNING slot",
+)
+CREATE_FTS = twin(
     "CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
-    "text, content = '', tokenize = 'unicode61 remove_diacritics 2')"
+    "text, content = '', tokenize = 'unicode61 remove_diacritics 2')",
+    # Every tenant's rows are in the one ``search`` table, by slot: nothing to create.
+    "SELECT {slot}",
 )
 """A tenant's full-text index: *contentless* (see ``search``)."""
 SELECT_VIRTUAL_TABLES = (
@@ -63,7 +73,7 @@ def register_sync(conn: sqlite3.Connection, tenant: str | None) -> int:
     if slot is None:
         cursor = conn.execute(INSERT_TENANT, (tenant,))
         slot = int(cursor.lastrowid or 0)
-        conn.execute(CREATE_FTS.format(table=fts_table(slot)))
+        conn.execute(of(conn, CREATE_FTS).format(table=fts_table(slot), slot=slot))
     return slot
 
 

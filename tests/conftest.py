@@ -28,6 +28,19 @@ def _backends() -> list[object]:
     return ["sqlite-memory", "sqlite-file", pytest.param("postgres", marks=skip_pg)]
 
 
+def _readmodels() -> list[object]:
+    skip_pg = pytest.mark.skipif(
+        not PG_DSN, reason="the PostgreSQL read model is tested when CTXLOG_TEST_PG_DSN is set"
+    )
+    return ["sqlite", pytest.param("postgres", marks=skip_pg)]
+
+
+@pytest.fixture(params=_readmodels())
+def readmodel(request: pytest.FixtureRequest) -> str:
+    """The read model a projections test runs on: ``sqlite`` or ``postgres`` (shared)."""
+    return str(request.param)
+
+
 @pytest.fixture(params=_backends())
 def backend(request: pytest.FixtureRequest) -> str:
     """The name of the backend a contract test runs on."""

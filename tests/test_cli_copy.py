@@ -107,6 +107,7 @@ def pg_target() -> Iterator[str]:
         conn = await asyncpg.connect(PG_DSN)
         try:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}_readmodel" CASCADE')
         finally:
             await conn.close()
 

@@ -258,6 +258,7 @@ async def test_postgres_key_store_seals_and_erases() -> None:
         async with recorder._connection() as conn:
             assert await conn.fetchval(f"SELECT count(*) FROM {schema}.subject_keys") == 1
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema}_readmodel CASCADE")
     finally:
         await store.close()
 

@@ -16,6 +16,7 @@ from eventstore import ERASED, DuplicateEventId, EventMetadata, EventStore, Subj
 from projections import Caller, Contexts, NewMessage
 from projections.erasure import Erased
 from projections.errors import ProjectorBehind
+from projections.readmodel import ReadModel
 from projections.runner import Projector
 from tests.conftest import PG_DSN
 
@@ -37,6 +38,7 @@ async def test_an_erase_finds_a_context_that_no_longer_names_the_subject(
         await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
         await service.update_metadata(ADA, cid, {"subject": None})
         assert SECRET in str(await service.window(ADA, cid, max_tokens=1000))
+        assert isinstance(service.readmodel, ReadModel)
         adopt = service.readmodel.adopt
         during: list[str] = []
 
@@ -111,8 +113,8 @@ async def test_an_erasure_cut_short_is_forgotten_at_start_and_recorded_by_erasin
 
 @pytest.mark.skipif(PG_DSN is None, reason="set CTXLOG_TEST_PG_DSN to run PostgreSQL tests")
 async def test_an_erase_on_postgres_reaches_another_server(tmp_path: Path) -> None:
-    """With PostgreSQL every server keeps its read model in memory: the one that erases
-    forgets at once, the other when its projector reads the erasure."""
+    """With PostgreSQL the servers share one read model: the elected projector forgets, and
+    the other server's caches forget when it sees the erasure go by."""
     url = f"{PG_DSN}?schema=erase_{uuid.uuid4().hex[:8]}"
     stores = [await EventStore.open_url(url) for _ in range(2)]
     one, two = (Contexts(store, poll_interval=0.05) for store in stores)
@@ -146,6 +148,7 @@ async def test_an_erase_on_postgres_reaches_another_server(tmp_path: Path) -> No
         recorder: Any = stores[0].recorder
         async with recorder._connection() as conn:
             await conn.execute(f"DROP SCHEMA {recorder.schema} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {recorder.schema}_readmodel CASCADE")
         for store in stores:
             await store.close()
 
@@ -192,6 +195,7 @@ async def test_a_write_during_an_erasure_reads_its_own_write_after_it(
         cid = (await service.create(ADA, metadata={"subject": "ada"})).context_id
         await service.append(ADA, cid, [NewMessage(role="user", content=SECRET)])
         other = (await service.create(ADA)).context_id
+        assert isinstance(service.readmodel, ReadModel)
         adopt, held = service.readmodel.adopt, asyncio.Event()
 
         async def adopt_when_let(fresh: Any) -> int:

@@ -20,8 +20,8 @@ ACME = Caller(tenant="acme", actor="ada")
 
 
 @pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Contexts]:
-    async with running_contexts(str(tmp_path / "log.db"), counter=COUNTER) as service:
+async def svc(tmp_path: Path, readmodel: str) -> AsyncIterator[Contexts]:
+    async with running_contexts(str(tmp_path / "log.db"), readmodel, counter=COUNTER) as service:
         yield service
 
 
@@ -65,7 +65,8 @@ async def test_a_chain_of_forks_rebuilds_and_verifies(svc: Contexts, tmp_path: P
     # One rebuild page holds the whole chain: the forks resolve through one shared memo.
     assert await svc.rebuild() == 3 + DEPTH
     assert [m.content for m in (await svc.get(ACME, chain[-1])).messages] == ["a", "b"]
-    report = await verify_readmodel(svc.store, str(tmp_path / "log.db.readmodel"), COUNTER)
+    model = svc.readmodel if svc.readmodel.shared else str(tmp_path / "log.db.readmodel")
+    report = await verify_readmodel(svc.store, model, COUNTER)
     assert report.status == "ok", report
     assert report.contexts == DEPTH + 1
 

@@ -41,8 +41,8 @@ def served() -> WindowServed:
 
 
 @pytest.fixture
-async def svc() -> AsyncIterator[Contexts]:
-    async with running_contexts(":memory:", snapshot_every=4) as service:
+async def svc(readmodel: str) -> AsyncIterator[Contexts]:
+    async with running_contexts(":memory:", readmodel, snapshot_every=4) as service:
         yield service
 
 

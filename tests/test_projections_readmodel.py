@@ -136,6 +136,7 @@ async def test_small_reads_run_inline_and_fall_back_to_a_reader_when_busy(tmp_pa
         cid = (await service.create(Caller(tenant="t"))).context_id
         await service.projector.catch_up()
         readmodel = service.readmodel
+        assert isinstance(readmodel, ReadModel)
         threaded = await readmodel.read(context_sync, cid)
         assert threaded is not None
         assert await readmodel.read_small(context_sync, cid) == threaded

@@ -27,8 +27,8 @@ COUNTER = TokenCounter()
 
 
 @pytest.fixture
-async def svc() -> AsyncIterator[Contexts]:
-    async with running_contexts(":memory:") as service:
+async def svc(readmodel: str) -> AsyncIterator[Contexts]:
+    async with running_contexts(":memory:", readmodel) as service:
         yield service
 
 

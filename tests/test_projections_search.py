@@ -28,8 +28,8 @@ def user(text: str, message_id: str | None = None) -> NewMessage:
 
 
 @pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[Contexts]:
-    async with running_contexts(str(tmp_path / "log.db")) as service:
+async def svc(tmp_path: Path, readmodel: str) -> AsyncIterator[Contexts]:
+    async with running_contexts(str(tmp_path / "log.db"), readmodel) as service:
         yield service
 
 

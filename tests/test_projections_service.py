@@ -38,8 +38,8 @@ def user(text: str, message_id: str | None = None) -> NewMessage:
 
 
 @pytest.fixture
-async def svc() -> AsyncIterator[Contexts]:
-    async with running_contexts(":memory:", snapshot_every=4) as service:
+async def svc(readmodel: str) -> AsyncIterator[Contexts]:
+    async with running_contexts(":memory:", readmodel, snapshot_every=4) as service:
         yield service
 
 
@@ -312,15 +312,18 @@ class _GatedProjector:
 
         self.gate = asyncio.Event()
         self.reached = asyncio.Event()
-        apply = svc.projector.apply
+        # Gated where each batch is written, not at ``apply``: the projector's loop looks
+        # ``apply`` up before it awaits its next batch, so a batch already awaited when the
+        # gate is put in place would pass the old one.
+        apply_to = svc.projector._apply_to
 
-        async def gated(batch, tokens=None, *, search=True):  # type: ignore[no-untyped-def]
+        async def gated(target, history, batch, tokens, *, search):  # type: ignore[no-untyped-def]
             if any(held(rec) for rec in batch):
                 self.reached.set()
                 await self.gate.wait()
-            await apply(batch, tokens, search=search)
+            return await apply_to(target, history, batch, tokens, search=search)
 
-        svc.projector.apply = gated  # type: ignore[method-assign]
+        svc.projector._apply_to = gated  # type: ignore[method-assign]
 
 
 async def test_a_read_waits_for_its_own_contexts_writes_not_for_others(svc: Contexts) -> None:

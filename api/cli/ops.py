@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 import msgspec
@@ -29,7 +29,7 @@ from eventstore.integrity import (
 )
 from eventstore.transfer import ALL, export_log, import_log
 from projections import Caller, Contexts, TokenCounter
-from projections.audit import ReadModelReport, audit_filter, verify_readmodel
+from projections.audit import Progress, ReadModelReport, audit_filter, verify_readmodel
 from projections.openmarks import remove_files
 from projections.readmodel import Damaged
 
@@ -101,6 +101,8 @@ async def _verify(db: str, anchor: Anchor | None, write_path: str | None, out: O
                     problem = await check_anchor(store.recorder, anchor, GENESIS)
                 if path is not None:
                     model = await verify_readmodel(store, path, TokenCounter(), progress=contexts)
+                elif is_postgres(db):
+                    model = await _verify_shared(store, contexts)
     broken, missing = report.broken, report.missing_keys or []
     ok = report.ok and problem is None and not missing and model.ok
     written = None
@@ -369,12 +371,9 @@ async def _backup(db: str, dest: str, out: Output) -> None:
 @format_option
 def rebuild(db: str, fmt: str) -> None:
     """Drop the read model (<db>.readmodel) and rebuild it from the log. Stop the server
-    first: its projector writes to the same read model."""
-    if is_postgres(db):
-        raise CliError(
-            Exit.USAGE, "with PostgreSQL each server keeps its read model in memory and rebuilds"
-            " it at start; there is nothing to rebuild here",
-        )  # fmt: skip
+    first: its projector writes to the same read model. With PostgreSQL, the shared read
+    model (<schema>_readmodel) is emptied and replayed in place, while the nodes serve on:
+    refused while a node is the elected projector (run it with the nodes stopped)."""
     run(_rebuild(db, Output(fmt)))
 
 
@@ -392,6 +391,20 @@ async def _rebuild(db: str, out: Output) -> None:
             "events": done, "readmodel": readmodel_path(db),
             "damaged": None if damaged is None else damaged._asdict(),
         })  # fmt: skip
+
+
+async def _verify_shared(store: EventStore, progress: Progress) -> ReadModelReport:
+    """``verify_readmodel`` of the shared read model beside a PostgreSQL log, as it is."""
+    from projections.pgreadmodel import PgReadModel, schema_of  # noqa: PLC0415 (postgres extra)
+
+    recorder: Any = store.recorder
+    model = PgReadModel(recorder.dsn, schema_of(recorder.schema), readers=1)
+    try:
+        if not await model.attach():
+            return ReadModelReport(status="absent", path=model.path)
+        return await verify_readmodel(store, model, TokenCounter(), progress=progress)
+    finally:
+        await model.close()
 
 
 async def _rebuild_store(store: EventStore, out: Output) -> tuple[int, Damaged | None]:

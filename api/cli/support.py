@@ -99,6 +99,8 @@ def failure(e: BaseException) -> CliError | None:
             return CliError(Exit.SCHEMA_TOO_NEW, str(e))
         case TargetNotEmpty() | PartialExport() | FileExistsError() | pj.ReadModelInUse():
             return CliError(Exit.REFUSED, str(e))
+        case pj.ProjectorElsewhere():
+            return CliError(Exit.REFUSED, str(e))
         case pj.ContextNotFound() | pj.ContextIsDeleted() | pj.InvalidVersion():
             return CliError(Exit.NOT_FOUND, str(e))
         case es.InvalidStreamId():  # no context can have such an id
@@ -144,8 +146,8 @@ def is_postgres(db: str) -> bool:
 
 
 def readmodel_path(db: str) -> str | None:
-    """Where the server keeps the read model of ``db`` (beside a SQLite file; PostgreSQL
-    servers keep theirs in memory)."""
+    """Where the server keeps the read model of ``db``: beside a SQLite file; None for
+    PostgreSQL, whose nodes share one in the schema beside the log's (``pgreadmodel``)."""
     return None if is_postgres(db) else f"{db}.readmodel"
 
 

@@ -52,7 +52,8 @@ class Nodes:
         return "\n".join(f"--- {node.log.name}\n{node.output()[-2000:]}" for node in self.nodes)
 
     async def close(self) -> list[int | None]:
-        """SIGTERM every node still running (None for one already gone); drop the schema."""
+        """SIGTERM every node still running (None for one already gone); drop the schema (and
+        the read model's beside it)."""
         import asyncpg
 
         codes: list[int | None] = []
@@ -62,6 +63,7 @@ class Nodes:
         conn = await asyncpg.connect(self.admin_dsn)
         try:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}_readmodel" CASCADE')
         finally:
             await conn.close()
         return codes
