@@ -15,10 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from eventstore import EventStore, MessageAppended
 from tests.conftest import PG_DSN
 from tests.support.mcp_helpers import ACCEPT, modern
-from tests.support.nodes import Nodes
+from tests.support.nodes import Nodes, appended_in_log
 from tests.support.server_process import ROOT, ServerProcess
 
 pytestmark = pytest.mark.skipif(
@@ -204,21 +203,7 @@ async def test_a_node_killed_under_concurrent_appends_loses_nothing_acknowledged
 
     # Every acknowledged append is in the log exactly once.
     assert PG_DSN
-    store = await EventStore.open_url(nodes.db)
-    try:
-        found: dict[str, int] = {}
-        after = 0
-        while True:
-            events, after_next = await store.read_all(after, 1000)
-            for rec in events:
-                if isinstance(rec.event, MessageAppended):
-                    found[rec.event.message_id] = found.get(rec.event.message_id, 0) + 1
-            if after_next == after:
-                break
-            after = after_next
-        versions = {cid: await store.stream_version(cid) for cid in contexts}
-    finally:
-        await store.close()
+    found, versions = await appended_in_log(nodes.db, contexts)
     assert all(found.get(mid) == 1 for mid in acked), nodes.outputs()
     assert all(count == 1 for count in found.values())
 

@@ -16,7 +16,7 @@ import pytest
 
 from eventstore import EventMetadata, EventStore, MessageAppended
 from tests.conftest import PG_DSN
-from tests.support.nodes import Nodes
+from tests.support.nodes import Nodes, appended_in_log
 from tests.support.server_process import ROOT, ServerProcess
 from tests.test_deploy_nodes import ALICE, V1, _writer, create, get
 
@@ -141,21 +141,7 @@ async def test_the_projector_killed_under_concurrent_appends_hands_over_to_anoth
     successor = await the_projector(session, survivors)
     assert await metric(session, successor, "ctxlog_projector_applied_events_total") > 0
 
-    store = await EventStore.open_url(nodes.db)
-    try:
-        found: dict[str, int] = {}
-        after = 0
-        while True:
-            events, after_next = await store.read_all(after, 1000)
-            for rec in events:
-                if isinstance(rec.event, MessageAppended):
-                    found[rec.event.message_id] = found.get(rec.event.message_id, 0) + 1
-            if after_next == after:
-                break
-            after = after_next
-        versions = {cid: await store.stream_version(cid) for cid in contexts}
-    finally:
-        await store.close()
+    found, versions = await appended_in_log(nodes.db, contexts)
     assert all(found.get(mid) == 1 for mid in acked), nodes.outputs()
     assert all(count == 1 for count in found.values())
 

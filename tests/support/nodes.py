@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from eventstore import EventStore, MessageAppended
+
 from .server_process import ServerProcess
 
 
@@ -67,3 +69,24 @@ class Nodes:
         finally:
             await conn.close()
         return codes
+
+
+async def appended_in_log(db: str, contexts: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """How many times each message id was appended in the whole log, and each context's
+    version there (what an acknowledged append must be found in exactly once)."""
+    store = await EventStore.open_url(db)
+    try:
+        found: dict[str, int] = {}
+        after = 0
+        while True:
+            events, after_next = await store.read_all(after, 1000)
+            for rec in events:
+                if isinstance(rec.event, MessageAppended):
+                    found[rec.event.message_id] = found.get(rec.event.message_id, 0) + 1
+            if after_next == after:
+                break
+            after = after_next
+        versions = {cid: await store.stream_version(cid) for cid in contexts}
+    finally:
+        await store.close()
+    return found, versions
