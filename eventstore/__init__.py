@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .errors import (
         CorruptEvent,
+        DriverMissing,
         DuplicateEventId,
         EventStoreError,
         EventTooLarge,
@@ -118,6 +119,7 @@ __all__ = [
     "ContextForked",
     "ContextRolledBack",
     "CorruptEvent",
+    "DriverMissing",
     "DuplicateEventId",
     "Event",
     "EventBase",

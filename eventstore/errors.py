@@ -87,6 +87,17 @@ class StoreClosed(EventStoreError):
     """The store was closed; nothing more can be appended or read."""
 
 
+class DriverMissing(EventStoreError):
+    """A ``postgresql://`` database was named, and the ``postgres`` extra is not installed."""
+
+    def __init__(self, module: str) -> None:
+        super().__init__(
+            f"a postgresql:// database needs the postgres extra ({module} is not installed):"
+            " pip install 'ctxlog[postgres]'"
+        )
+        self.module = module
+
+
 class StoreUnavailable(EventStoreError):
     """The database failed (I/O error, locked past the busy timeout, disk full).
 

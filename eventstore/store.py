@@ -14,7 +14,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from .codec import encoder, event_decoder, metadata_decoder
-from .errors import CorruptEvent, EventTooLarge, InvalidEvent, KeyDestroyed, UnknownEventType
+from .errors import (
+    CorruptEvent,
+    DriverMissing,
+    EventTooLarge,
+    InvalidEvent,
+    KeyDestroyed,
+    UnknownEventType,
+)
 from .events import EVENT_TYPES, Event, EventBase, EventMetadata, SubjectErased, event_type
 from .ids import new_id
 from .integrity import VerifyReport, walk_chain
@@ -175,7 +182,10 @@ class EventStore:
                 url, max_event_bytes=max_event_bytes, follower_bytes=follower_bytes
             )
         # asyncpg is an optional extra: import it only when a DSN asks for it.
-        from .postgres import PostgresRecorder  # noqa: PLC0415
+        try:
+            from .postgres import PostgresRecorder  # noqa: PLC0415
+        except ModuleNotFoundError as e:
+            raise DriverMissing(e.name or "asyncpg") from e
 
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))

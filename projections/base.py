@@ -23,7 +23,7 @@ from eventstore import (
     SummaryAdded,
     WindowServed,
 )
-from eventstore.errors import InvalidStreamId
+from eventstore.errors import DriverMissing, InvalidStreamId
 from eventstore.recorder import check_stream_id
 from eventstore.sealing import sealable
 
@@ -281,7 +281,10 @@ def open_readmodel(store: EventStore, path: str | None) -> Model:
         return ReadModel(":memory:" if memory else recorder.path + ".readmodel")
     dsn = getattr(recorder, "dsn", None)
     if dsn is not None:  # PostgreSQL (imported only then: psycopg is the postgres extra's)
-        from .pgreadmodel import PgReadModel, schema_of  # noqa: PLC0415
+        try:
+            from .pgreadmodel import PgReadModel, schema_of  # noqa: PLC0415
+        except ModuleNotFoundError as e:  # an upgrade that did not bring the extra's psycopg
+            raise DriverMissing(e.name or "psycopg") from e
 
         schema = schema_of(recorder.schema)  # type: ignore[attr-defined]
         drop = bool(getattr(recorder, "drop_schema_on_close", False))

@@ -336,3 +336,30 @@ def test_audit_refuses_an_event_type_that_does_not_exist(tmp_path: Path) -> None
     assert "message.edited" in typo.stderr
     edits = invoke("audit", "--type", "message.edited", "--db", db, "--format", "json")
     assert [e["type"] for e in as_json(edits)] == ["message.edited"]
+
+
+_WITHOUT_THE_EXTRA = """
+import runpy, sys
+
+class Missing:  # as if the postgres extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("asyncpg", "psycopg"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Missing())
+runpy.run_module("api", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("args", [["stats"], ["serve", "--port", "0"]])
+def test_a_postgresql_database_without_the_extra_says_what_to_install(
+    tmp_path: Path, args: list[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_THE_EXTRA, *args, "--db", "postgresql://x@127.0.0.1:1/x"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        env=child_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 5, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'ctxlog[postgres]'" in done.stderr.splitlines()[-1]
