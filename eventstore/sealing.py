@@ -252,12 +252,15 @@ class Keyring:
     async def by_ids(self, key_ids: set[str]) -> Mapping[str, bytes | None]:
         """The keys of ``key_ids``; None for a destroyed one."""
         self._expire()
-        missing = [key_id for key_id in key_ids if key_id not in self._by_id]
+        # What the cache holds is taken now: the cache may be emptied while the missing ones
+        # are looked up (an erasure, the TTL), and a key it held must not then read as None,
+        # which is "destroyed" (content sealed with it and a new key would read "[erased]").
+        keys = {key_id: self._by_id[key_id] for key_id in key_ids if key_id in self._by_id}
+        missing = [key_id for key_id in key_ids if key_id not in keys]
         if not missing:
-            return {key_id: self._by_id.get(key_id) for key_id in key_ids}
+            return keys
         generation = self._generation
         found = await self._recorder.keys_by_id(missing)
-        keys = {key_id: self._by_id.get(key_id) for key_id in key_ids}
         keys.update((key_id, found.get(key_id)) for key_id in missing)
         if generation == self._generation:
             for key_id in missing:

@@ -104,3 +104,37 @@ async def _another_on_the_same_database(store: EventStore, backend: str, path: P
     other = EventStore(PostgresRecorder(PG_DSN, schema=store.recorder.schema))  # type: ignore[attr-defined]
     await other.open()
     return other
+
+
+async def test_a_cached_key_stays_found_when_the_cache_empties_during_a_lookup() -> None:
+    # The race crash cycles found: a summary sealed with two cached keys and a new one read
+    # "[erased]" in the read model because the cache was emptied (an erasure elsewhere, the
+    # TTL) while the new key was looked up, and the cached two were then read back as None.
+    cached, new = ("k-cached", b"c" * 32), ("k-new", b"n" * 32)
+    looking = asyncio.Event()
+    release = asyncio.Event()
+
+    class SlowRecorder:
+        async def keys_by_id(self, key_ids: list[str]) -> dict[str, bytes]:
+            looking.set()
+            await release.wait()
+            return {k: v for k, v in (cached, new) if k in key_ids}
+
+    keyring = Keyring(SlowRecorder())  # type: ignore[arg-type]
+    assert await _lookup(keyring, {cached[0]}, looking, release) == {cached[0]: cached[1]}
+    looking.clear()
+    release.clear()
+    lookup = asyncio.create_task(keyring.by_ids({cached[0], new[0]}))
+    await looking.wait()
+    keyring.forget()  # an erasure of another subject, or the TTL, meanwhile
+    release.set()
+    assert await lookup == {cached[0]: cached[1], new[0]: new[1]}
+
+
+async def _lookup(
+    keyring: Keyring, ids: set[str], looking: asyncio.Event, release: asyncio.Event
+) -> dict[str, bytes | None]:
+    task = asyncio.create_task(keyring.by_ids(ids))
+    await looking.wait()
+    release.set()
+    return dict(await task)
