@@ -14,6 +14,7 @@ import pytest
 
 from api.testing import Checker
 from eventstore import EventStore
+from tests.support.nodes import Nodes
 from tests.support.server_process import ServerProcess, openapi_checker
 
 PG_DSN = os.environ.get("CTXLOG_TEST_PG_DSN")
@@ -111,6 +112,20 @@ def tamper(backend: str, store: EventStore, tmp_path: Path) -> Tamper:
 def checker(server: ServerProcess) -> Checker:
     """Checks answers against the OpenAPI document of the module's ``server``."""
     return openapi_checker(server)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
+    """A deployment of ``ctxlog serve`` nodes on a fresh PostgreSQL schema; every node still
+    running at the end must stop cleanly, without a traceback in its log."""
+    assert PG_DSN
+    deployment = Nodes(PG_DSN, tmp_path)
+    try:
+        yield deployment
+    finally:
+        codes = await deployment.close()
+    assert all(code in (0, None) for code in codes), deployment.outputs()
+    assert "Traceback" not in deployment.outputs(), deployment.outputs()
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,26 +24,6 @@ pytestmark = pytest.mark.skipif(
 
 ALICE = {"X-API-Key": "key-alice"}
 V1 = "/api/v1"
-
-
-@pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
-    """A deployment on a fresh schema; every node that is still running at the end must stop
-    cleanly, without a traceback in its log."""
-    assert PG_DSN
-    deployment = Nodes(PG_DSN, tmp_path)
-    try:
-        yield deployment
-    finally:
-        codes = await deployment.close()
-    assert all(code in (0, None) for code in codes), deployment.outputs()
-    assert "Traceback" not in deployment.outputs(), deployment.outputs()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 async def create(session: aiohttp.ClientSession, node: ServerProcess) -> str:

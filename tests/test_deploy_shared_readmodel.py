@@ -8,8 +8,6 @@ import asyncio
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,25 +21,6 @@ from tests.test_deploy_nodes import ALICE, V1, _writer, create, get
 pytestmark = pytest.mark.skipif(
     not PG_DSN, reason="PostgreSQL tests run when CTXLOG_TEST_PG_DSN is set (.ci/run sets it)"
 )
-
-
-@pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
-    """A deployment on a fresh schema; the nodes still running at the end stop cleanly."""
-    assert PG_DSN
-    deployment = Nodes(PG_DSN, tmp_path)
-    try:
-        yield deployment
-    finally:
-        codes = await deployment.close()
-    assert all(code in (0, None) for code in codes), deployment.outputs()
-    assert "Traceback" not in deployment.outputs(), deployment.outputs()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 async def metric(session: aiohttp.ClientSession, node: ServerProcess, name: str) -> float:
