@@ -83,6 +83,12 @@ def shown(browser: Any, selector: str, what: str) -> Any:
     return wait_for(lambda: browser.find_elements(*by_css(selector)), what)
 
 
+def texts(browser: Any, selector: str, what: str) -> list[str]:
+    """The text of each element ``selector`` finds, read in the same attempt as the search:
+    a view that renders again replaces its nodes, and a node found before that is stale."""
+    return wait_for(lambda: [e.text for e in browser.find_elements(*by_css(selector))], what)
+
+
 def test_the_list_shows_a_created_context_after_the_key_is_given(
     browser: Any, server: ServerProcess, alice: Api
 ) -> None:
@@ -217,8 +223,8 @@ def test_a_fork_shows_in_the_lineage_and_against_its_parent(
     browser.find_element(*by_css(".tabs a[href$='/diff']")).click()
     options = wait_for(lambda: browser.find_elements(*by_css("a.vs-parent")), "the fork's diffs")
     options[0].click()
-    (row,) = shown(browser, "tr.added", "the fork's own message")
-    assert "five days instead" in row.text
+    (row,) = texts(browser, "tr.added", "the fork's own message")
+    assert "five days instead" in row
 
 
 def test_a_served_window_shows_its_messages_and_what_was_left_out(
