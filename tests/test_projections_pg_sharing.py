@@ -14,6 +14,7 @@ from eventstore import EventStore
 from projections import Caller, Contexts, NewMessage, TokenCounter
 from projections.audit import verify_readmodel
 from tests.conftest import PG_DSN
+from tests.support.services import started
 
 pytestmark = pytest.mark.skipif(
     not PG_DSN, reason="PostgreSQL tests run when CTXLOG_TEST_PG_DSN is set (.ci/run sets it)"
@@ -34,16 +35,10 @@ async def pair() -> AsyncIterator[list[Contexts]]:
         for last in (False, True)
     ]
     services = [Contexts(store, poll_interval=0.05) for store in stores]
-    try:
-        for store, service in zip(stores, services, strict=True):
-            await store.open()
-            await service.start()
+    for store in stores:
+        await store.open()
+    async with started(stores, services):
         yield services
-    finally:
-        for service in services:
-            await service.close()
-        for store in stores:
-            await store.close()
 
 
 async def until(condition: Callable[[], bool], within: float = 30.0) -> None:

@@ -59,10 +59,18 @@ async def services_on_one_log(
         Contexts(store, readmodel_path=str(directory / f"rm{i}"), **kwargs)
         for i, store in enumerate(stores)
     ]
+    async with started(stores, services):
+        yield services
+
+
+@contextlib.asynccontextmanager
+async def started(stores: list[EventStore], services: list[Contexts]) -> AsyncIterator[None]:
+    """Start each service (on its open store), in order; close them all after, the services
+    first, then the stores."""
     try:
         for service in services:
             await service.start()
-        yield services
+        yield
     finally:
         for service in services:
             await service.close()
