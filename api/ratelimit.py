@@ -77,7 +77,15 @@ class Quota:
     everyone hold, under a cap for each: the tenant's cap is what keeps one customer with
     many keys from taking the whole server's."""
 
-    def __init__(self, per_key: int, per_tenant: int, total: int) -> None:
+    def __init__(
+        self, what: str, code: str, per_key: int, per_tenant: int, total: int, *, hint: str = ""
+    ) -> None:
+        self.what = what
+        """What is counted, as a refusal names it ("live connections")."""
+        self.code = code
+        """The error code of a refusal past the key's or the tenant's cap."""
+        self.hint = hint
+        """What a refused caller can do, after the message."""
         self.per_key = per_key
         self.per_tenant = per_tenant
         self.total = total
@@ -108,11 +116,9 @@ class Quota:
             _drop(self._tenants, tenant)
         self.count -= 1
 
-    def refusal(
-        self, what: str, key: Hashable, tenant: str | None, *, hint: str = ""
-    ) -> ApiError | None:
-        """The error that refuses one more ``what`` (429 past the key's or the tenant's cap,
-        503 past the server's), or None when there is room."""
+    def refusal(self, key: Hashable, tenant: str | None) -> ApiError | None:
+        """The error that refuses one more (429 past the key's or the tenant's cap, 503 past
+        the server's), or None when there is room."""
         match self.full(key, tenant):
             case "key":
                 owner, limit, status = "this API key", self.per_key, 429
@@ -120,14 +126,13 @@ class Quota:
                 owner, limit, status = "this tenant", self.per_tenant, 429
             case "total":
                 return ApiError(
-                    503, "unavailable", f"the server has no room for more {what}; retry later",
+                    503, "unavailable", f"the server has no room for more {self.what}; retry later",
                     {"limit": self.total, "retry_after": 1},
                 )  # fmt: skip
             case None:
                 return None
-        code = "too_many_connections" if what == "live connections" else "too_many_sessions"
         return ApiError(
-            status, code, f"{owner} already has {limit} {what} open{hint}",
+            status, self.code, f"{owner} already has {limit} {self.what} open{self.hint}",
             {"limit": limit, "retry_after": 1},
         )  # fmt: skip
 
@@ -142,7 +147,10 @@ class LiveSlots:
     """Counts open live connections per key, per tenant and in all; refuses past any cap."""
 
     def __init__(self, per_key: int, total: int, per_tenant: int | None = None) -> None:
-        self._quota = Quota(per_key, total if per_tenant is None else per_tenant, total)
+        tenant_cap = total if per_tenant is None else per_tenant
+        self._quota = Quota(
+            "live connections", "too_many_connections", per_key, tenant_cap, total
+        )
         self.refused = 0
         """Connections refused by any cap (for metrics)."""
 
@@ -154,7 +162,7 @@ class LiveSlots:
     def acquire(self, key: Hashable, tenant: str | None = None) -> None:
         """Take a slot for ``key`` (of ``tenant``); ApiError 429 past the key's or the
         tenant's cap, 503 past the server's."""
-        refusal = self._quota.refusal("live connections", key, tenant)
+        refusal = self._quota.refusal(key, tenant)
         if refusal is not None:
             self.refused += 1
             raise refusal

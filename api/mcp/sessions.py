@@ -116,7 +116,11 @@ class Sessions:
     ) -> None:
         self.idle = idle
         self._open: dict[str, Session] = {}
-        self._held = Quota(per_key, limit if per_tenant is None else per_tenant, limit)
+        self._held = Quota(
+            "MCP sessions", "too_many_sessions", per_key,
+            limit if per_tenant is None else per_tenant, limit,
+            hint="; end one (DELETE /mcp) or retry when one has expired",
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._open)
@@ -150,10 +154,7 @@ class Sessions:
         ended first)."""
         if self._held.full(key, owner.tenant) is not None:
             await self.sweep()
-        refusal = self._held.refusal(
-            "MCP sessions", key, owner.tenant,
-            hint="; end one (DELETE /mcp) or retry when one has expired",
-        )  # fmt: skip
+        refusal = self._held.refusal(key, owner.tenant)
         if refusal is not None:
             raise refusal
         session = Session(owner, version, key)
