@@ -246,7 +246,7 @@ def _apply_event(
             version=rec.version, content_version=rec.version, deleted=False, metadata={},
             window=WindowSettings(), parent_id=None, parent_version=None, created_at=at,
             updated_at=at, message_count=0, total_tokens=0, token_encoding=counter.encoding,
-            dirty=set(),
+            dirty=set(), updated_by=rec.metadata.actor,
         )  # fmt: skip
         match event:
             case ContextCreated(metadata=metadata, window=window):
@@ -261,7 +261,7 @@ def _apply_event(
                 return ctx
         # Lenient, like the fold: a stream that does not start with a creation starts empty.
         ctx.content_version = 0
-    ctx.version, ctx.updated_at = rec.version, at
+    ctx.version, ctx.updated_at, ctx.updated_by = rec.version, at, rec.metadata.actor
     if changes_content(event):
         ctx.content_version = rec.version
     match event:

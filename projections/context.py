@@ -143,8 +143,8 @@ class _Builder:
 
     __slots__ = (
         "content_version", "context_id", "created_at", "deleted", "encoding", "index",
-        "messages", "metadata", "parent", "summaries", "tenant", "updated_at", "version",
-        "window",
+        "messages", "metadata", "parent", "summaries", "tenant", "updated_at", "updated_by",
+        "version", "window",
     )  # fmt: skip
 
     def __init__(self, context_id: str, version: int, at: datetime, tenant: str | None) -> None:
@@ -153,6 +153,7 @@ class _Builder:
         self.content_version = version
         self.created_at = at
         self.updated_at = at
+        self.updated_by: str | None = None
         self.tenant = tenant
         self.messages: list[Message] = []
         self.index: dict[str, int] = {}
@@ -168,7 +169,7 @@ class _Builder:
         """A builder holding ``state``, its counts in ``counter``'s encoding."""
         b = cls(state.context_id, state.version, state.created_at, state.tenant)
         b.content_version = state.content_version
-        b.updated_at = state.updated_at
+        b.updated_at, b.updated_by = state.updated_at, state.updated_by
         b.parent = state.parent
         b.restore(state, counter)
         return b
@@ -203,6 +204,7 @@ class _Builder:
             deleted=self.deleted,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            updated_by=self.updated_by,
             tenant=self.tenant,
             token_encoding=self.encoding,
         )
@@ -234,12 +236,14 @@ def _start(rec: RecordedEvent, counter: TokenCounting, resolve: Resolver | None)
             b.context_id, b.version, b.tenant = rec.stream_id, rec.version, tenant
             b.content_version = rec.version
             b.created_at = b.updated_at = rec.recorded_at
+            b.updated_by = rec.metadata.actor
             b.parent = ParentRef(parent_id, parent_version)
             b.metadata = merge_patch(parent.metadata, md)
             b.deleted = False
             return b
         case ContextCreated(metadata=md, window=window):
             b = _Builder(rec.stream_id, rec.version, rec.recorded_at, tenant)
+            b.updated_by = rec.metadata.actor
             b.encoding = counter.encoding
             b.metadata = md
             b.window = window or WindowSettings()
@@ -261,7 +265,7 @@ def _apply(
 ) -> None:
     """Apply one event to the builder, in place."""
     b.version = rec.version
-    b.updated_at = rec.recorded_at
+    b.updated_at, b.updated_by = rec.recorded_at, rec.metadata.actor
     if changes_content(rec.event):
         b.content_version = rec.version
     match rec.event:

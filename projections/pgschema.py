@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS contexts (
     total_tokens    BIGINT  NOT NULL,
     token_encoding  {T} NOT NULL,
     dirty           {T} NOT NULL,
-    reshaped        BIGINT  NOT NULL
+    reshaped        BIGINT  NOT NULL,
+    updated_by      {T}
 );
 CREATE INDEX IF NOT EXISTS contexts_by_tenant ON contexts (tenant, deleted, position);
 CREATE INDEX IF NOT EXISTS contexts_by_parent ON contexts (parent_id) WHERE parent_id IS NOT NULL;

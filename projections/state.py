@@ -80,9 +80,10 @@ class ContextState(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     ``content_version`` is the version of the latest event that is not a ``window.served``
     record: what an If-Match precondition compares against (``preconditions``), so recording
     what a model saw never makes the next write of the chat loop conflict.
-    ``created_at``/``updated_at`` are the ``recorded_at`` of the first and latest event;
-    ``tenant`` comes from the first event's metadata. ``token_encoding`` names the encoding
-    every ``Message.tokens`` and ``Summary.tokens`` is in.
+    ``created_at``/``updated_at`` are the ``recorded_at`` of the first and latest event, and
+    ``updated_by`` the actor the latest event names (None: it names none); ``tenant`` comes
+    from the first event's metadata. ``token_encoding`` names the encoding every
+    ``Message.tokens`` and ``Summary.tokens`` is in.
     """
 
     context_id: str
@@ -96,6 +97,7 @@ class ContextState(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     deleted: bool = False
     created_at: datetime
     updated_at: datetime
+    updated_by: str | None = None
     tenant: str | None = None
     token_encoding: str
 

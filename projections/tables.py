@@ -57,7 +57,7 @@ from . import positions, search, tenants
 from .dialect import streamed, twin
 from .state import ContextState, Message, ParentRef, Summary
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 """Kept in ``PRAGMA user_version``; any other number on open drops the tables (disposable)."""
 
 SCHEMA = """
@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS contexts (
     total_tokens   INTEGER NOT NULL,
     token_encoding TEXT    NOT NULL,
     dirty          TEXT    NOT NULL,
-    reshaped       INTEGER NOT NULL
+    reshaped       INTEGER NOT NULL,
+    updated_by     TEXT
 );
 CREATE INDEX IF NOT EXISTS contexts_by_tenant ON contexts (tenant, deleted, position);
 CREATE INDEX IF NOT EXISTS contexts_by_parent ON contexts (parent_id) WHERE parent_id IS NOT NULL;
@@ -162,7 +163,7 @@ CONTEXT_COLUMNS = (
     # "window" quoted: a reserved word in PostgreSQL (a plain name to SQLite either way).
     'context_id, tenant, position, version, deleted, metadata, "window", parent_id, parent_version,'
     " created_at, updated_at, message_count, total_tokens, token_encoding, dirty, content_version,"
-    " reshaped"
+    " reshaped, updated_by"
 )
 MESSAGE_COLUMNS = (
     "message_id, role, content, name, metadata, version, tokens, edited_version, redacted,"
@@ -314,6 +315,8 @@ class ContextRow(msgspec.Struct, kw_only=True):
     """Assemblies of the messages' JSON (``SELECT_MESSAGES_JSON``) made at a version below
     this one no longer hold: the version of the last edit, redaction, rollback or fork, or
     one past the version an erasure rewrote. Below it, only appends changed the messages."""
+    updated_by: str | None = None
+    """The actor the latest event names (``ContextState.updated_by``)."""
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ContextRow:
@@ -324,7 +327,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             window=window_decoder.decode(row[6]), parent_id=row[7], parent_version=row[8],
             created_at=row[9], updated_at=row[10], message_count=row[11], total_tokens=row[12],
             token_encoding=row[13], dirty=set(msgspec.json.decode(row[14], type=list[int])),
-            content_version=row[15], reshaped=row[16],
+            content_version=row[15], reshaped=row[16], updated_by=row[17],
         )  # fmt: skip
 
     def to_row(self) -> tuple[Any, ...]:
@@ -335,6 +338,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             self.parent_id, self.parent_version, self.created_at, self.updated_at,
             self.message_count, self.total_tokens, self.token_encoding,
             json_encode(sorted(self.dirty)).decode(), self.content_version, self.reshaped,
+            self.updated_by,
         )  # fmt: skip
 
     def state(
@@ -356,6 +360,7 @@ class ContextRow(msgspec.Struct, kw_only=True):
             deleted=self.deleted,
             created_at=to_datetime(self.created_at),
             updated_at=to_datetime(self.updated_at),
+            updated_by=self.updated_by,
             tenant=self.tenant,
             token_encoding=self.token_encoding,
         )

@@ -74,6 +74,22 @@ def test_created_sets_identity_metadata_window_and_times() -> None:
     assert state.parent is None
 
 
+def test_updated_by_is_the_actor_the_latest_event_names() -> None:
+    s = Stream().add(created(), actor="ann")
+    assert s.state().updated_by == "ann"
+    s.add(msg("m1", "hi"), actor="bob")
+    assert s.state().updated_by == "bob"
+    s.add(WindowServed(policy="tokens", max_tokens=100, encoding="cl100k_base"), actor="model")
+    assert s.state().updated_by == "model"  # like updated_at: the latest event, a record too
+    s.add(ContextRolledBack(to_version=1), actor="cat")
+    assert s.state().updated_by == "cat"  # a rollback is a change of its own, not restored
+    s.add(msg("m2", "anyone?"), actor=None)
+    assert s.state().updated_by is None
+    fork = Stream("f1").add(ContextForked(parent_id="ctx", parent_version=2), actor="dan")
+    assert fork.state(resolve=resolver(s)).updated_by == "dan"
+    assert s.state(version=2).updated_by == "bob"
+
+
 def test_append_counts_tokens_once_and_keeps_order() -> None:
     parts: list[Part] = [
         TextPart(text="look at this"), ImagePart(url="http://x/y.png", detail="low")

@@ -119,6 +119,10 @@ TRICKY: list[Step] = [
 """Every kind of step, with rollbacks before and after snapshots and forks of rollbacks."""
 
 
+ACTORS = ("ann", "bob", None)
+"""Who each step is by, in turn: every state names the actor of its latest event."""
+
+
 async def write_history(
     store: EventStore, steps: list[Step], after_each: Callable[[], object]
 ) -> None:
@@ -126,8 +130,8 @@ async def write_history(
     except what no fold can follow: a fork of a context or version that does not exist)."""
     versions: dict[str, int] = defaultdict(int)
     forks = 0
-    meta = EventMetadata(tenant="t")
-    for target, what in steps:
+    for i, (target, what) in enumerate(steps):
+        meta = EventMetadata(tenant="t", actor=ACTORS[i % len(ACTORS)])
         stream = target
         if isinstance(what, tuple):  # ("fork", (parent, at))
             parent, at = what

@@ -231,6 +231,7 @@ async def test_list_is_newest_first_paginated_and_filterable(api: ApiClient) -> 
     assert item["message_count"] == 2  # from the read model's counts, not loaded messages
     full = (await api.get(f"{CTX}/{ids[3]}", expect=200)).json
     assert item["total_tokens"] == full["total_tokens"] > 0
+    assert item["updated_by"] == full["updated_by"] == "alice"  # the key's actor
     await api.get(f"{CTX}?cursor=@@@", expect=400)
     await api.get(f"{CTX}?limit=0", expect=400)
 

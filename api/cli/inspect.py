@@ -259,6 +259,7 @@ def _print_state(out: Output, state: ContextState) -> None:
         ("tenant", state.tenant or "-"),
         ("created", out.when(state.created_at)),
         ("updated", out.when(state.updated_at)),
+        ("by", state.updated_by or "-"),
         ("parent", "-" if parent is None else f"{parent.context_id} v{parent.version}"),
         ("deleted", "yes" if state.deleted else "no"),
         ("metadata", msgspec.json.encode(state.metadata).decode()),

@@ -143,6 +143,7 @@ def render_context(
         total_tokens=total,
         created_at=state.created_at,
         updated_at=state.updated_at,
+        updated_by=state.updated_by,
         next=next_url,
     )
 
@@ -227,6 +228,7 @@ def _list_item(state: ContextState, size: ContextSize) -> ContextListItem:
         parent=_parent(state),
         created_at=state.created_at,
         updated_at=state.updated_at,
+        updated_by=state.updated_by,
     )
 
 

@@ -33,8 +33,8 @@ class Stream:
         self.tenant = tenant
         self.events: list[RecordedEvent] = []
 
-    def add(self, *events: Event) -> Stream:
-        """Record ``events`` after the ones already here."""
+    def add(self, *events: Event, actor: str | None = "tester") -> Stream:
+        """Record ``events`` after the ones already here, each naming ``actor``."""
         for event in events:
             version = len(self.events) + 1
             self.events.append(
@@ -45,7 +45,7 @@ class Stream:
                     event_id=str(uuid.uuid4()),
                     type=event_type(event),
                     event=event,
-                    metadata=EventMetadata(actor="tester", tenant=self.tenant),
+                    metadata=EventMetadata(actor=actor, tenant=self.tenant),
                     recorded_at=T0 + timedelta(seconds=version),
                     hash="",
                 )

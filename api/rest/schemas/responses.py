@@ -57,6 +57,8 @@ class ContextOut(Response, frozen=True, kw_only=True):
     total_tokens: int
     created_at: datetime
     updated_at: datetime
+    updated_by: str | None = None
+    """The actor the latest event named (None: it named none)."""
     next: str | None = None
     """When not every message is in ``messages`` (past the server's response budget, or a
     fork's answer, which holds none): the page of messages that follows, at this version."""
@@ -74,6 +76,8 @@ class ContextListItem(Response, frozen=True, kw_only=True):
     parent: VersionRef | None = None
     created_at: datetime
     updated_at: datetime
+    updated_by: str | None = None
+    """The actor the latest event named (None: it named none)."""
 
 
 class ContextList(Response, frozen=True, kw_only=True):

@@ -37,10 +37,8 @@ async function list(app, body, cursor) {
     fill(body, h("p", { class: "muted empty" }, cursor ? "No more contexts." : "No contexts yet."));
     return;
   }
-  const rows = page.contexts.map((c) => {
-    const actor = h("td", { class: "actor muted" }, "…");
-    lastActor(app, c.id, actor);
-    return h(
+  const rows = page.contexts.map((c) =>
+    h(
       "tr",
       { dataset: { id: c.id } },
       h("td", null, h("a", { href: contextHref(c.id), class: "mono ctx-link" }, shortId(c.id))),
@@ -49,10 +47,10 @@ async function list(app, body, cursor) {
       h("td", { class: "num" }, number(c.total_tokens)),
       h("td", { class: "num" }, "v" + c.version),
       h("td", null, time(c.updated_at)),
-      actor,
+      h("td", { class: "actor muted" }, c.updated_by || "—"),
       h("td", null, c.parent ? h("a", { href: contextHref(c.parent.context_id), class: "mono" }, `${shortId(c.parent.context_id)} @v${c.parent.version}`) : ""),
-    );
-  });
+    ),
+  );
   const table = h(
     "table",
     { class: "grid contexts" },
@@ -66,19 +64,6 @@ async function list(app, body, cursor) {
     page.next_cursor ? h("a", { href: "#/?" + new URLSearchParams({ cursor: page.next_cursor }), class: "next" }, "Older »") : null,
   );
   fill(body, table, pager);
-}
-
-// Who made the last change: the newest event of each listed context (a listing carries no
-// actor), asked for once the table is on screen.
-async function lastActor(app, id, cell) {
-  try {
-    const page = await get(`/contexts/${encodeURIComponent(id)}/events`, { direction: "backward", limit: 1 });
-    if (!app.current()) return;
-    const e = page.events[0];
-    cell.textContent = e ? e.actor || "—" : "—";
-  } catch {
-    cell.textContent = "?";
-  }
 }
 
 async function search(app, body, q, cursor) {
