@@ -146,16 +146,18 @@ class ServiceBase:
         return ctx
 
     async def _created_elsewhere(self, context_id: str) -> bool:
-        """Whether the log holds a context this read model has not applied yet (another
-        node created it a moment ago): then wait, up to ``min_version_wait`` seconds, until
-        it has. Only a context not found pays for this look at the log."""
+        """Whether the log holds a context whose row was not found (another node created it
+        a moment ago): then wait, up to ``min_version_wait`` seconds, until this read model
+        has applied it. Only a context not found pays for this look at the log."""
         try:
             check_stream_id(context_id)
         except InvalidStreamId:
             return False
         rows = await self.store.recorder.read_stream(context_id, 1, False, 1)
-        if not rows or self.projector.checkpoint >= rows[0].position:
+        if not rows:
             return False
+        # Applied already or not, the row is read again: the projector may have applied it
+        # while the log was looked at, after the row was found missing.
         await self.projector.wait_for(rows[0].position, self.min_version_wait)
         return True
 

@@ -91,3 +91,25 @@ async def test_a_context_created_elsewhere_is_waited_for_not_reported_missing(
     assert appended.version == written.version + 1
     with pytest.raises(ContextNotFound):  # still not found where nothing was created
         await b.get(ALICE, "01a242de-c87f-7929-abe6-d96d36d99a0b")
+
+
+async def test_a_context_applied_while_the_log_is_looked_at_is_found(
+    pair: tuple[Contexts, Contexts], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B reads no row (not applied yet), looks in the log, and its projector applies the
+    creation meanwhile: the row is read again, not reported missing (it was, once in six
+    runs, between two PostgreSQL nodes)."""
+    a, b = pair
+    written = await a.create(ALICE)
+    b.projector.poll_interval = 0.01
+    real = b.store.recorder.read_stream
+
+    async def applied_meanwhile(*args: object) -> object:
+        await b.projector.stop()
+        await b.projector.start(b.projector.checkpoint)
+        await b.projector.catch_up()  # the creation is applied during the look
+        return await real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(b.store.recorder, "read_stream", applied_meanwhile)
+    appended = await b.append(ALICE, written.context_id, [NewMessage(role="user", content="x")])
+    assert appended.version == written.version + 1
