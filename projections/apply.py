@@ -55,11 +55,11 @@ from .tables import (
 )
 from .tenants import Known, Slots
 
-_NEW_MESSAGE = (
+_INTO_MESSAGES = (
     " INTO messages (context_id, seq, message_id, role, content, name, metadata,"
     " version, tokens, edited_version, redacted, content_hash, subject)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
 )
+_NEW_MESSAGE = _INTO_MESSAGES + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
 INSERT_MESSAGE = twin(
     "INSERT OR IGNORE" + _NEW_MESSAGE,
     # RETURNING: the cursor's lastrowid (pgconn) is the row it returns.
@@ -90,6 +90,49 @@ INSERT_EVENT_ID = twin(
     "INSERT INTO event_ids (event_id, context_id, position) VALUES (?, ?, ?)"
     " ON CONFLICT DO NOTHING",
 )
+
+INSERT_HELD = twin(
+    "INSERT OR IGNORE" + _INTO_MESSAGES + " SELECT value ->> 0, value ->> 1,"
+    " value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7,"
+    " value ->> 8, NULL, 0, NULL, value ->> 9 FROM json_each(?)",
+    "INSERT" + _INTO_MESSAGES + " SELECT value ->> 0, (value ->> 1)::bigint,"
+    " value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,"
+    " (value ->> 7)::bigint, (value ->> 8)::bigint, NULL, 0, NULL, value ->> 9"
+    " FROM json_array_elements(?::json) AS value ON CONFLICT DO NOTHING",
+)
+
+
+class DuplicateAppend(Exception):
+    """A held append met a message id its context already had (see HeldAppends)."""
+
+
+class HeldAppends:
+    """Appended messages' rows held back and inserted together, one statement for many.
+
+    For a rebuild, whose full-text index waits for its end (no row's rowid is needed): each
+    statement is one step with the GIL released, where a row at a time took a turn of the
+    GIL per message against the threads reading and tokenizing the log. A held row is taken
+    as new; a duplicate id (which the fold ignores) is rare enough to be found afterwards:
+    when a flush inserts fewer rows than it held, DuplicateAppend undoes the batch, which is
+    applied again a row at a time. Anything that reads or replaces messages rows (an edit,
+    a snapshot, a rollback) comes after a flush.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._rows: list[tuple[object, ...]] = []
+
+    def add(self, row: tuple[object, ...]) -> None:
+        self._rows.append(row)
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        inserted = self._conn.execute(INSERT_HELD, (json_encode(self._rows).decode(),)).rowcount
+        if inserted != len(self._rows):
+            raise DuplicateAppend
+        self._rows.clear()
+
 
 Resolved = dict[tuple[str, int], ContextState]
 Tokens = dict[int, int]
@@ -155,6 +198,27 @@ def apply_sync(
     shared by several processes on one log (two servers, or ``ctxlog erase`` beside a
     server), each with its own projector, and whichever applies an event first applies it
     for all (the checkpoint is read in this write transaction, so they take turns)."""
+    args = (conn, batch, resolved, counter, snapshot_every, tokens, search, known, tenants)
+    if not search:  # no rowid is needed now: appends are held and inserted together
+        try:
+            return _apply_batch(*args, hold=True)
+        except DuplicateAppend:
+            pass  # rolled back: again, a row at a time
+    return _apply_batch(*args)
+
+
+def _apply_batch(
+    conn: sqlite3.Connection,
+    batch: list[RecordedEvent],
+    resolved: Resolved,
+    counter: TokenCounting,
+    snapshot_every: int,
+    tokens: Tokens,
+    search: bool,
+    known: Mapping[str, ContextRow] | None,
+    tenants: Known | None,
+    hold: bool = False,
+) -> Applied:
     tenants = Known() if tenants is None else tenants
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -170,6 +234,7 @@ def apply_sync(
         touched: dict[str, ContextRow | None] = {}
         slots = Slots(conn, tenants)
         index = Indexer(conn, slots) if search else None
+        held = HeldAppends(conn) if hold else None
         numbering = Numbering(conn, slots, tenants)
         recorded, at = None, 0
         for rec in batch:
@@ -177,18 +242,22 @@ def apply_sync(
             ctx = touched[cid] if cid in touched else _row_before(conn, rec, known)
             if rec.recorded_at != recorded:  # one group commit: one time for many events
                 recorded, at = rec.recorded_at, to_micros(rec.recorded_at)
-            ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, index)
+            ctx = _apply_event(conn, ctx, rec, at, counter, resolved, tokens, index, held)
             touched[cid] = ctx
             if rec.version % snapshot_every == 0 or (
                 rec.version == 1 and isinstance(rec.event, ContextForked)
             ):
                 # A fork's first state is its own snapshot: resolving it never walks up
                 # the fork's ancestors again (a chain of forks would make that O(depth)).
+                if held is not None:
+                    held.flush()
                 write_snapshot_sync(conn, ctx)
             if rec.event_id[14] == "5":  # a name-based UUID: the service's idempotency key
                 conn.execute(INSERT_EVENT_ID, (rec.event_id, cid, rec.position))
             record_sync(conn, rec)
             numbering.note(rec.metadata.tenant, rec.position)
+        if held is not None:
+            held.flush()
         if index is not None:
             index.flush()
         numbering.write()
@@ -236,10 +305,14 @@ def _apply_event(
     resolved: Resolved,
     counted: Tokens,
     index: Indexer | None,
+    held: HeldAppends | None,
 ) -> ContextRow:
     """Apply one event to the rows of its context, as ``context.fold`` would to the state
-    (``at``: its time in µs); ``index`` None leaves the full-text indexes alone."""
+    (``at``: its time in µs); ``index`` None leaves the full-text indexes alone. With
+    ``held``, an appended message's row waits there and is taken as new (see HeldAppends)."""
     event, cid = rec.event, rec.stream_id
+    if held is not None and not isinstance(event, MessageAppended):
+        held.flush()  # what follows may read or replace the messages rows
     if ctx is None:
         ctx = ContextRow(
             context_id=cid, tenant=rec.metadata.tenant, position=rec.position,
@@ -271,14 +344,20 @@ def _apply_event(
                 count = counter.count_message(role, content, name)
             seq = ctx.message_count
             subject = sealed_subject(rec, event.metadata, ctx.metadata)
-            cursor = conn.execute(INSERT_MESSAGE, (
+            row = (
                 cid, seq, mid, role, json_encode(content).decode(), name,
                 json_encode(event.metadata).decode(), rec.version, count, subject,
-            ))  # fmt: skip
-            if cursor.rowcount:  # 0 when the id is already there: a duplicate changes nothing
-                if index is not None:
+            )  # fmt: skip
+            if held is not None:
+                held.add(row)
+                inserted = True
+            else:
+                cursor = conn.execute(INSERT_MESSAGE, row)
+                inserted = bool(cursor.rowcount)  # 0 when the id is there: a duplicate
+                if inserted and index is not None:
                     assert cursor.lastrowid is not None  # the row just inserted
                     index.add(ctx.tenant, cursor.lastrowid, content)
+            if inserted:
                 ctx.message_count += 1
                 ctx.total_tokens += count
                 ctx.dirty.add(seq // CHUNK)

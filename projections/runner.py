@@ -69,6 +69,12 @@ FOLLOWER_BYTES = 32 << 20
 falling back to log reads under a burst would slow every append that waits for it."""
 MIN_WATCH = 0.01
 """Seconds between the watchdog's wake-ups at least, however short a wait."""
+FIRST_BUILD = 10_000
+"""Events in the log past which a projector starting with an empty read model builds it as
+a rebuild does (``_replay``: appends inserted together, the search index at the end) before
+it follows the log, where it may (``Projector._builds_in_place``)."""
+REPLAY_BATCH = 2000
+"""Events per transaction of a replay."""
 
 
 class ProjectorFailed(ProjectionError):
@@ -254,7 +260,9 @@ class Projector(Sharing):
                 self.check()
             await self._advanced.wait()
 
-    async def rebuild(self, progress: Progress | None = None, *, batch_size: int = 2000) -> int:
+    async def rebuild(
+        self, progress: Progress | None = None, *, batch_size: int = REPLAY_BATCH
+    ) -> int:
         """Replay the whole log into a new read model; returns the events applied.
 
         The live loop (if running) is stopped for the duration and restarted after. On file,
@@ -398,7 +406,10 @@ class Projector(Sharing):
         reading = asyncio.ensure_future(self.store.read_all(0, batch_size))
         applying: asyncio.Future[Applied] | None = None
         await target.write(defer_sync)  # a crash before index_all_sync: start over
-        await target.write(bulk_sync, True)
+        # No syncs, a large cache: for a new file only (the live one keeps its own settings).
+        bulk = target is not self.readmodel
+        if bulk:
+            await target.write(bulk_sync, True)
         try:
             self.rebuilding = (0, total)
             while True:
@@ -428,7 +439,8 @@ class Projector(Sharing):
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pending
-            await target.write(bulk_sync, False)
+            if bulk:
+                await target.write(bulk_sync, False)
         return done, through
 
     async def apply(
@@ -538,6 +550,8 @@ class Projector(Sharing):
         self.backoff.reset()
 
     async def _follow_once(self) -> None:
+        if self.checkpoint == 0 and self._builds_in_place and await self.store.head() > FIRST_BUILD:
+            await self._first_build()
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=4 * self.batch_size)
         events = self.store.subscribe(
             self.checkpoint, poll_interval=self.poll_interval, max_bytes=FOLLOWER_BYTES
@@ -556,6 +570,29 @@ class Projector(Sharing):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pumping
             await events.aclose()
+
+    @property
+    def _builds_in_place(self) -> bool:
+        """Whether a first build may replay into the read model in place: one no other
+        process opens (in memory), or one only the elected projector writes (shared, on
+        PostgreSQL). Not a SQLite file: another process opening it meanwhile would take the
+        search index left for the end as a rebuild's cut off, and empty the file."""
+        return not (isinstance(self.readmodel, ReadModel) and self.readmodel.on_file)
+
+    async def _first_build(self) -> None:
+        """Build the read model, empty (checkpoint 0: nothing was ever committed to it),
+        from a log of many events, as a rebuild in place does; the live loop follows on from
+        where it ends. A crash before its search index is built starts it over on open (on
+        PostgreSQL, the next projector builds the index, ``Sharing._lead``)."""
+        start = await self.store.head()
+        async with self._writing:
+            done, through = await self._replay(self.readmodel, self.history, None, REPLAY_BATCH)
+            await self._settle_keys(self.readmodel, self.history, start)
+        self.applied += done
+        self.checkpoint = through
+        if self.error is not None:
+            self._recovered()
+        self._wake()
 
     async def _next_batch(
         self, queue: asyncio.Queue[RecordedEvent], pumping: asyncio.Task[None]

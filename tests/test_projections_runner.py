@@ -13,9 +13,10 @@ import msgspec
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
-from projections import Caller, Contexts, ProjectorBehind, ReadModelInUse, apply, fold
+from projections import Caller, Contexts, ProjectorBehind, ReadModelInUse, apply, fold, runner
 from projections.readmodel import REBUILDING
 from tests.support.factories import COUNTER
+from tests.support.services import open_log
 
 META = EventMetadata(tenant="t")
 
@@ -162,6 +163,84 @@ async def test_rebuild_replays_everything_with_progress(tmp_path: Path) -> None:
         assert rows(log + ".readmodel") == before
         assert svc.projector.running  # restarted after the rebuild
         await assert_matches_fold(svc, store, 5)
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_rebuild_inserts_appends_together_and_still_ignores_duplicate_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild holds appended rows back and inserts many in one statement; a duplicate id
+    (in one append, or of a message an earlier batch inserted) sends its batch back to a
+    row at a time, and the read model is the fold's either way."""
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 3, 30)
+    await store.append("s0", [appended(30), appended(30)], metadata=META)
+    await store.append("s1", [appended(5), appended(31)], metadata=META)
+    svc = Contexts(store)
+    await svc.start()
+    held: list[int] = []
+    real = apply.HeldAppends.flush
+
+    def flush(self: apply.HeldAppends) -> None:
+        held.append(len(self._rows))
+        real(self)
+
+    monkeypatch.setattr(apply.HeldAppends, "flush", flush)
+    try:
+        before = rows(log + ".readmodel")
+        assert before[1] == 3 * 30 + 2
+        await svc.projector.rebuild(batch_size=50)
+        assert rows(log + ".readmodel") == before
+        await assert_matches_fold(svc, store, 3)
+        assert max(held) >= 30  # a context's appends, at least, in one statement
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_first_build_replays_the_log_then_follows_it(
+    tmp_path: Path, readmodel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A projector starting with an empty read model on a log of many events builds it as
+    a rebuild does (appends together, the search index once at the end), in memory or
+    shared on PostgreSQL, then follows the log as it grows. A SQLite file, which another
+    process may open meanwhile, is caught up event by event instead."""
+    monkeypatch.setattr(runner, "FIRST_BUILD", 10)
+    store = await open_log(str(tmp_path / "log.db"), readmodel)
+    await fill(store, 3, 30)
+    head = await store.head()
+    replayed: list[tuple[int, int]] = []
+    real = runner.Projector._replay
+
+    async def replay(self: runner.Projector, *args: Any) -> tuple[int, int]:
+        replayed.append(await real(self, *args))
+        return replayed[-1]
+
+    monkeypatch.setattr(runner.Projector, "_replay", replay)
+    if readmodel == "sqlite":
+        on_file = Contexts(store)
+        await on_file.start()
+        await on_file.close()
+        assert not replayed
+        assert rows(str(tmp_path / "log.db.readmodel"))[:2] == (head, 90)
+    svc = Contexts(store, readmodel_path=":memory:" if readmodel == "sqlite" else None)
+    await svc.start()
+    try:
+        assert replayed == [(head, head)]
+        assert svc.projector.applied == head
+        await assert_matches_fold(svc, store, 3)
+        hits = (await svc.search(Caller(tenant="t"), "message 17")).hits
+        assert sorted(h.context_id for h in hits) == ["s0", "s1", "s2"]
+        await store.append("s1", [appended(99)], metadata=META)
+        await svc.projector.wait_for(await store.head())
+        await assert_matches_fold(svc, store, 3)
+        assert [h.context_id for h in (await svc.search(Caller(tenant="t"), "99")).hits] == [
+            "s1"
+        ]
+        assert len(replayed) == 1  # followed, not replayed again
     finally:
         await svc.close()
         await store.close()
