@@ -187,38 +187,20 @@ def apply_sync(
     search: bool = True,
     known: Mapping[str, ContextRow] | None = None,
     tenants: Known | None = None,
+    hold: bool = False,
 ) -> Applied:
     """Apply the batch; returns the committed rows of the contexts it touched. ``search``
     False leaves the full-text index alone (a rebuild indexes everything once at its end).
     ``known``: committed rows the caller has at hand (the projector's header cache); each
     is used, copied, only if it is the row just before the event that touches it.
     ``tenants``: what the caller knows of the tenants (updated once the batch commits).
+    ``hold`` (with ``search`` False): appends are inserted together (``HeldAppends``); on
+    DuplicateAppend nothing was applied, and the batch is for applying without it.
 
     Events at or before the stored checkpoint are skipped: a read model on file may be
     shared by several processes on one log (two servers, or ``ctxlog erase`` beside a
     server), each with its own projector, and whichever applies an event first applies it
     for all (the checkpoint is read in this write transaction, so they take turns)."""
-    args = (conn, batch, resolved, counter, snapshot_every, tokens, search, known, tenants)
-    if not search:  # no rowid is needed now: appends are held and inserted together
-        try:
-            return _apply_batch(*args, hold=True)
-        except DuplicateAppend:
-            pass  # rolled back: again, a row at a time
-    return _apply_batch(*args)
-
-
-def _apply_batch(
-    conn: sqlite3.Connection,
-    batch: list[RecordedEvent],
-    resolved: Resolved,
-    counter: TokenCounting,
-    snapshot_every: int,
-    tokens: Tokens,
-    search: bool,
-    known: Mapping[str, ContextRow] | None,
-    tenants: Known | None,
-    hold: bool = False,
-) -> Applied:
     tenants = Known() if tenants is None else tenants
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -234,7 +216,7 @@ def _apply_batch(
         touched: dict[str, ContextRow | None] = {}
         slots = Slots(conn, tenants)
         index = Indexer(conn, slots) if search else None
-        held = HeldAppends(conn) if hold else None
+        held = HeldAppends(conn) if hold and not search else None
         numbering = Numbering(conn, slots, tenants)
         recorded, at = None, 0
         for rec in batch:

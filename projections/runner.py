@@ -41,7 +41,15 @@ from eventstore import (
     SubjectErased,
 )
 
-from .apply import Applied, MessageCounter, Resolved, Tokens, apply_sync, refold_sync
+from .apply import (
+    Applied,
+    DuplicateAppend,
+    MessageCounter,
+    Resolved,
+    Tokens,
+    apply_sync,
+    refold_sync,
+)
 from .caches import HeaderCache
 from .collector import fewer_collections
 from .errors import ProjectionError, ProjectorBehind, ProjectorElsewhere, ReadModelBehind
@@ -495,10 +503,11 @@ class Projector(Sharing):
             cached = self.headers.get
             known = {cid: row for rec in batch if (row := cached(cid := rec.stream_id))}
             tenants = self.tenants
-        return await target.write(
-            apply_sync, batch, resolved, self._counting, self.snapshot_every, tokens or {},
-            search, known, tenants,
-        )  # fmt: skip
+        args = (batch, resolved, self._counting, self.snapshot_every, tokens or {}, search)
+        if not search:  # no rowid is needed: appends are inserted together (HeldAppends)
+            with contextlib.suppress(DuplicateAppend):  # rolled back: again, a row at a time
+                return await target.write(apply_sync, *args, known, tenants, True)
+        return await target.write(apply_sync, *args, known, tenants)
 
     def count_batch(self, batch: list[RecordedEvent]) -> Tokens:
         """The token counts of the batch's appended messages (what ``apply`` would count)."""
