@@ -591,8 +591,9 @@ class Projector(Sharing):
     async def _first_build(self) -> None:
         """Build the read model, empty (checkpoint 0: nothing was ever committed to it),
         from a log of many events, as a rebuild in place does; the live loop follows on from
-        where it ends. A crash before its search index is built starts it over on open (on
-        PostgreSQL, the next projector builds the index, ``Sharing._lead``)."""
+        where it ends. Cut off (an error, or this node losing the duty), what it committed
+        stands: the next attempt skips it, or the next projector builds the search index
+        left for the end before it follows (``Sharing._lead``)."""
         start = await self.store.head()
         async with self._writing:
             done, through = await self._replay(self.readmodel, self.history, None, REPLAY_BATCH)
