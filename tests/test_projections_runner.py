@@ -237,9 +237,8 @@ async def test_a_first_build_replays_the_log_then_follows_it(
         await store.append("s1", [appended(99)], metadata=META)
         await svc.projector.wait_for(await store.head())
         await assert_matches_fold(svc, store, 3)
-        assert [h.context_id for h in (await svc.search(Caller(tenant="t"), "99")).hits] == [
-            "s1"
-        ]
+        hits = (await svc.search(Caller(tenant="t"), "99")).hits
+        assert [h.context_id for h in hits] == ["s1"]
         assert len(replayed) == 1  # followed, not replayed again
     finally:
         await svc.close()
