@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from operator import attrgetter
 from typing import Generic, TypeVar
 
 import msgspec
@@ -75,6 +76,39 @@ class LRU(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class SizedLRU(LRU[K, V]):
+    """An ``LRU`` bounded by the total ``size`` of its values (bytes), not their number; a
+    value larger than the whole bound is not kept."""
+
+    def __init__(self, max_bytes: int, size: Callable[[V], int]) -> None:
+        super().__init__(max_bytes)
+        self._size = size
+        self._bytes = 0
+
+    def put(self, key: K, value: V, generation: int | None = None) -> None:
+        size = self._size(value)
+        if size > self.capacity or (generation is not None and generation != self.generation):
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= self._size(old)
+        self._items[key] = value
+        self._bytes += size
+        while self._bytes > self.capacity:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= self._size(dropped)
+
+    def discard(self, key: K) -> None:
+        old = self._items.get(key)
+        if old is not None:
+            self._bytes -= self._size(old)
+        super().discard(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self._bytes = 0
 
 
 class HeaderCache(LRU[str, ContextRow]):
@@ -176,7 +210,7 @@ def assemble(
     return Assembled(version, runs, ends + added, state, tokens)
 
 
-class AssembledCache:
+class AssembledCache(SizedLRU[str, Assembled]):
     """Whole contexts' messages (``Assembled``) by context id, bounded by their bytes (the
     least recently used go first). A hot context is answered from here, and an append adds
     only its new messages to what is here (``ContextRow.reshaped`` says when that no longer
@@ -184,39 +218,11 @@ class AssembledCache:
     without a new version (``generation``, as in ``LRU``)."""
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, Assembled] = OrderedDict()
-        self._bytes = 0
-        self.generation = 0
+        super().__init__(max_bytes, attrgetter("size"))
 
-    def get(self, context_id: str) -> Assembled | None:
-        """The context's entry, or None; marks it recently used."""
-        found = self._items.get(context_id)
-        if found is not None:
-            self._items.move_to_end(context_id)
-        return found
-
-    def put(self, context_id: str, value: Assembled, generation: int) -> None:
+    def put(self, key: str, value: Assembled, generation: int | None = None) -> None:
         """Keep ``value`` unless it was read before the last ``clear``, is older than the
         entry kept, or is larger than the whole cache."""
-        if generation != self.generation or value.size > self.max_bytes:
-            return
-        old = self._items.pop(context_id, None)
-        if old is not None:
-            self._bytes -= old.size
-            if old.version > value.version:
-                value = old
-        self._items[context_id] = value
-        self._bytes += value.size
-        while self._bytes > self.max_bytes:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= dropped.size
-
-    def clear(self) -> None:
-        """Forget everything (the read model was reset, or forgot erased content)."""
-        self._items.clear()
-        self._bytes = 0
-        self.generation += 1
-
-    def __len__(self) -> int:
-        return len(self._items)
+        old = self._items.get(key)
+        super().put(key, old if old is not None and old.version > value.version else value,
+                    generation)  # fmt: skip

@@ -10,9 +10,8 @@ again is another object, and an erasure or a rebuild empties it all.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from projections import Window
+from projections.caches import SizedLRU
 
 from . import render, wire
 
@@ -25,7 +24,7 @@ _Key = tuple[int, str | None]
 """(id of the Window, format) of an answer; the entry holds the Window, so the id stays its."""
 
 
-class WindowAnswers:
+class WindowAnswers(SizedLRU[_Key, tuple[Window, bytes]]):
     """Encoded window answers by the Window object and format they were encoded from,
     bounded by their bytes (the least recently used go first).
 
@@ -34,33 +33,15 @@ class WindowAnswers:
     """
 
     def __init__(self, max_bytes: int = 32 << 20) -> None:
-        self.max_bytes = max_bytes
-        self.generation = 0
-        """Note it before asking the service for a window; pass it to ``encoded``."""
-        self._answers: OrderedDict[_Key, tuple[Window, bytes]] = OrderedDict()
-        self._bytes = 0
+        super().__init__(max_bytes, lambda entry: len(entry[1]))
 
     def encoded(self, window: Window, fmt: str | None, generation: int) -> bytes:
         """The answer's JSON for ``window`` in request format ``fmt`` (None: native)."""
         key = (id(window), fmt)
-        found = self._answers.get(key)
+        found = self.get(key)
         if found is not None:  # the entry holds its window: no other has that id meanwhile
-            self._answers.move_to_end(key)
             return found[1]
         body = wire.encode(render.window_body(window, fmt))
-        if len(body) <= MAX_ANSWER_BYTES and generation == self.generation:
-            self._answers[key] = (window, body)
-            self._bytes += len(body)
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._answers.popitem(last=False)
-                self._bytes -= len(dropped)
+        if len(body) <= MAX_ANSWER_BYTES:
+            self.put(key, (window, body), generation)
         return body
-
-    def clear(self) -> None:
-        """Forget every answer (content changed without a new version, or was rebuilt)."""
-        self._answers.clear()
-        self._bytes = 0
-        self.generation += 1
-
-    def __len__(self) -> int:
-        return len(self._answers)
