@@ -36,7 +36,6 @@ from eventstore import (
     ContextForked,
     ContextRolledBack,
     EventStore,
-    MessageAppended,
     RecordedEvent,
     SubjectErased,
 )
@@ -52,6 +51,7 @@ from .apply import (
 )
 from .caches import HeaderCache
 from .collector import fewer_collections
+from .counting import Counting
 from .errors import ProjectionError, ProjectorBehind, ProjectorElsewhere, ReadModelBehind
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import Model, ReadModel, bulk_sync
@@ -83,6 +83,9 @@ a rebuild does (``_replay``: appends inserted together, the search index at the 
 it follows the log, where it may (``Projector._builds_in_place``)."""
 REPLAY_BATCH = 2000
 """Events per transaction of a replay."""
+COUNT_AWAY = 20_000
+"""Events in the log past which a replay counts tokens in a second process (``counting``):
+a shorter one is over about as soon as that process would be ready."""
 
 
 class ProjectorFailed(ProjectionError):
@@ -131,6 +134,8 @@ class Projector(Sharing):
         a rebuild's replay): on a shared read model, 0 for a node that never led."""
         self.rebuilding: tuple[int, int] | None = None
         """(position replayed, head of the log) while a rebuild runs, else None."""
+        self.counted_away = 0
+        """Pages of the last replay whose tokens a second process counted (``counting``)."""
         self.backoff = Backoff(retry_initial, retry_cap)
         self._retry_at = 0.0
         self._rebuilding = False
@@ -418,13 +423,16 @@ class Projector(Sharing):
         bulk = target is not self.readmodel
         if bulk:
             await target.write(bulk_sync, True)
+        # A log of a few pages is replayed before a second process would have started.
+        counting = Counting(self._counting, worker=total > COUNT_AWAY)
         try:
+            await counting.start()
             self.rebuilding = (0, total)
             while True:
                 events, through = await reading
                 if len(events) == batch_size:
                     reading = asyncio.ensure_future(self.store.read_all(through, batch_size))
-                tokens = self.count_batch(events)
+                tokens = await counting.count(events)
                 if applying is not None:
                     await applying
                 if events:
@@ -442,11 +450,13 @@ class Projector(Sharing):
             await target.write(index_all_sync)
         finally:
             self.rebuilding = None
+            self.counted_away = counting.pages_away
             for pending in (reading, applying):
                 if pending is not None and not pending.done():
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pending
+            await counting.close()
             if bulk:
                 await target.write(bulk_sync, False)
         return done, through
@@ -455,7 +465,7 @@ class Projector(Sharing):
         self, batch: list[RecordedEvent], tokens: Tokens | None = None, *, search: bool = True
     ) -> None:
         """Apply consecutive log events in one transaction with the checkpoint; ``tokens``
-        may hold the messages' counts already (``count_batch``).
+        may hold the messages' counts already (``counting``).
 
         A ``subject.erased`` starts a transaction of its own: once it is applied, every
         context holding content sealed with a key it names, not forgotten yet, is folded
@@ -508,15 +518,6 @@ class Projector(Sharing):
             with contextlib.suppress(DuplicateAppend):  # rolled back: again, a row at a time
                 return await target.write(apply_sync, *args, known, tenants, True)
         return await target.write(apply_sync, *args, known, tenants)
-
-    def count_batch(self, batch: list[RecordedEvent]) -> Tokens:
-        """The token counts of the batch's appended messages (what ``apply`` would count)."""
-        count = self._counting.count_message
-        return {
-            rec.position: count(e.role, e.content, e.name)
-            for rec in batch
-            if isinstance(e := rec.event, MessageAppended)
-        }
 
     def _wake(self) -> None:
         woken, self._advanced = self._advanced, asyncio.Event()

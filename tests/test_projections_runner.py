@@ -13,7 +13,16 @@ import msgspec
 import pytest
 
 from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
-from projections import Caller, Contexts, ProjectorBehind, ReadModelInUse, apply, fold, runner
+from projections import (
+    Caller,
+    Contexts,
+    ProjectorBehind,
+    ReadModelInUse,
+    apply,
+    counting,
+    fold,
+    runner,
+)
 from projections.readmodel import REBUILDING
 from tests.support.factories import COUNTER
 from tests.support.services import open_log
@@ -196,6 +205,35 @@ async def test_a_rebuild_inserts_appends_together_and_still_ignores_duplicate_id
         assert rows(log + ".readmodel") == before
         await assert_matches_fold(svc, store, 3)
         assert max(held) >= 30  # a context's appends, at least, in one statement
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``COUNT_AWAY`` events a replay's pages are counted by a worker process (here
+    made ready before the first page, which a real replay does not wait for)."""
+    monkeypatch.setattr(runner, "COUNT_AWAY", 0)
+    start = counting.Counting.start
+
+    async def start_ready(self: counting.Counting) -> None:
+        await start(self)
+        assert await self.ready()
+
+    monkeypatch.setattr(counting.Counting, "start", start_ready)
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 3, 30)
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        before = rows(log + ".readmodel")
+        await svc.projector.rebuild(batch_size=20)
+        assert svc.projector.counted_away == 5  # of the 5 pages, all (each has appends)
+        assert rows(log + ".readmodel") == before
+        await assert_matches_fold(svc, store, 3)
     finally:
         await svc.close()
         await store.close()
