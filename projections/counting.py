@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -179,6 +180,9 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 
 def serve(encoding: str) -> None:
     """Answer each frame of messages with a frame of their token counts, until end of input."""
+    # A Ctrl-C at the terminal reaches the whole process group: the parent decides, and this
+    # process ends with its input.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     count = MessageCounter(counter(encoding)).count_message
     decode = msgspec.json.Decoder(Batch).decode
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
