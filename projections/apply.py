@@ -8,6 +8,8 @@ checkpoint, so a batch is applied exactly once.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import sqlite3
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
@@ -32,7 +34,7 @@ from eventstore import (
 )
 
 from .context import content_hash, merge_patch, redacted_content
-from .dialect import twin
+from .dialect import postgres, twin
 from .errors import ReadModelBehind
 from .history import CHUNK, write_snapshot_sync
 from .positions import Numbering
@@ -91,14 +93,25 @@ INSERT_EVENT_ID = twin(
     " ON CONFLICT DO NOTHING",
 )
 
-INSERT_HELD = twin(
-    "INSERT OR IGNORE" + _INTO_MESSAGES + " SELECT value ->> 0, value ->> 1,"
-    " value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7,"
-    " value ->> 8, NULL, 0, NULL, value ->> 9 FROM json_each(?)",
+_HELD_ROWS = 64
+"""Rows per statement of held appends on SQLite: 640 values, within its 32,766."""
+
+
+@functools.cache
+def _insert_held(rows: int) -> str:
+    """SQLite's statement inserting ``rows`` held rows: one step, its values bound from one
+    flat list (measured: 2.3 µs a row, against 4.7 through ``json_each`` and 2.4 one
+    ``executemany`` step per row, each of which takes the GIL again)."""
+    one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)"
+    return "INSERT OR IGNORE" + _INTO_MESSAGES + " VALUES " + ", ".join([one] * rows)
+
+
+# PostgreSQL's: every held row in one round trip, as one JSON parameter.
+INSERT_HELD_JSON = (
     "INSERT" + _INTO_MESSAGES + " SELECT value ->> 0, (value ->> 1)::bigint,"
     " value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,"
     " (value ->> 7)::bigint, (value ->> 8)::bigint, NULL, 0, NULL, value ->> 9"
-    " FROM json_array_elements(?::json) AS value ON CONFLICT DO NOTHING",
+    " FROM json_array_elements(?::json) AS value ON CONFLICT DO NOTHING"
 )
 
 
@@ -107,11 +120,12 @@ class DuplicateAppend(Exception):
 
 
 class HeldAppends:
-    """Appended messages' rows held back and inserted together, one statement for many.
+    """Appended messages' rows held back and inserted together: 64 rows a statement on
+    SQLite, all in one round trip on PostgreSQL.
 
     For a rebuild, whose full-text index waits for its end (no row's rowid is needed): each
     statement is one step with the GIL released, where a row at a time took a turn of the
-    GIL per message against the threads reading and tokenizing the log. A held row is taken
+    GIL per message against the thread decoding the log. A held row is taken
     as new; a duplicate id (which the fold ignores) is rare enough to be found afterwards:
     when a flush inserts fewer rows than it held, DuplicateAppend undoes the batch, which is
     applied again a row at a time. Anything that reads or replaces messages rows (an edit,
@@ -126,12 +140,20 @@ class HeldAppends:
         self._rows.append(row)
 
     def flush(self) -> None:
-        if not self._rows:
+        rows, conn = self._rows, self._conn
+        if not rows:
             return
-        inserted = self._conn.execute(INSERT_HELD, (json_encode(self._rows).decode(),)).rowcount
-        if inserted != len(self._rows):
+        if postgres(conn):
+            inserted = conn.execute(INSERT_HELD_JSON, (json_encode(rows).decode(),)).rowcount
+        else:
+            inserted = 0
+            for i in range(0, len(rows), _HELD_ROWS):
+                part = rows[i : i + _HELD_ROWS]
+                values = list(itertools.chain.from_iterable(part))
+                inserted += conn.execute(_insert_held(len(part)), values).rowcount
+        if inserted != len(rows):
             raise DuplicateAppend
-        self._rows.clear()
+        rows.clear()
 
 
 Resolved = dict[tuple[str, int], ContextState]

@@ -185,26 +185,34 @@ async def test_a_rebuild_inserts_appends_together_and_still_ignores_duplicate_id
     row at a time, and the read model is the fold's either way."""
     log = str(tmp_path / "log.db")
     store = await EventStore.open_sqlite(log)
-    await fill(store, 3, 30)
-    await store.append("s0", [appended(30), appended(30)], metadata=META)
-    await store.append("s1", [appended(5), appended(31)], metadata=META)
+    await fill(store, 3, 100)
+    await store.append("s0", [appended(100), appended(100)], metadata=META)
+    await store.append("s1", [appended(5), appended(101)], metadata=META)
     svc = Contexts(store)
     await svc.start()
-    held: list[int] = []
+    held: list[int] = []  # rows of each flush that inserted them all
+    duplicates = 0
     real = apply.HeldAppends.flush
 
     def flush(self: apply.HeldAppends) -> None:
-        held.append(len(self._rows))
-        real(self)
+        nonlocal duplicates
+        rows = len(self._rows)
+        try:
+            real(self)
+        except apply.DuplicateAppend:
+            duplicates += 1
+            raise
+        held.append(rows)
 
     monkeypatch.setattr(apply.HeldAppends, "flush", flush)
     try:
         before = rows(log + ".readmodel")
-        assert before[1] == 3 * 30 + 2
-        await svc.projector.rebuild(batch_size=50)
+        assert before[1] == 3 * 100 + 2
+        await svc.projector.rebuild(batch_size=150)
         assert rows(log + ".readmodel") == before
         await assert_matches_fold(svc, store, 3)
-        assert max(held) >= 30  # a context's appends, at least, in one statement
+        assert max(held) >= 100  # a context's appends, at least, in one flush (two statements)
+        assert duplicates == 1  # the last batch, holding both duplicates, went a row at a time
     finally:
         await svc.close()
         await store.close()
