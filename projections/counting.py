@@ -8,8 +8,8 @@ counts page N+1 while this process applies page N.
 
 The worker is a plain Python process (``serve``) over pipes rather than a ``multiprocessing``
 pool: a pool's child imports the parent's main module again, which a host script without a
-``__main__`` guard would run a second time. It is started with the
-parent's ``sys.path``, so it counts with the same code whatever way ctxlog was installed.
+``__main__`` guard would run a second time. It is started with the parent's ``sys.path``, so
+it counts with the same code whatever way ctxlog was installed.
 
 Until the worker says it is ready (importing and loading the encoding takes a moment), and
 for good if it fails in any way, pages are counted here, exactly as before: the worker only

@@ -413,9 +413,9 @@ class Projector(Sharing):
         """Apply the whole log to ``target`` (empty); returns (events applied, checkpoint)."""
         total = await self.store.head()
         done = through = 0
-        # A pipeline of three: while the read model's thread applies page N, the log's
-        # reader fetches page N+2 and this thread decodes and tokenizes page N+1 (tiktoken
-        # releases the GIL while it encodes).
+        # A pipeline: while the read model's thread applies page N, the log's reader
+        # fetches page N+2, this thread decodes page N+1 and a second process counts its
+        # tokens (``counting``; here, where it cannot).
         reading = asyncio.ensure_future(self.store.read_all(0, batch_size))
         applying: asyncio.Future[Applied] | None = None
         await target.write(defer_sync)  # a crash before index_all_sync: start over
