@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiosqlite
 
-from eventstore.files import create_private
+from eventstore.files import PRIVATE, create_private
 
 from . import search, tenants
 from .errors import ProjectionError, ReadModelInUse
@@ -43,6 +44,11 @@ T = TypeVar("T")
 log = logging.getLogger("ctxlog.readmodel")
 
 REBUILDING = ".rebuilding"
+BUILDING_LOCK = ".rebuilding.lock"
+"""Beside a read model file: locked (``flock``) while a process builds ``<path>.rebuilding``,
+so a second builder is refused instead of deleting the first one's file under it, which the
+first would then rename over the read model. It is never deleted: a lock file that is
+removed and created again can be held by two processes at once."""
 """The suffix of the file a rebuild writes before it replaces the read model's."""
 
 
@@ -98,6 +104,9 @@ class ReadModel:
         self._swapped: asyncio.Event | None = None
         """Unset while ``adopt`` swaps the files: reads wait for it."""
         self._mark = OpenMark(path)
+        self._building: int | None = None
+        """The descriptor holding ``BUILDING_LOCK``, on a fresh read model until it is
+        adopted or discarded."""
         self.damaged: Damaged | None = None
         """The damaged file the last ``open`` set aside, if it did."""
 
@@ -165,12 +174,18 @@ class ReadModel:
     async def fresh(self) -> ReadModel:
         """A new, empty read model in ``<path>.rebuilding`` (what a crashed rebuild left
         there is discarded), with one connection and no rollback journal until ``adopt``:
-        it is thrown away whole if the rebuild fails."""
+        it is thrown away whole if the rebuild fails. ReadModelInUse while another process
+        builds one (``BUILDING_LOCK``)."""
         fresh = ReadModel(self.path + REBUILDING, readers=0)
-        remove_files(fresh.path)
-        fresh._encoding = self._encoding
-        fresh._writer = await fresh._connect()
-        await fresh.write(_init_fresh_sync, self._encoding)
+        fresh._building = await asyncio.to_thread(_lock_building, self.path)
+        try:
+            remove_files(fresh.path)
+            fresh._encoding = self._encoding
+            fresh._writer = await fresh._connect()
+            await fresh.write(_init_fresh_sync, self._encoding)
+        except BaseException:
+            await fresh.discard()
+            raise
         fresh._idle.put_nowait(fresh._writer)  # its reads (history of a fork) go there too
         return fresh
 
@@ -178,6 +193,12 @@ class ReadModel:
         """Close and delete this (fresh) read model."""
         await self.close()
         remove_files(self.path)
+        self._unlock_building()
+
+    def _unlock_building(self) -> None:
+        fd, self._building = self._building, None
+        if fd is not None:
+            os.close(fd)  # and with it the lock
 
     async def adopt(self, fresh: ReadModel) -> int:
         """Replace this read model with ``fresh`` (a finished rebuild); returns its checkpoint.
@@ -199,6 +220,7 @@ class ReadModel:
             try:
                 swapped = await asyncio.to_thread(_swap_files, fresh.path, self.path)
             finally:  # swapped, refused or failed: this read model serves again
+                fresh._unlock_building()
                 position = await self.open(self._encoding)
         finally:
             self._swapped = None
@@ -339,6 +361,17 @@ def _init_fresh_sync(conn: sqlite3.Connection, encoding: str) -> None:
 def _finish_fresh_sync(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA locking_mode = NORMAL")
     conn.execute("PRAGMA journal_mode = WAL")  # also hands the exclusive lock back
+
+
+def _lock_building(path: str) -> int:
+    """Hold ``<path>.rebuilding.lock``; ReadModelInUse if another process holds it."""
+    fd = os.open(path + BUILDING_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ReadModelInUse(path) from None
+    return fd
 
 
 def _swap_files(fresh: str, path: str) -> bool:

@@ -52,7 +52,13 @@ from .apply import (
 from .caches import HeaderCache
 from .collector import fewer_collections
 from .counting import Counting
-from .errors import ProjectionError, ProjectorBehind, ProjectorElsewhere, ReadModelBehind
+from .errors import (
+    ProjectionError,
+    ProjectorBehind,
+    ProjectorElsewhere,
+    ReadModelBehind,
+    ReadModelInUse,
+)
 from .history import SNAPSHOT_EVERY, History
 from .readmodel import Model, ReadModel, bulk_sync
 from .retry import OK, Backoff, Health, health
@@ -80,7 +86,8 @@ MIN_WATCH = 0.01
 FIRST_BUILD = 10_000
 """Events in the log past which a projector starting with an empty read model builds it as
 a rebuild does (``_replay``: appends inserted together, the search index at the end) before
-it follows the log, where it may (``Projector._builds_in_place``)."""
+it follows the log: in place where it may (``Projector._builds_in_place``), else in a new
+file swapped in (``Projector._first_build_beside``)."""
 REPLAY_BATCH = 2000
 """Events per transaction of a replay."""
 COUNT_AWAY = 20_000
@@ -191,13 +198,16 @@ class Projector(Sharing):
         """Follow the log from ``checkpoint`` (the read model's, from ``ReadModel.open``)."""
         if self.running:
             return
-        if checkpoint > await self.store.head():
+        head = await self.store.head()
+        if checkpoint > head:
             # The read model is ahead of this log: it was built from another one.
             await self.readmodel.reset(self.counter.encoding)
             self.history.clear_cache()
             self.headers.clear()
             self.tenants.clear()
             checkpoint = 0
+        if checkpoint == 0 and head > FIRST_BUILD and not self._builds_in_place:
+            checkpoint = await self._first_build_beside()
         self.checkpoint = checkpoint
         self.error = None
         self.backoff.reset()
@@ -294,13 +304,18 @@ class Projector(Sharing):
                 self._wake()
 
     async def _rebuild(self, was_running: bool, progress: Progress | None, batch_size: int) -> int:
-        await self.stop()
-        self.store.keys.forget()  # the log is read anew: no key another process destroyed
         target: Model
         if isinstance(self.readmodel, ReadModel) and self.readmodel.on_file:
+            # Before the live loop stops: refused while another process builds one.
             target = await self.readmodel.fresh()
             history = History(self.store, target, self.counter)
+            try:
+                await self.stop()
+            except BaseException:
+                await target.discard()
+                raise
         else:
+            await self.stop()
             if self.readmodel.shared and not await self.store.recorder.lead(LEAD):
                 if was_running:
                     await self.start(self.checkpoint)
@@ -308,6 +323,7 @@ class Projector(Sharing):
             target, history = self.readmodel, self.history
             await target.reset(self.counter.encoding)
             self._forget(0)
+        self.store.keys.forget()  # the log is read anew: no key another process destroyed
         start = await self.store.head()
         try:
             done, through = await self._replay(target, history, progress, batch_size)
@@ -586,7 +602,8 @@ class Projector(Sharing):
         """Whether a first build may replay into the read model in place: one no other
         process opens (in memory), or one only the elected projector writes (shared, on
         PostgreSQL). Not a SQLite file: another process opening it meanwhile would take the
-        search index left for the end as a rebuild's cut off, and empty the file."""
+        search index left for the end as a rebuild's cut off, and empty the file; a file is
+        built beside it instead (``_first_build_beside``)."""
         return not (isinstance(self.readmodel, ReadModel) and self.readmodel.on_file)
 
     async def _first_build(self) -> None:
@@ -604,6 +621,23 @@ class Projector(Sharing):
         if self.error is not None:
             self._recovered()
         self._wake()
+
+    async def _first_build_beside(self) -> int:
+        """Build a read model file, empty (checkpoint 0) on a log of many events, as a
+        rebuild does: in a new file beside it, swapped in at the end (nothing reads it
+        meanwhile: ``Contexts.start`` is waiting for the catch-up). Returns the checkpoint
+        to follow from: 0 when it could not, and the file is caught up event by event as
+        before (another process has it open, or builds it; or the replay failed, and the
+        live loop meets the failure again and reports it in ``health``)."""
+        try:
+            self.applied += await self.rebuild()
+        except ReadModelInUse as e:
+            log.info("first build of the read model event by event: %s", e)
+            return 0
+        except Exception as e:
+            log.warning("first build of the read model event by event: %r", e)
+            return 0
+        return self.checkpoint
 
     async def _next_batch(
         self, queue: asyncio.Queue[RecordedEvent], pumping: asyncio.Task[None]

@@ -23,7 +23,7 @@ from projections import (
     fold,
     runner,
 )
-from projections.readmodel import REBUILDING
+from projections.readmodel import REBUILDING, _lock_building
 from tests.support.factories import COUNTER
 from tests.support.services import open_log
 
@@ -251,13 +251,13 @@ async def test_a_first_build_replays_the_log_then_follows_it(
     tmp_path: Path, readmodel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A projector starting with an empty read model on a log of many events builds it as
-    a rebuild does (appends together, the search index once at the end), in memory or
-    shared on PostgreSQL, then follows the log as it grows. A SQLite file, which another
-    process may open meanwhile, is caught up event by event instead."""
+    a rebuild does (appends together, the search index once at the end), then follows the
+    log as it grows: in place in memory or shared on PostgreSQL, and in a new file swapped
+    in for a SQLite file (which another process may open meanwhile)."""
     monkeypatch.setattr(runner, "FIRST_BUILD", 10)
-    store = await open_log(str(tmp_path / "log.db"), readmodel)
+    log = str(tmp_path / "log.db")
+    store = await open_log(log, readmodel)
     await fill(store, 3, 30)
-    head = await store.head()
     replayed: list[tuple[int, int]] = []
     real = runner.Projector._replay
 
@@ -266,26 +266,90 @@ async def test_a_first_build_replays_the_log_then_follows_it(
         return replayed[-1]
 
     monkeypatch.setattr(runner.Projector, "_replay", replay)
-    if readmodel == "sqlite":
-        on_file = Contexts(store)
-        await on_file.start()
-        await on_file.close()
-        assert not replayed
-        assert rows(str(tmp_path / "log.db.readmodel"))[:2] == (head, 90)
-    svc = Contexts(store, readmodel_path=":memory:" if readmodel == "sqlite" else None)
-    await svc.start()
+    paths = [None, ":memory:"] if readmodel == "sqlite" else [None]
+    for n, path in enumerate(paths):
+        replayed.clear()
+        head = await store.head()
+        svc = Contexts(store, readmodel_path=path)
+        await svc.start()
+        try:
+            assert replayed == [(head, head)]
+            assert svc.projector.applied == head
+            await assert_matches_fold(svc, store, 3)
+            hits = (await svc.search(Caller(tenant="t"), "message 17")).hits
+            assert sorted(h.context_id for h in hits) == ["s0", "s1", "s2"]
+            await store.append("s1", [appended(90 + n)], metadata=META)
+            await svc.projector.wait_for(await store.head())
+            await assert_matches_fold(svc, store, 3)
+            hits = (await svc.search(Caller(tenant="t"), str(90 + n))).hits
+            assert [h.context_id for h in hits] == ["s1"]
+            assert len(replayed) == 1  # followed, not replayed again
+        finally:
+            await svc.close()
+        if readmodel == "sqlite" and path is None:  # the file that was swapped in
+            assert rows(log + ".readmodel")[:2] == (head + 1, 90 + 1)
+            assert not Path(log + ".readmodel" + REBUILDING).exists()  # noqa: ASYNC240
+    await store.close()
+
+
+async def test_a_first_build_beside_a_file_another_process_has_open_goes_event_by_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The new file cannot replace one another process holds open (its write-ahead log
+    would be replayed onto it): the replay is thrown away and the file caught up event by
+    event, as before first builds were replays."""
+    monkeypatch.setattr(runner, "FIRST_BUILD", 10)
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 3, 30)
+    other = sqlite3.connect(log + ".readmodel")  # another process's connection, in WAL mode
+    other.execute("PRAGMA journal_mode = WAL")
+    other.execute("CREATE TABLE IF NOT EXISTS elsewhere (x)")
+    svc = Contexts(store)
     try:
-        assert replayed == [(head, head)]
-        assert svc.projector.applied == head
+        with caplog.at_level("INFO", logger="ctxlog.projector"):
+            await svc.start()
+        assert "event by event" in caplog.text
+        assert svc.projector.applied == await store.head()
         await assert_matches_fold(svc, store, 3)
-        hits = (await svc.search(Caller(tenant="t"), "message 17")).hits
-        assert sorted(h.context_id for h in hits) == ["s0", "s1", "s2"]
-        await store.append("s1", [appended(99)], metadata=META)
-        await svc.projector.wait_for(await store.head())
+        assert not Path(log + ".readmodel" + REBUILDING).exists()  # noqa: ASYNC240
+    finally:
+        await svc.close()
+        other.close()
+        await store.close()
+
+
+async def test_a_second_builder_beside_one_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one process builds ``<read model>.rebuilding``, another's rebuild is refused
+    and its first build goes event by event: it neither deletes the file being built nor
+    swaps it in half done."""
+    monkeypatch.setattr(runner, "FIRST_BUILD", 10)
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 3, 30)
+    building = _lock_building(log + ".readmodel")  # as the other builder holds it
+    other = Path(log + ".readmodel" + REBUILDING)
+    other.write_bytes(b"the other builder's file")  # noqa: ASYNC240
+    svc = Contexts(store)
+    try:
+        await svc.start()
         await assert_matches_fold(svc, store, 3)
-        hits = (await svc.search(Caller(tenant="t"), "99")).hits
-        assert [h.context_id for h in hits] == ["s1"]
-        assert len(replayed) == 1  # followed, not replayed again
+        with pytest.raises(ReadModelInUse):
+            await svc.projector.rebuild()
+        assert svc.projector.running  # the read model it had goes on being followed
+        await assert_matches_fold(svc, store, 3)
+        assert other.read_bytes() == b"the other builder's file"  # noqa: ASYNC240
+    finally:
+        os.close(building)
+        await svc.close()
+        await store.close()
+    svc = Contexts(store := await EventStore.open_sqlite(log))
+    try:
+        await svc.start()
+        await svc.projector.rebuild()  # the lock is free again
+        await assert_matches_fold(svc, store, 3)
     finally:
         await svc.close()
         await store.close()
