@@ -107,11 +107,15 @@ class UnknownModel(ProjectionError):
 
 
 class ReadModelInUse(ProjectionError):
-    """A rebuild could not replace the read model's file: another process has it open."""
+    """A rebuild could not replace the read model's file: another process has it open, or
+    (``building``) is building its replacement."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, building: bool = False) -> None:
         super().__init__(
-            f"the read model {path} is open in another process (a running server?):"
+            f"the read model {path} is being rebuilt by another process: wait for it to finish,"
+            " then run this again"
+            if building
+            else f"the read model {path} is open in another process (a running server?):"
             " stop it, then run this again"
         )
         self.path = path

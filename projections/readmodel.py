@@ -370,7 +370,7 @@ def _lock_building(path: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ReadModelInUse(path) from None
+        raise ReadModelInUse(path, building=True) from None
     return fd
 
 

@@ -336,7 +336,7 @@ async def test_a_second_builder_beside_one_file_is_refused(
     try:
         await svc.start()
         await assert_matches_fold(svc, store, 3)
-        with pytest.raises(ReadModelInUse):
+        with pytest.raises(ReadModelInUse, match="being rebuilt by another process"):
             await svc.projector.rebuild()
         assert svc.projector.running  # the read model it had goes on being followed
         await assert_matches_fold(svc, store, 3)
