@@ -58,6 +58,18 @@ async def assert_matches_fold(svc: Contexts, store: EventStore, streams: int) ->
         assert await svc.get(Caller(tenant="t"), f"s{s}") == fold(events, counter=COUNTER)
 
 
+async def assert_rebuilds_alike(
+    svc: Contexts, store: EventStore, log: str, streams: int, **rebuild: Any
+) -> int:
+    """Rebuild the read model of ``log``: the same rows as before, each context the fold's;
+    returns the events applied."""
+    before = rows(log + ".readmodel")
+    applied = await svc.projector.rebuild(**rebuild)
+    assert rows(log + ".readmodel") == before
+    await assert_matches_fold(svc, store, streams)
+    return applied
+
+
 def crash_applying_after(events: int, monkeypatch: pytest.MonkeyPatch) -> object:
     """Make the projector fail ("killed") on the event after ``events`` applied ones;
     returns the real function, to put back."""
@@ -161,17 +173,13 @@ async def test_rebuild_replays_everything_with_progress(tmp_path: Path) -> None:
     svc = Contexts(store)
     await svc.start()
     try:
-        before = rows(log + ".readmodel")
         reports: list[tuple[int, int]] = []
-        applied = await svc.projector.rebuild(
-            lambda done, total: reports.append((done, total)), batch_size=40
-        )
+        progress = lambda done, total: reports.append((done, total))  # noqa: E731
+        applied = await assert_rebuilds_alike(svc, store, log, 5, progress=progress, batch_size=40)
         assert applied == await store.head() == 155
         assert len(reports) == 4
         assert reports[-1] == (155, 155)
-        assert rows(log + ".readmodel") == before
         assert svc.projector.running  # restarted after the rebuild
-        await assert_matches_fold(svc, store, 5)
     finally:
         await svc.close()
         await store.close()
@@ -206,11 +214,8 @@ async def test_a_rebuild_inserts_appends_together_and_still_ignores_duplicate_id
 
     monkeypatch.setattr(apply.HeldAppends, "flush", flush)
     try:
-        before = rows(log + ".readmodel")
-        assert before[1] == 3 * 100 + 2
-        await svc.projector.rebuild(batch_size=150)
-        assert rows(log + ".readmodel") == before
-        await assert_matches_fold(svc, store, 3)
+        assert rows(log + ".readmodel")[1] == 3 * 100 + 2
+        await assert_rebuilds_alike(svc, store, log, 3, batch_size=150)
         assert max(held) >= 100  # a context's appends, at least, in one flush (two statements)
         assert duplicates == 1  # the last batch, holding both duplicates, went a row at a time
     finally:
@@ -237,11 +242,8 @@ async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
     svc = Contexts(store)
     await svc.start()
     try:
-        before = rows(log + ".readmodel")
-        await svc.projector.rebuild(batch_size=20)
+        await assert_rebuilds_alike(svc, store, log, 3, batch_size=20)
         assert svc.projector.counted_away == 5  # of the 5 pages, all (each has appends)
-        assert rows(log + ".readmodel") == before
-        await assert_matches_fold(svc, store, 3)
     finally:
         await svc.close()
         await store.close()
