@@ -321,6 +321,33 @@ async def test_a_first_build_beside_a_file_another_process_has_open_goes_event_b
         await store.close()
 
 
+async def test_a_first_build_beside_that_fails_goes_event_by_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever breaks the replay of a first build beside the file, the new file is thrown
+    away and the old one caught up event by event: the start does not fail on it."""
+    monkeypatch.setattr(runner, "FIRST_BUILD", 10)
+    log = str(tmp_path / "log.db")
+    store = await EventStore.open_sqlite(log)
+    await fill(store, 3, 30)
+
+    async def broken(self: runner.Projector, *args: Any) -> tuple[int, int]:
+        raise RuntimeError("the replay broke")
+
+    monkeypatch.setattr(runner.Projector, "_replay", broken)
+    svc = Contexts(store)
+    try:
+        with caplog.at_level("WARNING", logger="ctxlog.projector"):
+            await svc.start()
+        assert "the replay broke" in caplog.text
+        assert svc.projector.applied == await store.head()  # every event, one by one
+        await assert_matches_fold(svc, store, 3)
+        assert not Path(log + ".readmodel" + REBUILDING).exists()  # noqa: ASYNC240
+    finally:
+        await svc.close()
+        await store.close()
+
+
 async def test_a_second_builder_beside_one_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
