@@ -78,7 +78,7 @@ class Counting:
         self._ready: asyncio.Task[bytes] | None = None
         """Reads the worker's first frame, which says it has loaded the encoding."""
         self.pages_away = 0
-        """Pages the worker counted (for tests and benchmarks to see it took part)."""
+        """Pages the worker counted (for tests to see it took part)."""
 
     @property
     def pid(self) -> int | None:

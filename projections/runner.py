@@ -141,8 +141,6 @@ class Projector(Sharing):
         a rebuild's replay): on a shared read model, 0 for a node that never led."""
         self.rebuilding: tuple[int, int] | None = None
         """(position replayed, head of the log) while a rebuild runs, else None."""
-        self.counted_away = 0
-        """Pages of the last replay whose tokens a second process counted (``counting``)."""
         self.backoff = Backoff(retry_initial, retry_cap)
         self._retry_at = 0.0
         self._rebuilding = False
@@ -466,7 +464,6 @@ class Projector(Sharing):
             await target.write(index_all_sync)
         finally:
             self.rebuilding = None
-            self.counted_away = counting.pages_away
             for pending in (reading, applying):
                 if pending is not None and not pending.done():
                     pending.cancel()
