@@ -16,6 +16,7 @@ or an actor: ``/metrics`` may be scraped without a key (``metrics_token`` guards
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import hmac
@@ -192,7 +193,13 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The projector, caches, connections, sessions and limits, as they are now."""
         app = self.app
-        yield _gauge("ctxlog_build_info", "ctxlog's version", 1, version=app[appkeys.VERSION])
+        yield _gauge(
+            "ctxlog_build_info",
+            "ctxlog's version and the event loop serving it (uvloop or asyncio)",
+            1,
+            version=app[appkeys.VERSION],
+            loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        )
         health = appkeys.health(app)
         state = GaugeMetricFamily(
             "ctxlog_projector_state",

@@ -145,6 +145,9 @@ class Settings:
     shutdown_timeout: float = setting(
         10.0, "Seconds a shutdown waits for requests in flight.", minimum=0
     )
+    loop: Literal["auto", "uvloop", "asyncio"] = setting(
+        "auto", "Event loop: uvloop, asyncio's own, or auto (uvloop where it is installed)."
+    )
     sse_heartbeat: float = setting(
         15.0, "Seconds between comment lines on idle event streams.", minimum=0.01
     )

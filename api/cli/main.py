@@ -20,6 +20,7 @@ from .config import config, resolve_flags, settings_options
 from .copy import copy
 from .inspect import history, replay, show
 from .listen import listen
+from .loop import new_loop
 from .ops import backup, erase, export, import_, rebuild, verify
 from .retention import retention
 from .support import EXIT_CODES, CliError, Exit, check_sqlite_path, is_postgres, translated
@@ -70,16 +71,25 @@ def serve(config: str | None, **flags: Any) -> None:
         raise CliError(Exit.USAGE, str(e)) from None
     if settings.db != ":memory:" and not is_postgres(settings.db):
         check_sqlite_path(settings.db, must_exist=False)  # a missing directory, a foreign file
+    try:
+        loop, loop_name = new_loop(settings.loop)
+    except SettingsError as e:
+        raise CliError(Exit.USAGE, str(e)) from None
     # Before the database is opened: a port in use ends here, with nothing touched.
-    sockets = listen(settings.host, settings.port)
+    try:
+        sockets = listen(settings.host, settings.port)
+    except CliError:
+        loop.close()
+        raise
     if (warning := exposure(settings.db)) is not None:
         log.warning(warning)
     log.info(
-        "ctxlog serving %s on http://%s:%d (%s)",
+        "ctxlog serving %s on http://%s:%d (%s, %s)",
         masked("db", settings.db),
         settings.host,
         sockets[0].getsockname()[1],
         "open, no API keys" if settings.open else f"{len(settings.api_keys)} API keys",
+        loop_name,
     )
     # run_app turns SIGTERM and SIGINT into a graceful shutdown: stop accepting, let in-flight
     # requests finish, run the cleanup contexts (which drain the writer), and return.
@@ -87,6 +97,7 @@ def serve(config: str | None, **flags: Any) -> None:
         web.run_app(
             app,
             sock=sockets,
+            loop=loop,
             shutdown_timeout=settings.shutdown_timeout,
             print=None,
             access_log=None,
