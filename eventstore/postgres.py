@@ -37,6 +37,7 @@ from .recorder import (
     StreamInfo,
     ids_to_look_up,
     keys_to_check,
+    prefix_range,
 )
 
 SCHEMA_VERSION = 1
@@ -116,11 +117,20 @@ SELECT_STREAM_VERSIONS = (
     " WHERE e.stream_id = s.stream_id) FROM unnest($1::text[]) AS s (stream_id)"
 )
 SELECT_STREAM_VERSION = "SELECT max(version) FROM {schema}.events WHERE stream_id = $1"
-# starts_with, not a range: under the database's collation a range need not hold the prefix's
-# ids alone. It scans the stream starts (an operator's look-up, not a request's).
+# A range (recorder.prefix_range) of events_stream_ids, in byte order: collation "C" compares
+# UTF-8 bytes, as SQLite's BINARY does. The look-up reads only the ids with the prefix (it
+# scanned every stream's first event before); under the database's own collation a range
+# need not hold them alone.
 SELECT_STREAMS_STARTING = (
-    "SELECT stream_id FROM {schema}.events WHERE version = 1 AND starts_with(stream_id, $1)"
-    ' ORDER BY stream_id COLLATE "C" LIMIT $2'
+    "SELECT stream_id FROM {schema}.events WHERE version = 1"
+    ' AND stream_id COLLATE "C" >= $1 AND stream_id COLLATE "C" < $2'
+    ' ORDER BY stream_id COLLATE "C" LIMIT $3'
+)
+# Added beside schema version 1 (older readers ignore it), so created on every open: the
+# first open of an existing log after the upgrade builds it (one pass over the log).
+STREAM_IDS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS events_stream_ids"
+    ' ON {schema}.events (stream_id COLLATE "C") WHERE version = 1'
 )
 SELECT_STREAM_FORWARD = (
     f"SELECT {COLUMNS} FROM {{schema}}.events WHERE stream_id = $1 AND version >= $2::bigint"
@@ -281,8 +291,10 @@ class PostgresRecorder(Recorder):
             if found < SCHEMA_VERSION:
                 await conn.execute(self._sql(DDL))
                 await conn.execute(self._sql(SET_SCHEMA_VERSION), SCHEMA_VERSION)
-            # Added beside schema version 1 (older readers ignore it), so created on every open.
+            # Added beside schema version 1 (older readers ignore them), so created on every
+            # open.
             await conn.execute(self._sql(keystore.POSTGRES_SCHEMA))
+            await conn.execute(self._sql(STREAM_IDS_INDEX))
 
     async def listen(self, on_head: Callable[[int], None]) -> bool:
         """LISTEN on the schema's channel on a connection of its own (outside the pool, which
@@ -575,7 +587,9 @@ class PostgresRecorder(Recorder):
     async def streams_starting_with(self, prefix: str, limit: int) -> list[str]:
         """The stream starts whose id starts with ``prefix``."""
         async with self._connection() as conn:
-            rows = await conn.fetch(self._sql(SELECT_STREAMS_STARTING), prefix, limit)
+            rows = await conn.fetch(
+                self._sql(SELECT_STREAMS_STARTING), *prefix_range(prefix), limit
+            )
         return [row[0] for row in rows]
 
     async def stream_version_at(self, stream_id: str, at_us: int) -> int:

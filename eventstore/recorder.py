@@ -282,7 +282,8 @@ class Recorder(abc.ABC):
 
     @abc.abstractmethod
     async def streams_starting_with(self, prefix: str, limit: int) -> list[str]:
-        """Up to ``limit`` ids of streams that start with ``prefix``, in id order."""
+        """Up to ``limit`` ids of streams that start with ``prefix``, in id order (byte
+        order: ``prefix_range``)."""
 
     @abc.abstractmethod
     async def head(self) -> tuple[int, bytes]:
@@ -324,3 +325,10 @@ class Recorder(abc.ABC):
         """Store key rows exactly as given, in one transaction; ``keystore.KeyConflict``, and
         nothing stored, if a key id or (tenant, subject) is already stored. How an import
         restores the keys of an export."""
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """``[low, high)`` holding every id that starts with ``prefix`` and no other, in byte
+    order (SQLite's BINARY collation, PostgreSQL's "C"): UTF-8 sorts as code points do, and
+    no character sorts after U+10FFFF."""
+    return prefix, prefix + "\U0010ffff"

@@ -29,6 +29,7 @@ from .recorder import (
     Recorder,
     StoredEvent,
     StreamInfo,
+    prefix_range,
 )
 from .sqlite_schema import (
     FILTER_ACTOR,
@@ -293,7 +294,7 @@ class SQLiteRecorder(Recorder):
 
     async def streams_starting_with(self, prefix: str, limit: int) -> list[str]:
         """A range of the unique index on (stream_id, version)."""
-        params = (prefix, prefix + "\U0010ffff", limit)
+        params = (*prefix_range(prefix), limit)
         async with self._reader() as conn:
             rows = await conn.execute_fetchall(SELECT_STREAMS_STARTING, params)
         return [row[0] for row in rows]

@@ -40,8 +40,8 @@ INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 SELECT_HEAD = "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
 SELECT_BY_IDS = f"SELECT {COLUMNS} FROM events WHERE event_id IN ({{marks}})"
 SELECT_STREAM_VERSION = "SELECT max(version) FROM events WHERE stream_id = ?"
-# A range of the (stream_id, version) index: BINARY collation compares UTF-8 bytes, and no
-# character sorts after U+10FFFF, so [prefix, prefix + U+10FFFF) is every id with the prefix.
+# A range (recorder.prefix_range) of the (stream_id, version) index: BINARY collation
+# compares UTF-8 bytes.
 SELECT_STREAMS_STARTING = (
     "SELECT stream_id FROM events WHERE stream_id >= ? AND stream_id < ? AND version = 1"
     " ORDER BY stream_id LIMIT ?"

@@ -277,6 +277,20 @@ async def test_streams_starting_with_a_prefix(store: EventStore) -> None:
         await store.streams_starting_with("")
 
 
+async def test_streams_starting_with_a_prefix_are_in_byte_order(store: EventStore) -> None:
+    # Every character an id may hold, which a language's collation would order otherwise
+    # (PostgreSQL's default collation ignores punctuation at first): the ids come in byte
+    # order on both engines, and the range holds the prefix's ids alone.
+    streams = ("ab_1", "abz", "ab@1", "abA", "ab:1", "ab9", "ab.1", "ab-1", "aB", "ac", "a")
+    for stream in streams:
+        await store.append(stream, [ContextCreated()], NO_STREAM)
+    expected = sorted(s for s in streams if s.startswith("ab"))
+    assert expected == ["ab-1", "ab.1", "ab9", "ab:1", "ab@1", "abA", "ab_1", "abz"]
+    assert await store.streams_starting_with("ab") == expected
+    assert await store.streams_starting_with("ab", limit=3) == expected[:3]
+    assert await store.streams_starting_with("aB") == ["aB"]
+
+
 async def test_has_tenants_says_whether_any_stream_belongs_to_a_tenant(store: EventStore) -> None:
     # What an open server checks before it serves: no stream of a tenant, or some.
     assert await store.has_tenants() is False
