@@ -32,6 +32,14 @@ def private_opener(path: str, flags: int) -> int:
     return os.open(path, flags, PRIVATE)
 
 
+def database_bytes(path: str | None) -> int | None:
+    """A SQLite database file's bytes with its write-ahead log (commits not yet copied into
+    the file); None when there is no such file."""
+    if path is None or not os.path.isfile(path):
+        return None
+    return sum(os.stat(p).st_size for p in (path, f"{path}-wal") if os.path.isfile(p))
+
+
 def exposure(path: str) -> str | None:
     """What to warn about when the database file at ``path`` (one ctxlog did not create
     owner-only, or whose mode was changed since) lets group or others at it; None if not."""

@@ -182,6 +182,14 @@ SELECT_TENANT_STREAMS = (
     "SELECT stream_id, position, tenant, recorded_at FROM {schema}.events"
     " WHERE version = 1 AND tenant = $1"
 )
+# The tables (with their indexes and TOAST) of the schema the statement ends with: the log's
+# ($1), or the shared read model's (current_schema() on its connections).
+SCHEMA_BYTES_OF = (
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = "
+)
+SCHEMA_BYTES = SCHEMA_BYTES_OF + "$1"
 SELECT_ANY_TENANT = (
     "SELECT EXISTS (SELECT 1 FROM {schema}.events WHERE version = 1 AND tenant IS NOT NULL)"
 )
@@ -603,6 +611,11 @@ class PostgresRecorder(Recorder):
         async with self._connection() as conn:
             row = await conn.fetchrow(self._sql(SELECT_HEAD))
         return (row["position"], row["hash"]) if row else (0, GENESIS)
+
+    async def stored_bytes(self) -> int | None:
+        """Every table of the log's schema with its indexes and TOAST (the catalog's sizes)."""
+        async with self._connection() as conn:
+            return int(await conn.fetchval(SCHEMA_BYTES, self.schema))
 
     async def has_tenants(self) -> bool:
         """One probe of the partial index of stream starts by tenant."""

@@ -296,6 +296,10 @@ class Recorder(abc.ABC):
         """Streams by creation; newest first with ``before``, oldest first with ``after``."""
 
     @abc.abstractmethod
+    async def stored_bytes(self) -> int | None:
+        """The bytes the log takes where it is stored, indexes included (None in memory)."""
+
+    @abc.abstractmethod
     async def has_tenants(self) -> bool:
         """Whether any stream belongs to a tenant: one probe of the partial index of stream
         starts (cheap on any log), for a server that would serve the log without keys."""

@@ -19,7 +19,7 @@ import aiosqlite
 from . import keystore
 from .chain import GENESIS
 from .errors import EventStoreError, SchemaTooNew, StoreClosed, StoreUnavailable
-from .files import create_private
+from .files import create_private, database_bytes
 from .inline import CommitPlacement, busy
 from .recorder import (
     AppendOutcome,
@@ -309,6 +309,10 @@ class SQLiteRecorder(Recorder):
         async with self._reader() as conn:
             rows = list(await conn.execute_fetchall(SELECT_HEAD))
         return (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
+
+    async def stored_bytes(self) -> int | None:
+        """The file and its write-ahead log (committed appends not yet copied into it)."""
+        return None if self.path == ":memory:" else database_bytes(self.path)
 
     async def has_tenants(self) -> bool:
         """One seek in the partial index of stream starts by tenant."""

@@ -464,6 +464,10 @@ class EventStore:
         given (use a huge value for 'from the newest'), oldest first otherwise."""
         return await self.recorder.list_streams(tenant, before, after, _check_limit(limit))
 
+    async def stored_bytes(self) -> int | None:
+        """The bytes the log takes where it is stored, indexes included (None in memory)."""
+        return await self.recorder.stored_bytes()
+
     async def has_tenants(self) -> bool:
         """Whether any stream belongs to a tenant (cheap: one index probe). A server without
         API keys would serve such streams to every caller."""

@@ -338,13 +338,15 @@ class LogStats(msgspec.Struct, frozen=True, kw_only=True):
 
 async def log_stats(
     store: EventStore,
-    readmodel_path: str | None,
+    readmodel: str | Model | None,
     *,
     largest: int = 10,
     progress: Progress | None = None,
     chunk: int = 10_000,
 ) -> LogStats:
-    """Scan the log once (raw rows, nothing decoded) and count; O(events)."""
+    """Scan the log once (raw rows, nothing decoded) and count; O(events). The largest
+    contexts' messages and tokens, and the deleted count, come from ``readmodel`` (a SQLite
+    file, or an open read model: the shared one in PostgreSQL) when it is current."""
     head = await store.head()
     by_type: dict[str, int] = {}
     per_stream: dict[str, int] = {}
@@ -368,8 +370,8 @@ async def log_stats(
     top = sorted(per_stream.items(), key=lambda item: (-item[1], item[0]))[:largest]
     sizes = [ContextSize(context_id=c, tenant=tenant_of.get(c), events=n) for c, n in top]
     deleted = None
-    if readmodel_path is not None:
-        sizes, deleted = await _sizes(readmodel_path, sizes)
+    if readmodel is not None:
+        sizes, deleted = await _sizes(readmodel, sizes)
     return LogStats(
         events=after, contexts=len(per_stream), tenants=len(set(tenant_of.values())),
         deleted=deleted, first_at=_time(first), last_at=_time(last),
@@ -381,33 +383,43 @@ def _time(us: int | None) -> datetime | None:
     return None if us is None else to_datetime(us)
 
 
-async def _sizes(path: str, sizes: list[ContextSize]) -> tuple[list[ContextSize], int | None]:
+async def _sizes(
+    readmodel: str | Model, sizes: list[ContextSize]
+) -> tuple[list[ContextSize], int | None]:
+    if not isinstance(readmodel, str):  # open already, and not ours to close
+        return await _sizes_in(readmodel, sizes)
     try:
-        db = await ReadOnlyDatabase.open(path)
+        db = await ReadOnlyDatabase.open(readmodel)
     except FileNotFoundError:
         return sizes, None
     try:
-        try:
-            version, _ = await db.read(_header_sync)
-        except sqlite3.DatabaseError as e:
-            if transient(e):
-                raise
-            return sizes, None  # damaged: the log's counts stand alone
-        if version != SCHEMA_VERSION:
-            return sizes, None
-
-        def read(conn: sqlite3.Connection) -> tuple[list[ContextSize], int]:
-            out = []
-            for size in sizes:
-                row = context_sync(conn, size.context_id)
-                out.append(
-                    size if row is None else msgspec.structs.replace(
-                        size, messages=row.message_count, tokens=row.total_tokens,
-                        deleted=row.deleted,
-                    )
-                )  # fmt: skip
-            return out, conn.execute(COUNT_DELETED).fetchone()[0]
-
-        return await db.read(read)
+        return await _sizes_in(db, sizes)
+    except sqlite3.DatabaseError as e:
+        if transient(e):
+            raise
+        return sizes, None  # damaged: the log's counts stand alone
     finally:
         await db.close()
+
+
+async def _sizes_in(
+    db: ReadOnlyDatabase | Model, sizes: list[ContextSize]
+) -> tuple[list[ContextSize], int | None]:
+    version, _ = await db.read(_header_sync)
+    if version != SCHEMA_VERSION:
+        return sizes, None
+    return await db.read(_sizes_sync, sizes)
+
+
+def _sizes_sync(
+    conn: sqlite3.Connection, sizes: list[ContextSize]
+) -> tuple[list[ContextSize], int]:
+    out = []
+    for size in sizes:
+        row = context_sync(conn, size.context_id)
+        out.append(
+            size if row is None else msgspec.structs.replace(
+                size, messages=row.message_count, tokens=row.total_tokens, deleted=row.deleted,
+            )
+        )  # fmt: skip
+    return out, conn.execute(COUNT_DELETED).fetchone()[0]

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from eventstore.postgres import SCHEMA_BYTES_OF
+
 from .dialect import twin
 from .errors import ProjectionError
 from .pgconn import PgConnection
@@ -166,6 +168,10 @@ class PgReadModel:
         self._idle.put_nowait(reader)
         return bool(await self.read(_exists_sync))
 
+    async def stored_bytes(self) -> int:
+        """Every table of the read model's schema with its indexes and TOAST."""
+        return await self.read(_bytes_sync)
+
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
             self.dsn, autocommit=True, application_name="ctxlog-readmodel-listen"
@@ -299,6 +305,10 @@ def _in_read_txn(conn: PgConnection, fn: Callable[..., T], args: tuple[Any, ...]
             failed = conn.info.transaction_status == TransactionStatus.INERROR
             conn.execute("ROLLBACK" if failed else "COMMIT")
         conn.end_streams()
+
+
+def _bytes_sync(conn: PgConnection) -> int:
+    return int(_one(conn.execute(SCHEMA_BYTES_OF + "current_schema()", ()))[0])
 
 
 def _exists_sync(conn: PgConnection) -> bool:

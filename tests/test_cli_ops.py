@@ -315,6 +315,10 @@ def test_postgres_round_trip_through_sqlite_keeps_every_column(tmp_path: Path, p
     assert history.stdout == invoke("history", cid, "--db", source, "--format", "json").stdout
     stats = as_json(invoke("stats", "--db", pg_url, "--format", "json"))
     assert (stats["events"], stats["contexts"]) == (12, 2)
+    # The log's schema sized from the catalog; no read model yet, so no messages or deletions.
+    assert stats["database_bytes"] > 0
+    assert (stats["readmodel_bytes"], stats["deleted"]) == (None, None)
+    assert stats["largest"][0]["messages"] is None
     again = tmp_path / "again.ndjson"
     assert invoke("export", "--db", pg_url, "-o", again).exit_code == 0
     assert invoke("import", again, "--db", back).exit_code == 0
@@ -326,6 +330,21 @@ def test_postgres_round_trip_through_sqlite_keeps_every_column(tmp_path: Path, p
     assert rebuilt["events"] == report["chain"]["events"]
     verified = as_json(invoke("verify", "--db", pg_url, "--format", "json"))
     assert verified["readmodel"]["status"] == "ok"
+    # Now stats reads the shared read model as the SQLite one: the same counts, and its size.
+    stats = as_json(invoke("stats", "--db", pg_url, "--format", "json"))
+    assert stats["readmodel_bytes"] > 0
+    assert stats["deleted"] == 1
+    largest = stats["largest"]
+    assert [(c["context_id"], c["events"], c["messages"]) for c in largest] == [
+        (cid, 9, 2), (largest[1]["context_id"], 3, largest[1]["messages"])
+    ]
+    assert largest[1]["deleted"] is True
+    assert stats == as_json(invoke("stats", "--db", source, "--format", "json")) | {
+        "database_bytes": stats["database_bytes"], "readmodel_bytes": stats["readmodel_bytes"]
+    }
+    text = invoke("stats", "--db", pg_url).stdout
+    assert "2 (1 deleted)" in text
+    assert "read model" in text
 
 
 def test_export_help_says_what_an_export_holds() -> None:

@@ -9,13 +9,13 @@ tenant unless ``--tenant`` is given.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
 import msgspec
 
 from eventstore import EVENT_TYPES, LogFilter, RecordedEvent, WindowServed
+from eventstore.files import database_bytes
 from projections.audit import audit_filter, log_stats
 
 from .output import Output
@@ -30,6 +30,7 @@ from .support import (
     readmodel_path,
     resolve_context,
     run,
+    shared_readmodel,
 )
 
 SERVED = "window.served"
@@ -152,12 +153,6 @@ def stats(top: int, db: str, fmt: str) -> None:
     run(_stats(db, top, Output(fmt)))
 
 
-def _size(path: str | None) -> int | None:
-    if path is None or not Path(path).is_file():
-        return None
-    return sum(Path(p).stat().st_size for p in (path, f"{path}-wal") if Path(p).is_file())
-
-
 def _human(size: int | None) -> str:
     if size is None:
         return "-"
@@ -170,12 +165,20 @@ def _human(size: int | None) -> str:
 
 
 async def _stats(db: str, top: int, out: Output) -> None:
-    readmodel = readmodel_path(db)
     async with open_store(db) as store:
-        with out.progress("scanning the log") as (report,):
-            found = await log_stats(store, readmodel, largest=top, progress=report)
-    db_bytes = None if is_postgres(db) else _size(db)
-    rm_bytes = _size(readmodel)
+        db_bytes = await store.stored_bytes()
+        if is_postgres(db):
+            async with shared_readmodel(store) as (model, exists):
+                with out.progress("scanning the log") as (report,):
+                    found = await log_stats(
+                        store, model if exists else None, largest=top, progress=report
+                    )
+                rm_bytes = await model.stored_bytes() if exists else None
+        else:
+            readmodel = readmodel_path(db)
+            with out.progress("scanning the log") as (report,):
+                found = await log_stats(store, readmodel, largest=top, progress=report)
+            rm_bytes = database_bytes(readmodel)
     if not out.text:
         out.document(
             {**msgspec.to_builtins(found), "database_bytes": db_bytes, "readmodel_bytes": rm_bytes}

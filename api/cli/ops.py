@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
 import msgspec
@@ -47,6 +47,7 @@ from .support import (
     readmodel_path,
     resolve_context,
     run,
+    shared_readmodel,
 )
 
 
@@ -395,16 +396,10 @@ async def _rebuild(db: str, out: Output) -> None:
 
 async def _verify_shared(store: EventStore, progress: Progress) -> ReadModelReport:
     """``verify_readmodel`` of the shared read model beside a PostgreSQL log, as it is."""
-    from projections.pgreadmodel import PgReadModel, schema_of  # noqa: PLC0415 (postgres extra)
-
-    recorder: Any = store.recorder
-    model = PgReadModel(recorder.dsn, schema_of(recorder.schema), readers=1)
-    try:
-        if not await model.attach():
+    async with shared_readmodel(store) as (model, found):
+        if not found:
             return ReadModelReport(status="absent", path=model.path)
         return await verify_readmodel(store, model, TokenCounter(), progress=progress)
-    finally:
-        await model.close()
 
 
 async def _rebuild_store(store: EventStore, out: Output) -> tuple[int, Damaged | None]:

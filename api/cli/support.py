@@ -208,6 +208,20 @@ async def open_store(db: str, *, must_exist: bool = True) -> AsyncIterator[es.Ev
         await store.close()
 
 
+@contextlib.asynccontextmanager
+async def shared_readmodel(store: es.EventStore) -> AsyncIterator[tuple[Any, bool]]:
+    """The read model the nodes of a PostgreSQL log share, attached as it is (nothing is
+    created, changed or emptied), and whether it exists; closed after."""
+    from projections.pgreadmodel import PgReadModel, schema_of  # noqa: PLC0415 (postgres extra)
+
+    recorder: Any = store.recorder
+    model = PgReadModel(recorder.dsn, schema_of(recorder.schema), readers=1)
+    try:
+        yield model, await model.attach()
+    finally:
+        await model.close()
+
+
 MIN_PREFIX = 4
 """The fewest first characters of a context id that a command takes for the id (as git)."""
 _SHOWN = 5
