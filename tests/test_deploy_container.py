@@ -4,8 +4,8 @@ asks only for metrics the server has, and the image builds with podman FROM a ba
 Debian packages, runs as a non-root user with its health check on /readyz, refuses to run
 without API keys, and answers HTTP on a published loopback port.
 
-podman and docker-compose come from apt (``.ci/run`` installs them); without them those tests
-skip and say so.
+podman and docker-compose come from apt (``.ci/run`` installs them, as root); without them, or
+without root to make the base image, those tests skip and say so.
 """
 
 from __future__ import annotations
@@ -135,6 +135,10 @@ def image() -> Iterator[str]:
         pytest.skip(
             "podman is not installed (.ci/run installs podman, buildah, runc and debootstrap)"
         )
+    if os.geteuid() != 0:
+        # debootstrap makes the base image's root file system (owned by root, device nodes):
+        # a developer's own account cannot, so these tests run where .ci/run runs, as root.
+        pytest.skip("building the base image needs root (scripts/container/base-image.sh)")
     env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
     base = subprocess.run([str(BASE_SCRIPT)], capture_output=True, text=True, env=env,
                           check=True, timeout=900).stdout.strip()  # fmt: skip
