@@ -7,7 +7,10 @@ after leaves both. Nothing is ever applied twice.
 
 Batching: a pump task reads ``store.subscribe(after=checkpoint)`` into a bounded queue; the
 apply loop takes everything queued (up to ``batch_size``) as one transaction, so a burst costs
-few commits, and a lone append is applied at once.
+few commits, and a lone append is applied at once. A projector more than ``COUNT_AWAY`` events
+behind (a node that was down a while) first catches up a page at a time, each page's tokens
+counted in a second process while the page before is applied, as a replay does
+(``_catch_up``), then follows.
 
 Errors: a batch that fails rolls back whole, and the projector tries again from its
 checkpoint after a bounded exponential backoff (``retry``), logging once when it falls
@@ -30,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from eventstore import (
     ContextForked,
@@ -91,8 +94,9 @@ file swapped in (``Projector._first_build_beside``)."""
 REPLAY_BATCH = 2000
 """Events per transaction of a replay."""
 COUNT_AWAY = 20_000
-"""Events in the log past which a replay counts tokens in a second process (``counting``):
-a shorter one is over about as soon as that process would be ready."""
+"""Events in the log (a replay), or behind its head (a projector's catch-up), past which
+tokens are counted in a second process (``counting``): fewer are applied about as soon as
+that process would be ready."""
 
 
 class ProjectorFailed(ProjectionError):
@@ -426,53 +430,84 @@ class Projector(Sharing):
     ) -> tuple[int, int]:
         """Apply the whole log to ``target`` (empty); returns (events applied, checkpoint)."""
         total = await self.store.head()
-        done = through = 0
-        # A pipeline: while the read model's thread applies page N, the log's reader
-        # fetches page N+2, this thread decodes page N+1 and a second process counts its
-        # tokens (``counting``; here, where it cannot).
-        reading = asyncio.ensure_future(self.store.read_all(0, batch_size))
-        applying: asyncio.Future[Applied] | None = None
         await target.write(defer_sync)  # a crash before index_all_sync: start over
         # No syncs, a large cache: for a new file only (the live one keeps its own settings).
         bulk = target is not self.readmodel
         if bulk:
             await target.write(bulk_sync, True)
-        # A log of a few pages is replayed before a second process would have started.
-        counting = Counting(self._counting, worker=total > COUNT_AWAY)
+
+        def paged(through: int) -> None:
+            self.rebuilding = (through, max(total, through))
+            if progress is not None:
+                progress(through, max(total, through))
+
+        async def apply(events: list[RecordedEvent], tokens: Tokens) -> None:
+            await self._apply_to(target, history, events, tokens, search=False)
+
+        try:
+            self.rebuilding = (0, total)
+            # A log of a few pages is replayed before a second process would have started.
+            done, through = await self._pages(0, batch_size, total > COUNT_AWAY, apply, paged)
+            await target.write(index_all_sync)
+        finally:
+            self.rebuilding = None
+            if bulk:
+                await target.write(bulk_sync, False)
+        return done, through
+
+    async def _pages(
+        self,
+        after: int,
+        size: int,
+        away: bool,
+        apply: Callable[[list[RecordedEvent], Tokens], Awaitable[None]],
+        paged: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Apply the log after ``after`` to its head, ``size`` events at a time; returns
+        (events applied, the position read through).
+
+        A pipeline: while ``apply`` (the read model's thread) takes page N, the log's reader
+        fetches page N+2, this thread decodes page N+1 and, when ``away``, a second process
+        counts its tokens (``counting``; here, where it cannot)."""
+        done = 0
+        reading = asyncio.ensure_future(self.store.read_all(after, size))
+        applying: asyncio.Future[None] | None = None
+        counting = Counting(self._counting, worker=away)
         try:
             await counting.start()
-            self.rebuilding = (0, total)
             while True:
-                events, through = await reading
-                if len(events) == batch_size:
-                    reading = asyncio.ensure_future(self.store.read_all(through, batch_size))
+                events, after = await reading
+                if len(events) == size:
+                    reading = asyncio.ensure_future(self.store.read_all(after, size))
                 tokens = await counting.count(events)
                 if applying is not None:
                     await applying
                 if events:
-                    applying = asyncio.ensure_future(
-                        self._apply_to(target, history, events, tokens, search=False)
-                    )
+                    applying = asyncio.ensure_future(apply(events, tokens))
                     done += len(events)
-                self.rebuilding = (through, max(total, through))
-                if progress is not None:
-                    progress(through, max(total, through))
-                if len(events) < batch_size:
+                if paged is not None:
+                    paged(after)
+                if len(events) < size:
                     break
             if applying is not None:
                 await applying
-            await target.write(index_all_sync)
         finally:
-            self.rebuilding = None
             for pending in (reading, applying):
                 if pending is not None and not pending.done():
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pending
             await counting.close()
-            if bulk:
-                await target.write(bulk_sync, False)
-        return done, through
+        return done, after
+
+    async def _catch_up(self) -> None:
+        """A projector more than ``COUNT_AWAY`` events behind the log's head (a node that
+        was down a while, a follower whose first build was refused) catches up as a replay
+        reads and counts, a page at a time with tokens counted in a second process, and
+        applies each page as the live loop does (``apply``: erasures, caches, checkpoint).
+        The live loop follows on from there."""
+        if await self.store.head() - self.checkpoint > COUNT_AWAY:
+            await self._pages(self.checkpoint, REPLAY_BATCH, True, self.apply)
 
     async def apply(
         self, batch: list[RecordedEvent], tokens: Tokens | None = None, *, search: bool = True
@@ -575,6 +610,7 @@ class Projector(Sharing):
     async def _follow_once(self) -> None:
         if self.checkpoint == 0 and self._builds_in_place and await self.store.head() > FIRST_BUILD:
             await self._first_build()
+        await self._catch_up()
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(maxsize=4 * self.batch_size)
         events = self.store.subscribe(
             self.checkpoint, poll_interval=self.poll_interval, max_bytes=FOLLOWER_BYTES

@@ -12,7 +12,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventstore import ContextCreated, EventMetadata, EventStore, MessageAppended
+from eventstore import (
+    ContextCreated,
+    EventMetadata,
+    EventStore,
+    MessageAppended,
+    SubjectErased,
+)
 from projections import (
     Caller,
     Contexts,
@@ -34,8 +40,9 @@ def appended(i: int) -> MessageAppended:
     return MessageAppended(message_id=f"m{i}", role="user", content=f"message {i}")
 
 
-async def fill(store: EventStore, streams: int, each: int) -> None:
-    for s in range(streams):
+async def fill(store: EventStore, streams: int, each: int, first: int = 0) -> None:
+    """``streams`` contexts of ``each`` messages: ``s{first}``, ``s{first + 1}``…"""
+    for s in range(first, first + streams):
         await store.append(f"s{s}", [ContextCreated()], metadata=META)
         await store.append(f"s{s}", [appended(i) for i in range(each)], metadata=META)
 
@@ -243,9 +250,65 @@ async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
     await fill(store, 3, 30)
     svc = Contexts(store)
     await svc.start()
+    started.clear()  # the start caught up with a worker too (more than COUNT_AWAY behind)
     try:
         await assert_rebuilds_alike(svc, store, log, 3, batch_size=20)
         assert [c.pages_away for c in started] == [5]  # all 5 pages (each has appends)
+    finally:
+        await svc.close()
+        await store.close()
+
+
+async def test_a_projector_far_behind_catches_up_counting_in_a_second_process(
+    tmp_path: Path, readmodel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A projector more than ``COUNT_AWAY`` events behind (its node was down) reads and
+    counts as a replay does, a page at a time, tokens counted by the worker process, and
+    applies each page as the live loop does: an erasure recorded meanwhile is refolded, and
+    the read model ends as a fresh fold, then follows the log."""
+    monkeypatch.setattr(runner, "COUNT_AWAY", 10)
+    monkeypatch.setattr(runner, "REPLAY_BATCH", 20)
+    start = counting.Counting.start
+    started: list[counting.Counting] = []
+
+    async def start_ready(self: counting.Counting) -> None:
+        await start(self)
+        assert await self.ready()
+        started.append(self)
+
+    monkeypatch.setattr(counting.Counting, "start", start_ready)
+    log = str(tmp_path / "log.db")
+    store = await open_log(log, readmodel)
+    await store.append("s0", [ContextCreated()], metadata=META)
+    secrets = [
+        MessageAppended(message_id=f"a{i}", role="user", content=f"secret{i} of ada")
+        for i in range(5)
+    ]
+    await store.append("s0", secrets, metadata=META, subject="ada")
+    await fill(store, 2, 10, first=1)
+    svc = Contexts(store)
+    await svc.start()
+    await svc.close()
+    started.clear()
+    # Down a while: ada is erased, and the log grows by more than COUNT_AWAY events.
+    destroyed = await store.destroy_subject_key("t", "ada")
+    assert destroyed
+    await store.append("s0", [SubjectErased(subject="ada", key_ids=destroyed)], metadata=META)
+    await fill(store, 3, 30, first=3)
+    head = await store.head()
+    svc = Contexts(store)
+    await svc.start()
+    try:
+        assert svc.projector.checkpoint == head
+        assert started
+        assert started[0].pages_away > 0  # a page's tokens counted by the worker
+        await assert_matches_fold(svc, store, 6)
+        assert (await svc.search(Caller(tenant="t"), "secret3")).hits == []
+        await store.append("s5", [appended(99)], metadata=META)
+        await svc.projector.wait_for(await store.head())
+        await assert_matches_fold(svc, store, 6)
+        if readmodel == "sqlite":
+            await assert_rebuilds_alike(svc, store, log, 6)
     finally:
         await svc.close()
         await store.close()
