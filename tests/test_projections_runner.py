@@ -230,12 +230,10 @@ async def test_a_rebuild_inserts_appends_together_and_still_ignores_duplicate_id
         await store.close()
 
 
-async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past ``COUNT_AWAY`` events a replay's pages are counted by a worker process (here
-    made ready before the first page, which a real replay does not wait for)."""
-    monkeypatch.setattr(runner, "COUNT_AWAY", 0)
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[counting.Counting]:
+    """Every ``Counting`` started from now on, each made ready (its worker process has
+    loaded the encoding) before its first page, which a real one does not wait for."""
     start = counting.Counting.start
     started: list[counting.Counting] = []
 
@@ -245,6 +243,14 @@ async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
         started.append(self)
 
     monkeypatch.setattr(counting.Counting, "start", start_ready)
+    return started
+
+
+async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[counting.Counting]
+) -> None:
+    """Past ``COUNT_AWAY`` events a replay's pages are counted by a worker process."""
+    monkeypatch.setattr(runner, "COUNT_AWAY", 0)
     log = str(tmp_path / "log.db")
     store = await EventStore.open_sqlite(log)
     await fill(store, 3, 30)
@@ -260,7 +266,10 @@ async def test_a_rebuild_counts_tokens_in_a_second_process_with_the_same_result(
 
 
 async def test_a_projector_far_behind_catches_up_counting_in_a_second_process(
-    tmp_path: Path, readmodel: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    readmodel: str,
+    monkeypatch: pytest.MonkeyPatch,
+    started: list[counting.Counting],
 ) -> None:
     """A projector more than ``COUNT_AWAY`` events behind (its node was down) reads and
     counts as a replay does, a page at a time, tokens counted by the worker process, and
@@ -268,15 +277,6 @@ async def test_a_projector_far_behind_catches_up_counting_in_a_second_process(
     the read model ends as a fresh fold, then follows the log."""
     monkeypatch.setattr(runner, "COUNT_AWAY", 10)
     monkeypatch.setattr(runner, "REPLAY_BATCH", 20)
-    start = counting.Counting.start
-    started: list[counting.Counting] = []
-
-    async def start_ready(self: counting.Counting) -> None:
-        await start(self)
-        assert await self.ready()
-        started.append(self)
-
-    monkeypatch.setattr(counting.Counting, "start", start_ready)
     log = str(tmp_path / "log.db")
     store = await open_log(log, readmodel)
     await store.append("s0", [ContextCreated()], metadata=META)
