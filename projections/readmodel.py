@@ -44,12 +44,12 @@ T = TypeVar("T")
 log = logging.getLogger("ctxlog.readmodel")
 
 REBUILDING = ".rebuilding"
+"""The suffix of the file a rebuild writes before it replaces the read model's."""
 BUILDING_LOCK = ".rebuilding.lock"
 """Beside a read model file: locked (``flock``) while a process builds ``<path>.rebuilding``,
 so a second builder is refused instead of deleting the first one's file under it, which the
 first would then rename over the read model. It is never deleted: a lock file that is
 removed and created again can be held by two processes at once."""
-"""The suffix of the file a rebuild writes before it replaces the read model's."""
 
 
 class Model(Protocol):

@@ -659,16 +659,16 @@ class Projector(Sharing):
         """Build a read model file, empty (checkpoint 0) on a log of many events, as a
         rebuild does: in a new file beside it, swapped in at the end (nothing reads it
         meanwhile: ``Contexts.start`` is waiting for the catch-up). Returns the checkpoint
-        to follow from: 0 when it could not, and the file is caught up event by event as
-        before (another process has it open, or builds it; or the replay failed, and the
-        live loop meets the failure again and reports it in ``health``)."""
+        to follow from: 0 when it could not, and the live loop catches the file up in place
+        (``_catch_up``) when another process has it open or builds it, or the replay failed
+        (the live loop then meets the failure again and reports it in ``health``)."""
         try:
             self.applied += await self.rebuild()
         except ReadModelInUse as e:
-            log.info("first build of the read model event by event: %s", e)
+            log.info("first build of the read model in place, following the log: %s", e)
             return 0
         except Exception as e:
-            log.warning("first build of the read model event by event: %r", e)
+            log.warning("first build of the read model in place, following the log: %r", e)
             return 0
         return self.checkpoint
 

@@ -164,8 +164,9 @@ async def bench_projector(root: Path, total: int, repeats: int) -> list[tuple[st
             await svc.start()
             first.append(events / (time.perf_counter() - start))
             await svc.close()
-            # The projector following the log event by event, as a node does that was
-            # stopped a while (here from position 0, with first builds switched off).
+            # The projector catching up, as a node does that was stopped a while (here from
+            # position 0, with first builds switched off): pages, tokens counted by the
+            # helper process, applied in place as the live loop applies them.
             runner.FIRST_BUILD, first_build = events, runner.FIRST_BUILD
             try:
                 svc = Contexts(store, readmodel_path=str(root / f"rm{r}.db"))
